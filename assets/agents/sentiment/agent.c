@@ -1,0 +1,722 @@
+/*
+ * Sentiment-Analyzer agent for ZeroState.
+ *
+ * A WASI preview1 command: reads the task input from stdin (raw text, a JSON
+ * string, or a JSON object with a string field "text"), writes exactly one
+ * JSON object plus a newline to stdout and exits 0.  Input larger than 4 MiB
+ * or an unreadable stdin is reported on stderr with exit status 2.
+ *
+ * Scoring: an AFINN-style lexicon (-5..5).  A negator flips the sign of the
+ * next sentiment word within 3 tokens; an intensifier multiplies the next
+ * sentiment word (within 2 tokens) by 1.5.  Clause punctuation (, . ! ? ; :)
+ * ends the scope of both.
+ *
+ * Build: clang --target=wasm32-wasi -O2 -s -Wall -Wextra -o agent.wasm agent.c
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define AGENT_NAME "sentiment"
+#define MAX_INPUT ((size_t)4 * 1024 * 1024)
+#define JSON_MAX_DEPTH 64
+
+/* ------------------------------------------------------------------------ */
+/* Small I/O helpers (no stdio, keeps the module small).                    */
+
+static void write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            _Exit(1);
+        }
+        p += (size_t)w;
+        n -= (size_t)w;
+    }
+}
+
+static _Noreturn void die(int code, const char *msg) {
+    write_all(2, AGENT_NAME ": ", sizeof(AGENT_NAME ": ") - 1);
+    write_all(2, msg, strlen(msg));
+    write_all(2, "\n", 1);
+    exit(code);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die(1, "out of memory");
+    return p;
+}
+
+static void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) die(1, "out of memory");
+    return q;
+}
+
+/* Reads all of stdin; dies with status 2 if it is unreadable or too big. */
+static uint8_t *read_stdin(size_t *out_len) {
+    size_t cap = 64 * 1024, len = 0;
+    uint8_t *buf = xmalloc(cap);
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap * 2;
+            if (ncap > MAX_INPUT + 1) ncap = MAX_INPUT + 1;
+            buf = xrealloc(buf, ncap);
+            cap = ncap;
+        }
+        ssize_t r = read(0, buf + len, cap - len);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            die(2, "cannot read input from stdin");
+        }
+        if (r == 0) break;
+        len += (size_t)r;
+        if (len > MAX_INPUT) die(2, "input too large (limit is 4 MiB)");
+    }
+    *out_len = len;
+    return buf;
+}
+
+/* Growable output buffer. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+static void buf_put(Buf *b, const void *s, size_t n) {
+    if (b->cap - b->len < n) {
+        size_t ncap = b->cap ? b->cap : 256;
+        while (ncap - b->len < n) ncap *= 2;
+        b->p = xrealloc(b->p, ncap);
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void buf_puts(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
+
+static void buf_u64(Buf *b, uint64_t v) {
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+/* Writes num / 10^decimals as a fixed-point decimal, e.g. (413, 2) -> 4.13. */
+static void buf_fixed(Buf *b, int64_t num, unsigned decimals) {
+    uint64_t scale = 1, mag;
+    for (unsigned k = 0; k < decimals; k++) scale *= 10;
+    if (num < 0) {
+        buf_put(b, "-", 1);
+        mag = (uint64_t)0 - (uint64_t)num;
+    } else {
+        mag = (uint64_t)num;
+    }
+    buf_u64(b, mag / scale);
+    if (decimals) {
+        char frac[20];
+        uint64_t f = mag % scale;
+        for (unsigned k = decimals; k > 0; k--) {
+            frac[k - 1] = (char)('0' + f % 10);
+            f /= 10;
+        }
+        buf_put(b, ".", 1);
+        buf_put(b, frac, decimals);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* UTF-8                                                                    */
+
+#define UTF8_INVALID 0x110000u
+
+/* Decodes one code point at s[i]; returns its length in bytes (>= 1).
+ * An invalid sequence yields UTF8_INVALID and consumes its maximal valid
+ * prefix (at least one byte), as recommended by Unicode; it counts as one
+ * character and is written out as U+FFFD. */
+static size_t utf8_next(const uint8_t *s, size_t n, size_t i, uint32_t *cp) {
+    uint8_t c = s[i];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t need;
+    uint32_t v;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        v = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        v = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *cp = UTF8_INVALID;
+        return 1;
+    }
+    size_t k = 1;
+    for (; k <= need; k++) {
+        if (i + k >= n) break;
+        uint8_t d = s[i + k];
+        if (d < lo || d > hi) break;
+        v = (v << 6) | (d & 0x3F);
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    if (k <= need) {
+        *cp = UTF8_INVALID;
+        return k;
+    }
+    *cp = v;
+    return need + 1;
+}
+
+/* Appends s as a JSON string literal; invalid UTF-8 becomes U+FFFD. */
+static void buf_json_str(Buf *b, const uint8_t *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    buf_put(b, "\"", 1);
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t len = utf8_next(s, n, i, &cp);
+        if (cp == UTF8_INVALID) {
+            buf_put(b, "\xEF\xBF\xBD", 3);
+        } else if (cp == '"') {
+            buf_put(b, "\\\"", 2);
+        } else if (cp == '\\') {
+            buf_put(b, "\\\\", 2);
+        } else if (cp < 0x20) {
+            switch (cp) {
+            case '\b': buf_put(b, "\\b", 2); break;
+            case '\f': buf_put(b, "\\f", 2); break;
+            case '\n': buf_put(b, "\\n", 2); break;
+            case '\r': buf_put(b, "\\r", 2); break;
+            case '\t': buf_put(b, "\\t", 2); break;
+            default: {
+                char e[6] = {'\\', 'u', '0', '0', hex[cp >> 4], hex[cp & 15]};
+                buf_put(b, e, 6);
+            }
+            }
+        } else {
+            buf_put(b, s + i, len);
+        }
+        i += len;
+    }
+    buf_put(b, "\"", 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Input decoding: raw text, a JSON string, or a JSON object with "text".   */
+
+typedef struct {
+    const uint8_t *s;
+    size_t n, i;
+} Json;
+
+static void j_ws(Json *j) {
+    while (j->i < j->n) {
+        uint8_t c = j->s[j->i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        j->i++;
+    }
+}
+
+static int hexval(uint8_t c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads 4 hex digits at s[at..at+3]; returns 0 if out of range/invalid. */
+static int j_hex4(const Json *j, size_t at, uint32_t *out) {
+    if (at > j->n || j->n - at < 4) return 0;
+    uint32_t v = 0;
+    for (size_t k = 0; k < 4; k++) {
+        int h = hexval(j->s[at + k]);
+        if (h < 0) return 0;
+        v = (v << 4) | (uint32_t)h;
+    }
+    *out = v;
+    return 1;
+}
+
+static void emit(uint8_t *out, size_t cap, size_t *len, uint8_t byte) {
+    if (out && *len < cap) out[*len] = byte;
+    (*len)++;
+}
+
+static void emit_utf8(uint8_t *out, size_t cap, size_t *len, uint32_t cp) {
+    if (cp < 0x80) {
+        emit(out, cap, len, (uint8_t)cp);
+    } else if (cp < 0x800) {
+        emit(out, cap, len, (uint8_t)(0xC0 | (cp >> 6)));
+        emit(out, cap, len, (uint8_t)(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        emit(out, cap, len, (uint8_t)(0xE0 | (cp >> 12)));
+        emit(out, cap, len, (uint8_t)(0x80 | ((cp >> 6) & 0x3F)));
+        emit(out, cap, len, (uint8_t)(0x80 | (cp & 0x3F)));
+    } else {
+        emit(out, cap, len, (uint8_t)(0xF0 | (cp >> 18)));
+        emit(out, cap, len, (uint8_t)(0x80 | ((cp >> 12) & 0x3F)));
+        emit(out, cap, len, (uint8_t)(0x80 | ((cp >> 6) & 0x3F)));
+        emit(out, cap, len, (uint8_t)(0x80 | (cp & 0x3F)));
+    }
+}
+
+/* Parses the JSON string starting at j->i (which must be '"').  Decoded bytes
+ * go to out (at most cap of them; out may be NULL); *out_len receives the
+ * full decoded length.  Returns 1 on success, 0 on malformed input. */
+static int j_string(Json *j, uint8_t *out, size_t cap, size_t *out_len) {
+    size_t len = 0;
+    if (j->i >= j->n || j->s[j->i] != '"') return 0;
+    j->i++;
+    for (;;) {
+        if (j->i >= j->n) return 0;
+        uint8_t c = j->s[j->i];
+        if (c == '"') {
+            j->i++;
+            *out_len = len;
+            return 1;
+        }
+        if (c < 0x20) return 0;
+        if (c != '\\') {
+            emit(out, cap, &len, c);
+            j->i++;
+            continue;
+        }
+        if (j->i + 1 >= j->n) return 0;
+        uint8_t e = j->s[j->i + 1];
+        uint32_t cp, lo;
+        switch (e) {
+        case '"': emit(out, cap, &len, '"'); break;
+        case '\\': emit(out, cap, &len, '\\'); break;
+        case '/': emit(out, cap, &len, '/'); break;
+        case 'b': emit(out, cap, &len, '\b'); break;
+        case 'f': emit(out, cap, &len, '\f'); break;
+        case 'n': emit(out, cap, &len, '\n'); break;
+        case 'r': emit(out, cap, &len, '\r'); break;
+        case 't': emit(out, cap, &len, '\t'); break;
+        case 'u':
+            if (!j_hex4(j, j->i + 2, &cp)) return 0;
+            j->i += 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (j->i + 1 < j->n && j->s[j->i] == '\\' && j->s[j->i + 1] == 'u' &&
+                    j_hex4(j, j->i + 2, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    j->i += 6;
+                } else {
+                    cp = 0xFFFD; /* unpaired high surrogate */
+                }
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                cp = 0xFFFD; /* unpaired low surrogate */
+            }
+            emit_utf8(out, cap, &len, cp);
+            continue; /* j->i already advanced */
+        default:
+            return 0;
+        }
+        j->i += 2;
+    }
+}
+
+static int j_literal(Json *j, const char *lit) {
+    size_t l = strlen(lit);
+    if (j->n - j->i < l || memcmp(j->s + j->i, lit, l) != 0) return 0;
+    j->i += l;
+    return 1;
+}
+
+static int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+
+static int j_number(Json *j) {
+    if (j->i < j->n && j->s[j->i] == '-') j->i++;
+    if (j->i >= j->n || !is_digit(j->s[j->i])) return 0;
+    if (j->s[j->i] == '0') {
+        j->i++;
+    } else {
+        while (j->i < j->n && is_digit(j->s[j->i])) j->i++;
+    }
+    if (j->i < j->n && j->s[j->i] == '.') {
+        j->i++;
+        if (j->i >= j->n || !is_digit(j->s[j->i])) return 0;
+        while (j->i < j->n && is_digit(j->s[j->i])) j->i++;
+    }
+    if (j->i < j->n && (j->s[j->i] == 'e' || j->s[j->i] == 'E')) {
+        j->i++;
+        if (j->i < j->n && (j->s[j->i] == '+' || j->s[j->i] == '-')) j->i++;
+        if (j->i >= j->n || !is_digit(j->s[j->i])) return 0;
+        while (j->i < j->n && is_digit(j->s[j->i])) j->i++;
+    }
+    return 1;
+}
+
+/* Validates and skips any JSON value (depth-limited). */
+static int j_value(Json *j, int depth) {
+    size_t dummy;
+    if (depth > JSON_MAX_DEPTH) return 0;
+    j_ws(j);
+    if (j->i >= j->n) return 0;
+    switch (j->s[j->i]) {
+    case '"':
+        return j_string(j, NULL, 0, &dummy);
+    case '{':
+        j->i++;
+        j_ws(j);
+        if (j->i < j->n && j->s[j->i] == '}') {
+            j->i++;
+            return 1;
+        }
+        for (;;) {
+            j_ws(j);
+            if (!j_string(j, NULL, 0, &dummy)) return 0;
+            j_ws(j);
+            if (j->i >= j->n || j->s[j->i] != ':') return 0;
+            j->i++;
+            if (!j_value(j, depth + 1)) return 0;
+            j_ws(j);
+            if (j->i >= j->n) return 0;
+            if (j->s[j->i] == '}') {
+                j->i++;
+                return 1;
+            }
+            if (j->s[j->i] != ',') return 0;
+            j->i++;
+        }
+    case '[':
+        j->i++;
+        j_ws(j);
+        if (j->i < j->n && j->s[j->i] == ']') {
+            j->i++;
+            return 1;
+        }
+        for (;;) {
+            if (!j_value(j, depth + 1)) return 0;
+            j_ws(j);
+            if (j->i >= j->n) return 0;
+            if (j->s[j->i] == ']') {
+                j->i++;
+                return 1;
+            }
+            if (j->s[j->i] != ',') return 0;
+            j->i++;
+        }
+    case 't': return j_literal(j, "true");
+    case 'f': return j_literal(j, "false");
+    case 'n': return j_literal(j, "null");
+    default: return j_number(j);
+    }
+}
+
+/* If the whole input is a JSON string, or a JSON object whose "text" member
+ * is a string, decodes that string into out (capacity n, which is always
+ * enough) and returns 1.  Otherwise returns 0 (use the raw input). */
+static int extract_json_text(const uint8_t *s, size_t n, uint8_t *out, size_t *out_len) {
+    Json j = {s, n, 0};
+    size_t len = 0;
+    int found = 0;
+    j_ws(&j);
+    if (j.i >= n) return 0;
+    if (s[j.i] == '"') {
+        if (!j_string(&j, out, n, &len)) return 0;
+        found = 1;
+    } else if (s[j.i] == '{') {
+        j.i++;
+        j_ws(&j);
+        if (j.i < n && s[j.i] == '}') {
+            j.i++;
+        } else {
+            for (;;) {
+                uint8_t key[8];
+                size_t key_len;
+                j_ws(&j);
+                if (!j_string(&j, key, sizeof(key), &key_len)) return 0;
+                j_ws(&j);
+                if (j.i >= n || s[j.i] != ':') return 0;
+                j.i++;
+                j_ws(&j);
+                int is_text = key_len == 4 && memcmp(key, "text", 4) == 0;
+                if (is_text && j.i < n && s[j.i] == '"') {
+                    /* Last occurrence wins, like most JSON parsers. */
+                    if (!j_string(&j, out, n, &len)) return 0;
+                    found = 1;
+                } else {
+                    if (!j_value(&j, 1)) return 0;
+                    if (is_text) found = 0;
+                }
+                j_ws(&j);
+                if (j.i >= n) return 0;
+                if (s[j.i] == '}') {
+                    j.i++;
+                    break;
+                }
+                if (s[j.i] != ',') return 0;
+                j.i++;
+            }
+        }
+    } else {
+        return 0;
+    }
+    j_ws(&j);
+    if (j.i != n || !found || len > n) return 0;
+    *out_len = len;
+    return 1;
+}
+
+/* Returns the task text (pointer into in or into a new buffer). */
+static const uint8_t *task_text(uint8_t *in, size_t n, size_t *text_len) {
+    /* A leading UTF-8 byte order mark is not part of the text. */
+    if (n >= 3 && in[0] == 0xEF && in[1] == 0xBB && in[2] == 0xBF) {
+        in += 3;
+        n -= 3;
+    }
+    uint8_t *decoded = xmalloc(n);
+    size_t len;
+    if (extract_json_text(in, n, decoded, &len)) {
+        *text_len = len;
+        return decoded;
+    }
+    free(decoded);
+    *text_len = n;
+    return in;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sentiment analysis                                                       */
+
+typedef struct {
+    const char *word;
+    int score;
+} LexEntry;
+
+/* AFINN-style lexicon: lowercase ASCII words scored from -5 to 5. */
+static LexEntry LEXICON[] = {
+    /* positive */
+    {"admire", 3}, {"admired", 3}, {"adorable", 3}, {"amazing", 4}, {"appreciate", 2},
+    {"appreciated", 2}, {"awesome", 4}, {"beautiful", 3}, {"beautifully", 3}, {"benefit", 2},
+    {"best", 3}, {"better", 2}, {"bliss", 3}, {"brilliant", 4}, {"calm", 2},
+    {"celebrate", 3}, {"charming", 3}, {"cheerful", 2}, {"clean", 2}, {"clever", 2},
+    {"comfortable", 2}, {"confident", 2}, {"convenient", 2}, {"cool", 1}, {"creative", 2},
+    {"cute", 2}, {"delicious", 3}, {"delight", 3}, {"delighted", 3}, {"delightful", 3},
+    {"easy", 1}, {"effective", 2}, {"efficient", 2}, {"elegant", 2}, {"enjoy", 2},
+    {"enjoyable", 2}, {"enjoyed", 2}, {"enthusiastic", 3}, {"excellent", 3}, {"excited", 3},
+    {"exciting", 3}, {"fabulous", 4}, {"fair", 2}, {"fantastic", 4}, {"fascinating", 3},
+    {"favorite", 2}, {"fine", 2}, {"flawless", 4}, {"fortunate", 2}, {"fresh", 1},
+    {"friendly", 2}, {"fun", 3}, {"funny", 3}, {"generous", 2}, {"genius", 4},
+    {"gentle", 2}, {"glad", 3}, {"good", 3}, {"gorgeous", 3}, {"grateful", 3},
+    {"great", 3}, {"happiness", 3}, {"happy", 3}, {"helpful", 2}, {"honest", 2},
+    {"hope", 2}, {"hopeful", 2}, {"ideal", 3}, {"impressed", 3}, {"impressive", 3},
+    {"improved", 2}, {"incredible", 3}, {"inspiring", 3}, {"interesting", 2}, {"joy", 3},
+    {"joyful", 3}, {"kind", 2}, {"like", 2}, {"liked", 2}, {"likes", 2},
+    {"love", 3}, {"loved", 3}, {"lovely", 3}, {"loves", 3}, {"loving", 2},
+    {"lucky", 3}, {"magnificent", 3}, {"marvelous", 3}, {"masterpiece", 4}, {"nice", 3},
+    {"ok", 1}, {"okay", 1}, {"outstanding", 5}, {"peaceful", 2}, {"perfect", 3},
+    {"perfectly", 3}, {"pleasant", 3}, {"pleased", 3}, {"polite", 2}, {"positive", 2},
+    {"praise", 3}, {"proud", 2}, {"recommend", 2}, {"recommended", 2}, {"relaxing", 2},
+    {"reliable", 2}, {"remarkable", 2}, {"safe", 1}, {"satisfied", 2}, {"smart", 1},
+    {"smooth", 2}, {"solid", 2}, {"spectacular", 4}, {"splendid", 3}, {"stunning", 4},
+    {"success", 2}, {"successful", 3}, {"superb", 5}, {"superior", 2}, {"supportive", 2},
+    {"sweet", 2}, {"tasty", 3}, {"terrific", 4}, {"thank", 2}, {"thanks", 2},
+    {"thrilled", 5}, {"triumph", 4}, {"trust", 1}, {"useful", 2}, {"valuable", 2},
+    {"victory", 3}, {"welcome", 2}, {"win", 4}, {"wise", 2}, {"wonderful", 4},
+    {"worth", 2}, {"wow", 4}, {"yay", 2},
+    /* negative */
+    {"abandoned", -2}, {"abysmal", -4}, {"afraid", -2}, {"angry", -3}, {"annoyed", -2},
+    {"annoying", -2}, {"anxious", -2}, {"ashamed", -2}, {"awful", -3}, {"bad", -3},
+    {"bored", -2}, {"boring", -3}, {"broken", -2}, {"buggy", -2}, {"careless", -2},
+    {"chaos", -2}, {"cheated", -3}, {"clumsy", -2}, {"complain", -2}, {"complaint", -2},
+    {"confused", -2}, {"confusing", -2}, {"crap", -3}, {"crash", -2}, {"crashed", -2},
+    {"cruel", -3}, {"damaged", -3}, {"dangerous", -2}, {"dead", -3}, {"depressed", -2},
+    {"depressing", -2}, {"difficult", -1}, {"dirty", -2}, {"disappointed", -2},
+    {"disappointing", -2}, {"disappointment", -2}, {"disaster", -2}, {"disgusted", -3},
+    {"disgusting", -3}, {"dislike", -2}, {"dreadful", -3}, {"dull", -2}, {"error", -2},
+    {"errors", -2}, {"evil", -3}, {"expensive", -1}, {"fail", -2}, {"failed", -2},
+    {"failure", -2}, {"fake", -3}, {"fear", -2}, {"filthy", -3}, {"fraud", -4},
+    {"frustrated", -2}, {"frustrating", -2}, {"garbage", -3}, {"greedy", -2}, {"gross", -2},
+    {"guilty", -3}, {"harmful", -2}, {"hate", -3}, {"hated", -3}, {"hates", -3},
+    {"helpless", -2}, {"hideous", -3}, {"hopeless", -2}, {"horrible", -3}, {"horrific", -3},
+    {"hostile", -2}, {"hurt", -2}, {"idiot", -3}, {"ignored", -2}, {"inadequate", -2},
+    {"incompetent", -2}, {"inferior", -2}, {"insult", -2}, {"irritating", -3}, {"lame", -2},
+    {"lazy", -1}, {"lie", -2}, {"lost", -3}, {"lousy", -2}, {"mediocre", -3},
+    {"mess", -2}, {"messy", -2}, {"miserable", -3}, {"mistake", -2}, {"nasty", -3},
+    {"negative", -2}, {"noisy", -1}, {"outrageous", -3}, {"overpriced", -2}, {"pain", -2},
+    {"painful", -2}, {"pathetic", -2}, {"poor", -2}, {"poorly", -2}, {"problem", -2},
+    {"problems", -2}, {"regret", -2}, {"rude", -2}, {"sad", -2}, {"sadly", -2},
+    {"scam", -2}, {"scary", -2}, {"shame", -2}, {"sick", -2}, {"slow", -2},
+    {"sorry", -1}, {"stupid", -2}, {"suck", -3}, {"sucks", -3}, {"terrible", -3},
+    {"terrifying", -3}, {"tired", -2}, {"toxic", -3}, {"trouble", -2}, {"ugly", -3},
+    {"unacceptable", -2}, {"uncomfortable", -2}, {"unfair", -2}, {"unfortunately", -2},
+    {"unhappy", -2}, {"unpleasant", -2}, {"unreliable", -2}, {"upset", -2}, {"useless", -2},
+    {"vile", -3}, {"waste", -2}, {"wasted", -2}, {"weak", -2}, {"worried", -3},
+    {"worse", -3}, {"worst", -3}, {"worthless", -2}, {"wrong", -2},
+};
+#define LEXICON_SIZE (sizeof(LEXICON) / sizeof(LEXICON[0]))
+
+/* Negators are matched with apostrophes removed ("don't" == "dont"). */
+static const char *const NEGATORS[] = {
+    "aint",  "arent",   "cannot", "cant",    "couldnt", "didnt", "doesnt",   "dont",
+    "hadnt", "hardly",  "hasnt",  "havent",  "isnt",    "neither", "never",  "no",
+    "nobody", "nor",    "not",    "nothing", "shouldnt", "wasnt", "werent",  "without",
+    "wont",  "wouldnt",
+};
+
+static const char *const INTENSIFIERS[] = {
+    "absolutely", "extremely", "highly", "incredibly", "really",
+    "so",         "super",     "totally", "truly",     "very",
+};
+
+#define NEGATION_WINDOW 3 /* a negator affects a sentiment word up to 3 tokens later */
+#define INTENSIFIER_WINDOW 2
+
+static int lex_cmp(const void *a, const void *b) {
+    return strcmp(((const LexEntry *)a)->word, ((const LexEntry *)b)->word);
+}
+
+static int in_list(const char *const *list, size_t count, const char *w) {
+    for (size_t k = 0; k < count; k++) {
+        if (strcmp(list[k], w) == 0) return 1;
+    }
+    return 0;
+}
+
+static int is_token_byte(uint8_t c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '\'' || c >= 0x80;
+}
+
+/* Clause punctuation ends the scope of a negator or an intensifier. */
+static int is_clause_break(uint8_t c) {
+    return c == '.' || c == ',' || c == '!' || c == '?' || c == ';' || c == ':';
+}
+
+int main(void) {
+    size_t raw_len, n;
+    uint8_t *raw = read_stdin(&raw_len);
+    const uint8_t *t = task_text(raw, raw_len, &n);
+
+    qsort(LEXICON, LEXICON_SIZE, sizeof(LexEntry), lex_cmp);
+
+    char *tok = xmalloc(n + 1);     /* lowercased token */
+    char *bare = xmalloc(n + 1);    /* same without apostrophes */
+    uint8_t seen[LEXICON_SIZE][2];  /* [word][negated] already listed */
+    memset(seen, 0, sizeof(seen));
+    uint16_t *pos_list = xmalloc(2 * LEXICON_SIZE * sizeof(uint16_t));
+    uint16_t *neg_list = xmalloc(2 * LEXICON_SIZE * sizeof(uint16_t));
+    size_t npos = 0, nneg = 0;
+
+    uint64_t tokens = 0;
+    int64_t score2 = 0; /* score in half points (intensified words score x1.5) */
+    int neg_left = 0, int_left = 0;
+
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = t[i];
+        if (!is_token_byte(c)) {
+            if (is_clause_break(c)) neg_left = int_left = 0;
+            i++;
+            continue;
+        }
+        /* Collect a token: ASCII letters lowercased; U+2018/U+2019 become '. */
+        size_t len = 0;
+        while (i < n && is_token_byte(t[i])) {
+            uint8_t b = t[i];
+            if (b == 0xE2 && i + 2 < n && t[i + 1] == 0x80 && (t[i + 2] == 0x98 || t[i + 2] == 0x99)) {
+                tok[len++] = '\'';
+                i += 3;
+                continue;
+            }
+            tok[len++] = (char)((b >= 'A' && b <= 'Z') ? b + 32 : b);
+            i++;
+        }
+        size_t s = 0;
+        while (s < len && tok[s] == '\'') s++;
+        while (len > s && tok[len - 1] == '\'') len--;
+        if (s == len) continue;
+        char *w = tok + s;
+        tok[len] = '\0';
+        tokens++;
+
+        LexEntry key = {w, 0};
+        const LexEntry *hit = bsearch(&key, LEXICON, LEXICON_SIZE, sizeof(LexEntry), lex_cmp);
+        if (hit) {
+            int negated = neg_left > 0;
+            int64_t v = (int64_t)hit->score * (int_left > 0 ? 3 : 2);
+            if (negated) v = -v;
+            score2 += v;
+            size_t idx = (size_t)(hit - LEXICON);
+            if (!seen[idx][negated]) {
+                seen[idx][negated] = 1;
+                uint16_t item = (uint16_t)(idx * 2 + (size_t)negated);
+                if (v > 0) pos_list[npos++] = item;
+                else neg_list[nneg++] = item;
+            }
+            neg_left = int_left = 0;
+            continue;
+        }
+
+        if (neg_left > 0) neg_left--;
+        if (int_left > 0) int_left--;
+        size_t bl = 0;
+        for (char *p = w; *p; p++) {
+            if (*p != '\'') bare[bl++] = *p;
+        }
+        bare[bl] = '\0';
+        if (in_list(NEGATORS, sizeof(NEGATORS) / sizeof(NEGATORS[0]), bare)) {
+            neg_left = NEGATION_WINDOW;
+        } else if (in_list(INTENSIFIERS, sizeof(INTENSIFIERS) / sizeof(INTENSIFIERS[0]), w)) {
+            int_left = INTENSIFIER_WINDOW;
+        }
+    }
+
+    /* comparative = score / tokens, rounded half away from zero to 4 places. */
+    int64_t comp = 0;
+    if (tokens) {
+        uint64_t mag = (uint64_t)(score2 < 0 ? -score2 : score2) * 10000u;
+        uint64_t den = 2 * tokens;
+        comp = (int64_t)((2 * mag + den) / (2 * den));
+        if (score2 < 0) comp = -comp;
+    }
+    const char *label = score2 > 1 ? "positive" : score2 < -1 ? "negative" : "neutral";
+
+    Buf out = {0};
+    buf_puts(&out, "{\"score\":");
+    buf_fixed(&out, score2 * 50, 2); /* half points -> hundredths */
+    buf_puts(&out, ",\"comparative\":");
+    buf_fixed(&out, comp, 4);
+    buf_puts(&out, ",\"label\":\"");
+    buf_puts(&out, label);
+    buf_puts(&out, "\",\"tokens\":");
+    buf_u64(&out, tokens);
+    for (int list = 0; list < 2; list++) {
+        const uint16_t *items = list == 0 ? pos_list : neg_list;
+        size_t count = list == 0 ? npos : nneg;
+        buf_puts(&out, list == 0 ? ",\"positive\":[" : "],\"negative\":[");
+        for (size_t k = 0; k < count; k++) {
+            if (k) buf_puts(&out, ",");
+            const char *word = LEXICON[items[k] / 2].word;
+            char phrase[64] = "not ";
+            size_t off = (items[k] & 1) ? 4 : 0;
+            size_t wl = strlen(word);
+            memcpy(phrase + off, word, wl);
+            buf_json_str(&out, (const uint8_t *)phrase, off + wl);
+        }
+    }
+    buf_puts(&out, "]}\n");
+    write_all(1, out.p, out.len);
+    return 0;
+}

@@ -1,0 +1,730 @@
+/*
+ * Text-Statistics agent for ZeroState.
+ *
+ * A WASI preview1 command: reads the task input from stdin (raw text, a JSON
+ * string, or a JSON object with a string field "text"), writes exactly one
+ * JSON object plus a newline to stdout and exits 0.  Input larger than 4 MiB
+ * or an unreadable stdin is reported on stderr with exit status 2.
+ *
+ * Build: clang --target=wasm32-wasi -O2 -s -Wall -Wextra -o agent.wasm agent.c
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define AGENT_NAME "text-stats"
+#define MAX_INPUT ((size_t)4 * 1024 * 1024)
+#define JSON_MAX_DEPTH 64
+
+/* ------------------------------------------------------------------------ */
+/* Small I/O helpers (no stdio, keeps the module small).                    */
+
+static void write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            _Exit(1);
+        }
+        p += (size_t)w;
+        n -= (size_t)w;
+    }
+}
+
+static _Noreturn void die(int code, const char *msg) {
+    write_all(2, AGENT_NAME ": ", sizeof(AGENT_NAME ": ") - 1);
+    write_all(2, msg, strlen(msg));
+    write_all(2, "\n", 1);
+    exit(code);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die(1, "out of memory");
+    return p;
+}
+
+static void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) die(1, "out of memory");
+    return q;
+}
+
+/* Reads all of stdin; dies with status 2 if it is unreadable or too big. */
+static uint8_t *read_stdin(size_t *out_len) {
+    size_t cap = 64 * 1024, len = 0;
+    uint8_t *buf = xmalloc(cap);
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap * 2;
+            if (ncap > MAX_INPUT + 1) ncap = MAX_INPUT + 1;
+            buf = xrealloc(buf, ncap);
+            cap = ncap;
+        }
+        ssize_t r = read(0, buf + len, cap - len);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            die(2, "cannot read input from stdin");
+        }
+        if (r == 0) break;
+        len += (size_t)r;
+        if (len > MAX_INPUT) die(2, "input too large (limit is 4 MiB)");
+    }
+    *out_len = len;
+    return buf;
+}
+
+/* Growable output buffer. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+static void buf_put(Buf *b, const void *s, size_t n) {
+    if (b->cap - b->len < n) {
+        size_t ncap = b->cap ? b->cap : 256;
+        while (ncap - b->len < n) ncap *= 2;
+        b->p = xrealloc(b->p, ncap);
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void buf_puts(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
+
+static void buf_u64(Buf *b, uint64_t v) {
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+/* Writes num / 10^decimals as a fixed-point decimal, e.g. (413, 2) -> 4.13. */
+static void buf_fixed(Buf *b, int64_t num, unsigned decimals) {
+    uint64_t scale = 1, mag;
+    for (unsigned k = 0; k < decimals; k++) scale *= 10;
+    if (num < 0) {
+        buf_put(b, "-", 1);
+        mag = (uint64_t)0 - (uint64_t)num;
+    } else {
+        mag = (uint64_t)num;
+    }
+    buf_u64(b, mag / scale);
+    if (decimals) {
+        char frac[20];
+        uint64_t f = mag % scale;
+        for (unsigned k = decimals; k > 0; k--) {
+            frac[k - 1] = (char)('0' + f % 10);
+            f /= 10;
+        }
+        buf_put(b, ".", 1);
+        buf_put(b, frac, decimals);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* UTF-8                                                                    */
+
+#define UTF8_INVALID 0x110000u
+
+/* Decodes one code point at s[i]; returns its length in bytes (>= 1).
+ * An invalid sequence yields UTF8_INVALID and consumes its maximal valid
+ * prefix (at least one byte), as recommended by Unicode; it counts as one
+ * character and is written out as U+FFFD. */
+static size_t utf8_next(const uint8_t *s, size_t n, size_t i, uint32_t *cp) {
+    uint8_t c = s[i];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t need;
+    uint32_t v;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        v = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        v = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *cp = UTF8_INVALID;
+        return 1;
+    }
+    size_t k = 1;
+    for (; k <= need; k++) {
+        if (i + k >= n) break;
+        uint8_t d = s[i + k];
+        if (d < lo || d > hi) break;
+        v = (v << 6) | (d & 0x3F);
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    if (k <= need) {
+        *cp = UTF8_INVALID;
+        return k;
+    }
+    *cp = v;
+    return need + 1;
+}
+
+static size_t utf8_count(const uint8_t *s, size_t n) {
+    size_t i = 0, count = 0;
+    uint32_t cp;
+    while (i < n) {
+        i += utf8_next(s, n, i, &cp);
+        count++;
+    }
+    return count;
+}
+
+/* Appends s as a JSON string literal; invalid UTF-8 becomes U+FFFD. */
+static void buf_json_str(Buf *b, const uint8_t *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    buf_put(b, "\"", 1);
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t len = utf8_next(s, n, i, &cp);
+        if (cp == UTF8_INVALID) {
+            buf_put(b, "\xEF\xBF\xBD", 3);
+        } else if (cp == '"') {
+            buf_put(b, "\\\"", 2);
+        } else if (cp == '\\') {
+            buf_put(b, "\\\\", 2);
+        } else if (cp < 0x20) {
+            switch (cp) {
+            case '\b': buf_put(b, "\\b", 2); break;
+            case '\f': buf_put(b, "\\f", 2); break;
+            case '\n': buf_put(b, "\\n", 2); break;
+            case '\r': buf_put(b, "\\r", 2); break;
+            case '\t': buf_put(b, "\\t", 2); break;
+            default: {
+                char e[6] = {'\\', 'u', '0', '0', hex[cp >> 4], hex[cp & 15]};
+                buf_put(b, e, 6);
+            }
+            }
+        } else {
+            buf_put(b, s + i, len);
+        }
+        i += len;
+    }
+    buf_put(b, "\"", 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Input decoding: raw text, a JSON string, or a JSON object with "text".   */
+
+typedef struct {
+    const uint8_t *s;
+    size_t n, i;
+} Json;
+
+static void j_ws(Json *j) {
+    while (j->i < j->n) {
+        uint8_t c = j->s[j->i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        j->i++;
+    }
+}
+
+static int hexval(uint8_t c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads 4 hex digits at s[at..at+3]; returns 0 if out of range/invalid. */
+static int j_hex4(const Json *j, size_t at, uint32_t *out) {
+    if (at > j->n || j->n - at < 4) return 0;
+    uint32_t v = 0;
+    for (size_t k = 0; k < 4; k++) {
+        int h = hexval(j->s[at + k]);
+        if (h < 0) return 0;
+        v = (v << 4) | (uint32_t)h;
+    }
+    *out = v;
+    return 1;
+}
+
+static void emit(uint8_t *out, size_t cap, size_t *len, uint8_t byte) {
+    if (out && *len < cap) out[*len] = byte;
+    (*len)++;
+}
+
+static void emit_utf8(uint8_t *out, size_t cap, size_t *len, uint32_t cp) {
+    if (cp < 0x80) {
+        emit(out, cap, len, (uint8_t)cp);
+    } else if (cp < 0x800) {
+        emit(out, cap, len, (uint8_t)(0xC0 | (cp >> 6)));
+        emit(out, cap, len, (uint8_t)(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        emit(out, cap, len, (uint8_t)(0xE0 | (cp >> 12)));
+        emit(out, cap, len, (uint8_t)(0x80 | ((cp >> 6) & 0x3F)));
+        emit(out, cap, len, (uint8_t)(0x80 | (cp & 0x3F)));
+    } else {
+        emit(out, cap, len, (uint8_t)(0xF0 | (cp >> 18)));
+        emit(out, cap, len, (uint8_t)(0x80 | ((cp >> 12) & 0x3F)));
+        emit(out, cap, len, (uint8_t)(0x80 | ((cp >> 6) & 0x3F)));
+        emit(out, cap, len, (uint8_t)(0x80 | (cp & 0x3F)));
+    }
+}
+
+/* Parses the JSON string starting at j->i (which must be '"').  Decoded bytes
+ * go to out (at most cap of them; out may be NULL); *out_len receives the
+ * full decoded length.  Returns 1 on success, 0 on malformed input. */
+static int j_string(Json *j, uint8_t *out, size_t cap, size_t *out_len) {
+    size_t len = 0;
+    if (j->i >= j->n || j->s[j->i] != '"') return 0;
+    j->i++;
+    for (;;) {
+        if (j->i >= j->n) return 0;
+        uint8_t c = j->s[j->i];
+        if (c == '"') {
+            j->i++;
+            *out_len = len;
+            return 1;
+        }
+        if (c < 0x20) return 0;
+        if (c != '\\') {
+            emit(out, cap, &len, c);
+            j->i++;
+            continue;
+        }
+        if (j->i + 1 >= j->n) return 0;
+        uint8_t e = j->s[j->i + 1];
+        uint32_t cp, lo;
+        switch (e) {
+        case '"': emit(out, cap, &len, '"'); break;
+        case '\\': emit(out, cap, &len, '\\'); break;
+        case '/': emit(out, cap, &len, '/'); break;
+        case 'b': emit(out, cap, &len, '\b'); break;
+        case 'f': emit(out, cap, &len, '\f'); break;
+        case 'n': emit(out, cap, &len, '\n'); break;
+        case 'r': emit(out, cap, &len, '\r'); break;
+        case 't': emit(out, cap, &len, '\t'); break;
+        case 'u':
+            if (!j_hex4(j, j->i + 2, &cp)) return 0;
+            j->i += 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (j->i + 1 < j->n && j->s[j->i] == '\\' && j->s[j->i + 1] == 'u' &&
+                    j_hex4(j, j->i + 2, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    j->i += 6;
+                } else {
+                    cp = 0xFFFD; /* unpaired high surrogate */
+                }
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                cp = 0xFFFD; /* unpaired low surrogate */
+            }
+            emit_utf8(out, cap, &len, cp);
+            continue; /* j->i already advanced */
+        default:
+            return 0;
+        }
+        j->i += 2;
+    }
+}
+
+static int j_literal(Json *j, const char *lit) {
+    size_t l = strlen(lit);
+    if (j->n - j->i < l || memcmp(j->s + j->i, lit, l) != 0) return 0;
+    j->i += l;
+    return 1;
+}
+
+static int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+
+static int j_number(Json *j) {
+    if (j->i < j->n && j->s[j->i] == '-') j->i++;
+    if (j->i >= j->n || !is_digit(j->s[j->i])) return 0;
+    if (j->s[j->i] == '0') {
+        j->i++;
+    } else {
+        while (j->i < j->n && is_digit(j->s[j->i])) j->i++;
+    }
+    if (j->i < j->n && j->s[j->i] == '.') {
+        j->i++;
+        if (j->i >= j->n || !is_digit(j->s[j->i])) return 0;
+        while (j->i < j->n && is_digit(j->s[j->i])) j->i++;
+    }
+    if (j->i < j->n && (j->s[j->i] == 'e' || j->s[j->i] == 'E')) {
+        j->i++;
+        if (j->i < j->n && (j->s[j->i] == '+' || j->s[j->i] == '-')) j->i++;
+        if (j->i >= j->n || !is_digit(j->s[j->i])) return 0;
+        while (j->i < j->n && is_digit(j->s[j->i])) j->i++;
+    }
+    return 1;
+}
+
+/* Validates and skips any JSON value (depth-limited). */
+static int j_value(Json *j, int depth) {
+    size_t dummy;
+    if (depth > JSON_MAX_DEPTH) return 0;
+    j_ws(j);
+    if (j->i >= j->n) return 0;
+    switch (j->s[j->i]) {
+    case '"':
+        return j_string(j, NULL, 0, &dummy);
+    case '{':
+        j->i++;
+        j_ws(j);
+        if (j->i < j->n && j->s[j->i] == '}') {
+            j->i++;
+            return 1;
+        }
+        for (;;) {
+            j_ws(j);
+            if (!j_string(j, NULL, 0, &dummy)) return 0;
+            j_ws(j);
+            if (j->i >= j->n || j->s[j->i] != ':') return 0;
+            j->i++;
+            if (!j_value(j, depth + 1)) return 0;
+            j_ws(j);
+            if (j->i >= j->n) return 0;
+            if (j->s[j->i] == '}') {
+                j->i++;
+                return 1;
+            }
+            if (j->s[j->i] != ',') return 0;
+            j->i++;
+        }
+    case '[':
+        j->i++;
+        j_ws(j);
+        if (j->i < j->n && j->s[j->i] == ']') {
+            j->i++;
+            return 1;
+        }
+        for (;;) {
+            if (!j_value(j, depth + 1)) return 0;
+            j_ws(j);
+            if (j->i >= j->n) return 0;
+            if (j->s[j->i] == ']') {
+                j->i++;
+                return 1;
+            }
+            if (j->s[j->i] != ',') return 0;
+            j->i++;
+        }
+    case 't': return j_literal(j, "true");
+    case 'f': return j_literal(j, "false");
+    case 'n': return j_literal(j, "null");
+    default: return j_number(j);
+    }
+}
+
+/* If the whole input is a JSON string, or a JSON object whose "text" member
+ * is a string, decodes that string into out (capacity n, which is always
+ * enough) and returns 1.  Otherwise returns 0 (use the raw input). */
+static int extract_json_text(const uint8_t *s, size_t n, uint8_t *out, size_t *out_len) {
+    Json j = {s, n, 0};
+    size_t len = 0;
+    int found = 0;
+    j_ws(&j);
+    if (j.i >= n) return 0;
+    if (s[j.i] == '"') {
+        if (!j_string(&j, out, n, &len)) return 0;
+        found = 1;
+    } else if (s[j.i] == '{') {
+        j.i++;
+        j_ws(&j);
+        if (j.i < n && s[j.i] == '}') {
+            j.i++;
+        } else {
+            for (;;) {
+                uint8_t key[8];
+                size_t key_len;
+                j_ws(&j);
+                if (!j_string(&j, key, sizeof(key), &key_len)) return 0;
+                j_ws(&j);
+                if (j.i >= n || s[j.i] != ':') return 0;
+                j.i++;
+                j_ws(&j);
+                int is_text = key_len == 4 && memcmp(key, "text", 4) == 0;
+                if (is_text && j.i < n && s[j.i] == '"') {
+                    /* Last occurrence wins, like most JSON parsers. */
+                    if (!j_string(&j, out, n, &len)) return 0;
+                    found = 1;
+                } else {
+                    if (!j_value(&j, 1)) return 0;
+                    if (is_text) found = 0;
+                }
+                j_ws(&j);
+                if (j.i >= n) return 0;
+                if (s[j.i] == '}') {
+                    j.i++;
+                    break;
+                }
+                if (s[j.i] != ',') return 0;
+                j.i++;
+            }
+        }
+    } else {
+        return 0;
+    }
+    j_ws(&j);
+    if (j.i != n || !found || len > n) return 0;
+    *out_len = len;
+    return 1;
+}
+
+/* Returns the task text (pointer into in or into a new buffer). */
+static const uint8_t *task_text(uint8_t *in, size_t n, size_t *text_len) {
+    /* A leading UTF-8 byte order mark is not part of the text. */
+    if (n >= 3 && in[0] == 0xEF && in[1] == 0xBB && in[2] == 0xBF) {
+        in += 3;
+        n -= 3;
+    }
+    uint8_t *decoded = xmalloc(n);
+    size_t len;
+    if (extract_json_text(in, n, decoded, &len)) {
+        *text_len = len;
+        return decoded;
+    }
+    free(decoded);
+    *text_len = n;
+    return in;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Text statistics                                                          */
+
+static int is_word_byte(uint8_t c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '\'' || c >= 0x80;
+}
+
+static int is_ascii_alnum(uint8_t c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int is_blank_byte(uint8_t c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static const char *const STOP_WORDS[] = {
+    "a",     "about", "after", "all",   "also",  "am",    "an",    "and",   "any",
+    "are",   "as",    "at",    "be",    "been",  "but",   "by",    "can",   "could",
+    "did",   "do",    "does",  "for",   "from",  "had",   "has",   "have",  "he",
+    "her",   "his",   "i",     "if",    "in",    "into",  "is",    "it",    "it's",
+    "its",   "just",  "me",    "my",    "no",    "not",   "of",    "on",    "or",
+    "our",   "she",   "so",    "than",  "that",  "the",   "their", "them",  "then",
+    "there", "these", "they",  "this",  "those", "to",    "too",   "us",    "was",
+    "we",    "were",  "what",  "when",  "which", "who",   "will",  "with",  "would",
+    "you",   "your",
+};
+
+static int is_stop_word(const uint8_t *w, size_t len) {
+    for (size_t k = 0; k < sizeof(STOP_WORDS) / sizeof(STOP_WORDS[0]); k++) {
+        if (strlen(STOP_WORDS[k]) == len && memcmp(STOP_WORDS[k], w, len) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Numbers such as "2024" are counted as words but are not "top words". */
+static int has_letter(const uint8_t *w, size_t len) {
+    for (size_t k = 0; k < len; k++) {
+        uint8_t c = w[k];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80) return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    uint32_t off, len, count, hash; /* count == 0: empty slot */
+    int stop;                       /* excluded from top_words */
+} Entry;
+
+typedef struct {
+    Entry *slots;
+    size_t cap, used;
+} Table;
+
+static uint32_t fnv1a(const uint8_t *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t k = 0; k < n; k++) {
+        h ^= s[k];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static void table_grow(Table *t) {
+    size_t ncap = t->cap ? t->cap * 2 : 1024;
+    Entry *ns = xmalloc(ncap * sizeof(Entry));
+    memset(ns, 0, ncap * sizeof(Entry));
+    for (size_t k = 0; k < t->cap; k++) {
+        Entry *e = &t->slots[k];
+        if (!e->count) continue;
+        size_t p = e->hash & (ncap - 1);
+        while (ns[p].count) p = (p + 1) & (ncap - 1);
+        ns[p] = *e;
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->cap = ncap;
+}
+
+static void table_add(Table *t, const uint8_t *text, size_t off, size_t len) {
+    if ((t->used + 1) * 2 > t->cap) table_grow(t);
+    uint32_t h = fnv1a(text + off, len);
+    size_t p = h & (t->cap - 1);
+    for (;;) {
+        Entry *e = &t->slots[p];
+        if (!e->count) {
+            e->off = (uint32_t)off;
+            e->len = (uint32_t)len;
+            e->hash = h;
+            e->count = 1;
+            e->stop = is_stop_word(text + off, len) || !has_letter(text + off, len);
+            t->used++;
+            return;
+        }
+        if (e->hash == h && e->len == len && memcmp(text + e->off, text + off, len) == 0) {
+            e->count++;
+            return;
+        }
+        p = (p + 1) & (t->cap - 1);
+    }
+}
+
+/* Ordering for top words: higher count first, then bytewise alphabetical. */
+static int ranks_before(const uint8_t *text, const Entry *a, const Entry *b) {
+    if (a->count != b->count) return a->count > b->count;
+    size_t m = a->len < b->len ? a->len : b->len;
+    int c = memcmp(text + a->off, text + b->off, m);
+    if (c != 0) return c < 0;
+    return a->len < b->len;
+}
+
+#define TOP_N 5
+
+int main(void) {
+    size_t raw_len, n;
+    uint8_t *raw = read_stdin(&raw_len);
+    const uint8_t *orig = task_text(raw, raw_len, &n);
+
+    /* Work on an ASCII-lowercased copy; no count depends on letter case. */
+    uint8_t *t = xmalloc(n);
+    for (size_t k = 0; k < n; k++) {
+        uint8_t c = orig[k];
+        t[k] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+    }
+
+    uint64_t characters = utf8_count(t, n);
+    uint64_t words = 0, word_chars = 0, sentences = 0, lines = 0, paragraphs = 0;
+
+    /* Lines: every '\n', plus a final line without a terminator.
+     * Paragraphs: runs of non-blank lines separated by blank lines. */
+    if (n > 0 && t[n - 1] != '\n') lines++;
+    int prev_blank = 1, blank = 1;
+    for (size_t k = 0; k <= n; k++) {
+        if (k == n || t[k] == '\n') {
+            if (k < n) lines++;
+            if (!blank && prev_blank) paragraphs++;
+            prev_blank = blank;
+            blank = 1;
+        } else if (!is_blank_byte(t[k])) {
+            blank = 0;
+        }
+    }
+
+    /* Words, sentences and word frequencies. */
+    Table table = {0};
+    int word_since_terminator = 0;
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = t[i];
+        if (is_word_byte(c)) {
+            size_t j = i;
+            while (j < n && is_word_byte(t[j])) j++;
+            size_t s = i, e = j;
+            while (s < e && t[s] == '\'') s++; /* quotes are not part of words */
+            while (e > s && t[e - 1] == '\'') e--;
+            if (s < e) {
+                words++;
+                word_chars += utf8_count(t + s, e - s);
+                word_since_terminator = 1;
+                table_add(&table, t, s, e - s);
+            }
+            i = j;
+        } else if (c == '.' || c == '!' || c == '?') {
+            size_t j = i;
+            while (j < n && (t[j] == '.' || t[j] == '!' || t[j] == '?')) j++;
+            /* "2.5" or "example.com" do not end a sentence. */
+            int inside_token = j < n && is_ascii_alnum(t[j]);
+            if (word_since_terminator && !inside_token) {
+                sentences++;
+                word_since_terminator = 0;
+            }
+            i = j;
+        } else {
+            i++;
+        }
+    }
+    if (word_since_terminator) sentences++;
+
+    /* Top words. */
+    const Entry *top[TOP_N];
+    size_t ntop = 0;
+    for (size_t k = 0; k < table.cap; k++) {
+        const Entry *e = &table.slots[k];
+        if (!e->count || e->stop) continue;
+        size_t pos = ntop;
+        while (pos > 0 && ranks_before(t, e, top[pos - 1])) pos--;
+        if (pos >= TOP_N) continue;
+        size_t last = ntop < TOP_N ? ntop : TOP_N - 1;
+        for (size_t m = last; m > pos; m--) top[m] = top[m - 1];
+        top[pos] = e;
+        if (ntop < TOP_N) ntop++;
+    }
+
+    /* avg_word_length rounded half-up to 2 decimals, in hundredths. */
+    int64_t avg100 = words ? (int64_t)((200 * word_chars + words) / (2 * words)) : 0;
+    uint64_t reading_time = (words * 60 + 237) / 238; /* ceil(words / 238 * 60) */
+
+    Buf out = {0};
+    buf_puts(&out, "{\"characters\":");
+    buf_u64(&out, characters);
+    buf_puts(&out, ",\"bytes\":");
+    buf_u64(&out, n);
+    buf_puts(&out, ",\"words\":");
+    buf_u64(&out, words);
+    buf_puts(&out, ",\"sentences\":");
+    buf_u64(&out, sentences);
+    buf_puts(&out, ",\"lines\":");
+    buf_u64(&out, lines);
+    buf_puts(&out, ",\"paragraphs\":");
+    buf_u64(&out, paragraphs);
+    buf_puts(&out, ",\"avg_word_length\":");
+    buf_fixed(&out, avg100, 2);
+    buf_puts(&out, ",\"reading_time_s\":");
+    buf_u64(&out, reading_time);
+    buf_puts(&out, ",\"top_words\":[");
+    for (size_t k = 0; k < ntop; k++) {
+        if (k) buf_puts(&out, ",");
+        buf_puts(&out, "{\"word\":");
+        buf_json_str(&out, t + top[k]->off, top[k]->len);
+        buf_puts(&out, ",\"count\":");
+        buf_u64(&out, top[k]->count);
+        buf_puts(&out, "}");
+    }
+    buf_puts(&out, "]}\n");
+    write_all(1, out.p, out.len);
+    return 0;
+}

@@ -1,0 +1,179 @@
+// Thin client for the ZeroState JSON API (/api/v1).
+//
+// Every failure — HTTP error, malformed response, network outage — is thrown
+// as an ApiError whose `message` is fit to show to a person. The server's
+// error body is {"error": {"code": "snake_case", "message": "..."}}.
+
+const TOKEN_KEY = 'zs_token';
+const BASE = '/api/v1';
+
+// ----------------------------------------------------------------- token --
+// localStorage can throw (e.g. storage disabled); fall back to memory so the
+// session still works for this page load.
+let memoryToken = null;
+
+export function getToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY) || memoryToken;
+  } catch {
+    return memoryToken;
+  }
+}
+
+export function setToken(token) {
+  memoryToken = token;
+  try {
+    localStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    /* memory only */
+  }
+}
+
+export function clearToken() {
+  memoryToken = null;
+  try {
+    localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* nothing stored */
+  }
+}
+
+// ----------------------------------------------------------------- errors --
+
+export class ApiError extends Error {
+  /**
+   * @param {string} message  human-readable text
+   * @param {{status?: number, code?: string}} info  status 0 = no response
+   */
+  constructor(message, { status = 0, code = 'network_error' } = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// Called (once per failing request) when an authenticated call answers 401.
+let unauthorizedHandler = () => {};
+export function onUnauthorized(fn) {
+  unauthorizedHandler = fn;
+}
+
+function fallbackMessage(status) {
+  switch (status) {
+    case 400: return 'The server rejected the request as invalid.';
+    case 401: return 'Your session has expired. Please log in again.';
+    case 403: return 'You are not allowed to do that.';
+    case 404: return 'Not found.';
+    case 409: return 'That conflicts with something that already exists.';
+    case 413: return 'The upload is too large for the server.';
+    case 415: return 'The server does not accept this kind of content.';
+    case 422: return 'Some of the values are not valid.';
+    case 429: return 'Too many requests — please wait a moment and try again.';
+    case 500: return 'The server hit an internal error. Please try again.';
+    case 502:
+    case 503:
+    case 504: return 'The server is unavailable right now. Please try again shortly.';
+    default: return `The request failed (HTTP ${status}).`;
+  }
+}
+
+// ---------------------------------------------------------------- request --
+
+/**
+ * @param {string} method
+ * @param {string} path     path below /api/v1, e.g. "/tasks"
+ * @param {object} [opts]
+ * @param {any}    [opts.json]   body sent as JSON
+ * @param {FormData} [opts.form] body sent as multipart/form-data
+ * @param {boolean} [opts.auth=true] send the bearer token / treat 401 as expiry
+ */
+async function request(method, path, { json, form, auth = true } = {}) {
+  const headers = { Accept: 'application/json' };
+  let body;
+  if (form) {
+    body = form; // the browser sets the multipart boundary header itself
+  } else if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(json);
+  }
+  if (auth) {
+    const token = getToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+  }
+
+  let res;
+  try {
+    res = await fetch(BASE + path, { method, headers, body, credentials: 'same-origin' });
+  } catch {
+    throw new ApiError('Cannot reach the server. Check your network connection and try again.');
+  }
+
+  let text = '';
+  try {
+    text = await res.text();
+  } catch {
+    throw new ApiError('The connection dropped while reading the server response.');
+  }
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text; // e.g. a proxy's HTML error page
+    }
+  }
+
+  if (!res.ok) {
+    const e = data && typeof data === 'object' && data.error && typeof data.error === 'object'
+      ? data.error
+      : null;
+    const message = (e && typeof e.message === 'string' && e.message) || fallbackMessage(res.status);
+    const err = new ApiError(message, { status: res.status, code: (e && e.code) || `http_${res.status}` });
+    // Login/register answer 401 for bad credentials; that is not an expiry.
+    if (res.status === 401 && auth) unauthorizedHandler(err);
+    throw err;
+  }
+  return data;
+}
+
+function query(params) {
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') qs.set(k, String(v));
+  }
+  const s = qs.toString();
+  return s ? `?${s}` : '';
+}
+
+// ------------------------------------------------------------- endpoints --
+
+export const register = ({ email, password, full_name }) =>
+  request('POST', '/users/register', { json: { email, password, full_name }, auth: false });
+
+export const login = ({ email, password }) =>
+  request('POST', '/users/login', { json: { email, password }, auth: false });
+
+export const me = () => request('GET', '/users/me');
+
+export const listAgents = ({ q, capability, limit, offset } = {}) =>
+  request('GET', `/agents${query({ q, capability, limit, offset })}`);
+
+/** formData fields: wasm_binary (File), name, description, version, capabilities, price */
+export const uploadAgent = (formData) => request('POST', '/agents/upload', { form: formData });
+
+export const submitTask = (body) => request('POST', '/tasks/submit', { json: body });
+
+export const listTasks = ({ limit, offset } = {}) =>
+  request('GET', `/tasks${query({ limit, offset })}`);
+
+export const getTask = (id) => request('GET', `/tasks/${encodeURIComponent(id)}`);
+
+export const taskStats = () => request('GET', '/tasks/stats');
+
+/** WebSocket URL for live updates (the token travels as a query parameter). */
+export function wsUrl() {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const token = encodeURIComponent(getToken() || '');
+  return `${scheme}://${location.host}${BASE}/ws/connect?token=${token}`;
+}

@@ -1,0 +1,158 @@
+// Live-update WebSocket with reconnect and keep-alive.
+//
+// States reported through onStatus({ state, text, canRetry }):
+//   connecting   – an attempt is in progress
+//   connected    – open; messages flow
+//   error        – the last attempt failed with an error; a retry is pending
+//                  (or, with canRetry, we gave up)
+//   disconnected – closed; a retry is pending, or we gave up (canRetry), or
+//                  the socket was stopped on purpose (log out)
+//
+// Reconnect policy: after a drop, retry after 1, 2, 4, 8 and 16 s. If those
+// five attempts all fail, stop and let the person press "Reconnect".
+// A successful open resets the schedule.
+
+const BACKOFF_SECONDS = [1, 2, 4, 8, 16];
+const PING_INTERVAL_MS = 25_000;
+
+export class LiveSocket {
+  /**
+   * @param {object} opts
+   * @param {() => string} opts.url        builds the URL (token may change)
+   * @param {(msg: object) => void} opts.onMessage   parsed non-pong messages
+   * @param {(s: {state: string, text: string, canRetry: boolean}) => void} opts.onStatus
+   * @param {(info: {opened: boolean, code: number, retries: number}) => void} [opts.onClose]
+   */
+  constructor({ url, onMessage, onStatus, onClose }) {
+    this.url = url;
+    this.onMessage = onMessage;
+    this.onStatus = onStatus;
+    this.onClose = onClose || (() => {});
+    this.ws = null;
+    this.retries = 0; // reconnect attempts since the last successful open
+    this.retryTimer = null;
+    this.pingTimer = null;
+    this.stopped = true;
+    this.gaveUp = false;
+  }
+
+  /** Begin connecting (idempotent). */
+  start() {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.retries = 0;
+    this.#open();
+  }
+
+  /** Close for good (e.g. on log out). No reconnects afterwards. */
+  stop() {
+    this.stopped = true;
+    this.gaveUp = false;
+    clearTimeout(this.retryTimer);
+    this.#stopPing();
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      try {
+        ws.close(1000, 'bye');
+      } catch {
+        /* already closed */
+      }
+    }
+    this.#status('disconnected', 'disconnected', false);
+  }
+
+  /** Manual retry after giving up (the "Reconnect" button). */
+  reconnect() {
+    if (this.ws) return;
+    clearTimeout(this.retryTimer);
+    this.stopped = false;
+    this.gaveUp = false;
+    this.retries = 0;
+    this.#open();
+  }
+
+  send(obj) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(obj));
+      return true;
+    }
+    return false;
+  }
+
+  #status(state, text, canRetry) {
+    this.onStatus({ state, text, canRetry });
+  }
+
+  #open() {
+    this.gaveUp = false;
+    this.#status('connecting', 'connecting…', false);
+    let ws;
+    try {
+      ws = new WebSocket(this.url());
+    } catch {
+      // Only happens for a malformed URL; treat like a failed attempt.
+      this.#afterClose({ opened: false, errored: true, code: 0 });
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    let errored = false;
+
+    ws.onopen = () => {
+      opened = true;
+      this.retries = 0;
+      this.#status('connected', 'connected', false);
+      this.#startPing();
+    };
+    ws.onmessage = (ev) => {
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        return; // not JSON; nothing we can do with it
+      }
+      if (!msg || typeof msg !== 'object' || msg.type === 'pong') return;
+      this.onMessage(msg);
+    };
+    ws.onerror = () => {
+      // Browsers give no detail here; a close event always follows.
+      errored = true;
+    };
+    ws.onclose = (ev) => {
+      this.ws = null;
+      this.#stopPing();
+      if (this.stopped) return;
+      this.#afterClose({ opened, errored, code: ev.code });
+    };
+  }
+
+  #afterClose({ opened, errored, code }) {
+    this.onClose({ opened, code, retries: this.retries });
+    if (this.stopped) return; // onClose may have stopped us (e.g. token expired)
+    const state = errored && !opened ? 'error' : 'disconnected';
+    if (this.retries >= BACKOFF_SECONDS.length) {
+      this.gaveUp = true;
+      this.#status(state, state === 'error' ? 'connection error' : 'disconnected', true);
+      return;
+    }
+    const delay = BACKOFF_SECONDS[this.retries];
+    this.retries += 1;
+    const label = state === 'error' ? 'connection error' : 'disconnected';
+    this.#status(state, `${label} — retrying in ${delay} s`, false);
+    this.retryTimer = setTimeout(() => {
+      if (!this.stopped) this.#open();
+    }, delay * 1000);
+  }
+
+  #startPing() {
+    this.#stopPing();
+    this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_INTERVAL_MS);
+  }
+
+  #stopPing() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = null;
+  }
+}

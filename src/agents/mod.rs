@@ -1,0 +1,13 @@
+//! The marketplace: agent records, their manifests, publishing and listing.
+//!
+//! Publishing validates the manifest and the module (on the blocking pool), stores the module
+//! as a content-addressed blob, writes the record, indexes it for search and announces it on
+//! the hub, in that order: an agent is never visible before its binary is durable.
+
+mod agent;
+pub mod manifest;
+mod marketplace;
+
+pub use agent::{Agent, AgentStats, AgentStatus};
+pub use manifest::{Manifest, ManifestError};
+pub use marketplace::{AgentError, AgentList, AgentQuery, Marketplace};

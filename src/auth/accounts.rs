@@ -1,0 +1,137 @@
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::password;
+use super::token::TokenKeys;
+use super::user::{Email, User};
+use crate::error::{ApiError, Code};
+use crate::store::{Store, StoreError};
+
+/// Sign-up input as received.
+pub struct Registration {
+    pub email: String,
+    pub password: String,
+    pub full_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0}")]
+    InvalidEmail(String),
+    #[error("{0}")]
+    InvalidPassword(String),
+    #[error("full_name must be at most 200 characters")]
+    InvalidName,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("unknown email or wrong password")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        let code = match &e {
+            AccountError::InvalidEmail(_) => Code::InvalidEmail,
+            AccountError::InvalidPassword(_) => Code::InvalidPassword,
+            AccountError::InvalidName => Code::InvalidRequest,
+            AccountError::EmailTaken => Code::EmailTaken,
+            AccountError::InvalidCredentials => Code::InvalidCredentials,
+            AccountError::Store(e) => return ApiError::internal(e),
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// The accounts component: sign-up, sign-in, token checks.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    keys: Arc<TokenKeys>,
+}
+
+impl Accounts {
+    pub fn new(store: Store, keys: Arc<TokenKeys>) -> Self {
+        Self { store, keys }
+    }
+
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    /// Creates an account and returns it with a fresh session token.
+    pub async fn register(&self, reg: Registration) -> Result<(String, User), AccountError> {
+        let email = Email::parse(&reg.email).map_err(AccountError::InvalidEmail)?;
+        password::check_policy(&reg.password).map_err(AccountError::InvalidPassword)?;
+        let full_name = reg.full_name.trim().to_owned();
+        if full_name.chars().count() > 200 {
+            return Err(AccountError::InvalidName);
+        }
+        let hash = blocking(move || password::hash(&reg.password)).await?;
+        let user = User {
+            id: Uuid::new_v4(),
+            email: email.as_str().to_owned(),
+            full_name,
+            password_hash: hash,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        if !self.store.insert_user(user.clone()).await? {
+            return Err(AccountError::EmailTaken);
+        }
+        tracing::info!(user_id = %user.id, "account created");
+        Ok((self.keys.issue(user.id), user))
+    }
+
+    /// Checks credentials. Unknown email and wrong password take the same time and answer the
+    /// same error.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<(String, User), AccountError> {
+        let user = match Email::parse(email) {
+            Ok(email) => self.store.user_by_email(email.as_str().to_owned()).await?,
+            Err(_) => None,
+        };
+        let phc = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| password::decoy_hash().to_owned());
+        let ok = blocking(move || password::verify(&password, &phc)).await?;
+        match user {
+            Some(user) if ok => Ok((self.keys.issue(user.id), user)),
+            _ => Err(AccountError::InvalidCredentials),
+        }
+    }
+
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, AccountError> {
+        Ok(self.store.user(id).await?)
+    }
+
+    /// Finds or creates the account used to publish bundled agents. Its password is random and
+    /// never stored, so nobody can sign in as it.
+    pub async fn system_user(&self, email: &str, full_name: &str) -> Result<User, AccountError> {
+        if let Some(user) = self.store.user_by_email(email.to_owned()).await? {
+            return Ok(user);
+        }
+        let (_, user) = self
+            .register(Registration {
+                email: email.to_owned(),
+                password: Uuid::new_v4().to_string(),
+                full_name: full_name.to_owned(),
+            })
+            .await?;
+        Ok(user)
+    }
+}
+
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, AccountError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AccountError::Store(StoreError::Join(e)))
+}

@@ -1,0 +1,12 @@
+//! Accounts and sessions: argon2id password hashes, HS256 JWTs signed with a per-install secret.
+//!
+//! Hashing costs ~20 ms of CPU and always runs on the blocking pool, never on async threads.
+
+mod accounts;
+mod password;
+mod token;
+mod user;
+
+pub use accounts::{AccountError, Accounts, Registration};
+pub use token::{Claims, TokenError, TokenKeys};
+pub use user::{Email, User, UserView};

@@ -1,0 +1,171 @@
+//! Content-addressed binary storage: agent modules split into chunks in the same redb file as
+//! everything else, keyed by the sha256 of the whole blob. Identical uploads share one copy.
+//!
+//! Every read re-hashes the bytes and fails loudly on a mismatch rather than running a module
+//! that is not the one that was validated. Blocking: all work runs through [`Store::run`].
+
+use bytes::Bytes;
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, StoreError, decode, encode, tables};
+
+/// Size of one stored chunk. Small enough that a read never copies a 50 MiB value at once.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// Stored description of a blob.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobMeta {
+    pub size: u64,
+    pub chunks: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob {0} not found")]
+    NotFound(String),
+    #[error("blob {hash} is corrupt: content hashes to {actual}")]
+    Corrupt { hash: String, actual: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<BlobError> for crate::error::ApiError {
+    fn from(e: BlobError) -> Self {
+        crate::error::ApiError::internal(&e)
+    }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Store,
+}
+
+impl BlobStore {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Stores `bytes` unless a blob with the same hash exists. Returns the hash.
+    pub async fn put(&self, bytes: Bytes) -> Result<String, BlobError> {
+        Ok(self
+            .store
+            .run(move |db| {
+                let hash = sha256_hex(&bytes);
+                let txn = db.begin_write()?;
+                {
+                    let mut blobs = txn.open_table(tables::BLOBS)?;
+                    if blobs.get(hash.as_str())?.is_none() {
+                        let mut chunks = txn.open_table(tables::BLOB_CHUNKS)?;
+                        let mut count = 0u32;
+                        for (i, chunk) in bytes.chunks(CHUNK_SIZE).enumerate() {
+                            chunks.insert((hash.as_str(), i as u32), chunk)?;
+                            count += 1;
+                        }
+                        let meta = BlobMeta {
+                            size: bytes.len() as u64,
+                            chunks: count,
+                        };
+                        blobs.insert(hash.as_str(), encode(&meta).as_slice())?;
+                    }
+                }
+                txn.commit()?;
+                Ok(hash)
+            })
+            .await?)
+    }
+
+    /// Reads a blob and verifies its hash.
+    pub async fn get(&self, hash: &str) -> Result<Bytes, BlobError> {
+        let key = hash.to_owned();
+        let bytes = self
+            .store
+            .run(move |db| {
+                let txn = db.begin_read()?;
+                let Some(meta) = txn
+                    .open_table(tables::BLOBS)?
+                    .get(key.as_str())?
+                    .map(|v| v.value().to_vec())
+                else {
+                    return Ok(None);
+                };
+                let meta: BlobMeta = decode("blobs", &meta)?;
+                let chunks = txn.open_table(tables::BLOB_CHUNKS)?;
+                let mut out = Vec::with_capacity(meta.size as usize);
+                for entry in chunks.range((key.as_str(), 0)..(key.as_str(), meta.chunks))? {
+                    out.extend_from_slice(entry?.1.value());
+                }
+                Ok(Some(out))
+            })
+            .await?
+            .ok_or_else(|| BlobError::NotFound(hash.to_owned()))?;
+        let actual = sha256_hex(&bytes);
+        if actual != hash {
+            return Err(BlobError::Corrupt {
+                hash: hash.to_owned(),
+                actual,
+            });
+        }
+        Ok(Bytes::from(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn blobs_round_trip_across_chunks_and_deduplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let blobs = BlobStore::new(store.clone());
+        let data: Vec<u8> = (0..(CHUNK_SIZE * 2 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let hash = blobs.put(Bytes::from(data.clone())).await.unwrap();
+        assert_eq!(hash, sha256_hex(&data));
+        assert_eq!(blobs.put(Bytes::from(data.clone())).await.unwrap(), hash);
+        assert_eq!(blobs.get(&hash).await.unwrap(), data);
+        assert!(matches!(
+            blobs.get(&sha256_hex(b"nope")).await,
+            Err(BlobError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_chunk_is_detected_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let blobs = BlobStore::new(store.clone());
+        let hash = blobs
+            .put(Bytes::from_static(b"original bytes"))
+            .await
+            .unwrap();
+        let key = hash.clone();
+        store
+            .run(move |db| {
+                let txn = db.begin_write()?;
+                txn.open_table(tables::BLOB_CHUNKS)?
+                    .insert((key.as_str(), 0), b"tampered bytes!".as_slice())?;
+                txn.commit()?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            blobs.get(&hash).await,
+            Err(BlobError::Corrupt { .. })
+        ));
+    }
+}

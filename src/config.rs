@@ -1,0 +1,278 @@
+//! Settings, layered with figment: built-in defaults < TOML file < `ZEROSTATE_*` environment
+//! (`__` separates nested keys, e.g. `ZEROSTATE_TASKS__DEFAULT_TIMEOUT_SECS=10`) < CLI flags.
+//!
+//! Every struct denies unknown fields, so a typo in the file or the environment stops start-up
+//! with an error naming the key instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The configuration file read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config/zerostate.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds to.
+    pub listen: SocketAddr,
+    /// Directory holding the redb file, the search index and the JWT secret.
+    pub data_dir: PathBuf,
+    /// Size of the worker pool that executes agents. 0 accepts tasks but runs none.
+    pub workers: usize,
+    /// Publish the bundled demo agents under a demo account at start-up.
+    pub demo: bool,
+    pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub agents: AgentSettings,
+    pub tasks: TaskSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` for people, `json` for log shippers.
+    pub format: LogFormat,
+    /// tracing-subscriber filter used when `RUST_LOG` is unset.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of a session token.
+    pub token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Largest accepted `.wasm` upload.
+    pub max_binary_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSettings {
+    /// Timeout applied when a submit names none.
+    pub default_timeout_secs: u64,
+    /// Largest timeout a submit may ask for.
+    pub max_timeout_secs: u64,
+    /// Linear-memory cap of one agent instance.
+    pub memory_limit_bytes: usize,
+    /// stdout beyond this fails the task with `output_limit`; the first bytes are kept.
+    pub stdout_limit_bytes: usize,
+    /// stderr beyond this is dropped (the tail is kept).
+    pub stderr_limit_bytes: usize,
+    /// Most tasks waiting in the queue; beyond it submit answers 503 `queue_full`.
+    pub queue_capacity: usize,
+    /// How long shutdown waits for running tasks before re-queueing them.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./zerostate-data"),
+            workers: 4,
+            demo: false,
+            log: LogSettings {
+                format: LogFormat::Pretty,
+                filter: "info".into(),
+            },
+            auth: AuthSettings {
+                token_ttl_secs: 86_400,
+            },
+            agents: AgentSettings {
+                max_binary_bytes: 50 * 1024 * 1024,
+            },
+            tasks: TaskSettings {
+                default_timeout_secs: 30,
+                max_timeout_secs: 300,
+                memory_limit_bytes: 256 * 1024 * 1024,
+                stdout_limit_bytes: 1024 * 1024,
+                stderr_limit_bytes: 64 * 1024,
+                queue_capacity: 100_000,
+                shutdown_grace_secs: 10,
+            },
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Rule(String),
+}
+
+impl Settings {
+    /// Loads the layers in order. `file` is `--config`; without it the default file is read if
+    /// present.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        Self::figment(file, overrides)?
+            .extract::<Settings>()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?
+            .checked()
+    }
+
+    fn figment(file: Option<&Path>, overrides: Overrides) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        Ok(figment
+            .merge(Env::prefixed("ZEROSTATE_").split("__"))
+            .merge(Serialized::defaults(overrides)))
+    }
+
+    /// Cross-field rules serde cannot express.
+    fn checked(self) -> Result<Self, ConfigError> {
+        let t = &self.tasks;
+        let rule = |ok: bool, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Rule(msg.into()))
+            }
+        };
+        rule(self.workers <= 1024, "workers must be at most 1024")?;
+        rule(
+            (1..=t.max_timeout_secs).contains(&t.default_timeout_secs),
+            "tasks.default_timeout_secs must be between 1 and tasks.max_timeout_secs",
+        )?;
+        rule(
+            t.memory_limit_bytes >= 64 * 1024,
+            "tasks.memory_limit_bytes must be at least 64 KiB",
+        )?;
+        rule(
+            t.queue_capacity > 0,
+            "tasks.queue_capacity must be positive",
+        )?;
+        rule(
+            self.auth.token_ttl_secs > 0,
+            "auth.token_ttl_secs must be positive",
+        )?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    // Every test runs in a `Jail`: it serialises environment changes and runs in a temp cwd.
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "z.toml",
+                "workers = 7\nlisten = \"0.0.0.0:9000\"\n[tasks]\ndefault_timeout_secs = 5\n",
+            )?;
+            let path = Path::new("z.toml");
+            let s = Settings::load(Some(path), Overrides::default()).unwrap();
+            assert_eq!((s.workers, s.tasks.default_timeout_secs), (7, 5));
+            assert_eq!(
+                s.tasks.max_timeout_secs, 300,
+                "untouched keys keep their default"
+            );
+
+            jail.set_env("ZEROSTATE_WORKERS", "3");
+            jail.set_env("ZEROSTATE_TASKS__DEFAULT_TIMEOUT_SECS", "9");
+            let s = Settings::load(Some(path), Overrides::default()).unwrap();
+            assert_eq!(
+                (s.workers, s.tasks.default_timeout_secs),
+                (3, 9),
+                "env beats the file"
+            );
+            assert_eq!(s.listen.port(), 9000);
+
+            let flags = Overrides {
+                workers: Some(2),
+                ..Default::default()
+            };
+            let s = Settings::load(Some(path), flags).unwrap();
+            assert_eq!(s.workers, 2, "flags beat env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_default_file_is_read_from_the_working_directory() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file(DEFAULT_CONFIG_FILE, "workers = 11\n")?;
+            assert_eq!(
+                Settings::load(None, Overrides::default()).unwrap().workers,
+                11
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_named_in_the_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "[tasks]\ndefault_timeout = 5\n")?;
+            let err = Settings::load(Some(Path::new("a.toml")), Overrides::default());
+            assert!(err.unwrap_err().to_string().contains("default_timeout"));
+            jail.create_file("b.toml", "wrokers = 3\n")?;
+            let err = Settings::load(Some(Path::new("b.toml")), Overrides::default());
+            assert!(err.unwrap_err().to_string().contains("wrokers"));
+            jail.set_env("ZEROSTATE_NOPE", "1");
+            let err = Settings::load(None, Overrides::default());
+            assert!(err.unwrap_err().to_string().contains("nope"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_explicit_file_and_broken_rules_are_errors() {
+        Jail::expect_with(|jail| {
+            let err = Settings::load(Some(Path::new("missing.toml")), Overrides::default());
+            assert!(matches!(err, Err(ConfigError::MissingFile(_))));
+            jail.create_file("c.toml", "[tasks]\ndefault_timeout_secs = 301\n")?;
+            let err = Settings::load(Some(Path::new("c.toml")), Overrides::default());
+            assert!(
+                err.unwrap_err()
+                    .to_string()
+                    .contains("default_timeout_secs")
+            );
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,67 @@
+//! `serve --demo`: publishes the bundled agents from `assets/agents/*/` (embedded in the binary)
+//! under a demo account, so a fresh install can run a task at once. Idempotent: an agent the
+//! demo account already has is left alone.
+
+use bytes::Bytes;
+use rust_embed::RustEmbed;
+
+use crate::agents::Marketplace;
+use crate::agents::manifest::RawManifest;
+use crate::auth::Accounts;
+
+/// The account that owns the demo agents. Nobody can sign in as it.
+pub const DEMO_EMAIL: &str = "demo@zerostate.local";
+
+#[derive(RustEmbed)]
+#[folder = "assets/agents/"]
+#[include = "*/manifest.json"]
+#[include = "*/agent.wasm"]
+struct DemoAgents;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("bundled manifest {path} is invalid: {source}")]
+    Manifest {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("bundled agent {0} has no agent.wasm")]
+    MissingModule(String),
+    #[error("{0}")]
+    Publish(String),
+}
+
+/// The bundled agents: (directory name, manifest, module).
+pub fn bundled() -> Result<Vec<(String, RawManifest, Bytes)>, DemoError> {
+    let mut agents = Vec::new();
+    let mut dirs: Vec<String> = DemoAgents::iter()
+        .filter_map(|p| p.strip_suffix("/manifest.json").map(str::to_owned))
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let path = format!("{dir}/manifest.json");
+        let manifest = DemoAgents::get(&path).expect("listed by iter");
+        let raw: RawManifest = serde_json::from_slice(&manifest.data)
+            .map_err(|source| DemoError::Manifest { path, source })?;
+        let module = DemoAgents::get(&format!("{dir}/agent.wasm"))
+            .ok_or_else(|| DemoError::MissingModule(dir.clone()))?;
+        agents.push((dir, raw, Bytes::from(module.data.into_owned())));
+    }
+    Ok(agents)
+}
+
+/// Publishes every bundled agent the demo account does not have yet.
+pub async fn publish(accounts: &Accounts, marketplace: &Marketplace) -> Result<(), DemoError> {
+    let owner = accounts
+        .system_user(DEMO_EMAIL, "ZeroState demo")
+        .await
+        .map_err(|e| DemoError::Publish(e.to_string()))?;
+    for (dir, raw, module) in bundled()? {
+        match marketplace.publish_if_absent(owner.id, raw, module).await {
+            Ok(Some(agent)) => tracing::info!(agent = %agent.name, "published demo agent"),
+            Ok(None) => tracing::debug!(dir, "demo agent already published"),
+            Err(e) => return Err(DemoError::Publish(format!("{dir}: {e}"))),
+        }
+    }
+    Ok(())
+}

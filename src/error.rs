@@ -1,0 +1,208 @@
+//! The one table of API error codes.
+//!
+//! Every error a client can see is a [`Code`] with a fixed HTTP status and a stable snake_case
+//! name, rendered as `{"error":{"code":"…","message":"…"}}`. Codes are part of the public API:
+//! add new ones, never rename or reuse one. Component error enums map onto this table with
+//! `From` impls that live next to them; internal errors become an opaque `internal_error` and
+//! their whole cause chain is logged here, once.
+
+use axum::Json;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident => ($status:ident, $name:literal), )*) => {
+        /// A stable API error code. See the module docs.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Code {
+            /// Every code, for documentation and tests.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The HTTP status this code is always answered with.
+            pub fn status(self) -> StatusCode {
+                match self { $(Code::$variant => StatusCode::$status,)* }
+            }
+
+            /// The snake_case name clients match on.
+            pub fn name(self) -> &'static str {
+                match self { $(Code::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The body is not valid JSON.
+    MalformedJson => (BAD_REQUEST, "malformed_json"),
+    /// The body is not valid multipart/form-data.
+    MalformedMultipart => (BAD_REQUEST, "malformed_multipart"),
+    /// The request is well-formed but a field is missing, of the wrong type or out of range.
+    InvalidRequest => (BAD_REQUEST, "invalid_request"),
+    /// The email address is not a plausible address.
+    InvalidEmail => (BAD_REQUEST, "invalid_email"),
+    /// The password is too short or too long.
+    InvalidPassword => (BAD_REQUEST, "invalid_password"),
+    /// No `Authorization: Bearer` token was sent.
+    MissingToken => (UNAUTHORIZED, "missing_token"),
+    /// The token is malformed, forged or expired.
+    InvalidToken => (UNAUTHORIZED, "invalid_token"),
+    /// Unknown email or wrong password (deliberately indistinguishable).
+    InvalidCredentials => (UNAUTHORIZED, "invalid_credentials"),
+    /// The route exists but the method does not.
+    MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed"),
+    /// No API route matches the path.
+    RouteNotFound => (NOT_FOUND, "route_not_found"),
+    /// No agent with this id (or not visible to the caller).
+    AgentNotFound => (NOT_FOUND, "agent_not_found"),
+    /// No task with this id owned by the caller.
+    TaskNotFound => (NOT_FOUND, "task_not_found"),
+    /// The caller already has an agent with this name.
+    AgentNameTaken => (CONFLICT, "agent_name_taken"),
+    /// An account with this email already exists.
+    EmailTaken => (CONFLICT, "email_taken"),
+    /// The body or an uploaded file is over its size limit.
+    PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large"),
+    /// The Content-Type is not one this route accepts.
+    UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    /// The uploaded file is not an acceptable WASI command module; the message names the rule.
+    InvalidWasmModule => (UNPROCESSABLE_ENTITY, "invalid_wasm_module"),
+    /// The auction found no agent for the task; the message says why.
+    NoEligibleAgent => (UNPROCESSABLE_ENTITY, "no_eligible_agent"),
+    /// The in-memory queue is at its configured capacity.
+    QueueFull => (SERVICE_UNAVAILABLE, "queue_full"),
+    /// The server is shutting down and takes no new work.
+    ShuttingDown => (SERVICE_UNAVAILABLE, "shutting_down"),
+    /// A bug or an I/O failure on our side; details are in the server log only.
+    Internal => (INTERNAL_SERVER_ERROR, "internal_error"),
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// An internal failure: logs the whole cause chain and answers an opaque 500.
+    pub fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %chain, "internal error");
+        Self::new(Code::Internal, "internal error; see the server log")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.name(), self.message)
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `invalid_wasm_module`.
+    pub code: String,
+    /// Human-readable explanation of what to fix.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.name().to_owned(),
+                message: self.message,
+            },
+        };
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if self.code == Code::QueueFull {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as R;
+        match rejection {
+            R::JsonDataError(e) => Self::new(Code::InvalidRequest, e.body_text()),
+            R::JsonSyntaxError(e) => Self::new(Code::MalformedJson, e.body_text()),
+            R::MissingJsonContentType(_) => Self::new(
+                Code::UnsupportedMediaType,
+                "expected `Content-Type: application/json`",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(Code::PayloadTooLarge, other.body_text())
+            }
+            other => Self::new(Code::MalformedJson, other.body_text()),
+        }
+    }
+}
+
+impl From<axum::extract::multipart::MultipartError> for ApiError {
+    fn from(error: axum::extract::multipart::MultipartError) -> Self {
+        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(Code::PayloadTooLarge, error.body_text())
+        } else {
+            Self::new(Code::MalformedMultipart, error.body_text())
+        }
+    }
+}
+
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(rejection: axum::extract::multipart::MultipartRejection) -> Self {
+        Self::new(Code::MalformedMultipart, rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Self::new(Code::InvalidRequest, rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_client_or_server_errors() {
+        let mut seen = HashSet::new();
+        for code in Code::ALL {
+            let name = code.name();
+            assert!(seen.insert(name), "duplicate code {name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name} is not snake_case"
+            );
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+}

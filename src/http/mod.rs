@@ -1,0 +1,40 @@
+//! The HTTP surface: an axum router over [`AppState`].
+//!
+//! Handlers parse, authorise, call one component function and map the result; no business
+//! logic lives here. Every error leaves through [`crate::error::ApiError`].
+
+mod extractors;
+pub mod router;
+mod routes;
+mod ui;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::Marketplace;
+use crate::auth::Accounts;
+use crate::orchestrator::Orchestrator;
+use crate::realtime::Hub;
+use crate::store::Store;
+
+pub use extractors::{ApiJson, AuthUser};
+pub use router::router;
+
+/// Everything a handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub accounts: Accounts,
+    pub marketplace: Marketplace,
+    pub orchestrator: Orchestrator,
+    pub hub: Hub,
+    pub store: Store,
+    pub metrics: PrometheusHandle,
+    pub started_at: Instant,
+    /// Cancelled when the server begins shutting down; WebSocket tasks watch it.
+    pub shutdown: CancellationToken,
+    /// The generated OpenAPI document, rendered once.
+    pub openapi: Arc<String>,
+}

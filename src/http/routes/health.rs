@@ -1,0 +1,94 @@
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use serde_json::json;
+
+use super::tags;
+use crate::http::{ApiJson, AppState};
+use crate::orchestrator::{Priority, TaskStatus};
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HealthResponse {
+    /// `ok`, or `degraded` when a check fails.
+    status: &'static str,
+    version: &'static str,
+    uptime_s: u64,
+    #[schema(value_type = Object)]
+    checks: serde_json::Value,
+}
+
+/// Liveness and component checks.
+#[utoipa::path(get, path = "/health", tag = tags::OPERATIONS,
+    responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
+pub async fn health(State(state): State<AppState>) -> (StatusCode, ApiJson<HealthResponse>) {
+    let store = match state.orchestrator.counts(None).await {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    let depth: usize = state.orchestrator.queue_depth().iter().sum();
+    let ok = store == "ok";
+    let body = HealthResponse {
+        status: if ok { "ok" } else { "degraded" },
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started_at.elapsed().as_secs(),
+        checks: json!({
+            "store": store,
+            "queue": {"status": "ok", "depth": depth},
+            "websocket": {"status": "ok", "connections": state.hub.stats().current_connections},
+        }),
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, ApiJson(body))
+}
+
+/// Readiness: 200 while the server accepts work, 503 once it is shutting down.
+#[utoipa::path(get, path = "/ready", tag = tags::OPERATIONS, responses((status = 200), (status = 503)))]
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    if state.shutdown.is_cancelled() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiJson(json!({"status": "shutting_down"})),
+        )
+    } else {
+        (StatusCode::OK, ApiJson(json!({"status": "ready"})))
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = tags::OPERATIONS, responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let depth = state.orchestrator.queue_depth();
+    for priority in Priority::ALL {
+        metrics::gauge!("zerostate_queue_depth", "priority" => priority.as_str())
+            .set(depth[priority as usize] as f64);
+    }
+    if let Ok(counts) = state.orchestrator.counts(None).await {
+        for status in TaskStatus::ALL {
+            metrics::gauge!("zerostate_tasks", "status" => status.as_str())
+                .set(counts.get(status) as f64);
+        }
+    }
+    metrics::gauge!("zerostate_websocket_connections")
+        .set(state.hub.stats().current_connections as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = tags::OPERATIONS, responses((status = 200, content_type = "application/json")))]
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
+}

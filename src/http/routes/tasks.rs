@@ -1,0 +1,120 @@
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::agents::parse_bounded;
+use super::{DEFAULT_LIMIT, MAX_LIMIT, tags};
+use crate::error::{ApiError, Code, ErrorBody};
+use crate::http::{ApiJson, AppState, AuthUser};
+use crate::orchestrator::{Submission, Task, TaskError, TaskStatus};
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SubmitResponse {
+    task_id: Uuid,
+    status: TaskStatus,
+    /// The auction winner.
+    agent_id: Uuid,
+    agent_name: String,
+    price: f64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskListResponse {
+    tasks: Vec<Task>,
+    total: u64,
+    limit: usize,
+    offset: usize,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskStatsResponse {
+    queued: u64,
+    running: u64,
+    completed: u64,
+    failed: u64,
+    total: u64,
+}
+
+/// Submit a task: the auction picks an agent and the task is queued.
+#[utoipa::path(post, path = "/api/v1/tasks/submit", tag = tags::TASKS, security(("bearer" = [])), request_body = Submission,
+    responses((status = 202, body = SubmitResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn submit(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(sub): ApiJson<Submission>,
+) -> Result<(StatusCode, ApiJson<SubmitResponse>), ApiError> {
+    let task = state.orchestrator.submit(user.id, sub).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        ApiJson(SubmitResponse {
+            task_id: task.id,
+            status: task.status,
+            agent_id: task.agent_id,
+            agent_name: task.agent_name,
+            price: task.price,
+        }),
+    ))
+}
+
+/// The caller's tasks, newest first.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = tags::TASKS, security(("bearer" = [])),
+    params(("limit" = Option<usize>, Query, description = "1..=100, default 20"), ("offset" = Option<usize>, Query)),
+    responses((status = 200, body = TaskListResponse), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    RawQuery(query): RawQuery,
+) -> Result<ApiJson<TaskListResponse>, ApiError> {
+    let (mut limit, mut offset) = (DEFAULT_LIMIT, 0);
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "limit" => limit = parse_bounded("limit", &value, 1, MAX_LIMIT)?,
+            "offset" => offset = parse_bounded("offset", &value, 0, usize::MAX)?,
+            _ => {}
+        }
+    }
+    let (tasks, total) = state.orchestrator.list(user.id, limit, offset).await?;
+    Ok(ApiJson(TaskListResponse {
+        tasks,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One of the caller's tasks.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = tags::TASKS, security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Task>, ApiError> {
+    let not_found = || ApiError::new(Code::TaskNotFound, format!("no task with id `{id}`"));
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    match state.orchestrator.task(user.id, uuid).await {
+        Ok(task) => Ok(ApiJson(task)),
+        Err(TaskError::NotFound) => Err(not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Counts of the caller's tasks by status.
+#[utoipa::path(get, path = "/api/v1/tasks/stats", tag = tags::TASKS, security(("bearer" = [])),
+    responses((status = 200, body = TaskStatsResponse)))]
+pub async fn stats(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<ApiJson<TaskStatsResponse>, ApiError> {
+    let c = state.orchestrator.counts(Some(user.id)).await?;
+    Ok(ApiJson(TaskStatsResponse {
+        queued: c.queued,
+        running: c.running,
+        completed: c.completed,
+        failed: c.failed,
+        total: c.total(),
+    }))
+}

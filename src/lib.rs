@@ -1,0 +1,222 @@
+//! ZeroState: a self-hosted AI-agent marketplace and orchestrator in one binary.
+//!
+//! [`Application`] wires the components together; `main` only parses the command line.
+
+pub mod agents;
+pub mod auth;
+pub mod blob;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod orchestrator;
+pub mod queue;
+pub mod realtime;
+pub mod runtime;
+pub mod search;
+pub mod store;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::Marketplace;
+use crate::auth::{Accounts, TokenKeys};
+use crate::blob::BlobStore;
+use crate::config::Settings;
+use crate::http::AppState;
+use crate::orchestrator::Orchestrator;
+use crate::realtime::Hub;
+use crate::runtime::Executor;
+use crate::search::SearchIndex;
+use crate::store::Store;
+
+/// Name of the database file inside the data dir.
+pub const DB_FILE: &str = "zerostate.redb";
+/// Name of the search index directory inside the data dir.
+pub const INDEX_DIR: &str = "search";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot open the search index: {0}")]
+    Search(#[from] search::SearchError),
+    #[error(transparent)]
+    Token(#[from] auth::TokenError),
+    #[error("cannot start the WebAssembly runtime: {0}")]
+    Runtime(String),
+    #[error("start-up step failed: {0}")]
+    Component(String),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built, not yet running server.
+pub struct Application {
+    listener: TcpListener,
+    settings: Settings,
+    state: AppState,
+    router: axum::Router,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Binds `settings.listen` and builds every component.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Builds on an already bound listener (tests bind port 0).
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> Result<Self, StartError> {
+        let data_dir = settings.data_dir.clone();
+        let ttl = settings.auth.token_ttl_secs;
+        let opened = tokio::task::spawn_blocking(move || -> Result<Opened, StartError> {
+            std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
+            Ok(Opened {
+                store: Store::open(&data_dir.join(DB_FILE))?,
+                search: SearchIndex::open(&data_dir.join(INDEX_DIR))?,
+                keys: TokenKeys::load_or_create(&data_dir, ttl)?,
+                executor: Executor::new().map_err(|e| StartError::Runtime(e.to_string()))?,
+            })
+        })
+        .await
+        .map_err(|e| StartError::Component(e.to_string()))??;
+
+        let hub = Hub::default();
+        let accounts = Accounts::new(opened.store.clone(), Arc::new(opened.keys));
+        let marketplace = Marketplace::new(
+            opened.store.clone(),
+            BlobStore::new(opened.store.clone()),
+            Arc::new(opened.search),
+            hub.clone(),
+            settings.agents.max_binary_bytes,
+        );
+        marketplace
+            .reconcile_index()
+            .await
+            .map_err(|e| StartError::Component(format!("search index: {e}")))?;
+        let orchestrator = Orchestrator::new(
+            opened.store.clone(),
+            marketplace.clone(),
+            Arc::new(opened.executor),
+            hub.clone(),
+            settings.tasks.clone(),
+        );
+        orchestrator
+            .recover()
+            .await
+            .map_err(|e| StartError::Component(format!("task recovery: {e}")))?;
+
+        let shutdown = CancellationToken::new();
+        let (routes, openapi) = http::router::routes(settings.agents.max_binary_bytes);
+        let openapi = openapi
+            .to_pretty_json()
+            .map_err(|e| StartError::Component(e.to_string()))?;
+        let state = AppState {
+            accounts,
+            marketplace,
+            orchestrator,
+            hub,
+            store: opened.store,
+            metrics: telemetry::metrics_handle(),
+            started_at: Instant::now(),
+            shutdown: shutdown.clone(),
+            openapi: Arc::new(openapi),
+        };
+        if settings.demo {
+            demo::publish(&state.accounts, &state.marketplace)
+                .await
+                .map_err(|e| StartError::Component(format!("demo agents: {e}")))?;
+        }
+        let router = http::router(routes, state.clone());
+        Ok(Self {
+            listener,
+            settings,
+            state,
+            router,
+            shutdown,
+        })
+    }
+
+    /// The bound address (the real port when built with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Cancel to begin a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops accepting connections, lets
+    /// running tasks finish within the grace period (re-queueing the rest) and returns.
+    pub async fn run_until_stopped(self) -> Result<(), StartError> {
+        let Self {
+            listener,
+            settings,
+            state,
+            router,
+            shutdown,
+        } = self;
+        let workers = state.orchestrator.spawn_workers(settings.workers);
+        tracing::info!(
+            addr = %listener.local_addr().map_err(StartError::Serve)?,
+            workers = settings.workers,
+            data_dir = %settings.data_dir.display(),
+            "zerostate listening"
+        );
+        let signal = shutdown.clone();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { signal.cancelled().await })
+            .await;
+        tracing::info!("shutting down: draining running tasks");
+        state
+            .orchestrator
+            .shutdown(
+                workers,
+                Duration::from_secs(settings.tasks.shutdown_grace_secs),
+            )
+            .await;
+        tracing::info!("shutdown complete");
+        served.map_err(StartError::Serve)
+    }
+}
+
+/// Components opened together on the blocking pool.
+struct Opened {
+    store: Store,
+    search: SearchIndex,
+    keys: TokenKeys,
+    executor: Executor,
+}

@@ -1,0 +1,545 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::auction::{NoEligibleAgent, Weights, run_auction};
+use super::task::{Priority, Task, TaskCounts, TaskStatus};
+use crate::agents::{AgentError, Marketplace};
+use crate::config::TaskSettings;
+use crate::error::{ApiError, Code};
+use crate::queue::{QueueError, QueuedTask, TaskQueue};
+use crate::realtime::{Event, Hub};
+use crate::runtime::{Executor, Outcome, RunLimits};
+use crate::store::{AgentOutcome, Store, StoreError};
+
+/// Longest accepted `query`, in bytes.
+const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// Longest accepted serialised `input`: it becomes the agent's stdin.
+const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+/// How much of stderr is kept on the task and quoted in its error.
+const STDERR_TAIL_CHARS: usize = 2000;
+
+/// A task submission as received.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// What to do, in words. The agent's stdin when there is no `input`.
+    pub query: String,
+    /// Structured input; serialised as JSON onto the agent's stdin.
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    /// Capabilities the agent must all offer.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Most the caller will pay; agents priced above it do not bid.
+    pub budget: f64,
+    /// Seconds; default from config (30), at most the configured maximum (300).
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub priority: Priority,
+    #[schema(value_type = Option<Object>)]
+    pub constraints: Option<Value>,
+    /// Run this agent instead of the auction winner (it must still be eligible).
+    pub agent_id: Option<Uuid>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    NoEligibleAgent(#[from] NoEligibleAgent),
+    #[error("agent not found")]
+    AgentNotFound,
+    #[error("task not found")]
+    NotFound,
+    #[error("the queue is full ({0} tasks); retry later")]
+    QueueFull(usize),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        let code = match &e {
+            TaskError::Agent(_) | TaskError::Store(_) => {
+                return match e {
+                    TaskError::Agent(e) => e.into(),
+                    TaskError::Store(e) => ApiError::internal(&e),
+                    _ => unreachable!("matched above"),
+                };
+            }
+            TaskError::Invalid(_) => Code::InvalidRequest,
+            TaskError::NoEligibleAgent(_) => Code::NoEligibleAgent,
+            TaskError::AgentNotFound => Code::AgentNotFound,
+            TaskError::NotFound => Code::TaskNotFound,
+            TaskError::QueueFull(_) => Code::QueueFull,
+            TaskError::ShuttingDown => Code::ShuttingDown,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// The orchestrator. Cheap to clone.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    marketplace: Marketplace,
+    queue: TaskQueue,
+    executor: Arc<Executor>,
+    hub: Hub,
+    settings: TaskSettings,
+    weights: Weights,
+    /// Cleared at shutdown: submits answer 503 and workers stop taking tasks.
+    accepting: AtomicBool,
+}
+
+impl Orchestrator {
+    pub fn new(
+        store: Store,
+        marketplace: Marketplace,
+        executor: Arc<Executor>,
+        hub: Hub,
+        settings: TaskSettings,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                marketplace,
+                queue: TaskQueue::new(settings.queue_capacity),
+                executor,
+                hub,
+                settings,
+                weights: Weights::default(),
+                accepting: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// Validates, auctions, commits and queues a task. Returns it once it is durable.
+    pub async fn submit(&self, owner: Uuid, sub: Submission) -> Result<Task, TaskError> {
+        let inner = &self.inner;
+        if !inner.accepting.load(Ordering::Relaxed) {
+            return Err(TaskError::ShuttingDown);
+        }
+        let query = sub.query.trim().to_owned();
+        if query.is_empty() {
+            return Err(TaskError::Invalid("query must not be empty".into()));
+        }
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(TaskError::Invalid(format!(
+                "query must be at most {MAX_QUERY_BYTES} bytes"
+            )));
+        }
+        if let Some(input) = &sub.input
+            && serde_json::to_vec(input)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX)
+                > MAX_INPUT_BYTES
+        {
+            return Err(TaskError::Invalid(format!(
+                "input must serialise to at most {MAX_INPUT_BYTES} bytes"
+            )));
+        }
+        if !sub.budget.is_finite() || sub.budget < 0.0 {
+            return Err(TaskError::Invalid("budget must be a number ≥ 0".into()));
+        }
+        let max = inner.settings.max_timeout_secs;
+        let timeout_secs = sub.timeout.unwrap_or(inner.settings.default_timeout_secs);
+        if !(1..=max).contains(&timeout_secs) {
+            return Err(TaskError::Invalid(format!(
+                "timeout must be between 1 and {max} seconds"
+            )));
+        }
+        let capabilities: Vec<String> = sub
+            .capabilities
+            .iter()
+            .map(|c| c.trim().to_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect();
+        inner.queue.check_capacity().map_err(queue_error)?;
+
+        let candidates = match sub.agent_id {
+            Some(id) => vec![inner.marketplace.get(id).await.map_err(|e| match e {
+                AgentError::NotFound => TaskError::AgentNotFound,
+                other => other.into(),
+            })?],
+            None => inner.marketplace.ready_agents().await?,
+        };
+        let bids = run_auction(&candidates, &capabilities, sub.budget, inner.weights)?;
+        let winner = &bids[0];
+        let task = Task {
+            id: Uuid::new_v4(),
+            owner_id: owner,
+            status: TaskStatus::Queued,
+            query,
+            input: sub.input,
+            capabilities,
+            priority: sub.priority,
+            budget: sub.budget,
+            timeout_secs,
+            constraints: sub.constraints,
+            agent_id: winner.agent_id,
+            agent_name: winner.agent_name.clone(),
+            price: winner.price,
+            bids: bids.clone(),
+            result: None,
+            error: None,
+            stderr: None,
+            exit_code: None,
+            attempts: 0,
+            seq: 0,
+            created_at: OffsetDateTime::now_utc(),
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+        };
+        let task = inner.store.insert_task(task).await?;
+        metrics::counter!("zerostate_tasks_submitted_total", "priority" => task.priority.as_str())
+            .increment(1);
+        // Committed: from here the task survives a crash even if queueing fails; recovery
+        // re-queues it. `force` because capacity was checked above.
+        if let Err(e) = inner.queue.push(queued(&task), true) {
+            tracing::warn!(task_id = %task.id, error = %e, "task stored but not queued; it runs after restart");
+        }
+        inner.hub.send_to_user(owner, Event::task_update(&task));
+        Ok(task)
+    }
+
+    /// A task, if `owner` owns it.
+    pub async fn task(&self, owner: Uuid, id: Uuid) -> Result<Task, TaskError> {
+        match self.inner.store.task(id).await? {
+            Some(task) if task.owner_id == owner => Ok(task),
+            _ => Err(TaskError::NotFound),
+        }
+    }
+
+    /// A page of `owner`'s tasks, newest first, and their total count.
+    pub async fn list(
+        &self,
+        owner: Uuid,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(Vec<Task>, u64), TaskError> {
+        let tasks = self
+            .inner
+            .store
+            .tasks_for_owner(owner, limit, offset)
+            .await?;
+        let total = self.inner.store.task_counts(Some(owner)).await?.total();
+        Ok((tasks, total))
+    }
+
+    pub async fn counts(&self, owner: Option<Uuid>) -> Result<TaskCounts, TaskError> {
+        Ok(self.inner.store.task_counts(owner).await?)
+    }
+
+    /// Queued tasks per priority, lowest priority first.
+    pub fn queue_depth(&self) -> [usize; 4] {
+        self.inner.queue.depth()
+    }
+
+    /// Re-queues every unfinished task found in the store. Called once, before workers start.
+    pub async fn recover(&self) -> Result<usize, TaskError> {
+        let recovered = self.inner.store.recover_tasks().await?;
+        for r in &recovered {
+            let task = QueuedTask {
+                task_id: r.task_id,
+                priority: r.priority,
+                seq: r.seq,
+            };
+            self.inner.queue.push(task, true).map_err(queue_error)?;
+        }
+        let running = recovered.iter().filter(|r| r.was_running).count();
+        if !recovered.is_empty() {
+            tracing::info!(
+                queued = recovered.len(),
+                were_running = running,
+                "recovered unfinished tasks"
+            );
+        }
+        Ok(recovered.len())
+    }
+
+    /// Starts `n` workers; they run until [`Orchestrator::shutdown`].
+    pub fn spawn_workers(&self, n: usize) -> JoinSet<()> {
+        let mut set = JoinSet::new();
+        for worker in 0..n {
+            let this = self.clone();
+            set.spawn(async move {
+                while let Some(next) = this.inner.queue.pop().await {
+                    this.run_task(next).await;
+                }
+                tracing::debug!(worker, "worker stopped");
+            });
+        }
+        set
+    }
+
+    /// Stops taking work, lets running tasks finish within `grace`, then interrupts the rest
+    /// (they go back to `queued` and run after the next start).
+    pub async fn shutdown(&self, mut workers: JoinSet<()>, grace: Duration) {
+        self.inner.accepting.store(false, Ordering::Relaxed);
+        self.inner.queue.close();
+        let drained = tokio::time::timeout(grace, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; interrupting running tasks, they will be re-queued");
+            self.inner.executor.interrupt_all();
+            while workers.join_next().await.is_some() {}
+        }
+    }
+
+    async fn run_task(&self, next: QueuedTask) {
+        if let Err(e) = self.try_run_task(next).await {
+            // The task stays in the active set and is retried after a restart.
+            tracing::error!(task_id = %next.task_id, error = %e, "task execution failed internally");
+        }
+    }
+
+    async fn try_run_task(&self, next: QueuedTask) -> Result<(), TaskError> {
+        let inner = &self.inner;
+        let Some(mut task) = inner.store.task(next.task_id).await? else {
+            return Ok(());
+        };
+        if task.status != TaskStatus::Queued {
+            return Ok(());
+        }
+        let agent = match inner.marketplace.get(task.agent_id).await {
+            Ok(agent) => agent,
+            Err(AgentError::NotFound) => {
+                return self
+                    .fail_without_run(task, "the agent no longer exists")
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !inner.executor.has_module(&agent.binary_hash) {
+            let bytes = inner.marketplace.module_bytes(&agent).await?;
+            let (executor, hash) = (inner.executor.clone(), agent.binary_hash.clone());
+            let prepared = tokio::task::spawn_blocking(move || executor.prepare(&hash, &bytes))
+                .await
+                .map_err(StoreError::from)?;
+            if let Err(reason) = prepared {
+                return self.fail_without_run(task, &reason).await;
+            }
+        }
+
+        task.status = TaskStatus::Running;
+        task.started_at = Some(OffsetDateTime::now_utc());
+        task.attempts += 1;
+        if !inner
+            .store
+            .transition_task(task.clone(), TaskStatus::Queued, None)
+            .await?
+        {
+            return Ok(());
+        }
+        inner
+            .hub
+            .send_to_user(task.owner_id, Event::task_update(&task));
+
+        let stdin = match &task.input {
+            Some(input) => serde_json::to_vec(input).expect("JSON values serialise"),
+            None => task.query.clone().into_bytes(),
+        };
+        let env = vec![
+            ("ZEROSTATE_TASK_ID".to_owned(), task.id.to_string()),
+            ("ZEROSTATE_AGENT_ID".to_owned(), agent.id.to_string()),
+            ("ZEROSTATE_QUERY".to_owned(), task.query.clone()),
+        ];
+        let limits = RunLimits {
+            timeout: Duration::from_secs(task.timeout_secs),
+            memory_bytes: inner.settings.memory_limit_bytes,
+            stdout_bytes: inner.settings.stdout_limit_bytes,
+            stderr_bytes: inner.settings.stderr_limit_bytes,
+        };
+        let (executor, hash, args) = (
+            inner.executor.clone(),
+            agent.binary_hash.clone(),
+            vec![agent.name.clone()],
+        );
+        let output =
+            tokio::task::spawn_blocking(move || executor.run(&hash, &args, &env, stdin, limits))
+                .await
+                .map_err(StoreError::from)?;
+
+        if output.outcome == Outcome::Interrupted {
+            task.status = TaskStatus::Queued;
+            task.started_at = None;
+            inner
+                .store
+                .transition_task(task.clone(), TaskStatus::Running, None)
+                .await?;
+            inner
+                .hub
+                .send_to_user(task.owner_id, Event::task_update(&task));
+            return Ok(());
+        }
+
+        let duration_ms = output.duration.as_millis() as u64;
+        let stderr = tail(&String::from_utf8_lossy(&output.stderr), STDERR_TAIL_CHARS);
+        task.stderr = (!stderr.is_empty()).then(|| stderr.clone());
+        task.duration_ms = Some(duration_ms);
+        task.completed_at = Some(OffsetDateTime::now_utc());
+        let success = output.outcome == Outcome::Completed;
+        if success {
+            task.status = TaskStatus::Completed;
+            task.result = parse_result(&output.stdout);
+        } else {
+            task.status = TaskStatus::Failed;
+            task.result = parse_result(&output.stdout);
+            task.exit_code = match output.outcome {
+                Outcome::Exited(code) => Some(code),
+                _ => None,
+            };
+            task.error = Some(describe_failure(&output.outcome, &limits, &stderr));
+        }
+        let outcome = AgentOutcome {
+            agent_id: agent.id,
+            success,
+            duration_ms,
+        };
+        if inner
+            .store
+            .transition_task(task.clone(), TaskStatus::Running, Some(outcome))
+            .await?
+        {
+            metrics::counter!("zerostate_tasks_finished_total", "status" => task.status.as_str())
+                .increment(1);
+            metrics::histogram!("zerostate_task_duration_seconds")
+                .record(output.duration.as_secs_f64());
+            tracing::info!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
+            inner
+                .hub
+                .send_to_user(task.owner_id, Event::task_update(&task));
+        }
+        Ok(())
+    }
+
+    /// Fails a queued task that could not start (agent gone, module does not compile).
+    async fn fail_without_run(&self, mut task: Task, reason: &str) -> Result<(), TaskError> {
+        task.status = TaskStatus::Failed;
+        task.error = Some(reason.to_owned());
+        task.completed_at = Some(OffsetDateTime::now_utc());
+        if self
+            .inner
+            .store
+            .transition_task(task.clone(), TaskStatus::Queued, None)
+            .await?
+        {
+            self.inner
+                .hub
+                .send_to_user(task.owner_id, Event::task_update(&task));
+        }
+        Ok(())
+    }
+}
+
+fn queued(task: &Task) -> QueuedTask {
+    QueuedTask {
+        task_id: task.id,
+        priority: task.priority,
+        seq: task.seq,
+    }
+}
+
+fn queue_error(e: QueueError) -> TaskError {
+    match e {
+        QueueError::Full(n) => TaskError::QueueFull(n),
+        QueueError::Closed => TaskError::ShuttingDown,
+    }
+}
+
+/// stdout as JSON when it parses, else as text; `None` when empty.
+fn parse_result(stdout: &[u8]) -> Option<Value> {
+    let text = String::from_utf8_lossy(stdout);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some(serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(text.into_owned())))
+}
+
+fn tail(text: &str, max_chars: usize) -> String {
+    let count = text.chars().count();
+    text.chars().skip(count.saturating_sub(max_chars)).collect()
+}
+
+fn describe_failure(outcome: &Outcome, limits: &RunLimits, stderr: &str) -> String {
+    let base = match outcome {
+        Outcome::Exited(code) => format!("agent exited with code {code}"),
+        Outcome::TimedOut => format!("timed out after {} s", limits.timeout.as_secs()),
+        Outcome::MemoryLimit => format!(
+            "memory limit of {} MiB exceeded",
+            limits.memory_bytes / (1024 * 1024)
+        ),
+        Outcome::OutputLimit => format!("output limit of {} bytes exceeded", limits.stdout_bytes),
+        Outcome::Trapped(message) => format!("agent trapped: {message}"),
+        Outcome::Completed | Outcome::Interrupted => unreachable!("not a failure"),
+    };
+    let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    match last_line {
+        Some(line) => format!("{base}; stderr: {}", line.trim()),
+        None => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_json_when_they_parse() {
+        assert_eq!(
+            parse_result(b" {\"a\": 1}\n"),
+            Some(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(
+            parse_result(b"plain text\n"),
+            Some(Value::String("plain text\n".into()))
+        );
+        assert_eq!(parse_result(b"  \n"), None);
+    }
+
+    #[test]
+    fn failures_quote_the_last_stderr_line() {
+        let limits = RunLimits {
+            timeout: Duration::from_secs(2),
+            memory_bytes: 256 << 20,
+            stdout_bytes: 1 << 20,
+            stderr_bytes: 1 << 16,
+        };
+        assert_eq!(
+            describe_failure(
+                &Outcome::Exited(3),
+                &limits,
+                "warming up\nbad input: line 4\n"
+            ),
+            "agent exited with code 3; stderr: bad input: line 4"
+        );
+        assert_eq!(
+            describe_failure(&Outcome::TimedOut, &limits, ""),
+            "timed out after 2 s"
+        );
+        assert_eq!(
+            describe_failure(&Outcome::MemoryLimit, &limits, ""),
+            "memory limit of 256 MiB exceeded"
+        );
+    }
+}

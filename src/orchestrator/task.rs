@@ -1,0 +1,166 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auction::Bid;
+
+/// Scheduling priority; the discriminant indexes the queue's lanes (higher runs first).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low = 0,
+    /// `medium` is the seed API's name for it.
+    #[default]
+    #[serde(alias = "medium")]
+    Normal = 1,
+    High = 2,
+    Critical = 3,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [
+        Priority::Low,
+        Priority::Normal,
+        Priority::High,
+        Priority::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 4] = [
+        TaskStatus::Queued,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A task: stored as JSON in `tasks`; also the API shape.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Task {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub status: TaskStatus,
+    pub query: String,
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    pub capabilities: Vec<String>,
+    pub priority: Priority,
+    pub budget: f64,
+    pub timeout_secs: u64,
+    /// Accepted and kept for clients of the seed API; not enforced yet.
+    #[schema(value_type = Option<Object>)]
+    pub constraints: Option<Value>,
+    /// The auction winner that runs the task.
+    pub agent_id: Uuid,
+    pub agent_name: String,
+    /// The winner's price, charged against the budget.
+    pub price: f64,
+    /// Every bid, best first, with per-criterion scores.
+    pub bids: Vec<Bid>,
+    /// stdout parsed as JSON, or as text when it is not JSON.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    /// The last bytes the agent wrote to stderr, if any.
+    pub stderr: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Executions started so far (a run interrupted by shutdown counts).
+    pub attempts: u32,
+    /// Submit order: FIFO within a priority.
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    pub duration_ms: Option<u64>,
+}
+
+/// Tasks per status for one user, or for the whole server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+impl TaskCounts {
+    pub fn total(&self) -> u64 {
+        self.queued + self.running + self.completed + self.failed
+    }
+
+    pub fn get(&self, status: TaskStatus) -> u64 {
+        match status {
+            TaskStatus::Queued => self.queued,
+            TaskStatus::Running => self.running,
+            TaskStatus::Completed => self.completed,
+            TaskStatus::Failed => self.failed,
+        }
+    }
+
+    fn slot(&mut self, status: TaskStatus) -> &mut u64 {
+        match status {
+            TaskStatus::Queued => &mut self.queued,
+            TaskStatus::Running => &mut self.running,
+            TaskStatus::Completed => &mut self.completed,
+            TaskStatus::Failed => &mut self.failed,
+        }
+    }
+
+    /// Moves one task from `from` (if any) to `to`.
+    pub fn shift(&mut self, from: Option<TaskStatus>, to: TaskStatus) {
+        if let Some(from) = from {
+            let slot = self.slot(from);
+            *slot = slot.saturating_sub(1);
+        }
+        *self.slot(to) += 1;
+    }
+}

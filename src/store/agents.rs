@@ -1,0 +1,84 @@
+use redb::{ReadableDatabase, ReadableTable};
+use uuid::Uuid;
+
+use super::{Store, StoreError, decode, encode, read_json, tables};
+use crate::agents::Agent;
+
+impl Store {
+    /// Inserts a new agent. Returns `false` (and writes nothing) if the owner already has an
+    /// agent with this name.
+    pub async fn insert_agent(&self, agent: Agent) -> Result<bool, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let owner = agent.owner_id.to_string();
+                let id = agent.id.to_string();
+                let mut names = txn.open_table(tables::AGENTS_BY_OWNER_NAME)?;
+                if names.get((owner.as_str(), agent.name.as_str()))?.is_some() {
+                    return Ok(false);
+                }
+                names.insert((owner.as_str(), agent.name.as_str()), id.as_str())?;
+                txn.open_table(tables::AGENTS)?
+                    .insert(id.as_str(), encode(&agent).as_slice())?;
+            }
+            txn.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub async fn agent(&self, id: Uuid) -> Result<Option<Agent>, StoreError> {
+        self.get_json(tables::AGENTS, id.to_string()).await
+    }
+
+    pub async fn agent_by_owner_name(
+        &self,
+        owner: Uuid,
+        name: String,
+    ) -> Result<Option<Agent>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let owner = owner.to_string();
+            let names = txn.open_table(tables::AGENTS_BY_OWNER_NAME)?;
+            let Some(id) = names
+                .get((owner.as_str(), name.as_str()))?
+                .map(|v| v.value().to_owned())
+            else {
+                return Ok(None);
+            };
+            read_json(&txn.open_table(tables::AGENTS)?, "agents", &id)
+        })
+        .await
+    }
+
+    /// Every agent, newest first.
+    pub async fn all_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(tables::AGENTS)?;
+            let mut agents = table
+                .iter()?
+                .map(|entry| decode::<Agent>("agents", entry?.1.value()))
+                .collect::<Result<Vec<_>, _>>()?;
+            agents.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+            Ok(agents)
+        })
+        .await
+    }
+
+    /// The agents with these ids, in the given order; unknown ids are skipped.
+    pub async fn agents_by_ids(&self, ids: Vec<Uuid>) -> Result<Vec<Agent>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(tables::AGENTS)?;
+            let mut agents = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(agent) = read_json(&table, "agents", &id.to_string())? {
+                    agents.push(agent);
+                }
+            }
+            Ok(agents)
+        })
+        .await
+    }
+}

@@ -1,0 +1,148 @@
+//! The embedded store: one redb file (`<data_dir>/zerostate.redb`) holding users, agents, agent
+//! binaries and tasks. Table layouts are in [`tables`].
+//!
+//! Threading: redb calls block, so every public method hops to the blocking pool through
+//! [`Store::run`]; none may be called from an async thread directly. Writes commit with
+//! `Durability::Immediate`, so a method that returned `Ok` survives a crash.
+
+pub mod tables;
+
+mod agents;
+mod tasks;
+mod users;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use tasks::{AgentOutcome, Recovered};
+
+/// The layout version this build reads and writes.
+const CURRENT_SCHEMA: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt record in table {table}: {source}")]
+    Corrupt {
+        table: String,
+        source: serde_json::Error,
+    },
+    #[error("data file has schema version {found}, this build supports {CURRENT_SCHEMA}")]
+    Schema { found: u64 },
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<StoreError> for crate::error::ApiError {
+    fn from(e: StoreError) -> Self {
+        crate::error::ApiError::internal(&e)
+    }
+}
+
+/// Shared handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens (or creates) the database file and creates any missing table. Blocking.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(tables::USERS)?;
+            txn.open_table(tables::USERS_BY_EMAIL)?;
+            txn.open_table(tables::AGENTS)?;
+            txn.open_table(tables::AGENTS_BY_OWNER_NAME)?;
+            txn.open_table(tables::BLOBS)?;
+            txn.open_table(tables::BLOB_CHUNKS)?;
+            txn.open_table(tables::TASKS)?;
+            txn.open_table(tables::TASKS_BY_OWNER)?;
+            txn.open_table(tables::ACTIVE_TASKS)?;
+            txn.open_table(tables::TASK_COUNTS)?;
+            let mut meta = txn.open_table(tables::META)?;
+            let found = meta.get(tables::SCHEMA_VERSION)?.map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert(tables::SCHEMA_VERSION, CURRENT_SCHEMA)?;
+                }
+                Some(CURRENT_SCHEMA) => {}
+                Some(found) => return Err(StoreError::Schema { found }),
+            }
+        }
+        txn.commit()?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The database, for components that keep their own tables in the same file (blobs).
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    /// Runs `f` on the blocking pool.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Database) -> Result<R, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await?
+    }
+
+    /// Reads one JSON record.
+    async fn get_json<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: redb::TableDefinition<'static, &'static str, &'static [u8]>,
+        key: String,
+    ) -> Result<Option<T>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(table)?;
+            t.get(key.as_str())?
+                .map(|v| decode(table.name(), v.value()))
+                .transpose()
+        })
+        .await
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialise infallibly")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        table: table.to_owned(),
+        source,
+    })
+}
+
+/// Reads a JSON record inside an open transaction.
+pub(crate) fn read_json<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    table.get(key)?.map(|v| decode(name, v.value())).transpose()
+}

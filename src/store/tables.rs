@@ -1,0 +1,54 @@
+//! Every redb table in `zerostate.redb`, with its key and value encoding.
+//!
+//! Values marked JSON are `serde_json` encodings of the named Rust type; JSON keeps records
+//! readable with any redb tool and lets fields be added with `#[serde(default)]`. Ids are
+//! hyphenated lowercase UUID text. Timestamps inside records are RFC 3339.
+
+use redb::TableDefinition;
+
+/// `user id` → JSON [`crate::auth::User`].
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// `lowercased email` → `user id`. Enforces one account per email.
+pub const USERS_BY_EMAIL: TableDefinition<&str, &str> = TableDefinition::new("users_by_email");
+
+/// `agent id` → JSON [`crate::agents::Agent`], including its live outcome statistics.
+pub const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+
+/// `(owner id, agent name)` → `agent id`. One agent per name per owner; makes `--demo`
+/// publishing idempotent.
+pub const AGENTS_BY_OWNER_NAME: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("agents_by_owner_name");
+
+/// `sha256 hex` → JSON [`crate::blob::BlobMeta`] (size, chunk count).
+pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+
+/// `(sha256 hex, chunk index)` → raw bytes, at most [`crate::blob::CHUNK_SIZE`] each.
+pub const BLOB_CHUNKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("blob_chunks");
+
+/// `task id` → JSON [`crate::orchestrator::Task`].
+pub const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+
+/// `(owner id, submit sequence)` → `task id`. A reverse range lists a user's tasks newest first.
+pub const TASKS_BY_OWNER: TableDefinition<(&str, u64), &str> =
+    TableDefinition::new("tasks_by_owner");
+
+/// `submit sequence` → `task id` for every task not yet in a terminal state. Start-up re-queues
+/// exactly these, in submit order, so recovery costs O(unfinished tasks).
+pub const ACTIVE_TASKS: TableDefinition<u64, &str> = TableDefinition::new("active_tasks");
+
+/// `user id` (or [`ALL_USERS`]) → JSON [`crate::orchestrator::TaskCounts`], updated in the same
+/// transaction as every status change.
+pub const TASK_COUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("task_counts");
+
+/// The [`TASK_COUNTS`] key holding the server-wide totals.
+pub const ALL_USERS: &str = "*";
+
+/// Named counters: [`NEXT_TASK_SEQ`], [`SCHEMA_VERSION`].
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Next submit sequence number (FIFO order within a priority, and listing order).
+pub const NEXT_TASK_SEQ: &str = "next_task_seq";
+
+/// Layout version of this file, checked at open.
+pub const SCHEMA_VERSION: &str = "schema_version";

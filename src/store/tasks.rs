@@ -1,0 +1,201 @@
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+use super::{Store, StoreError, decode, encode, read_json, tables};
+use crate::agents::Agent;
+use crate::orchestrator::{Priority, Task, TaskCounts, TaskStatus};
+
+/// An unfinished task found at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovered {
+    pub task_id: Uuid,
+    pub priority: Priority,
+    pub seq: u64,
+    /// It was running when the server stopped; it has been put back to `queued`.
+    pub was_running: bool,
+}
+
+/// The outcome of a run, folded into the agent's statistics with the task's final state.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentOutcome {
+    pub agent_id: Uuid,
+    pub success: bool,
+    pub duration_ms: u64,
+}
+
+fn shift_counts(
+    txn: &WriteTransaction,
+    owner: Uuid,
+    from: Option<TaskStatus>,
+    to: TaskStatus,
+) -> Result<(), StoreError> {
+    let mut counts = txn.open_table(tables::TASK_COUNTS)?;
+    for key in [owner.to_string().as_str(), tables::ALL_USERS] {
+        let mut c: TaskCounts = read_json(&counts, "task_counts", key)?.unwrap_or_default();
+        c.shift(from, to);
+        counts.insert(key, encode(&c).as_slice())?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Commits a new task as `queued`, assigning its submit sequence. Durable on return.
+    pub async fn insert_task(&self, mut task: Task) -> Result<Task, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut meta = txn.open_table(tables::META)?;
+                let seq = meta
+                    .get(tables::NEXT_TASK_SEQ)?
+                    .map(|v| v.value())
+                    .unwrap_or(1);
+                meta.insert(tables::NEXT_TASK_SEQ, seq + 1)?;
+                task.seq = seq;
+                task.status = TaskStatus::Queued;
+                let id = task.id.to_string();
+                let owner = task.owner_id.to_string();
+                txn.open_table(tables::TASKS)?
+                    .insert(id.as_str(), encode(&task).as_slice())?;
+                txn.open_table(tables::TASKS_BY_OWNER)?
+                    .insert((owner.as_str(), seq), id.as_str())?;
+                txn.open_table(tables::ACTIVE_TASKS)?
+                    .insert(seq, id.as_str())?;
+            }
+            shift_counts(&txn, task.owner_id, None, TaskStatus::Queued)?;
+            txn.commit()?;
+            Ok(task)
+        })
+        .await
+    }
+
+    pub async fn task(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
+        self.get_json(tables::TASKS, id.to_string()).await
+    }
+
+    /// Writes `task` if the stored copy is still in status `from`; otherwise writes nothing
+    /// and returns `false` (someone else moved it). A terminal status leaves the active set;
+    /// `outcome` updates the agent's statistics in the same transaction.
+    pub async fn transition_task(
+        &self,
+        task: Task,
+        from: TaskStatus,
+        outcome: Option<AgentOutcome>,
+    ) -> Result<bool, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let id = task.id.to_string();
+                let mut tasks = txn.open_table(tables::TASKS)?;
+                let stored: Option<Task> = read_json(&tasks, "tasks", &id)?;
+                if stored.map(|t| t.status) != Some(from) {
+                    return Ok(false);
+                }
+                tasks.insert(id.as_str(), encode(&task).as_slice())?;
+                if task.status.is_terminal() {
+                    txn.open_table(tables::ACTIVE_TASKS)?.remove(task.seq)?;
+                }
+                if let Some(outcome) = outcome {
+                    let mut agents = txn.open_table(tables::AGENTS)?;
+                    let key = outcome.agent_id.to_string();
+                    if let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? {
+                        agent.stats.record(outcome.success, outcome.duration_ms);
+                        agents.insert(key.as_str(), encode(&agent).as_slice())?;
+                    }
+                }
+            }
+            if task.status != from {
+                shift_counts(&txn, task.owner_id, Some(from), task.status)?;
+            }
+            txn.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// A page of one owner's tasks, newest first.
+    pub async fn tasks_for_owner(
+        &self,
+        owner: Uuid,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let owner = owner.to_string();
+            let index = txn.open_table(tables::TASKS_BY_OWNER)?;
+            let tasks = txn.open_table(tables::TASKS)?;
+            let mut page = Vec::with_capacity(limit);
+            for entry in index
+                .range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX))?
+                .rev()
+                .skip(offset)
+                .take(limit)
+            {
+                let (_, id) = entry?;
+                if let Some(task) = read_json(&tasks, "tasks", id.value())? {
+                    page.push(task);
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    /// Task counts for one user, or for everyone with `None`.
+    pub async fn task_counts(&self, owner: Option<Uuid>) -> Result<TaskCounts, StoreError> {
+        self.run(move |db| {
+            let key = owner
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| tables::ALL_USERS.to_owned());
+            let txn = db.begin_read()?;
+            Ok(
+                read_json(&txn.open_table(tables::TASK_COUNTS)?, "task_counts", &key)?
+                    .unwrap_or_default(),
+            )
+        })
+        .await
+    }
+
+    /// Start-up recovery: every unfinished task in submit order; tasks left `running` by a
+    /// crash or an interrupted shutdown are put back to `queued` in the same transaction.
+    pub async fn recover_tasks(&self) -> Result<Vec<Recovered>, StoreError> {
+        self.run(|db| {
+            let txn = db.begin_write()?;
+            let mut recovered = Vec::new();
+            let mut requeued = Vec::new();
+            {
+                let active = txn.open_table(tables::ACTIVE_TASKS)?;
+                let mut tasks = txn.open_table(tables::TASKS)?;
+                let ids: Vec<String> = active
+                    .iter()?
+                    .map(|e| e.map(|(_, id)| id.value().to_owned()))
+                    .collect::<Result<_, _>>()?;
+                for id in ids {
+                    let Some(bytes) = tasks.get(id.as_str())?.map(|v| v.value().to_vec()) else {
+                        continue;
+                    };
+                    let mut task: Task = decode("tasks", &bytes)?;
+                    let was_running = task.status == TaskStatus::Running;
+                    if was_running {
+                        task.status = TaskStatus::Queued;
+                        task.started_at = None;
+                        tasks.insert(id.as_str(), encode(&task).as_slice())?;
+                        requeued.push(task.owner_id);
+                    }
+                    recovered.push(Recovered {
+                        task_id: task.id,
+                        priority: task.priority,
+                        seq: task.seq,
+                        was_running,
+                    });
+                }
+            }
+            for owner in requeued {
+                shift_counts(&txn, owner, Some(TaskStatus::Running), TaskStatus::Queued)?;
+            }
+            txn.commit()?;
+            Ok(recovered)
+        })
+        .await
+    }
+}
