@@ -1,0 +1,236 @@
+//! `spawn_app` and typed request helpers. Every app gets port 0 and its own temp data dir.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zerostate::Application;
+use zerostate::config::Settings;
+
+/// How long a test waits for a condition before failing.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub struct TestApp {
+    pub base: String,
+    pub ws_base: String,
+    pub client: reqwest::Client,
+    pub data_dir: Arc<tempfile::TempDir>,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<()>>,
+}
+
+pub fn settings(data_dir: &Path, workers: usize) -> Settings {
+    let mut s = Settings::default();
+    s.listen = "127.0.0.1:0".parse().unwrap();
+    s.data_dir = data_dir.to_path_buf();
+    s.workers = workers;
+    s.tasks.shutdown_grace_secs = 5;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    spawn_with(settings(dir.path(), 2), dir).await
+}
+
+pub async fn spawn_with(settings: Settings, data_dir: Arc<tempfile::TempDir>) -> TestApp {
+    let app = Application::build(settings).await.expect("app builds");
+    let addr = app.local_addr();
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(async move { app.run_until_stopped().await.expect("server runs") });
+    TestApp {
+        base: format!("http://{addr}"),
+        ws_base: format!("ws://{addr}"),
+        client: reqwest::Client::new(),
+        data_dir,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+/// Path of a file in the repository.
+pub fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// WAT for an agent that copies up to 64 KiB of stdin to stdout and exits 0.
+pub const ECHO_AGENT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 65536))
+    (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 4) (i32.load (i32.const 8)))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))))"#;
+
+/// WAT for an agent that never returns.
+pub const LOOP_AGENT: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
+
+/// WAT for an agent that grows its memory until something stops it.
+pub const GROW_BOMB_AGENT: &str = r#"(module (memory (export "memory") 1)
+  (func (export "_start") (loop (br_if 0 (i32.ne (memory.grow (i32.const 256)) (i32.const -1))))))"#;
+
+pub fn wasm(wat: &str) -> Vec<u8> {
+    wat::parse_str(wat).expect("valid WAT")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+        self.shutdown.cancel();
+        self.server.take().unwrap().await.unwrap();
+        self.data_dir.clone()
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    /// Registers a fresh user and returns the token.
+    pub async fn signup(&self, email: &str) -> String {
+        let (status, body) = self
+            .post_json(
+                "/api/v1/users/register",
+                None,
+                &json!({"email": email, "password": "correct horse battery", "full_name": "Test User"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Uploads an agent; returns (status, body).
+    pub async fn upload(
+        &self,
+        token: &str,
+        name: &str,
+        module: Vec<u8>,
+        capabilities: &str,
+        price: f64,
+    ) -> (u16, Value) {
+        let form = Form::new()
+            .part("wasm_binary", Part::bytes(module).file_name("agent.wasm"))
+            .text("name", name.to_owned())
+            .text("description", format!("{name} test agent"))
+            .text("version", "1.0.0")
+            .text("capabilities", capabilities.to_owned())
+            .text("price", price.to_string());
+        let resp = self
+            .client
+            .post(self.url("/api/v1/agents/upload"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        read(resp).await
+    }
+
+    /// Uploads an agent that must be accepted; returns its id.
+    pub async fn publish(
+        &self,
+        token: &str,
+        name: &str,
+        module: Vec<u8>,
+        capabilities: &str,
+        price: f64,
+    ) -> String {
+        let (status, body) = self.upload(token, name, module, capabilities, price).await;
+        assert_eq!(status, 201, "{body}");
+        body["agent_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Submits a task that must be accepted; returns its id.
+    pub async fn submit(&self, token: &str, body: Value) -> String {
+        let (status, resp) = self
+            .post_json("/api/v1/tasks/submit", Some(token), &body)
+            .await;
+        assert_eq!(status, 202, "{resp}");
+        resp["task_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits, over the WebSocket (no polling), until the task is completed or failed.
+    pub async fn wait_for_task(&self, token: &str, task_id: &str) -> Value {
+        let url = format!("{}/api/v1/ws/connect?token={token}", self.ws_base);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connects");
+        // Subscribed first, so a finish between this GET and the next message is not missed.
+        let (_, task) = self
+            .get(&format!("/api/v1/tasks/{task_id}"), Some(token))
+            .await;
+        if is_terminal(&task) {
+            return task;
+        }
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(message) = socket.next().await {
+                let text = message.expect("ws message").into_text().unwrap_or_default();
+                let Ok(event) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if event["type"] == "task_update"
+                    && event["data"]["task_id"] == task_id
+                    && is_terminal(&event["data"])
+                {
+                    return self
+                        .get(&format!("/api/v1/tasks/{task_id}"), Some(token))
+                        .await
+                        .1;
+                }
+            }
+            panic!("socket closed before task {task_id} finished");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("task {task_id} did not finish within {DEADLINE:?}"))
+    }
+}
+
+fn is_terminal(task: &Value) -> bool {
+    matches!(task["status"].as_str(), Some("completed" | "failed"))
+}
+
+pub async fn read(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Asserts an error response: exact status and code, and a non-empty message.
+#[track_caller]
+pub fn assert_error(response: &(u16, Value), status: u16, code: &str) {
+    let (actual, body) = response;
+    assert_eq!(*actual, status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        !body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{body}"
+    );
+}

@@ -1,0 +1,11 @@
+//! Integration tests through the real HTTP API. One test binary (see Cargo.toml) keeps link
+//! time down on small machines.
+
+mod agents;
+mod errors;
+mod helpers;
+mod operations;
+mod restart;
+mod tasks;
+mod users;
+mod ws;

@@ -1,0 +1,78 @@
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn health_ready_metrics_and_openapi() {
+    let app = spawn_app().await;
+    let (status, health) = app.get("/health", None).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(health["checks"]["store"], "ok");
+    assert!(health["uptime_s"].is_u64());
+
+    let (status, ready) = app.get("/ready", None).await;
+    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
+
+    // One request first, so the HTTP series exist.
+    app.get("/api/v1/agents", None).await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = metrics.text().await.unwrap();
+    for series in [
+        "zerostate_http_requests_total{",
+        "zerostate_http_request_duration_seconds_bucket{",
+        "zerostate_queue_depth{priority=\"critical\"}",
+        "zerostate_tasks{status=\"completed\"}",
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+    assert!(
+        text.contains("route=\"/api/v1/agents\""),
+        "routes are labelled by template"
+    );
+
+    let (status, spec) = app.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/users/register",
+        "/api/v1/agents/upload",
+        "/api/v1/tasks/submit",
+        "/api/v1/tasks/{id}",
+        "/api/v1/ws/connect",
+    ] {
+        assert!(spec["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+}
+
+#[tokio::test]
+async fn the_web_ui_is_served_from_the_binary() {
+    let app = spawn_app().await;
+    let resp = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("ZeroState"));
+    assert!(
+        !html.contains("cdn.") && !html.contains("https://"),
+        "the UI must work air-gapped"
+    );
+    let js = app.client.get(app.url("/app.js")).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+}

@@ -1,0 +1,356 @@
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::helpers::{
+    ECHO_AGENT, GROW_BOMB_AGENT, LOOP_AGENT, assert_error, repo_file, spawn_app, wasm,
+};
+
+#[tokio::test]
+async fn a_task_runs_the_auction_winner_and_returns_its_real_output() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let stats = std::fs::read(repo_file("assets/agents/text-stats/agent.wasm")).unwrap();
+    let agent_id = app
+        .publish(
+            &token,
+            "Text-Statistics",
+            stats,
+            "nlp,text-statistics",
+            0.01,
+        )
+        .await;
+
+    let (status, accepted) = app
+        .post_json(
+            "/api/v1/tasks/submit",
+            Some(&token),
+            &json!({"query": "count these", "input": {"text": "Good day.\n\nBad night!"},
+                    "capabilities": ["text-statistics"], "budget": 0.5, "priority": "high"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    assert_eq!(accepted["agent_id"], agent_id.as_str());
+    assert_eq!(accepted["price"], 0.01);
+
+    let task = app
+        .wait_for_task(&token, accepted["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(
+        task["result"],
+        json!({"characters": 21, "bytes": 21, "words": 4, "sentences": 2, "lines": 3, "paragraphs": 2,
+               "avg_word_length": 3.75, "reading_time_s": 2,
+               "top_words": [{"word": "bad", "count": 1}, {"word": "day", "count": 1},
+                             {"word": "good", "count": 1}, {"word": "night", "count": 1}]})
+    );
+    assert_eq!(task["priority"], "high");
+    assert_eq!(task["budget"], 0.5);
+    assert!(task["error"].is_null());
+    for field in ["created_at", "started_at", "completed_at"] {
+        assert!(task[field].is_string(), "{field} missing: {task}");
+    }
+    assert!(task["duration_ms"].is_u64());
+    assert_eq!(task["bids"][0]["agent_id"], agent_id.as_str());
+
+    // Outcomes feed the agent's live statistics.
+    let (_, agent) = app
+        .get(&format!("/api/v1/agents/{agent_id}"), Some(&token))
+        .await;
+    assert_eq!(agent["stats"]["tasks_completed"], 1, "{agent}");
+    assert_eq!(agent["stats"]["success_rate"], 1.0);
+
+    let (_, stats) = app.get("/api/v1/tasks/stats", Some(&token)).await;
+    assert_eq!(
+        stats,
+        json!({"queued": 0, "running": 0, "completed": 1, "failed": 0, "total": 1})
+    );
+}
+
+#[tokio::test]
+async fn the_query_is_stdin_when_there_is_no_input() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let sentiment = std::fs::read(repo_file("assets/agents/sentiment/agent.wasm")).unwrap();
+    app.publish(
+        &token,
+        "Sentiment-Analyzer",
+        sentiment,
+        "sentiment-analysis",
+        0.02,
+    )
+    .await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+
+    let id = app
+        .submit(
+            &token,
+            json!({"query": "I am not happy", "capabilities": ["sentiment-analysis"], "budget": 1}),
+        )
+        .await;
+    let task = app.wait_for_task(&token, &id).await;
+    assert_eq!(task["result"]["label"], "negative", "{task}");
+    assert_eq!(task["result"]["score"], -3.0);
+    assert_eq!(task["result"]["negative"], json!(["not happy"]));
+
+    // Non-JSON stdout is kept as text.
+    let id = app
+        .submit(
+            &token,
+            json!({"query": "plain words", "agent_id": echo, "budget": 0}),
+        )
+        .await;
+    let task = app.wait_for_task(&token, &id).await;
+    assert_eq!(
+        (task["status"].as_str(), task["result"].as_str()),
+        (Some("completed"), Some("plain words"))
+    );
+}
+
+#[tokio::test]
+async fn an_agent_that_loops_forever_fails_within_its_timeout() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let agent = app
+        .publish(&token, "Spinner", wasm(LOOP_AGENT), "spin", 0.0)
+        .await;
+    let submitted = Instant::now();
+    let id = app
+        .submit(
+            &token,
+            json!({"query": "spin", "agent_id": agent, "budget": 0, "timeout": 1}),
+        )
+        .await;
+    let task = app.wait_for_task(&token, &id).await;
+    let waited = submitted.elapsed();
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1 s"),
+        "{task}"
+    );
+    let ran_ms = task["duration_ms"].as_u64().unwrap();
+    assert!((1000..2000).contains(&ran_ms), "ran {ran_ms} ms");
+    // Submit to failed, including compilation and queueing, within timeout + 1 s.
+    assert!(waited.as_millis() < 2000, "took {waited:?}");
+}
+
+#[tokio::test]
+async fn a_memory_bomb_fails_and_the_server_keeps_serving() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let bomb = app
+        .publish(&token, "Bomb", wasm(GROW_BOMB_AGENT), "bomb", 0.0)
+        .await;
+    let id = app
+        .submit(
+            &token,
+            json!({"query": "boom", "agent_id": bomb, "budget": 0}),
+        )
+        .await;
+    let task = app.wait_for_task(&token, &id).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["error"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit of 256 MiB exceeded"),
+        "{task}"
+    );
+
+    let (_, agent) = app
+        .get(&format!("/api/v1/agents/{bomb}"), Some(&token))
+        .await;
+    assert_eq!(
+        (
+            agent["stats"]["tasks_failed"].as_u64(),
+            agent["stats"]["success_rate"].as_f64()
+        ),
+        (Some(1), Some(0.0))
+    );
+    let (status, _) = app.get("/health", None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn non_zero_exits_and_traps_fail_with_readable_errors() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let exit3 = wasm(
+        r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 100) "bad input\n")
+        (func (export "_start")
+          (i32.store (i32.const 0) (i32.const 100))
+          (i32.store (i32.const 4) (i32.const 10))
+          (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+          (call $exit (i32.const 3))))"#,
+    );
+    let agent = app.publish(&token, "Exit3", exit3, "exit", 0.0).await;
+    let id = app
+        .submit(
+            &token,
+            json!({"query": "x", "agent_id": agent, "budget": 0}),
+        )
+        .await;
+    let task = app.wait_for_task(&token, &id).await;
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["exit_code"], 3);
+    assert_eq!(task["error"], "agent exited with code 3; stderr: bad input");
+
+    let trap =
+        wasm(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#);
+    let agent = app.publish(&token, "Trap", trap, "trap", 0.0).await;
+    let id = app
+        .submit(
+            &token,
+            json!({"query": "x", "agent_id": agent, "budget": 0}),
+        )
+        .await;
+    let task = app.wait_for_task(&token, &id).await;
+    assert_eq!(task["status"], "failed");
+    assert!(
+        task["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("agent trapped: "),
+        "{task}"
+    );
+    assert!(
+        task["error"].as_str().unwrap().contains("unreachable"),
+        "{task}"
+    );
+}
+
+#[tokio::test]
+async fn submissions_are_validated_and_auctions_explain_refusals() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    app.publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.5)
+        .await;
+    let submit = |body: serde_json::Value| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.post_json("/api/v1/tasks/submit", Some(&token), &body)
+                .await
+        }
+    };
+
+    let none = submit(json!({"query": "x", "capabilities": ["vision"], "budget": 1})).await;
+    assert_error(&none, 422, "no_eligible_agent");
+    assert!(
+        none.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("vision")
+    );
+    let poor = submit(json!({"query": "x", "capabilities": ["echo"], "budget": 0.1})).await;
+    assert_error(&poor, 422, "no_eligible_agent");
+    assert!(
+        poor.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget")
+    );
+
+    assert_error(
+        &submit(json!({"query": "x", "budget": 1, "timeout": 301})).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &submit(json!({"query": "x", "budget": 1, "timeout": 0})).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &submit(json!({"query": "x", "budget": 1, "priority": "urgent"})).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &submit(json!({"query": "x", "budget": -1})).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &submit(json!({"query": "  ", "budget": 1})).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(&submit(json!({"query": "x"})).await, 400, "invalid_request");
+    let unknown = uuid::Uuid::new_v4();
+    assert_error(
+        &submit(json!({"query": "x", "budget": 1, "agent_id": unknown})).await,
+        404,
+        "agent_not_found",
+    );
+
+    // `medium` is accepted as `normal`.
+    let (status, body) = submit(json!({"query": "x", "budget": 1, "priority": "medium"})).await;
+    assert_eq!(status, 202, "{body}");
+    let (_, task) = app
+        .get(
+            &format!("/api/v1/tasks/{}", body["task_id"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(task["priority"], "normal");
+}
+
+#[tokio::test]
+async fn users_see_only_their_own_tasks() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice@example.com").await;
+    let bob = app.signup("bob@example.com").await;
+    let echo = app
+        .publish(&alice, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let first = app
+        .submit(
+            &alice,
+            json!({"query": "one", "agent_id": echo, "budget": 0}),
+        )
+        .await;
+    let second = app
+        .submit(
+            &alice,
+            json!({"query": "two", "agent_id": echo, "budget": 0}),
+        )
+        .await;
+
+    assert_error(
+        &app.get(&format!("/api/v1/tasks/{first}"), Some(&bob)).await,
+        404,
+        "task_not_found",
+    );
+    assert_error(
+        &app.get("/api/v1/tasks/not-a-uuid", Some(&bob)).await,
+        404,
+        "task_not_found",
+    );
+    let (_, bobs) = app.get("/api/v1/tasks", Some(&bob)).await;
+    assert_eq!(
+        (
+            bobs["total"].as_u64(),
+            bobs["tasks"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+
+    let (_, mine) = app.get("/api/v1/tasks?limit=1", Some(&alice)).await;
+    assert_eq!(mine["total"], 2);
+    assert_eq!(mine["tasks"][0]["id"], second.as_str(), "newest first");
+    let (_, next) = app
+        .get("/api/v1/tasks?limit=1&offset=1", Some(&alice))
+        .await;
+    assert_eq!(next["tasks"][0]["id"], first.as_str());
+}
