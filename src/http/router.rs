@@ -69,7 +69,10 @@ pub fn router(routes: Router<AppState>, state: AppState) -> Router {
         .route_layer(middleware::from_fn(record_metrics))
         .fallback(ui::serve)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
+        // Spans carry the path only: a WebSocket URL's query holds a session token.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+        }))
         .layer(CatchPanicLayer::custom(|_panic| {
             tracing::error!("handler panicked");
             ApiError::new(Code::Internal, "internal error; see the server log").into_response()

@@ -15,32 +15,21 @@ struct UiAssets;
 pub async fn serve(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path == "api" || path.starts_with("api/") {
-        return ApiError::new(Code::RouteNotFound, format!("no API route {}", uri.path()))
-            .into_response();
+        return ApiError::new(Code::RouteNotFound, format!("no API route {}", uri.path())).into_response();
     }
     let path = if path.is_empty() { "index.html" } else { path };
-    let asset = UiAssets::get(path).map(|a| (path, a)).or_else(|| {
-        let last = path.rsplit('/').next().unwrap_or(path);
-        (!last.contains('.'))
-            .then(|| UiAssets::get("index.html").map(|a| ("index.html", a)))
-            .flatten()
-    });
+    let is_page_route = !path.rsplit('/').next().unwrap_or(path).contains('.');
+    let asset = UiAssets::get(path).or_else(|| is_page_route.then(|| UiAssets::get("index.html")).flatten());
     match asset {
-        Some((name, file)) => {
-            let cache = if name == "index.html" {
-                "no-cache"
-            } else {
-                "public, max-age=300"
-            };
-            (
-                [
-                    (header::CONTENT_TYPE, file.metadata.mimetype().to_owned()),
-                    (header::CACHE_CONTROL, cache.to_owned()),
-                ],
-                file.data,
-            )
-                .into_response()
-        }
+        Some(file) => (
+            [
+                (header::CONTENT_TYPE, file.metadata.mimetype().to_owned()),
+                // Asset names carry no version, so browsers revalidate every time.
+                (header::CACHE_CONTROL, "no-cache".to_owned()),
+            ],
+            file.data,
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
 }

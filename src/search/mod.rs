@@ -63,13 +63,17 @@ impl SearchIndex {
     pub fn open(dir: &Path) -> Result<Self, SearchError> {
         std::fs::create_dir_all(dir)?;
         let (schema, fields) = schema();
-        let index = match Index::open_in_dir(dir) {
-            Ok(index) if index.schema() == schema => index,
-            Ok(_) | Err(_) => {
-                tracing::warn!(dir = %dir.display(), "search index missing or unreadable; recreating");
-                std::fs::remove_dir_all(dir)?;
-                std::fs::create_dir_all(dir)?;
-                Index::create_in_dir(dir, schema)?
+        let index = if !dir.join("meta.json").exists() {
+            Index::create_in_dir(dir, schema)?
+        } else {
+            match Index::open_in_dir(dir) {
+                Ok(index) if index.schema() == schema => index,
+                Ok(_) | Err(_) => {
+                    tracing::warn!(dir = %dir.display(), "search index unreadable or of another schema; recreating it");
+                    std::fs::remove_dir_all(dir)?;
+                    std::fs::create_dir_all(dir)?;
+                    Index::create_in_dir(dir, schema)?
+                }
             }
         };
         Self::from_index(index, fields)
@@ -147,6 +151,21 @@ impl SearchIndex {
         writer.commit()?;
         self.reader.reload()?;
         Ok(())
+    }
+
+    fn indexed_ids(&self) -> Result<HashSet<String>, SearchError> {
+        let searcher = self.reader.searcher();
+        let mut indexed = HashSet::new();
+        for segment in searcher.segment_readers() {
+            let store = segment.get_store_reader(64)?;
+            for doc_id in segment.doc_ids_alive() {
+                let doc: TantivyDocument = store.get(doc_id)?;
+                if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
+                    indexed.insert(id.to_owned());
+                }
+            }
+        }
+        Ok(indexed)
     }
 
     /// Agent ids matching `query`, best first. Query syntax errors are tolerated: the parts
@@ -236,7 +255,7 @@ mod tests {
         assert_eq!(index.len(), 1);
         assert!(index.search("old").unwrap().is_empty());
         let b = agent("Other", "more", &["x"]);
-        index.reconcile(&[b.clone()]).unwrap();
+        index.reconcile(std::slice::from_ref(&b)).unwrap();
         assert_eq!(index.search("echo").unwrap(), Vec::<Uuid>::new());
         assert_eq!(index.search("other").unwrap(), [b.id]);
     }

@@ -173,7 +173,7 @@ async fn list_search_filter_and_paginate() {
     );
 
     let (_, found) = app.get("/api/v1/agents?q=sentiment", Some(&token)).await;
-    assert_eq!(ids(&found), [s_id.clone()]);
+    assert_eq!(ids(&found), std::slice::from_ref(&s_id));
     let (_, found) = app
         .get("/api/v1/agents?q=test%20agent&capability=nlp", Some(&token))
         .await;
@@ -184,7 +184,7 @@ async fn list_search_filter_and_paginate() {
             Some(&token),
         )
         .await;
-    assert_eq!(ids(&found), [t_id.clone()]);
+    assert_eq!(ids(&found), std::slice::from_ref(&t_id));
     let (_, page) = app
         .get("/api/v1/agents?limit=1&offset=1", Some(&token))
         .await;

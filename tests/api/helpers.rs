@@ -25,10 +25,12 @@ pub struct TestApp {
 }
 
 pub fn settings(data_dir: &Path, workers: usize) -> Settings {
-    let mut s = Settings::default();
-    s.listen = "127.0.0.1:0".parse().unwrap();
-    s.data_dir = data_dir.to_path_buf();
-    s.workers = workers;
+    let mut s = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        workers,
+        ..Settings::default()
+    };
     s.tasks.shutdown_grace_secs = 5;
     s
 }
