@@ -76,3 +76,25 @@ async fn the_web_ui_is_served_from_the_binary() {
             .contains("javascript")
     );
 }
+
+#[tokio::test]
+async fn demo_agents_are_published_once_and_run() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = crate::helpers::settings(dir.path(), 1);
+    settings.demo = true;
+    let app = crate::helpers::spawn_with(settings.clone(), dir.clone()).await;
+    let dir = app.stop().await;
+    // A second start with --demo publishes nothing new.
+    let app = crate::helpers::spawn_with(settings, dir).await;
+    let token = app.signup("user@example.com").await;
+    let (_, list) = app.get("/api/v1/agents", Some(&token)).await;
+    let mut names: Vec<&str> = list["agents"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["Sentiment-Analyzer", "Text-Statistics"]);
+
+    let body = serde_json::json!({"query": "This is not good. The food was awful!", "capabilities": ["sentiment-analysis"], "budget": 1});
+    let id = app.submit(&token, body).await;
+    let task = app.wait_for_task(&token, &id).await;
+    assert_eq!(task["result"]["label"], "negative", "{task}");
+    assert_eq!(task["result"]["negative"], serde_json::json!(["not good", "awful"]));
+}
