@@ -45,14 +45,24 @@ fn auction(c: &mut Criterion) {
 }
 
 fn queue(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     c.bench_function("queue/push+pop 1000 mixed priorities", |b| {
         let q = TaskQueue::new(1_000_000);
         b.iter(|| {
             runtime.block_on(async {
                 for seq in 0..1000u64 {
                     let priority = Priority::ALL[(seq % 4) as usize];
-                    q.push(QueuedTask { task_id: Uuid::nil(), priority, seq }, false).unwrap();
+                    q.push(
+                        QueuedTask {
+                            task_id: Uuid::nil(),
+                            priority,
+                            seq,
+                        },
+                        false,
+                    )
+                    .unwrap();
                 }
                 for _ in 0..1000 {
                     q.pop().await.unwrap();

@@ -280,31 +280,50 @@ mod tests {
 
     #[test]
     fn the_shipped_config_file_documents_the_real_defaults() {
-        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/zerostate.toml")).unwrap();
+        let shipped = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/zerostate.toml"
+        ))
+        .unwrap();
         // Uncomment every `# key = value` line: the result must equal the built-in defaults.
         let uncommented: String = shipped
             .lines()
             .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => rest,
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
                 _ => line,
             })
             .collect::<Vec<_>>()
             .join("\n");
         Jail::expect_with(|jail| {
             jail.create_file("full.toml", &uncommented)?;
-            let loaded = Settings::load(Some(Path::new("full.toml")), Overrides::default()).unwrap();
+            let loaded =
+                Settings::load(Some(Path::new("full.toml")), Overrides::default()).unwrap();
             let as_json = |s: &Settings| serde_json::to_value(s).unwrap();
             assert_eq!(as_json(&loaded), as_json(&Settings::default()));
             jail.create_file("shipped.toml", &shipped)?;
-            let loaded = Settings::load(Some(Path::new("shipped.toml")), Overrides::default()).unwrap();
+            let loaded =
+                Settings::load(Some(Path::new("shipped.toml")), Overrides::default()).unwrap();
             assert_eq!(as_json(&loaded), as_json(&Settings::default()));
             Ok(())
         });
         // Every key was documented: uncommenting changed as many lines as there are settings.
-        let documented = uncommented.lines().zip(shipped.lines()).filter(|(a, b)| a != b).count();
+        let documented = uncommented
+            .lines()
+            .zip(shipped.lines())
+            .filter(|(a, b)| a != b)
+            .count();
         fn leaves(v: &serde_json::Value) -> usize {
             v.as_object().map_or(1, |o| o.values().map(leaves).sum())
         }
-        assert_eq!(documented, leaves(&serde_json::to_value(Settings::default()).unwrap()));
+        assert_eq!(
+            documented,
+            leaves(&serde_json::to_value(Settings::default()).unwrap())
+        );
     }
 }

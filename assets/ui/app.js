@@ -821,6 +821,10 @@ function handleWsMessage(msg) {
       break;
     }
     case 'system':
+      // The server greets every new socket with "connected"; the header
+      // indicator already says so, so a toast would just be noise on each
+      // page load and reconnect.
+      if (data.message === 'connected' && (data.level || 'info') === 'info') break;
       if (data.message) toast(String(data.message), data.level || 'info');
       break;
     default:

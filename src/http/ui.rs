@@ -15,11 +15,13 @@ struct UiAssets;
 pub async fn serve(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path == "api" || path.starts_with("api/") {
-        return ApiError::new(Code::RouteNotFound, format!("no API route {}", uri.path())).into_response();
+        return ApiError::new(Code::RouteNotFound, format!("no API route {}", uri.path()))
+            .into_response();
     }
     let path = if path.is_empty() { "index.html" } else { path };
     let is_page_route = !path.rsplit('/').next().unwrap_or(path).contains('.');
-    let asset = UiAssets::get(path).or_else(|| is_page_route.then(|| UiAssets::get("index.html")).flatten());
+    let asset = UiAssets::get(path)
+        .or_else(|| is_page_route.then(|| UiAssets::get("index.html")).flatten());
     match asset {
         Some(file) => (
             [

@@ -104,7 +104,7 @@ pub fn run_auction(
             "no agent is published yet".into()
         } else {
             format!(
-                "no ready agent offers all of the capabilities [{}]",
+                "no ready agent offers every requested capability: {}",
                 required.join(", ")
             )
         }));

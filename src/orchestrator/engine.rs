@@ -70,14 +70,9 @@ pub enum TaskError {
 
 impl From<TaskError> for ApiError {
     fn from(e: TaskError) -> Self {
-        let code = match &e {
-            TaskError::Agent(_) | TaskError::Store(_) => {
-                return match e {
-                    TaskError::Agent(e) => e.into(),
-                    TaskError::Store(e) => ApiError::internal(&e),
-                    _ => unreachable!("matched above"),
-                };
-            }
+        let code = match e {
+            TaskError::Agent(e) => return e.into(),
+            TaskError::Store(e) => return ApiError::internal(&e),
             TaskError::Invalid(_) => Code::InvalidRequest,
             TaskError::NoEligibleAgent(_) => Code::NoEligibleAgent,
             TaskError::AgentNotFound => Code::AgentNotFound,

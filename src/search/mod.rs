@@ -123,26 +123,18 @@ impl SearchIndex {
 
     /// Makes the index hold exactly `agents`, rebuilding it if its id set differs.
     pub fn reconcile(&self, agents: &[Agent]) -> Result<(), SearchError> {
-        let searcher = self.reader.searcher();
-        let mut indexed = HashSet::new();
-        for segment in searcher.segment_readers() {
-            let store = segment.get_store_reader(64)?;
-            for doc_id in segment.doc_ids_alive() {
-                let doc: TantivyDocument = store.get(doc_id)?;
-                if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
-                    indexed.insert(id.to_owned());
-                }
-            }
-        }
         let wanted: HashSet<String> = agents.iter().map(|a| a.id.to_string()).collect();
-        if indexed == wanted {
-            return Ok(());
+        match self.indexed_ids() {
+            Ok(indexed) if indexed == wanted => return Ok(()),
+            Ok(indexed) => {
+                tracing::info!(
+                    indexed = indexed.len(),
+                    stored = wanted.len(),
+                    "rebuilding search index"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "search index unreadable; rebuilding it"),
         }
-        tracing::info!(
-            indexed = indexed.len(),
-            stored = wanted.len(),
-            "rebuilding search index"
-        );
         let mut writer = self.writer.lock().expect("search writer poisoned");
         writer.delete_all_documents()?;
         for agent in agents {

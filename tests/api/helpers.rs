@@ -175,6 +175,12 @@ impl TestApp {
         resp["task_id"].as_str().unwrap().to_owned()
     }
 
+    /// Submits a task and waits for it to finish.
+    pub async fn run_task(&self, token: &str, body: Value) -> Value {
+        let id = self.submit(token, body).await;
+        self.wait_for_task(token, &id).await
+    }
+
     /// Waits, over the WebSocket (no polling), until the task is completed or failed.
     pub async fn wait_for_task(&self, token: &str, task_id: &str) -> Value {
         let url = format!("{}/api/v1/ws/connect?token={token}", self.ws_base);

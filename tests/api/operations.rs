@@ -88,13 +88,20 @@ async fn demo_agents_are_published_once_and_run() {
     let app = crate::helpers::spawn_with(settings, dir).await;
     let token = app.signup("user@example.com").await;
     let (_, list) = app.get("/api/v1/agents", Some(&token)).await;
-    let mut names: Vec<&str> = list["agents"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = list["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["Sentiment-Analyzer", "Text-Statistics"]);
 
     let body = serde_json::json!({"query": "This is not good. The food was awful!", "capabilities": ["sentiment-analysis"], "budget": 1});
-    let id = app.submit(&token, body).await;
-    let task = app.wait_for_task(&token, &id).await;
+    let task = app.run_task(&token, body).await;
     assert_eq!(task["result"]["label"], "negative", "{task}");
-    assert_eq!(task["result"]["negative"], serde_json::json!(["not good", "awful"]));
+    assert_eq!(
+        task["result"]["negative"],
+        serde_json::json!(["not good", "awful"])
+    );
 }

@@ -85,25 +85,23 @@ async fn the_query_is_stdin_when_there_is_no_input() {
         .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
         .await;
 
-    let id = app
-        .submit(
+    let task = app
+        .run_task(
             &token,
             json!({"query": "I am not happy", "capabilities": ["sentiment-analysis"], "budget": 1}),
         )
         .await;
-    let task = app.wait_for_task(&token, &id).await;
     assert_eq!(task["result"]["label"], "negative", "{task}");
     assert_eq!(task["result"]["score"], -3.0);
     assert_eq!(task["result"]["negative"], json!(["not happy"]));
 
     // Non-JSON stdout is kept as text.
-    let id = app
-        .submit(
+    let task = app
+        .run_task(
             &token,
             json!({"query": "plain words", "agent_id": echo, "budget": 0}),
         )
         .await;
-    let task = app.wait_for_task(&token, &id).await;
     assert_eq!(
         (task["status"].as_str(), task["result"].as_str()),
         (Some("completed"), Some("plain words"))
@@ -118,13 +116,12 @@ async fn an_agent_that_loops_forever_fails_within_its_timeout() {
         .publish(&token, "Spinner", wasm(LOOP_AGENT), "spin", 0.0)
         .await;
     let submitted = Instant::now();
-    let id = app
-        .submit(
+    let task = app
+        .run_task(
             &token,
             json!({"query": "spin", "agent_id": agent, "budget": 0, "timeout": 1}),
         )
         .await;
-    let task = app.wait_for_task(&token, &id).await;
     let waited = submitted.elapsed();
     assert_eq!(task["status"], "failed", "{task}");
     assert!(
@@ -147,13 +144,12 @@ async fn a_memory_bomb_fails_and_the_server_keeps_serving() {
     let bomb = app
         .publish(&token, "Bomb", wasm(GROW_BOMB_AGENT), "bomb", 0.0)
         .await;
-    let id = app
-        .submit(
+    let task = app
+        .run_task(
             &token,
             json!({"query": "boom", "agent_id": bomb, "budget": 0}),
         )
         .await;
-    let task = app.wait_for_task(&token, &id).await;
     assert_eq!(task["status"], "failed", "{task}");
     assert!(
         task["error"]
@@ -194,13 +190,12 @@ async fn non_zero_exits_and_traps_fail_with_readable_errors() {
           (call $exit (i32.const 3))))"#,
     );
     let agent = app.publish(&token, "Exit3", exit3, "exit", 0.0).await;
-    let id = app
-        .submit(
+    let task = app
+        .run_task(
             &token,
             json!({"query": "x", "agent_id": agent, "budget": 0}),
         )
         .await;
-    let task = app.wait_for_task(&token, &id).await;
     assert_eq!(task["status"], "failed");
     assert_eq!(task["exit_code"], 3);
     assert_eq!(task["error"], "agent exited with code 3; stderr: bad input");
@@ -208,13 +203,12 @@ async fn non_zero_exits_and_traps_fail_with_readable_errors() {
     let trap =
         wasm(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#);
     let agent = app.publish(&token, "Trap", trap, "trap", 0.0).await;
-    let id = app
-        .submit(
+    let task = app
+        .run_task(
             &token,
             json!({"query": "x", "agent_id": agent, "budget": 0}),
         )
         .await;
-    let task = app.wait_for_task(&token, &id).await;
     assert_eq!(task["status"], "failed");
     assert!(
         task["error"]
