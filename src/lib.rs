@@ -18,6 +18,7 @@ pub mod search;
 pub mod store;
 pub mod telemetry;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,8 +97,9 @@ impl Application {
     ) -> Result<Self, StartError> {
         let data_dir = settings.data_dir.clone();
         let ttl = settings.auth.token_ttl_secs;
+        let agent_threads = settings.workers;
         let opened = tokio::task::spawn_blocking(move || -> Result<Opened, StartError> {
-            std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+            create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
                 path: data_dir.display().to_string(),
                 source,
             })?;
@@ -105,7 +107,8 @@ impl Application {
                 store: Store::open(&data_dir.join(DB_FILE))?,
                 search: SearchIndex::open(&data_dir.join(INDEX_DIR))?,
                 keys: TokenKeys::load_or_create(&data_dir, ttl)?,
-                executor: Executor::new().map_err(|e| StartError::Runtime(e.to_string()))?,
+                executor: Executor::new(agent_threads)
+                    .map_err(|e| StartError::Runtime(e.to_string()))?,
             })
         })
         .await
@@ -196,18 +199,30 @@ impl Application {
             data_dir = %settings.data_dir.display(),
             "zerostate listening"
         );
+        let grace = Duration::from_secs(settings.tasks.shutdown_grace_secs);
+        let orchestrator = state.orchestrator.clone();
         let signal = shutdown.clone();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { signal.cancelled().await })
-            .await;
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                signal.cancelled().await;
+                // No new task starts while open requests drain.
+                orchestrator.stop_accepting();
+            })
+            .into_future();
+        // Open requests (a slow upload, say) get the grace period, not forever.
+        let drain_limit = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            served = serve => served,
+            () = drain_limit => {
+                tracing::warn!("requests still open after the grace period; closing them");
+                Ok(())
+            }
+        };
         tracing::info!("shutting down: draining running tasks");
-        state
-            .orchestrator
-            .shutdown(
-                workers,
-                Duration::from_secs(settings.tasks.shutdown_grace_secs),
-            )
-            .await;
+        state.orchestrator.shutdown(workers, grace).await;
         tracing::info!("shutdown complete");
         served.map_err(StartError::Serve)
     }
@@ -219,4 +234,14 @@ struct Opened {
     search: SearchIndex,
     keys: TokenKeys,
     executor: Executor,
+}
+
+/// Creates the data dir readable by the service user only (it holds password hashes and the
+/// signing secret). An existing directory keeps its permissions.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
 }

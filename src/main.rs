@@ -1,3 +1,5 @@
+//! The `zerostate` binary: parses the command line and dispatches; see [`zerostate::cli`].
+
 use std::process::ExitCode;
 
 use clap::Parser;

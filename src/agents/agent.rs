@@ -1,3 +1,5 @@
+//! The agent record and its measured statistics.
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;

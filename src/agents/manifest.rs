@@ -59,32 +59,9 @@ impl Manifest {
                 "version `{version}` is not semver (MAJOR.MINOR.PATCH)"
             ));
         }
-        let mut capabilities = Vec::new();
-        for cap in raw.capabilities.iter().flat_map(|c| c.split(',')) {
-            let cap = cap.trim().to_lowercase();
-            if cap.is_empty() {
-                continue;
-            }
-            if cap.len() > MAX_CAPABILITY
-                || !cap
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            {
-                return err(format!(
-                    "capability `{cap}` must be at most {MAX_CAPABILITY} characters of a-z, 0-9, '-', '_' or '.'"
-                ));
-            }
-            if !capabilities.contains(&cap) {
-                capabilities.push(cap);
-            }
-        }
+        let capabilities = parse_capabilities(raw.capabilities.iter().map(String::as_str))?;
         if capabilities.is_empty() {
             return err("at least one capability is required".into());
-        }
-        if capabilities.len() > MAX_CAPABILITIES {
-            return err(format!(
-                "at most {MAX_CAPABILITIES} capabilities are allowed"
-            ));
         }
         let price = raw.price.unwrap_or(0.0);
         if !price.is_finite() || !(0.0..=MAX_PRICE).contains(&price) {
@@ -98,6 +75,36 @@ impl Manifest {
             price,
         })
     }
+}
+
+/// Splits comma-separated entries, trims, lowercases, drops duplicates and empties, and checks
+/// each capability's syntax and the count. Shared by manifests and task submissions.
+pub fn parse_capabilities<'a>(
+    raw: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, ManifestError> {
+    let mut capabilities: Vec<String> = Vec::new();
+    for cap in raw.into_iter().flat_map(|c| c.split(',')) {
+        let cap = cap.trim().to_lowercase();
+        if cap.is_empty() || capabilities.contains(&cap) {
+            continue;
+        }
+        if cap.len() > MAX_CAPABILITY
+            || !cap
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(ManifestError(format!(
+                "capability `{cap}` must be at most {MAX_CAPABILITY} characters of a-z, 0-9, '-', '_' or '.'"
+            )));
+        }
+        if capabilities.len() == MAX_CAPABILITIES {
+            return Err(ManifestError(format!(
+                "at most {MAX_CAPABILITIES} capabilities are allowed"
+            )));
+        }
+        capabilities.push(cap);
+    }
+    Ok(capabilities)
 }
 
 /// MAJOR.MINOR.PATCH with optional `-pre` / `+build` suffixes.

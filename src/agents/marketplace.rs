@@ -1,3 +1,5 @@
+//! The marketplace component: publishing, lookup, listing and search over agents.
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -120,7 +122,8 @@ impl Marketplace {
         let binary_hash = self.blobs.put(wasm).await?;
         let now = OffsetDateTime::now_utc();
         let agent = Agent {
-            id: Uuid::new_v4(),
+            // Time-ordered, so ids sort by age (the auction breaks ties on it).
+            id: Uuid::now_v7(),
             owner_id: owner,
             name: manifest.name,
             description: manifest.description,

@@ -9,5 +9,5 @@ pub mod manifest;
 mod marketplace;
 
 pub use agent::{Agent, AgentStats, AgentStatus};
-pub use manifest::{Manifest, ManifestError};
+pub use manifest::{Manifest, ManifestError, parse_capabilities};
 pub use marketplace::{AgentError, AgentList, AgentQuery, Marketplace};

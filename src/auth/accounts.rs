@@ -1,6 +1,9 @@
+//! The accounts component: sign-up, sign-in and the system account for bundled agents.
+
 use std::sync::Arc;
 
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::password;
@@ -51,11 +54,19 @@ impl From<AccountError> for ApiError {
 pub struct Accounts {
     store: Store,
     keys: Arc<TokenKeys>,
+    /// One permit per core: each argon2 hash holds 19 MiB for ~20 ms, so unbounded concurrent
+    /// sign-ins would exhaust memory instead of queueing.
+    hashing: Arc<Semaphore>,
 }
 
 impl Accounts {
     pub fn new(store: Store, keys: Arc<TokenKeys>) -> Self {
-        Self { store, keys }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            store,
+            keys,
+            hashing: Arc::new(Semaphore::new(cores)),
+        }
     }
 
     pub fn keys(&self) -> &TokenKeys {
@@ -70,7 +81,9 @@ impl Accounts {
         if full_name.chars().count() > 200 {
             return Err(AccountError::InvalidName);
         }
-        let hash = blocking(move || password::hash(&reg.password)).await?;
+        let hash = self
+            .hash_work(move || password::hash(&reg.password))
+            .await?;
         let user = User {
             id: Uuid::new_v4(),
             email: email.as_str().to_owned(),
@@ -96,11 +109,13 @@ impl Accounts {
             Ok(email) => self.store.user_by_email(email.as_str().to_owned()).await?,
             Err(_) => None,
         };
-        let phc = user
-            .as_ref()
-            .map(|u| u.password_hash.clone())
-            .unwrap_or_else(|| password::decoy_hash().to_owned());
-        let ok = blocking(move || password::verify(&password, &phc)).await?;
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self
+            .hash_work(move || match &phc {
+                Some(phc) => password::verify(&password, phc),
+                None => password::verify(&password, password::decoy_hash()),
+            })
+            .await?;
         match user {
             Some(user) if ok => Ok((self.keys.issue(user.id), user)),
             _ => Err(AccountError::InvalidCredentials),
@@ -128,10 +143,19 @@ impl Accounts {
     }
 }
 
-async fn blocking<R: Send + 'static>(
-    f: impl FnOnce() -> R + Send + 'static,
-) -> Result<R, AccountError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AccountError::Store(StoreError::Join(e)))
+impl Accounts {
+    /// Runs password hashing on the blocking pool, at most one job per core at a time.
+    async fn hash_work<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, AccountError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| AccountError::Store(StoreError::Join(e)))
+    }
 }

@@ -1,3 +1,5 @@
+//! The account record, its public view and the checked email type.
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;

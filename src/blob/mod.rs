@@ -86,11 +86,10 @@ impl BlobStore {
             .await?)
     }
 
-    /// Reads a blob and verifies its hash.
+    /// Reads a blob and verifies its hash (on the blocking pool, like the read).
     pub async fn get(&self, hash: &str) -> Result<Bytes, BlobError> {
         let key = hash.to_owned();
-        let bytes = self
-            .store
+        self.store
             .run(move |db| {
                 let txn = db.begin_read()?;
                 let Some(meta) = txn
@@ -98,7 +97,7 @@ impl BlobStore {
                     .get(key.as_str())?
                     .map(|v| v.value().to_vec())
                 else {
-                    return Ok(None);
+                    return Ok(Err(BlobError::NotFound(key)));
                 };
                 let meta: BlobMeta = decode("blobs", &meta)?;
                 let chunks = txn.open_table(tables::BLOB_CHUNKS)?;
@@ -106,18 +105,13 @@ impl BlobStore {
                 for entry in chunks.range((key.as_str(), 0)..(key.as_str(), meta.chunks))? {
                     out.extend_from_slice(entry?.1.value());
                 }
-                Ok(Some(out))
+                let actual = sha256_hex(&out);
+                if actual != key {
+                    return Ok(Err(BlobError::Corrupt { hash: key, actual }));
+                }
+                Ok(Ok(Bytes::from(out)))
             })
             .await?
-            .ok_or_else(|| BlobError::NotFound(hash.to_owned()))?;
-        let actual = sha256_hex(&bytes);
-        if actual != hash {
-            return Err(BlobError::Corrupt {
-                hash: hash.to_owned(),
-                actual,
-            });
-        }
-        Ok(Bytes::from(bytes))
     }
 }
 

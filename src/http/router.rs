@@ -1,3 +1,5 @@
+//! Route table, OpenAPI generation and the middleware stack (metrics, tracing, panics).
+
 use std::time::Instant;
 
 use axum::Router;

@@ -1,3 +1,10 @@
+//! The orchestrator: submit (validate, auction, commit, queue), the worker pool and shutdown.
+//!
+//! Threading: workers are tokio tasks that wait on the queue; store calls hop to the blocking
+//! pool, module compilation runs on the blocking pool, and guests run on the executor's own
+//! runtime. Every status change is a compare-and-set on the stored status
+//! ([`Store::transition_task`]), so a task reaches a terminal state once.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -9,7 +16,7 @@ use uuid::Uuid;
 
 use super::auction::{NoEligibleAgent, Weights, run_auction};
 use super::task::{Priority, Task, TaskCounts, TaskStatus};
-use crate::agents::{AgentError, Marketplace};
+use crate::agents::{AgentError, Marketplace, parse_capabilities};
 use crate::config::TaskSettings;
 use crate::error::{ApiError, Code};
 use crate::queue::{QueueError, QueuedTask, TaskQueue};
@@ -159,12 +166,8 @@ impl Orchestrator {
                 "timeout must be between 1 and {max} seconds"
             )));
         }
-        let capabilities: Vec<String> = sub
-            .capabilities
-            .iter()
-            .map(|c| c.trim().to_lowercase())
-            .filter(|c| !c.is_empty())
-            .collect();
+        let capabilities = parse_capabilities(sub.capabilities.iter().map(String::as_str))
+            .map_err(|e| TaskError::Invalid(e.to_string()))?;
         inner.queue.check_capacity().map_err(queue_error)?;
 
         let candidates = match sub.agent_id {
@@ -205,12 +208,14 @@ impl Orchestrator {
         let task = inner.store.insert_task(task).await?;
         metrics::counter!("zerostate_tasks_submitted_total", "priority" => task.priority.as_str())
             .increment(1);
-        // Committed: from here the task survives a crash even if queueing fails; recovery
-        // re-queues it. `force` because capacity was checked above.
+        // Announced before it is queued, so `queued` always reaches the owner before `running`.
+        inner.hub.send_to_user(owner, Event::task_update(&task));
+        // Committed: from here the task survives a crash even if queueing fails (recovery
+        // re-queues it). Forced because the stored task must not be dropped; concurrent
+        // submits may overshoot the capacity checked above by a few tasks.
         if let Err(e) = inner.queue.push(queued(&task), true) {
             tracing::warn!(task_id = %task.id, error = %e, "task stored but not queued; it runs after restart");
         }
-        inner.hub.send_to_user(owner, Event::task_update(&task));
         Ok(task)
     }
 
@@ -284,11 +289,17 @@ impl Orchestrator {
         set
     }
 
-    /// Stops taking work, lets running tasks finish within `grace`, then interrupts the rest
-    /// (they go back to `queued` and run after the next start).
-    pub async fn shutdown(&self, mut workers: JoinSet<()>, grace: Duration) {
+    /// Refuses new submissions and stops workers from starting queued tasks. Queued tasks stay
+    /// in the store and run after the next start.
+    pub fn stop_accepting(&self) {
         self.inner.accepting.store(false, Ordering::Relaxed);
         self.inner.queue.close();
+    }
+
+    /// Lets running tasks finish within `grace`, then interrupts the rest (they go back to
+    /// `queued` and run after the next start). Calls [`Orchestrator::stop_accepting`] first.
+    pub async fn shutdown(&self, mut workers: JoinSet<()>, grace: Duration) {
+        self.stop_accepting();
         let drained = tokio::time::timeout(grace, async {
             while workers.join_next().await.is_some() {}
         })
@@ -301,9 +312,27 @@ impl Orchestrator {
     }
 
     async fn run_task(&self, next: QueuedTask) {
-        if let Err(e) = self.try_run_task(next).await {
-            // The task stays in the active set and is retried after a restart.
-            tracing::error!(task_id = %next.task_id, error = %e, "task execution failed internally");
+        let Err(e) = self.try_run_task(next).await else {
+            return;
+        };
+        tracing::error!(task_id = %next.task_id, error = %e, "task execution failed internally");
+        // Fail it rather than strand it: it has left the queue and would otherwise sit in
+        // `queued` or `running` until the next restart, and fail the same way again.
+        let failed = async {
+            let task = self.inner.store.task(next.task_id).await?;
+            match task {
+                Some(task) if !task.status.is_terminal() => {
+                    self.fail_without_run(
+                        task,
+                        "internal error while running the task; see the server log",
+                    )
+                    .await
+                }
+                _ => Ok(()),
+            }
+        };
+        if let Err(e) = failed.await {
+            tracing::error!(task_id = %next.task_id, error = %e, "could not mark the task failed; it runs again after restart");
         }
     }
 
@@ -364,15 +393,16 @@ impl Orchestrator {
             stdout_bytes: inner.settings.stdout_limit_bytes,
             stderr_bytes: inner.settings.stderr_limit_bytes,
         };
-        let (executor, hash, args) = (
-            inner.executor.clone(),
-            agent.binary_hash.clone(),
-            vec![agent.name.clone()],
-        );
-        let output =
-            tokio::task::spawn_blocking(move || executor.run(&hash, &args, &env, stdin, limits))
-                .await
-                .map_err(StoreError::from)?;
+        let output = inner
+            .executor
+            .run(
+                &agent.binary_hash,
+                vec![agent.name.clone()],
+                env,
+                stdin,
+                limits,
+            )
+            .await;
 
         if output.outcome == Outcome::Interrupted {
             task.status = TaskStatus::Queued;
@@ -427,15 +457,17 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Fails a queued task that could not start (agent gone, module does not compile).
+    /// Fails a task that could not run to an outcome (agent gone, module does not compile,
+    /// internal error), from whatever non-terminal status it is in.
     async fn fail_without_run(&self, mut task: Task, reason: &str) -> Result<(), TaskError> {
+        let from = task.status;
         task.status = TaskStatus::Failed;
         task.error = Some(reason.to_owned());
         task.completed_at = Some(OffsetDateTime::now_utc());
         if self
             .inner
             .store
-            .transition_task(task.clone(), TaskStatus::Queued, None)
+            .transition_task(task.clone(), from, None)
             .await?
         {
             self.inner

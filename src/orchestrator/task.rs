@@ -1,3 +1,5 @@
+//! The task record, its status and priority, and per-status counts.
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;

@@ -2,17 +2,21 @@
 //!
 //! stdin is the task input, stdout the result, stderr a diagnostic tail. The guest gets no
 //! filesystem, no sockets and no host environment: only the argv/env given here, clocks and
-//! randomness. Wall time is enforced with epoch interruption: a ticker thread advances the
-//! engine's epoch every [`TICK`] while at least one guest runs (and sleeps otherwise, so an
-//! idle server burns no CPU), and each store checks its own deadline on every tick.
+//! randomness.
 //!
-//! All methods block; call them from the blocking pool.
+//! Threading: guests run as futures on the executor's own tokio runtime (`agent-runtime`
+//! threads), never on the API runtime's threads. Async execution is what makes the wall-clock
+//! limit hold everywhere: a guest burning CPU is interrupted by epoch deadlines (a ticker thread
+//! advances the epoch every [`TICK`] while any guest runs, and sleeps otherwise, so an idle
+//! server burns no CPU; the guest yields at every tick), and a guest parked in a host call
+//! (e.g. `poll_oneoff` sleeping) is dropped by the timeout around the whole run. Shutdown
+//! cancels runs the same way.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use wasmtime::{
     Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline,
 };
@@ -22,7 +26,7 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::pipes::{CappedPipe, Overflow};
 
-/// Epoch tick: the resolution of timeouts and of shutdown interruption.
+/// Epoch tick: the resolution of timeouts and how often a running guest yields.
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Per-run limits.
@@ -79,6 +83,7 @@ struct AgentState {
 
 /// Caps linear memory. Growth past the cap traps (instead of `memory.grow` returning -1) so the
 /// outcome is a clear `memory_limit`, not whatever the guest does on allocation failure.
+/// Modules have one memory (multi-memory is off), so a per-memory cap is a per-instance cap.
 struct MemoryCap {
     limit: usize,
     exceeded: bool,
@@ -106,33 +111,48 @@ impl ResourceLimiter for MemoryCap {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
+
+    fn memories(&self) -> usize {
+        1
+    }
 }
 
 pub struct Executor {
     engine: Engine,
     linker: Linker<AgentState>,
-    /// Compiled modules by sha256, pre-linked. A std Mutex: held only on blocking threads,
-    /// and never across a compile.
+    /// Compiled modules by sha256, pre-linked. A std Mutex: held only to look up or insert,
+    /// never across a compile or an await.
     modules: Mutex<HashMap<String, InstancePre<AgentState>>>,
     ticker: Arc<Ticker>,
-    /// Set at shutdown; running guests stop at their next tick.
-    stopping: Arc<AtomicBool>,
+    /// Where guests run. `Option` only so `Drop` can shut it down without blocking.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Cancelled at shutdown; running guests stop at once.
+    stopping: CancellationToken,
 }
 
 impl Executor {
-    pub fn new() -> wasmtime::Result<Self> {
+    /// An executor whose guests run on `threads` dedicated threads.
+    pub fn new(threads: usize) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        config.wasm_multi_memory(false);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut AgentState| &mut s.wasi)?;
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut AgentState| &mut s.wasi)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("agent-runtime")
+            .enable_all()
+            .build()
+            .map_err(wasmtime::Error::new)?;
         let ticker = Ticker::start(engine.clone());
         Ok(Self {
             engine,
             linker,
             modules: Mutex::default(),
             ticker,
-            stopping: Arc::default(),
+            runtime: Some(runtime),
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -143,7 +163,8 @@ impl Executor {
             .contains_key(hash)
     }
 
-    /// Compiles and links a module once; later runs reuse it.
+    /// Compiles and links a module once; later runs reuse it. CPU-heavy and blocking: call
+    /// from the blocking pool.
     pub fn prepare(&self, hash: &str, bytes: &[u8]) -> Result<(), String> {
         if self.has_module(hash) {
             return Ok(());
@@ -161,18 +182,16 @@ impl Executor {
         Ok(())
     }
 
-    /// Runs a prepared module to completion or until a limit stops it.
-    pub fn run(
+    /// Runs a prepared module to completion or until a limit or shutdown stops it.
+    pub async fn run(
         &self,
         hash: &str,
-        args: &[String],
-        env: &[(String, String)],
+        args: Vec<String>,
+        env: Vec<(String, String)>,
         stdin: Vec<u8>,
         limits: RunLimits,
     ) -> RunOutput {
         let started = Instant::now();
-        let stdout = CappedPipe::new(limits.stdout_bytes, Overflow::Trap);
-        let stderr = CappedPipe::new(limits.stderr_bytes, Overflow::KeepTail);
         let Some(pre) = self
             .modules
             .lock()
@@ -187,13 +206,64 @@ impl Executor {
                 duration: started.elapsed(),
             };
         };
+        let guest = Guest {
+            engine: self.engine.clone(),
+            pre,
+            ticker: self.ticker.clone(),
+            stopping: self.stopping.clone(),
+        };
+        let runtime = self.runtime.as_ref().expect("runtime lives until drop");
+        match runtime.spawn(guest.run(args, env, stdin, limits)).await {
+            Ok(output) => output,
+            Err(e) => RunOutput {
+                outcome: Outcome::Trapped(format!("agent run aborted: {e}")),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                duration: started.elapsed(),
+            },
+        }
+    }
 
+    /// Stops every running guest now; they end with [`Outcome::Interrupted`].
+    pub fn interrupt_all(&self) {
+        self.stopping.cancel();
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.ticker.close();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Everything one run needs, moved onto the agent runtime.
+struct Guest {
+    engine: Engine,
+    pre: InstancePre<AgentState>,
+    ticker: Arc<Ticker>,
+    stopping: CancellationToken,
+}
+
+impl Guest {
+    async fn run(
+        self,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        stdin: Vec<u8>,
+        limits: RunLimits,
+    ) -> RunOutput {
+        let started = Instant::now();
+        let stdout = CappedPipe::new(limits.stdout_bytes, Overflow::Trap);
+        let stderr = CappedPipe::new(limits.stderr_bytes, Overflow::KeepTail);
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(stdin))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .args(args)
-            .envs(env)
+            .args(&args)
+            .envs(&env)
             .build_p1();
         let mut store = Store::new(
             &self.engine,
@@ -207,25 +277,29 @@ impl Executor {
         );
         store.limiter(|s| &mut s.memory);
         let deadline = started + limits.timeout;
-        let stopping = self.stopping.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            if stopping.load(Ordering::Relaxed) {
-                return Err(wasmtime::Error::new(Interrupted));
-            }
             if Instant::now() >= deadline {
                 return Err(wasmtime::Error::new(TimedOut));
             }
-            Ok(UpdateDeadline::Continue(1))
+            Ok(UpdateDeadline::Yield(1))
         });
 
         let result = {
             let _ticking = self.ticker.activate();
-            pre.instantiate(&mut store).and_then(|instance| {
+            let call = async {
+                let instance = self.pre.instantiate_async(&mut store).await?;
                 instance
                     .get_typed_func::<(), ()>(&mut store, "_start")?
-                    .call(&mut store, ())
-            })
+                    .call_async(&mut store, ())
+                    .await
+            };
+            tokio::select! {
+                result = tokio::time::timeout(limits.timeout, call) => {
+                    result.unwrap_or_else(|_| Err(wasmtime::Error::new(TimedOut)))
+                }
+                _ = self.stopping.cancelled() => Err(wasmtime::Error::new(Interrupted)),
+            }
         };
         let outcome = classify(result, store.data().memory.exceeded, stdout.overflowed());
         RunOutput {
@@ -234,18 +308,6 @@ impl Executor {
             stderr: stderr.contents(),
             duration: started.elapsed(),
         }
-    }
-
-    /// Interrupts every running guest at its next tick and refuses nothing else: callers
-    /// stop submitting runs themselves.
-    pub fn interrupt_all(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Executor {
-    fn drop(&mut self) {
-        self.ticker.close();
     }
 }
 
@@ -360,14 +422,22 @@ mod tests {
         stderr_bytes: 64,
     };
 
-    fn run(wat: &str, stdin: &[u8], limits: RunLimits) -> RunOutput {
-        let executor = Executor::new().unwrap();
+    async fn run(wat: &str, stdin: &[u8], limits: RunLimits) -> RunOutput {
+        let executor = Executor::new(1).unwrap();
         let bytes = wat::parse_str(wat).unwrap();
         executor.prepare("m", &bytes).unwrap();
-        executor.run("m", &["agent".into()], &[], stdin.to_vec(), limits)
+        executor
+            .run(
+                "m",
+                vec!["agent".into()],
+                Vec::new(),
+                stdin.to_vec(),
+                limits,
+            )
+            .await
     }
 
-    /// Echoes stdin to stdout (up to 64 KiB), then exits with the code in its name.
+    /// Echoes stdin to stdout and stderr (up to 64 KiB), then exits with `code`.
     fn echo_then_exit(code: i32) -> String {
         format!(
             r#"(module
@@ -386,66 +456,99 @@ mod tests {
         )
     }
 
-    #[test]
-    fn stdin_reaches_stdout_and_exit_codes_are_reported() {
-        let out = run(&echo_then_exit(0), b"hello", LIMITS);
+    /// Sleeps in the host for an hour through `poll_oneoff` with a relative clock subscription.
+    const HOST_SLEEP: &str = r#"(module
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (i64.store (i32.const 0) (i64.const 7))             ;; userdata
+        (i32.store8 (i32.const 8) (i32.const 0))            ;; tag: clock
+        (i32.store (i32.const 16) (i32.const 1))            ;; clock id: monotonic
+        (i64.store (i32.const 24) (i64.const 3600000000000)) ;; timeout: 1 h in ns
+        (i64.store (i32.const 32) (i64.const 0))            ;; precision
+        (i32.store16 (i32.const 40) (i32.const 0))          ;; flags: relative
+        (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+
+    #[tokio::test]
+    async fn stdin_reaches_stdout_and_exit_codes_are_reported() {
+        let out = run(&echo_then_exit(0), b"hello", LIMITS).await;
         assert_eq!(
             (out.outcome, out.stdout.as_slice()),
             (Outcome::Completed, b"hello".as_slice())
         );
-        let out = run(&echo_then_exit(3), b"oops", LIMITS);
+        let out = run(&echo_then_exit(3), b"oops", LIMITS).await;
         assert_eq!(
             (out.outcome, out.stderr.as_slice()),
             (Outcome::Exited(3), b"oops".as_slice())
         );
     }
 
-    #[test]
-    fn limits_stop_hostile_guests() {
-        let out = run(&echo_then_exit(0), &[b'x'; 2000], LIMITS);
+    #[tokio::test]
+    async fn limits_stop_hostile_guests() {
+        let out = run(&echo_then_exit(0), &[b'x'; 2000], LIMITS).await;
         assert_eq!(out.outcome, Outcome::OutputLimit);
         assert_eq!(out.stdout.len(), 1024, "the first bytes are kept");
 
+        let short = RunLimits {
+            timeout: Duration::from_millis(200),
+            ..LIMITS
+        };
         let spin =
             r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
-        let out = run(
-            spin,
-            b"",
-            RunLimits {
-                timeout: Duration::from_millis(200),
-                ..LIMITS
-            },
+        assert_eq!(run(spin, b"", short).await.outcome, Outcome::TimedOut);
+        let slept = run(HOST_SLEEP, b"", short).await;
+        assert_eq!(
+            slept.outcome,
+            Outcome::TimedOut,
+            "a host-side sleep cannot outlive the timeout"
         );
-        assert_eq!(out.outcome, Outcome::TimedOut);
+        assert!(
+            slept.duration < Duration::from_secs(1),
+            "{:?}",
+            slept.duration
+        );
 
         let grow = r#"(module (memory (export "memory") 1)
             (func (export "_start") (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))))"#;
-        assert_eq!(run(grow, b"", LIMITS).outcome, Outcome::MemoryLimit);
+        assert_eq!(run(grow, b"", LIMITS).await.outcome, Outcome::MemoryLimit);
 
         let recurse =
             r#"(module (memory (export "memory") 1) (func $f (export "_start") (call $f)))"#;
         assert!(
-            matches!(run(recurse, b"", LIMITS).outcome, Outcome::Trapped(m) if m.contains("stack"))
+            matches!(run(recurse, b"", LIMITS).await.outcome, Outcome::Trapped(m) if m.contains("stack"))
         );
 
         let unreachable =
             r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
         assert!(
-            matches!(run(unreachable, b"", LIMITS).outcome, Outcome::Trapped(m) if m.contains("unreachable"))
+            matches!(run(unreachable, b"", LIMITS).await.outcome, Outcome::Trapped(m) if m.contains("unreachable"))
         );
     }
 
-    #[test]
-    fn interrupt_all_stops_running_guests() {
-        let executor = Arc::new(Executor::new().unwrap());
+    #[tokio::test]
+    async fn interrupt_all_stops_spinning_and_sleeping_guests() {
+        let executor = Arc::new(Executor::new(2).unwrap());
         let spin = wat::parse_str(
             r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#,
         )
         .unwrap();
         executor.prepare("spin", &spin).unwrap();
-        let e = executor.clone();
-        let handle = std::thread::spawn(move || e.run("spin", &[], &[], Vec::new(), LIMITS));
+        executor
+            .prepare("sleep", &wat::parse_str(HOST_SLEEP).unwrap())
+            .unwrap();
+        let runs: Vec<_> = ["spin", "sleep"]
+            .into_iter()
+            .map(|hash| {
+                let e = executor.clone();
+                tokio::spawn(async move {
+                    e.run(hash, Vec::new(), Vec::new(), Vec::new(), LIMITS)
+                        .await
+                })
+            })
+            .collect();
         executor.interrupt_all();
-        assert_eq!(handle.join().unwrap().outcome, Outcome::Interrupted);
+        for run in runs {
+            assert_eq!(run.await.unwrap().outcome, Outcome::Interrupted);
+        }
     }
 }

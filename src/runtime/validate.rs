@@ -6,6 +6,57 @@ use wasmparser::{ExternalKind, Parser, Payload, Validator, WasmFeatures};
 /// The only import module an agent may use.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
+/// Every function of WASI preview1, as the runtime links them. Anything else under
+/// [`WASI_MODULE`] would fail to link at run time, so it is refused at upload.
+const WASI_FUNCTIONS: &[&str] = &[
+    "args_get",
+    "args_sizes_get",
+    "environ_get",
+    "environ_sizes_get",
+    "clock_res_get",
+    "clock_time_get",
+    "fd_advise",
+    "fd_allocate",
+    "fd_close",
+    "fd_datasync",
+    "fd_fdstat_get",
+    "fd_fdstat_set_flags",
+    "fd_fdstat_set_rights",
+    "fd_filestat_get",
+    "fd_filestat_set_size",
+    "fd_filestat_set_times",
+    "fd_pread",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "fd_pwrite",
+    "fd_read",
+    "fd_readdir",
+    "fd_renumber",
+    "fd_seek",
+    "fd_sync",
+    "fd_tell",
+    "fd_write",
+    "path_create_directory",
+    "path_filestat_get",
+    "path_filestat_set_times",
+    "path_link",
+    "path_open",
+    "path_readlink",
+    "path_remove_directory",
+    "path_rename",
+    "path_symlink",
+    "path_unlink_file",
+    "poll_oneoff",
+    "proc_exit",
+    "proc_raise",
+    "sched_yield",
+    "random_get",
+    "sock_accept",
+    "sock_recv",
+    "sock_send",
+    "sock_shutdown",
+];
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ValidationError {
     #[error("not a WebAssembly module (bad magic number)")]
@@ -24,6 +75,8 @@ pub enum ValidationError {
     NoMemory,
     #[error("shared memory (threads) is not allowed")]
     SharedMemory,
+    #[error("import `{WASI_MODULE}::{0}` is not a WASI preview1 function")]
+    UnknownWasiImport(String),
 }
 
 /// Validates `bytes`. Cost is linear in the module size.
@@ -34,9 +87,14 @@ pub fn validate(bytes: &[u8]) -> Result<(), ValidationError> {
     if bytes[4..8] != [1, 0, 0, 0] {
         return Err(ValidationError::Component);
     }
-    // Threads and shared memory stay off: an agent is a single-threaded command.
+    // Threads and shared memory stay off: an agent is a single-threaded command. Multi-memory
+    // stays off so the runtime's memory cap is a per-instance cap.
     let mut features = WasmFeatures::default();
-    features.remove(WasmFeatures::THREADS | WasmFeatures::SHARED_EVERYTHING_THREADS);
+    features.remove(
+        WasmFeatures::THREADS
+            | WasmFeatures::SHARED_EVERYTHING_THREADS
+            | WasmFeatures::MULTI_MEMORY,
+    );
     Validator::new_with_features(features)
         .validate_all(bytes)
         .map_err(|e| ValidationError::Invalid(e.to_string()))?;
@@ -53,10 +111,11 @@ pub fn validate(bytes: &[u8]) -> Result<(), ValidationError> {
                             name: import.name.to_owned(),
                         });
                     }
-                    if let wasmparser::TypeRef::Memory(m) = import.ty
-                        && m.shared
-                    {
-                        return Err(ValidationError::SharedMemory);
+                    match import.ty {
+                        wasmparser::TypeRef::Func(_) if WASI_FUNCTIONS.contains(&import.name) => {}
+                        _ => {
+                            return Err(ValidationError::UnknownWasiImport(import.name.to_owned()));
+                        }
                     }
                 }
             }

@@ -1,3 +1,5 @@
+//! Agent records and the per-owner name index.
+
 use redb::{ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 

@@ -1,3 +1,5 @@
+//! Task records, the per-owner index, the active set and the status counters.
+
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 

@@ -1,3 +1,5 @@
+//! User records and the email index.
+
 use redb::{ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 

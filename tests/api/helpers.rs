@@ -76,6 +76,17 @@ pub const ECHO_AGENT: &str = r#"(module
 pub const LOOP_AGENT: &str =
     r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 
+/// WAT for an agent that sleeps an hour in the host through `poll_oneoff` (a relative clock
+/// subscription), as `sleep()` in a WASI libc does.
+pub const SLEEP_AGENT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+
 /// WAT for an agent that grows its memory until something stops it.
 pub const GROW_BOMB_AGENT: &str = r#"(module (memory (export "memory") 1)
   (func (export "_start") (loop (br_if 0 (i32.ne (memory.grow (i32.const 256)) (i32.const -1))))))"#;
@@ -187,7 +198,19 @@ impl TestApp {
         let (mut socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connects");
-        // Subscribed first, so a finish between this GET and the next message is not missed.
+        // The server's hello proves the subscription exists, so a finish between the GET below
+        // and the next message cannot be missed.
+        let hello = tokio::time::timeout(DEADLINE, socket.next())
+            .await
+            .expect("hello in time");
+        assert!(
+            hello
+                .expect("socket open")
+                .expect("frame")
+                .into_text()
+                .unwrap()
+                .contains("\"system\"")
+        );
         let (_, task) = self
             .get(&format!("/api/v1/tasks/{task_id}"), Some(token))
             .await;

@@ -1,4 +1,7 @@
+//! `/api/v1/agents`: upload (multipart), list and search, get.
+
 use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::{Bytes, BytesMut};
@@ -185,8 +188,10 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     _user: AuthUser,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<ApiJson<Agent>, ApiError> {
+    // A path that is not valid UTF-8 cannot name anything: same answer as an unknown id.
+    let id = path.map(|Path(id)| id).unwrap_or_default();
     let not_found = || ApiError::new(Code::AgentNotFound, format!("no agent with id `{id}`"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
     match state.marketplace.get(uuid).await {

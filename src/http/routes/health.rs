@@ -1,3 +1,5 @@
+//! Operations routes: `/health`, `/ready`, `/metrics`, `/api/v1/openapi.json`.
+
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;

@@ -1,3 +1,6 @@
+//! `/api/v1/tasks`: submit, list, get, stats. Callers only ever see their own tasks.
+
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -91,8 +94,10 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<ApiJson<Task>, ApiError> {
+    // A path that is not valid UTF-8 cannot name anything: same answer as an unknown id.
+    let id = path.map(|Path(id)| id).unwrap_or_default();
     let not_found = || ApiError::new(Code::TaskNotFound, format!("no task with id `{id}`"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
     match state.orchestrator.task(user.id, uuid).await {

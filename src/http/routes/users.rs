@@ -1,3 +1,5 @@
+//! `/api/v1/users`: register, login, me.
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
