@@ -28,6 +28,8 @@ use crate::store::{AgentOutcome, Store, StoreError};
 const MAX_QUERY_BYTES: usize = 64 * 1024;
 /// Longest accepted serialised `input`: it becomes the agent's stdin.
 const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+/// A task interrupted by a server stop this many times fails instead of running again.
+const MAX_STARTS: u32 = 3;
 /// How much of stderr is kept on the task and quoted in its error.
 const STDERR_TAIL_CHARS: usize = 2000;
 
@@ -254,7 +256,7 @@ impl Orchestrator {
 
     /// Re-queues every unfinished task found in the store. Called once, before workers start.
     pub async fn recover(&self) -> Result<usize, TaskError> {
-        let recovered = self.inner.store.recover_tasks().await?;
+        let recovered = self.inner.store.recover_tasks(MAX_STARTS).await?;
         for r in &recovered {
             let task = QueuedTask {
                 task_id: r.task_id,

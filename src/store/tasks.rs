@@ -158,31 +158,46 @@ impl Store {
         .await
     }
 
-    /// Start-up recovery: every unfinished task in submit order; tasks left `running` by a
-    /// crash or an interrupted shutdown are put back to `queued` in the same transaction.
-    pub async fn recover_tasks(&self) -> Result<Vec<Recovered>, StoreError> {
-        self.run(|db| {
+    /// Start-up recovery: every unfinished task in submit order. Tasks left `running` by a
+    /// crash or an interrupted shutdown go back to `queued` in the same transaction, unless they
+    /// have already started `max_attempts` times: those fail, so a task that keeps taking the
+    /// server down cannot do so forever.
+    pub async fn recover_tasks(&self, max_attempts: u32) -> Result<Vec<Recovered>, StoreError> {
+        self.run(move |db| {
             let txn = db.begin_write()?;
             let mut recovered = Vec::new();
-            let mut requeued = Vec::new();
+            let mut moved = Vec::new();
             {
-                let active = txn.open_table(tables::ACTIVE_TASKS)?;
+                let mut active = txn.open_table(tables::ACTIVE_TASKS)?;
                 let mut tasks = txn.open_table(tables::TASKS)?;
-                let ids: Vec<String> = active
+                let entries: Vec<(u64, String)> = active
                     .iter()?
-                    .map(|e| e.map(|(_, id)| id.value().to_owned()))
+                    .map(|e| e.map(|(seq, id)| (seq.value(), id.value().to_owned())))
                     .collect::<Result<_, _>>()?;
-                for id in ids {
+                for (seq, id) in entries {
                     let Some(bytes) = tasks.get(id.as_str())?.map(|v| v.value().to_vec()) else {
+                        active.remove(seq)?;
                         continue;
                     };
                     let mut task: Task = decode("tasks", &bytes)?;
                     let was_running = task.status == TaskStatus::Running;
+                    if was_running && task.attempts >= max_attempts {
+                        task.status = TaskStatus::Failed;
+                        task.error = Some(format!(
+                            "the server stopped while this task ran, {} times; not retried again",
+                            task.attempts
+                        ));
+                        task.completed_at = Some(time::OffsetDateTime::now_utc());
+                        tasks.insert(id.as_str(), encode(&task).as_slice())?;
+                        active.remove(seq)?;
+                        moved.push((task.owner_id, TaskStatus::Failed));
+                        continue;
+                    }
                     if was_running {
                         task.status = TaskStatus::Queued;
                         task.started_at = None;
                         tasks.insert(id.as_str(), encode(&task).as_slice())?;
-                        requeued.push(task.owner_id);
+                        moved.push((task.owner_id, TaskStatus::Queued));
                     }
                     recovered.push(Recovered {
                         task_id: task.id,
@@ -192,12 +207,126 @@ impl Store {
                     });
                 }
             }
-            for owner in requeued {
-                shift_counts(&txn, owner, Some(TaskStatus::Running), TaskStatus::Queued)?;
+            for (owner, to) in moved {
+                shift_counts(&txn, owner, Some(TaskStatus::Running), to)?;
             }
             txn.commit()?;
             Ok(recovered)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::Priority;
+
+    fn task(owner: Uuid) -> Task {
+        Task {
+            id: Uuid::new_v4(),
+            owner_id: owner,
+            status: TaskStatus::Queued,
+            query: "q".into(),
+            input: None,
+            capabilities: Vec::new(),
+            priority: Priority::Normal,
+            budget: 1.0,
+            timeout_secs: 30,
+            constraints: None,
+            agent_id: Uuid::nil(),
+            agent_name: String::new(),
+            price: 0.0,
+            bids: Vec::new(),
+            result: None,
+            error: None,
+            stderr: None,
+            exit_code: None,
+            attempts: 0,
+            seq: 0,
+            created_at: time::OffsetDateTime::now_utc(),
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+        }
+    }
+
+    async fn start(store: &Store, mut t: Task, attempts: u32) -> Task {
+        t.status = TaskStatus::Running;
+        t.attempts = attempts;
+        assert!(
+            store
+                .transition_task(t.clone(), TaskStatus::Queued, None)
+                .await
+                .unwrap()
+        );
+        t
+    }
+
+    #[tokio::test]
+    async fn recovery_requeues_running_tasks_until_they_used_their_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let owner = Uuid::new_v4();
+        let queued = store.insert_task(task(owner)).await.unwrap();
+        let once = start(&store, store.insert_task(task(owner)).await.unwrap(), 1).await;
+        let spent = start(&store, store.insert_task(task(owner)).await.unwrap(), 3).await;
+
+        let recovered = store.recover_tasks(3).await.unwrap();
+        let ids: Vec<(Uuid, bool)> = recovered
+            .iter()
+            .map(|r| (r.task_id, r.was_running))
+            .collect();
+        assert_eq!(
+            ids,
+            [(queued.id, false), (once.id, true)],
+            "submit order, spent task left out"
+        );
+        assert_eq!(
+            store.task(once.id).await.unwrap().unwrap().status,
+            TaskStatus::Queued
+        );
+        let spent = store.task(spent.id).await.unwrap().unwrap();
+        assert_eq!(spent.status, TaskStatus::Failed);
+        assert!(spent.error.unwrap().contains("3 times"));
+        let counts = store.task_counts(Some(owner)).await.unwrap();
+        assert_eq!((counts.queued, counts.running, counts.failed), (2, 0, 1));
+        assert_eq!(store.task_counts(None).await.unwrap(), counts);
+        // Idempotent: a second recovery finds the same queued tasks and changes nothing.
+        assert_eq!(store.recover_tasks(3).await.unwrap().len(), 2);
+        assert_eq!(store.task_counts(Some(owner)).await.unwrap(), counts);
+    }
+
+    #[tokio::test]
+    async fn transitions_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let t = start(
+            &store,
+            store.insert_task(task(Uuid::new_v4())).await.unwrap(),
+            1,
+        )
+        .await;
+        let mut done = t.clone();
+        done.status = TaskStatus::Completed;
+        assert!(
+            store
+                .transition_task(done.clone(), TaskStatus::Running, None)
+                .await
+                .unwrap()
+        );
+        // A late, stale transition from `running` is refused.
+        let mut late = t;
+        late.status = TaskStatus::Failed;
+        assert!(
+            !store
+                .transition_task(late, TaskStatus::Running, None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.task(done.id).await.unwrap().unwrap().status,
+            TaskStatus::Completed
+        );
     }
 }
