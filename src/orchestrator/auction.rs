@@ -173,6 +173,19 @@ pub fn run_auction(
             .then(a.price.total_cmp(&b.price))
             .then(a.agent_id.cmp(&b.agent_id))
     });
+    // Ranked on exact values; shown rounded, so clients see 0.9 rather than 0.8999999999999999.
+    for bid in &mut bids {
+        let s = &mut bid.scores;
+        for v in [
+            &mut s.price,
+            &mut s.quality,
+            &mut s.speed,
+            &mut s.reputation,
+            &mut bid.total,
+        ] {
+            *v = (*v * 1e4).round() / 1e4;
+        }
+    }
     Ok(bids)
 }
 
