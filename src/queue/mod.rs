@@ -4,6 +4,8 @@
 //!
 //! Workers wait on a `Notify`, never poll: an idle server uses no CPU.
 
+pub mod wal;
+
 use std::collections::VecDeque;
 use std::sync::Mutex;
 

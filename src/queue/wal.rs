@@ -1,0 +1,674 @@
+//! The write-ahead log: append-only segment files with group commit.
+//!
+//! A record is acknowledged only after the `fdatasync` that covers it. One writer thread owns
+//! the open segment: while it syncs a batch, new appends queue in its channel and become the
+//! next batch, so one sync covers every record that arrived during the previous one. With a
+//! sync costing ≈2.4 ms on this class of disk, that is the difference between ≈400 and
+//! hundreds of thousands of durable appends per second.
+//!
+//! A checkpoint records the position up to which the log has been applied elsewhere; segments
+//! wholly before it are deleted, so the log stays bounded. Recovery returns every record after
+//! the checkpoint. A torn or bad-CRC tail (a crash mid-batch; such records were never
+//! acknowledged) is truncated with a warning; damage before the tail stops start-up with
+//! [`WalError::Corrupt`], which names the file and offset.
+//!
+//! Never call [`Wal::append_blocking`] on an async thread; [`Wal::append`] is the async form.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+// Segment file `<dir>/<id:020>.wal`:
+//
+//   offset  size  field
+//   0       8     magic b"ZSWAL\0\0\x01" (format version 1)
+//   8       8     segment id, u64 little-endian (equals the number in the file name)
+//   16      …     records, back to back
+//
+// Record:
+//
+//   offset  size  field
+//   0       4     payload length N, u32 little-endian
+//   4       4     CRC32C over bytes 0..4 and the payload, u32 little-endian
+//   8       N     payload (opaque to the log)
+//
+// Checkpoint file `<dir>/checkpoint` (replaced atomically via `checkpoint.tmp` + rename):
+//
+//   0       8     segment id, u64 LE
+//   8       8     offset within that segment, u64 LE
+//   16      4     CRC32C over bytes 0..16, u32 LE
+
+const MAGIC: &[u8; 8] = b"ZSWAL\0\0\x01";
+const SEGMENT_HEADER: u64 = 16;
+const RECORD_HEADER: usize = 8;
+const CHECKPOINT_FILE: &str = "checkpoint";
+const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+/// Largest accepted payload; bounds what a corrupt length field can make recovery allocate.
+pub const MAX_RECORD: usize = 64 * 1024 * 1024;
+/// Most bytes one group commit writes before syncing.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// A position in the log: just after a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("WAL I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "WAL is corrupt in {path} at byte offset {offset}: {reason}. Records from this point on \
+         cannot be read. To discard them (tasks submitted after that point are lost), truncate \
+         the file there (`truncate -s {offset} {path}`), delete any later segment files, and \
+         start again"
+    )]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("record of {0} bytes is over the {MAX_RECORD}-byte limit")]
+    TooLarge(usize),
+    #[error("the WAL writer has stopped")]
+    Closed,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct WalOptions {
+    /// A segment is closed and a new one started once it reaches this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+struct Append {
+    payload: Vec<u8>,
+    ack: oneshot::Sender<Result<Lsn, WalError>>,
+}
+
+/// Handle to the log. Dropping it stops the writer after it has synced what it holds.
+pub struct Wal {
+    dir: PathBuf,
+    tx: Option<mpsc::Sender<Append>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir` and returns it with every record after the
+    /// checkpoint, in order, each with the position just after it. Blocking.
+    pub fn open(dir: &Path, options: WalOptions) -> Result<(Self, Vec<(Lsn, Vec<u8>)>), WalError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let start = read_checkpoint(dir)?;
+        let mut segments = list_segments(dir)?;
+        segments.retain(|&id| start.is_none_or(|s| id >= s.segment));
+        let mut records = Vec::new();
+        let mut tail = None;
+        for (i, &id) in segments.iter().enumerate() {
+            let from = match start {
+                Some(s) if s.segment == id => s.offset,
+                _ => SEGMENT_HEADER,
+            };
+            let last = i + 1 == segments.len();
+            let end = read_segment(dir, id, from, last, &mut records)?;
+            tail = Some(Lsn {
+                segment: id,
+                offset: end,
+            });
+        }
+        let tail = match tail {
+            Some(tail) => tail,
+            None => {
+                let id = start.map_or(1, |s| s.segment.max(1));
+                create_segment(dir, id)?;
+                Lsn {
+                    segment: id,
+                    offset: SEGMENT_HEADER,
+                }
+            }
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .open(segment_path(dir, tail.segment))
+            .map_err(io(&segment_path(dir, tail.segment)))?;
+        // Drops a torn tail found by `read_segment`; appends go right after the last good record.
+        file.set_len(tail.offset)
+            .map_err(io(&segment_path(dir, tail.segment)))?;
+        let writer = Writer {
+            dir: dir.to_owned(),
+            file,
+            position: tail,
+            options,
+        };
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io(dir))?;
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+                tx: Some(tx),
+                writer: Some(handle),
+            },
+            records,
+        ))
+    }
+
+    fn submit(
+        &self,
+        payload: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Result<Lsn, WalError>>, WalError> {
+        if payload.len() > MAX_RECORD {
+            return Err(WalError::TooLarge(payload.len()));
+        }
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .as_ref()
+            .ok_or(WalError::Closed)?
+            .send(Append { payload, ack })
+            .map_err(|_| WalError::Closed)?;
+        Ok(done)
+    }
+
+    /// Appends a record; resolves once it is on disk.
+    pub async fn append(&self, payload: Vec<u8>) -> Result<Lsn, WalError> {
+        self.submit(payload)?.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Appends a record and waits for the sync on this thread.
+    pub fn append_blocking(&self, payload: Vec<u8>) -> Result<Lsn, WalError> {
+        self.submit(payload)?
+            .blocking_recv()
+            .map_err(|_| WalError::Closed)?
+    }
+
+    /// Records that everything up to `lsn` has been applied and deletes the segments wholly
+    /// before it. Blocking (two syncs). A crash at any point leaves either the old or the new
+    /// checkpoint in force; recovery from the old one replays records already applied, so
+    /// whoever applies records must treat them idempotently.
+    pub fn checkpoint(&self, lsn: Lsn) -> Result<(), WalError> {
+        let mut bytes = Vec::with_capacity(20);
+        bytes.extend_from_slice(&lsn.segment.to_le_bytes());
+        bytes.extend_from_slice(&lsn.offset.to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+        let tmp = self.dir.join(CHECKPOINT_TMP);
+        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(&bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        let target = self.dir.join(CHECKPOINT_FILE);
+        std::fs::rename(&tmp, &target).map_err(io(&target))?;
+        sync_dir(&self.dir)?;
+        for id in list_segments(&self.dir)? {
+            if id < lsn.segment {
+                let path = segment_path(&self.dir, id);
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    dir: PathBuf,
+    file: File,
+    /// Where the next record goes.
+    position: Lsn,
+    options: WalOptions,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Append>) {
+        let mut buf = Vec::with_capacity(1024 * 1024);
+        while let Ok(first) = rx.recv() {
+            // Everything that queued while the previous batch synced joins this one.
+            let mut batch = vec![first];
+            let mut bytes = batch[0].payload.len();
+            while bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(next) => {
+                        bytes += next.payload.len();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            buf.clear();
+            let mut ends = Vec::with_capacity(batch.len());
+            let mut offset = self.position.offset;
+            for append in &batch {
+                encode_record(&append.payload, &mut buf);
+                offset += (RECORD_HEADER + append.payload.len()) as u64;
+                ends.push(Lsn {
+                    segment: self.position.segment,
+                    offset,
+                });
+            }
+            let result = self.write_and_sync(&buf);
+            match result {
+                Ok(()) => {
+                    self.position.offset = offset;
+                    for (append, lsn) in batch.into_iter().zip(ends) {
+                        let _ = append.ack.send(Ok(lsn));
+                    }
+                    if self.position.offset >= self.options.segment_bytes
+                        && let Err(e) = self.rotate()
+                    {
+                        tracing::error!(error = %e, "cannot start a new WAL segment; stopping the writer");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Nothing in this batch is acknowledged; a partial write is a torn tail
+                    // that the next recovery truncates. Stop: later appends fail with Closed.
+                    tracing::error!(error = %e, "WAL write failed; stopping the writer");
+                    for append in batch {
+                        let _ = append.ack.send(Err(WalError::Closed));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_and_sync(&mut self, buf: &[u8]) -> Result<(), WalError> {
+        let path = segment_path(&self.dir, self.position.segment);
+        self.file.write_all(buf).map_err(io(&path))?;
+        self.file.sync_data().map_err(io(&path))
+    }
+
+    fn rotate(&mut self) -> Result<(), WalError> {
+        let id = self.position.segment + 1;
+        self.file = create_segment(&self.dir, id)?;
+        self.position = Lsn {
+            segment: id,
+            offset: SEGMENT_HEADER,
+        };
+        Ok(())
+    }
+}
+
+fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
+    let len = (payload.len() as u32).to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Why a record at some offset could not be read.
+enum Bad {
+    /// The record runs past the end of the file.
+    Truncated,
+    /// The length or checksum is wrong.
+    Damaged(String),
+}
+
+/// Decodes the record at `at`: `Ok((payload, next offset))`.
+fn decode_record(data: &[u8], at: usize) -> Result<(&[u8], usize), Bad> {
+    let Some(header) = data.get(at..at + RECORD_HEADER) else {
+        return Err(Bad::Truncated);
+    };
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    if len > MAX_RECORD {
+        return Err(Bad::Damaged(format!(
+            "record length {len} is over the limit"
+        )));
+    }
+    let Some(payload) = data.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
+        return Err(Bad::Truncated);
+    };
+    if crc32c::crc32c_append(crc32c::crc32c(&header[0..4]), payload) != crc {
+        return Err(Bad::Damaged("checksum mismatch".into()));
+    }
+    Ok((payload, at + RECORD_HEADER + len))
+}
+
+/// True if any complete, valid record starts somewhere in `data[from..]`: then damage before
+/// `from` is not a torn tail, because later writes were completed after it.
+fn valid_record_after(data: &[u8], from: usize) -> bool {
+    (from..data.len().saturating_sub(RECORD_HEADER))
+        .any(|at| matches!(decode_record(data, at), Ok((payload, _)) if !payload.is_empty()))
+}
+
+/// Reads the records of one segment from `from`, appending them to `out`. Returns the offset
+/// after the last good record. Damage in the last segment with nothing valid after it is a torn
+/// tail and ends the read; anything else is corruption.
+fn read_segment(
+    dir: &Path,
+    id: u64,
+    from: u64,
+    last: bool,
+    out: &mut Vec<(Lsn, Vec<u8>)>,
+) -> Result<u64, WalError> {
+    let path = segment_path(dir, id);
+    let mut data = Vec::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(io(&path))?;
+    let corrupt = |offset: u64, reason: String| WalError::Corrupt {
+        path: path.clone(),
+        offset,
+        reason,
+    };
+    if data.len() < SEGMENT_HEADER as usize || &data[0..8] != MAGIC {
+        if last && data.len() < SEGMENT_HEADER as usize {
+            // Crashed while creating the segment: rewrite its header.
+            create_segment(dir, id)?;
+            return Ok(SEGMENT_HEADER);
+        }
+        return Err(corrupt(0, "bad segment header".into()));
+    }
+    if u64::from_le_bytes(data[8..16].try_into().expect("8 bytes")) != id {
+        return Err(corrupt(8, "segment id does not match the file name".into()));
+    }
+    let mut at = from as usize;
+    while at < data.len() {
+        match decode_record(&data, at) {
+            Ok((payload, next)) => {
+                out.push((
+                    Lsn {
+                        segment: id,
+                        offset: next as u64,
+                    },
+                    payload.to_vec(),
+                ));
+                at = next;
+            }
+            Err(bad) => {
+                let torn =
+                    last && (matches!(bad, Bad::Truncated) || !valid_record_after(&data, at + 1));
+                if !torn {
+                    let reason = match bad {
+                        Bad::Truncated => {
+                            "record cut short in a segment that is not the last".into()
+                        }
+                        Bad::Damaged(reason) => reason,
+                    };
+                    return Err(corrupt(at as u64, reason));
+                }
+                tracing::warn!(
+                    file = %path.display(),
+                    offset = at,
+                    dropped_bytes = data.len() - at,
+                    "truncating a torn WAL tail (a write interrupted by a crash; never acknowledged)"
+                );
+                return Ok(at as u64);
+            }
+        }
+    }
+    Ok(at as u64)
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wal"))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let name = entry.map_err(io(dir))?.file_name();
+        if let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn create_segment(dir: &Path, id: u64) -> Result<File, WalError> {
+    let path = segment_path(dir, id);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    file.write_all(MAGIC).map_err(io(&path))?;
+    file.write_all(&id.to_le_bytes()).map_err(io(&path))?;
+    file.sync_all().map_err(io(&path))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+fn read_checkpoint(dir: &Path) -> Result<Option<Lsn>, WalError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let valid = bytes.len() == 20
+        && crc32c::crc32c(&bytes[0..16])
+            == u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    if !valid {
+        return Err(WalError::Corrupt {
+            path,
+            offset: 0,
+            reason: "checkpoint checksum mismatch".into(),
+        });
+    }
+    Ok(Some(Lsn {
+        segment: u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes")),
+        offset: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+    }))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> (Wal, Vec<Vec<u8>>) {
+        open_with(dir, WalOptions::default())
+    }
+
+    fn open_with(dir: &Path, options: WalOptions) -> (Wal, Vec<Vec<u8>>) {
+        let (wal, records) = Wal::open(dir, options).unwrap();
+        (wal, records.into_iter().map(|(_, p)| p).collect())
+    }
+
+    fn payloads(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("record {i}").into_bytes()).collect()
+    }
+
+    fn only_segment(dir: &Path) -> PathBuf {
+        let ids = list_segments(dir).unwrap();
+        assert_eq!(ids.len(), 1);
+        segment_path(dir, ids[0])
+    }
+
+    #[tokio::test]
+    async fn acknowledged_records_survive_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, replay) = open(dir.path());
+        assert!(replay.is_empty());
+        let wal = std::sync::Arc::new(wal);
+        // Concurrent appends share syncs and still come back in log order.
+        let tasks: Vec<_> = payloads(200)
+            .into_iter()
+            .map(|p| {
+                let wal = wal.clone();
+                tokio::spawn(async move { (wal.append(p.clone()).await.unwrap(), p) })
+            })
+            .collect();
+        let mut acked = Vec::new();
+        for t in tasks {
+            acked.push(t.await.unwrap());
+        }
+        acked.sort_by_key(|(lsn, _)| *lsn);
+        drop(wal);
+        let (_wal, replay) = open(dir.path());
+        assert_eq!(
+            replay,
+            acked.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_truncated_and_appends_continue_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        for p in payloads(3) {
+            wal.append_blocking(p).unwrap();
+        }
+        drop(wal);
+        // A crash in the middle of writing a fourth record.
+        let path = only_segment(dir.path());
+        let mut torn = Vec::new();
+        encode_record(b"record 3", &mut torn);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&torn[..torn.len() - 3]).unwrap();
+        drop(f);
+
+        let (wal, replay) = open(dir.path());
+        assert_eq!(replay, payloads(3));
+        wal.append_blocking(b"after".to_vec()).unwrap();
+        drop(wal);
+        let (_wal, replay) = open(dir.path());
+        assert_eq!(replay.last().unwrap(), b"after");
+        assert_eq!(replay.len(), 4);
+    }
+
+    #[test]
+    fn a_bad_crc_at_the_tail_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        for p in payloads(3) {
+            wal.append_blocking(p).unwrap();
+        }
+        drop(wal);
+        let path = only_segment(dir.path());
+        let mut data = std::fs::read(&path).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 0xff;
+        std::fs::write(&path, data).unwrap();
+        let (_wal, replay) = open(dir.path());
+        assert_eq!(replay, payloads(2));
+    }
+
+    #[test]
+    fn corruption_before_the_tail_stops_recovery_naming_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        for p in payloads(3) {
+            wal.append_blocking(p).unwrap();
+        }
+        drop(wal);
+        let path = only_segment(dir.path());
+        let mut data = std::fs::read(&path).unwrap();
+        // Flip a byte of the first record's payload; two good records follow it.
+        let first_payload = SEGMENT_HEADER as usize + RECORD_HEADER;
+        data[first_payload] ^= 0xff;
+        std::fs::write(&path, data).unwrap();
+        match Wal::open(dir.path(), WalOptions::default()) {
+            Err(WalError::Corrupt {
+                path: p, offset, ..
+            }) => {
+                assert_eq!((p, offset), (path.clone(), SEGMENT_HEADER));
+            }
+            other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r.len())),
+        }
+        let message = Wal::open(dir.path(), WalOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("truncate -s 16"), "{message}");
+    }
+
+    #[test]
+    fn records_appended_after_a_checkpoint_are_replayed_and_older_ones_are_not() {
+        // Crash between fsync and apply: acknowledged but not checkpointed records come back.
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        let mut lsns = Vec::new();
+        for p in payloads(4) {
+            lsns.push(wal.append_blocking(p).unwrap());
+        }
+        wal.checkpoint(lsns[1]).unwrap();
+        drop(wal);
+        let (_wal, replay) = open(dir.path());
+        assert_eq!(replay, payloads(4)[2..].to_vec());
+    }
+
+    #[test]
+    fn a_crash_during_checkpoint_keeps_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        let mut lsns = Vec::new();
+        for p in payloads(4) {
+            lsns.push(wal.append_blocking(p).unwrap());
+        }
+        wal.checkpoint(lsns[0]).unwrap();
+        drop(wal);
+        // The process died after writing half of the next checkpoint's temp file.
+        std::fs::write(dir.path().join(CHECKPOINT_TMP), [1, 2, 3]).unwrap();
+        let (_wal, replay) = open(dir.path());
+        assert_eq!(replay, payloads(4)[1..].to_vec());
+    }
+
+    #[test]
+    fn segments_rotate_and_checkpoints_delete_the_applied_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions { segment_bytes: 256 };
+        let (wal, _) = open_with(dir.path(), options);
+        let mut lsns = Vec::new();
+        for p in payloads(100) {
+            lsns.push(wal.append_blocking(p).unwrap());
+        }
+        let segments = list_segments(dir.path()).unwrap();
+        assert!(segments.len() > 5, "{segments:?}");
+        let keep_from = lsns[80];
+        wal.checkpoint(keep_from).unwrap();
+        assert!(
+            list_segments(dir.path())
+                .unwrap()
+                .iter()
+                .all(|&id| id >= keep_from.segment)
+        );
+        drop(wal);
+        let (_wal, replay) = open_with(dir.path(), options);
+        assert_eq!(replay, payloads(100)[81..].to_vec());
+    }
+}
