@@ -52,6 +52,14 @@ pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 /// Most bytes one group commit writes before syncing.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// A record returned by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The position just after the record; checkpoint here once it is applied.
+    pub lsn: Lsn,
+    pub payload: Vec<u8>,
+}
+
 /// A position in the log: just after a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn {
@@ -120,7 +128,7 @@ pub struct Wal {
 impl Wal {
     /// Opens (or creates) the log in `dir` and returns it with every record after the
     /// checkpoint, in order, each with the position just after it. Blocking.
-    pub fn open(dir: &Path, options: WalOptions) -> Result<(Self, Vec<(Lsn, Vec<u8>)>), WalError> {
+    pub fn open(dir: &Path, options: WalOptions) -> Result<(Self, Vec<Record>), WalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let start = read_checkpoint(dir)?;
         let mut segments = list_segments(dir)?;
@@ -373,7 +381,7 @@ fn read_segment(
     id: u64,
     from: u64,
     last: bool,
-    out: &mut Vec<(Lsn, Vec<u8>)>,
+    out: &mut Vec<Record>,
 ) -> Result<u64, WalError> {
     let path = segment_path(dir, id);
     let mut data = Vec::new();
@@ -506,7 +514,7 @@ mod tests {
 
     fn open_with(dir: &Path, options: WalOptions) -> (Wal, Vec<Vec<u8>>) {
         let (wal, records) = Wal::open(dir, options).unwrap();
-        (wal, records.into_iter().map(|(_, p)| p).collect())
+        (wal, records.into_iter().map(|r| r.payload).collect())
     }
 
     fn payloads(n: usize) -> Vec<Vec<u8>> {
