@@ -408,13 +408,13 @@ fn read_segment(
     while at < data.len() {
         match decode_record(&data, at) {
             Ok((payload, next)) => {
-                out.push((
-                    Lsn {
+                out.push(Record {
+                    lsn: Lsn {
                         segment: id,
                         offset: next as u64,
                     },
-                    payload.to_vec(),
-                ));
+                    payload: payload.to_vec(),
+                });
                 at = next;
             }
             Err(bad) => {
