@@ -1,0 +1,253 @@
+//! Queue throughput: enqueue + dequeue + ack of N tasks with 1 KB payloads, every step durable.
+//!
+//! - **ZeroState**: submit = WAL append (group commit, fdatasync) then push onto the in-memory
+//!   priority queue; a worker pops and acks with a second WAL append.
+//! - **Seed design**: Redis sorted set + hash (`ZADD` + `HSET` to enqueue, `ZPOPMAX` + `HGET` to
+//!   dequeue, `HDEL` to ack) against a real `redis-server` this bench starts itself with
+//!   `appendonly yes` and `appendfsync always`, then `everysec` for reference.
+//!
+//! Both sides get the same number of concurrent producers and consumers.
+//! Run: `cargo bench --bench queue_throughput -- [TASKS]` (default 1,000,000; needs
+//! `redis-server` on PATH for the comparison: `apt-get install redis-server`).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use zerostate::orchestrator::Priority;
+use zerostate::queue::wal::{Wal, WalOptions};
+use zerostate::queue::{QueuedTask, TaskQueue};
+
+const PRODUCERS: usize = 256;
+const CONSUMERS: usize = 256;
+const PAYLOAD: usize = 1024;
+
+fn main() {
+    let tasks: u64 = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(|a| a.parse().expect("TASKS must be a number"))
+        .unwrap_or(1_000_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "queue throughput: {tasks} tasks, {PAYLOAD}-byte payloads, {PRODUCERS} producers, {CONSUMERS} consumers"
+    );
+
+    let ours = runtime.block_on(zerostate_queue(tasks));
+    report("zerostate (WAL group commit)", tasks, ours);
+
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("redis-server not found: install it to compare with the seed design");
+        return;
+    }
+    let always = runtime.block_on(redis_queue(tasks, "always"));
+    report("redis appendfsync=always", tasks, always);
+    let everysec = runtime.block_on(redis_queue(tasks, "everysec"));
+    report("redis appendfsync=everysec", tasks, everysec);
+    println!(
+        "ratio: zerostate / redis-always = {:.1}x, zerostate / redis-everysec = {:.1}x",
+        always.as_secs_f64() / ours.as_secs_f64(),
+        everysec.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
+fn report(label: &str, tasks: u64, elapsed: Duration) {
+    println!(
+        "{label:<32} {:>9.0} tasks/s  ({:.2} s)",
+        tasks as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+}
+
+/// Splits `total` into `parts` nearly equal shares.
+fn share(total: u64, parts: usize, i: usize) -> u64 {
+    total / parts as u64 + u64::from((i as u64) < total % parts as u64)
+}
+
+async fn zerostate_queue(tasks: u64) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let wal = Arc::new(wal);
+    let queue = Arc::new(TaskQueue::new(usize::MAX));
+    let seq = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for p in 0..PRODUCERS {
+        let (wal, queue, seq) = (wal.clone(), queue.clone(), seq.clone());
+        handles.push(tokio::spawn(async move {
+            for _ in 0..share(tasks, PRODUCERS, p) {
+                let task_id = Uuid::new_v4();
+                let mut record = Vec::with_capacity(PAYLOAD + 17);
+                record.push(1); // submitted
+                record.extend_from_slice(task_id.as_bytes());
+                record.resize(PAYLOAD + 17, b'x');
+                wal.append(record).await.unwrap();
+                let seq = seq.fetch_add(1, Ordering::Relaxed);
+                queue
+                    .push(
+                        QueuedTask {
+                            task_id,
+                            priority: Priority::Normal,
+                            seq,
+                        },
+                        false,
+                    )
+                    .unwrap();
+            }
+        }));
+    }
+    for _ in 0..CONSUMERS {
+        let (wal, queue, acked) = (wal.clone(), queue.clone(), acked.clone());
+        handles.push(tokio::spawn(async move {
+            while acked.load(Ordering::Relaxed) < tasks {
+                let Some(task) = queue.pop().await else {
+                    return;
+                };
+                let mut record = Vec::with_capacity(17);
+                record.push(2); // completed
+                record.extend_from_slice(task.task_id.as_bytes());
+                wal.append(record).await.unwrap();
+                if acked.fetch_add(1, Ordering::Relaxed) + 1 == tasks {
+                    queue.close();
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    started.elapsed()
+}
+
+struct RedisServer {
+    child: Child,
+    /// Holds the append-only file; removed when the server is dropped.
+    _data_dir: tempfile::TempDir,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis(fsync: &str) -> (RedisServer, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ])
+        .args(["--appendfsync", fsync, "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    (
+        RedisServer {
+            child,
+            _data_dir: dir,
+        },
+        port,
+    )
+}
+
+async fn redis_queue(tasks: u64, fsync: &str) -> Duration {
+    let (_server, port) = start_redis(fsync);
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let connection = loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("redis did not start: {e}"),
+        }
+    };
+    let payload = vec![b'x'; PAYLOAD];
+    let acked = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for p in 0..PRODUCERS {
+        let mut con = connection.clone();
+        let payload = payload.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..share(tasks, PRODUCERS, p) {
+                let id = Uuid::new_v4().to_string();
+                // The seed's score: priority, newest first within it.
+                let score = 2_000_000_000_000i64 + i as i64;
+                redis::cmd("ZADD")
+                    .arg("zs:queue")
+                    .arg(score)
+                    .arg(&id)
+                    .query_async::<()>(&mut con)
+                    .await
+                    .unwrap();
+                redis::cmd("HSET")
+                    .arg("zs:tasks")
+                    .arg(&id)
+                    .arg(&payload)
+                    .query_async::<()>(&mut con)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for _ in 0..CONSUMERS {
+        let mut con = connection.clone();
+        let acked = acked.clone();
+        handles.push(tokio::spawn(async move {
+            while acked.load(Ordering::Relaxed) < tasks {
+                let popped: Vec<(String, f64)> = redis::cmd("ZPOPMAX")
+                    .arg("zs:queue")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                let Some((id, _)) = popped.into_iter().next() else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                let _: Option<Vec<u8>> = redis::cmd("HGET")
+                    .arg("zs:tasks")
+                    .arg(&id)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                redis::cmd("HDEL")
+                    .arg("zs:tasks")
+                    .arg(&id)
+                    .query_async::<()>(&mut con)
+                    .await
+                    .unwrap();
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    started.elapsed()
+}
