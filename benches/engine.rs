@@ -34,7 +34,7 @@ fn agents(n: usize) -> Vec<Agent> {
 
 fn auction(c: &mut Criterion) {
     let mut group = c.benchmark_group("auction");
-    for n in [10, 100, 1000] {
+    for n in [10, 1_000, 100_000] {
         let pool = agents(n);
         let required = vec!["nlp".to_owned()];
         group.bench_with_input(BenchmarkId::from_parameter(n), &pool, |b, pool| {

@@ -91,7 +91,10 @@ fn normalise(values: &[f64], higher_is_better: bool) -> Vec<f64> {
         .collect()
 }
 
-/// Ranks the eligible agents, best first. Ties go to the cheaper, then the older agent id.
+/// Most bids kept (and stored on the task): the winner and the runners-up failover would use.
+pub const MAX_BIDS: usize = 10;
+
+/// Ranks the eligible agents and returns the best [`MAX_BIDS`], best first. Ties go to the cheaper, then the older agent id.
 pub fn run_auction(
     agents: &[Agent],
     required: &[String],
@@ -144,49 +147,52 @@ pub fn run_auction(
     let (price_s, speed_s) = (normalise(&prices, false), normalise(&durations, false));
     let (quality_s, reputation_s) = (normalise(&qualities, true), normalise(&reputations, true));
 
-    let mut bids: Vec<Bid> = bidders
-        .iter()
-        .enumerate()
-        .map(|(i, agent)| {
-            let scores = BidScores {
-                price: price_s[i],
-                quality: quality_s[i],
-                speed: speed_s[i],
-                reputation: reputation_s[i],
-            };
-            let total = weights.price * scores.price
-                + weights.quality * scores.quality
-                + weights.speed * scores.speed
-                + weights.reputation * scores.reputation;
+    let scores = |i: usize| BidScores {
+        price: price_s[i],
+        quality: quality_s[i],
+        speed: speed_s[i],
+        reputation: reputation_s[i],
+    };
+    let total = |s: &BidScores| {
+        weights.price * s.price
+            + weights.quality * s.quality
+            + weights.speed * s.speed
+            + weights.reputation * s.reputation
+    };
+    let totals: Vec<f64> = (0..bidders.len()).map(|i| total(&scores(i))).collect();
+    // Rank indices, not bids: only the best MAX_BIDS become `Bid`s (with their name copied).
+    let better = |&a: &usize, &b: &usize| {
+        totals[b]
+            .total_cmp(&totals[a])
+            .then(bidders[a].price.total_cmp(&bidders[b].price))
+            .then(bidders[a].id.cmp(&bidders[b].id))
+    };
+    let mut ranked: Vec<usize> = (0..bidders.len()).collect();
+    if ranked.len() > MAX_BIDS {
+        ranked.select_nth_unstable_by(MAX_BIDS - 1, better);
+        ranked.truncate(MAX_BIDS);
+    }
+    ranked.sort_unstable_by(better);
+    // Ranked on exact values; shown rounded, so clients see 0.9 rather than 0.8999999999999999.
+    let round = |v: f64| (v * 1e4).round() / 1e4;
+    Ok(ranked
+        .into_iter()
+        .map(|i| {
+            let s = scores(i);
             Bid {
-                agent_id: agent.id,
-                agent_name: agent.name.clone(),
-                price: agent.price,
-                scores,
-                total,
+                agent_id: bidders[i].id,
+                agent_name: bidders[i].name.clone(),
+                price: bidders[i].price,
+                total: round(totals[i]),
+                scores: BidScores {
+                    price: round(s.price),
+                    quality: round(s.quality),
+                    speed: round(s.speed),
+                    reputation: round(s.reputation),
+                },
             }
         })
-        .collect();
-    bids.sort_by(|a, b| {
-        b.total
-            .total_cmp(&a.total)
-            .then(a.price.total_cmp(&b.price))
-            .then(a.agent_id.cmp(&b.agent_id))
-    });
-    // Ranked on exact values; shown rounded, so clients see 0.9 rather than 0.8999999999999999.
-    for bid in &mut bids {
-        let s = &mut bid.scores;
-        for v in [
-            &mut s.price,
-            &mut s.quality,
-            &mut s.speed,
-            &mut s.reputation,
-            &mut bid.total,
-        ] {
-            *v = (*v * 1e4).round() / 1e4;
-        }
-    }
-    Ok(bids)
+        .collect())
 }
 
 #[cfg(test)]
@@ -296,5 +302,21 @@ mod tests {
             "{}",
             err.0
         );
+    }
+
+    #[test]
+    fn only_the_best_bids_are_kept_in_order() {
+        let pool: Vec<Agent> = (0..50)
+            .map(|i| agent(&format!("a{i}"), i as f64 / 100.0, &["x"], 5, 0, Some(10.0)))
+            .collect();
+        let bids = run_auction(&pool, &caps(&["x"]), 1.0, Weights::default()).unwrap();
+        assert_eq!(bids.len(), MAX_BIDS);
+        let names: Vec<&str> = bids.iter().map(|b| b.agent_name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9"],
+            "cheapest first"
+        );
+        assert!(bids.windows(2).all(|w| w[0].total >= w[1].total));
     }
 }
