@@ -14,7 +14,9 @@ use crate::config::{LogFormat, LogSettings};
 pub fn init_logging(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(settings.filter.as_str()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (e.g. in tests) keeps the first subscriber.
     let _ = match settings.format {
         LogFormat::Pretty => builder.try_init(),

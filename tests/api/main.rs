@@ -2,6 +2,7 @@
 //! time down on small machines.
 
 mod agents;
+mod crash;
 mod errors;
 mod helpers;
 mod operations;
