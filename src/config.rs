@@ -78,6 +78,9 @@ pub struct TaskSettings {
     pub queue_capacity: usize,
     /// How long shutdown waits for running tasks before re-queueing them.
     pub shutdown_grace_secs: u64,
+    /// Agents tried per task: after a failed run the auction is re-run without the agents
+    /// already tried, up to this many runs in all.
+    pub max_attempts: u32,
 }
 
 impl Default for Settings {
@@ -105,6 +108,7 @@ impl Default for Settings {
                 stderr_limit_bytes: 64 * 1024,
                 queue_capacity: 100_000,
                 shutdown_grace_secs: 10,
+                max_attempts: 3,
             },
         }
     }
@@ -180,6 +184,10 @@ impl Settings {
         rule(
             t.queue_capacity > 0,
             "tasks.queue_capacity must be positive",
+        )?;
+        rule(
+            (1..=10).contains(&t.max_attempts),
+            "tasks.max_attempts must be between 1 and 10",
         )?;
         rule(
             self.auth.token_ttl_secs > 0,

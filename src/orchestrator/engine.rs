@@ -14,9 +14,9 @@ use time::OffsetDateTime;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::auction::{NoEligibleAgent, Weights, run_auction};
-use super::task::{Priority, Task, TaskCounts, TaskStatus};
-use crate::agents::{AgentError, Marketplace, parse_capabilities};
+use super::auction::{Bid, NoEligibleAgent, Weights, run_auction};
+use super::task::{Attempt, Priority, Task, TaskCounts, TaskStatus};
+use crate::agents::{Agent, AgentError, Marketplace, parse_capabilities};
 use crate::config::TaskSettings;
 use crate::error::{ApiError, Code};
 use crate::queue::{QueueError, QueuedTask, TaskQueue};
@@ -200,7 +200,9 @@ impl Orchestrator {
             error: None,
             stderr: None,
             exit_code: None,
-            attempts: 0,
+            pinned: sub.agent_id.is_some(),
+            attempts: Vec::new(),
+            starts: 0,
             seq: 0,
             created_at: OffsetDateTime::now_utc(),
             started_at: None,
@@ -368,7 +370,8 @@ impl Orchestrator {
 
         task.status = TaskStatus::Running;
         task.started_at = Some(OffsetDateTime::now_utc());
-        task.attempts += 1;
+        task.starts += 1;
+        let started_at = OffsetDateTime::now_utc();
         if !inner
             .store
             .transition_task(task.clone(), TaskStatus::Queued, None)
@@ -421,26 +424,62 @@ impl Orchestrator {
 
         let duration_ms = output.duration.as_millis() as u64;
         let stderr = tail(&String::from_utf8_lossy(&output.stderr), STDERR_TAIL_CHARS);
-        task.stderr = (!stderr.is_empty()).then(|| stderr.clone());
-        task.duration_ms = Some(duration_ms);
-        task.completed_at = Some(OffsetDateTime::now_utc());
         let success = output.outcome == Outcome::Completed;
-        if success {
-            task.status = TaskStatus::Completed;
-            task.result = parse_result(&output.stdout);
-        } else {
-            task.status = TaskStatus::Failed;
-            task.result = parse_result(&output.stdout);
-            task.exit_code = match output.outcome {
-                Outcome::Exited(code) => Some(code),
-                _ => None,
-            };
-            task.error = Some(describe_failure(&output.outcome, &limits, &stderr));
-        }
+        let error = (!success).then(|| describe_failure(&output.outcome, &limits, &stderr));
+        task.attempts.push(Attempt {
+            agent_id: agent.id,
+            agent_name: agent.name.clone(),
+            outcome: match output.outcome {
+                Outcome::Completed => "completed",
+                Outcome::TimedOut => "timed_out",
+                _ => "failed",
+            }
+            .to_owned(),
+            error: error.clone(),
+            duration_ms,
+            started_at,
+        });
         let outcome = AgentOutcome {
             agent_id: agent.id,
             success,
             duration_ms,
+        };
+
+        if !success && let Some(next) = self.failover_bid(&task).await? {
+            tracing::info!(task_id = %task.id, failed = %agent.name, next = %next.agent_name, "failing over to the next bidder");
+            task.status = TaskStatus::Queued;
+            task.started_at = None;
+            task.agent_id = next.agent_id;
+            task.agent_name = next.agent_name;
+            task.price = next.price;
+            if inner
+                .store
+                .transition_task(task.clone(), TaskStatus::Running, Some(outcome))
+                .await?
+            {
+                inner
+                    .hub
+                    .send_to_user(task.owner_id, Event::task_update(&task));
+                if let Err(e) = inner.queue.push(queued(&task), true) {
+                    tracing::warn!(task_id = %task.id, error = %e, "failover not queued; it runs after restart");
+                }
+            }
+            return Ok(());
+        }
+
+        task.stderr = (!stderr.is_empty()).then(|| stderr.clone());
+        task.duration_ms = Some(duration_ms);
+        task.completed_at = Some(OffsetDateTime::now_utc());
+        task.result = parse_result(&output.stdout);
+        task.error = error;
+        task.status = if success {
+            TaskStatus::Completed
+        } else {
+            TaskStatus::Failed
+        };
+        task.exit_code = match output.outcome {
+            Outcome::Exited(code) => Some(code),
+            _ => None,
         };
         if inner
             .store
@@ -457,6 +496,31 @@ impl Orchestrator {
                 .send_to_user(task.owner_id, Event::task_update(&task));
         }
         Ok(())
+    }
+
+    /// After a failed run: the winner of a new auction among the agents not tried yet, unless
+    /// the caller pinned the agent or the task has used its attempts.
+    async fn failover_bid(&self, task: &Task) -> Result<Option<Bid>, TaskError> {
+        if task.pinned || task.attempts.len() >= self.inner.settings.max_attempts as usize {
+            return Ok(None);
+        }
+        let tried: Vec<Uuid> = task.attempts.iter().map(|a| a.agent_id).collect();
+        let untried: Vec<Agent> = self
+            .inner
+            .marketplace
+            .ready_agents()
+            .await?
+            .into_iter()
+            .filter(|a| !tried.contains(&a.id))
+            .collect();
+        Ok(run_auction(
+            &untried,
+            &task.capabilities,
+            task.budget,
+            self.inner.weights,
+        )
+        .ok()
+        .and_then(|bids| bids.into_iter().next()))
     }
 
     /// Fails a task that could not run to an outcome (agent gone, module does not compile,

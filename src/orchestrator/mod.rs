@@ -11,4 +11,4 @@ mod task;
 
 pub use auction::{Bid, BidScores, NoEligibleAgent, Weights, run_auction};
 pub use engine::{Orchestrator, Submission, TaskError};
-pub use task::{Priority, Task, TaskCounts, TaskStatus};
+pub use task::{Attempt, Priority, Task, TaskCounts, TaskStatus};

@@ -112,8 +112,15 @@ pub struct Task {
     /// The last bytes the agent wrote to stderr, if any.
     pub stderr: Option<String>,
     pub exit_code: Option<i32>,
-    /// Executions started so far (a run interrupted by shutdown counts).
-    pub attempts: u32,
+    /// The caller named the agent (`agent_id` on submit): no failover to other agents.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Finished runs, oldest first: one per agent tried (failover re-auctions after a failure).
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// Executions started, including runs cut short by a server stop.
+    #[serde(default)]
+    pub starts: u32,
     /// Submit order: FIFO within a priority.
     pub seq: u64,
     #[serde(with = "time::serde::rfc3339")]
@@ -123,6 +130,19 @@ pub struct Task {
     #[serde(with = "time::serde::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
     pub duration_ms: Option<u64>,
+}
+
+/// One run of one agent for a task.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub agent_id: Uuid,
+    pub agent_name: String,
+    /// `completed`, `failed` or `timed_out`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
 }
 
 /// Tasks per status for one user, or for the whole server.

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::agents::Agent;
-use crate::orchestrator::Task;
+use crate::orchestrator::{Task, TaskStatus};
 
 /// Messages a connection may have queued before it counts as slow.
 const CONNECTION_QUEUE: usize = 256;
@@ -48,6 +48,8 @@ impl Event {
                 "status": task.status,
                 "query": task.query,
                 "agent_id": task.agent_id,
+                // 1-based number of the run this update is about.
+                "attempt": task.attempts.len() + usize::from(task.status == TaskStatus::Running),
                 "error": task.error,
             }),
         )

@@ -160,9 +160,9 @@ impl Store {
 
     /// Start-up recovery: every unfinished task in submit order. Tasks left `running` by a
     /// crash or an interrupted shutdown go back to `queued` in the same transaction, unless they
-    /// have already started `max_attempts` times: those fail, so a task that keeps taking the
+    /// have already started `max_starts` times: those fail, so a task that keeps taking the
     /// server down cannot do so forever.
-    pub async fn recover_tasks(&self, max_attempts: u32) -> Result<Vec<Recovered>, StoreError> {
+    pub async fn recover_tasks(&self, max_starts: u32) -> Result<Vec<Recovered>, StoreError> {
         self.run(move |db| {
             let txn = db.begin_write()?;
             let mut recovered = Vec::new();
@@ -181,11 +181,11 @@ impl Store {
                     };
                     let mut task: Task = decode("tasks", &bytes)?;
                     let was_running = task.status == TaskStatus::Running;
-                    if was_running && task.attempts >= max_attempts {
+                    if was_running && task.starts >= max_starts {
                         task.status = TaskStatus::Failed;
                         task.error = Some(format!(
                             "the server stopped while this task ran, {} times; not retried again",
-                            task.attempts
+                            task.starts
                         ));
                         task.completed_at = Some(time::OffsetDateTime::now_utc());
                         tasks.insert(id.as_str(), encode(&task).as_slice())?;
@@ -242,7 +242,9 @@ mod tests {
             error: None,
             stderr: None,
             exit_code: None,
-            attempts: 0,
+            pinned: false,
+            attempts: Vec::new(),
+            starts: 0,
             seq: 0,
             created_at: time::OffsetDateTime::now_utc(),
             started_at: None,
@@ -251,9 +253,9 @@ mod tests {
         }
     }
 
-    async fn start(store: &Store, mut t: Task, attempts: u32) -> Task {
+    async fn start(store: &Store, mut t: Task, starts: u32) -> Task {
         t.status = TaskStatus::Running;
-        t.attempts = attempts;
+        t.starts = starts;
         assert!(
             store
                 .transition_task(t.clone(), TaskStatus::Queued, None)

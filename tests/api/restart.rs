@@ -105,6 +105,6 @@ async fn a_task_running_at_shutdown_is_requeued_and_finishes_after_restart() {
         (task["status"].as_str(), task["result"].as_str()),
         (Some("completed"), Some("done"))
     );
-    assert_eq!(task["attempts"], 2, "{task}");
+    assert_eq!(task["starts"], 2, "{task}");
     app.stop().await;
 }

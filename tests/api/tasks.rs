@@ -346,3 +346,116 @@ async fn users_see_only_their_own_tasks() {
         .await;
     assert_eq!(next["tasks"][0]["id"], first.as_str());
 }
+
+const TRAP_AGENT: &str =
+    r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
+
+#[tokio::test]
+async fn a_failed_run_fails_over_to_the_next_bidder() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    // The cheap agent wins the first auction and traps; the task must move on to the other.
+    let trap = app
+        .publish(&token, "Cheap-Trap", wasm(TRAP_AGENT), "x", 0.0)
+        .await;
+    let echo = app
+        .publish(&token, "Dear-Echo", wasm(ECHO_AGENT), "x", 0.5)
+        .await;
+    let task = app
+        .run_task(
+            &token,
+            json!({"query": "second time lucky", "capabilities": ["x"], "budget": 1}),
+        )
+        .await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["result"], "second time lucky");
+    assert_eq!(
+        (task["agent_id"].as_str(), task["price"].as_f64()),
+        (Some(echo.as_str()), Some(0.5))
+    );
+    assert_eq!(
+        task["bids"][0]["agent_id"],
+        trap.as_str(),
+        "the first auction's ranking is kept"
+    );
+    let attempts = task["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{task}");
+    assert_eq!(
+        (
+            attempts[0]["agent_id"].as_str(),
+            attempts[0]["outcome"].as_str()
+        ),
+        (Some(trap.as_str()), Some("failed"))
+    );
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable")
+    );
+    assert_eq!(
+        (
+            attempts[1]["agent_id"].as_str(),
+            attempts[1]["outcome"].as_str()
+        ),
+        (Some(echo.as_str()), Some("completed"))
+    );
+    // The failure counts against the agent that failed.
+    let (_, trap_agent) = app
+        .get(&format!("/api/v1/agents/{trap}"), Some(&token))
+        .await;
+    assert_eq!(trap_agent["stats"]["tasks_failed"], 1);
+}
+
+#[tokio::test]
+async fn failover_stops_after_three_attempts_and_never_for_a_pinned_agent() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let mut traps = Vec::new();
+    for (i, price) in [0.0, 0.1, 0.2].into_iter().enumerate() {
+        traps.push(
+            app.publish(&token, &format!("Trap-{i}"), wasm(TRAP_AGENT), "x", price)
+                .await,
+        );
+    }
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "x", 0.9)
+        .await;
+    let task = app
+        .run_task(
+            &token,
+            json!({"query": "q", "capabilities": ["x"], "budget": 1}),
+        )
+        .await;
+    assert_eq!(task["status"], "failed", "{task}");
+    let tried: Vec<&str> = task["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tried,
+        traps.iter().map(String::as_str).collect::<Vec<_>>(),
+        "three attempts, cheapest first; Echo never ran"
+    );
+    assert!(task["error"].as_str().unwrap().contains("unreachable"));
+
+    let pinned = app
+        .run_task(
+            &token,
+            json!({"query": "q", "agent_id": traps[0], "budget": 1}),
+        )
+        .await;
+    assert_eq!(
+        (
+            pinned["status"].as_str(),
+            pinned["attempts"].as_array().map(Vec::len)
+        ),
+        (Some("failed"), Some(1))
+    );
+    let (_, echo_agent) = app
+        .get(&format!("/api/v1/agents/{echo}"), Some(&token))
+        .await;
+    assert_eq!(echo_agent["stats"]["tasks_completed"], 0);
+}
