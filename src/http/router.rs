@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::routes::{agents, health, tasks, users, ws};
+use super::routes::{agents, auctions, health, tasks, users, ws};
 use super::ui;
 use crate::error::{ApiError, Code};
 
@@ -37,6 +37,7 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::stats))
         .routes(routes!(tasks::get))
+        .routes(routes!(auctions::preview))
         .routes(routes!(ws::connect))
         .routes(routes!(ws::stats))
         .routes(routes!(health::health))

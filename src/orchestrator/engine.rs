@@ -223,6 +223,26 @@ impl Orchestrator {
         Ok(task)
     }
 
+    /// The ranking a submit with these requirements would get now, without submitting.
+    pub async fn preview(
+        &self,
+        capabilities: &[String],
+        budget: f64,
+    ) -> Result<Vec<Bid>, TaskError> {
+        if !budget.is_finite() || budget < 0.0 {
+            return Err(TaskError::Invalid("budget must be a number ≥ 0".into()));
+        }
+        let capabilities = parse_capabilities(capabilities.iter().map(String::as_str))
+            .map_err(|e| TaskError::Invalid(e.to_string()))?;
+        let agents = self.inner.marketplace.ready_agents().await?;
+        Ok(run_auction(
+            &agents,
+            &capabilities,
+            budget,
+            self.inner.weights,
+        )?)
+    }
+
     /// A task, if `owner` owns it.
     pub async fn task(&self, owner: Uuid, id: Uuid) -> Result<Task, TaskError> {
         match self.inner.store.task(id).await? {

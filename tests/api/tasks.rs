@@ -459,3 +459,53 @@ async fn failover_stops_after_three_attempts_and_never_for_a_pinned_agent() {
         .await;
     assert_eq!(echo_agent["stats"]["tasks_completed"], 0);
 }
+
+#[tokio::test]
+async fn auction_preview_ranks_without_submitting() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let cheap = app
+        .publish(&token, "Cheap", wasm(ECHO_AGENT), "x", 0.1)
+        .await;
+    let dear = app
+        .publish(&token, "Dear", wasm(ECHO_AGENT), "x", 0.3)
+        .await;
+    app.publish(&token, "Other", wasm(ECHO_AGENT), "y", 0.0)
+        .await;
+    let (status, preview) = app
+        .post_json(
+            "/api/v1/auctions/preview",
+            Some(&token),
+            &json!({"capabilities": ["x"], "budget": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let ids: Vec<&str> = preview["bids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["agent_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [cheap.as_str(), dear.as_str()]);
+    assert_eq!(preview["bids"][0]["scores"]["price"], 1.0);
+    assert_eq!(preview["bids"][1]["total"], 0.7);
+    let (_, stats) = app.get("/api/v1/tasks/stats", Some(&token)).await;
+    assert_eq!(stats["total"], 0, "nothing was submitted");
+
+    let none = app
+        .post_json(
+            "/api/v1/auctions/preview",
+            Some(&token),
+            &json!({"capabilities": ["x"], "budget": 0.05}),
+        )
+        .await;
+    assert_error(&none, 422, "no_eligible_agent");
+    let bad = app
+        .post_json(
+            "/api/v1/auctions/preview",
+            Some(&token),
+            &json!({"budget": -1}),
+        )
+        .await;
+    assert_error(&bad, 400, "invalid_request");
+}

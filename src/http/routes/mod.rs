@@ -1,6 +1,7 @@
 //! One module per resource.
 
 pub mod agents;
+pub mod auctions;
 pub mod health;
 pub mod tasks;
 pub mod users;
