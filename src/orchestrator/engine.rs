@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
+use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -109,6 +110,8 @@ struct Inner {
     weights: Weights,
     /// Cleared at shutdown: submits answer 503 and workers stop taking tasks.
     accepting: AtomicBool,
+    /// Ids of tasks as they reach a terminal state, for submitters waiting on a result.
+    finished: broadcast::Sender<Uuid>,
 }
 
 impl Orchestrator {
@@ -129,6 +132,7 @@ impl Orchestrator {
                 settings,
                 weights: Weights::default(),
                 accepting: AtomicBool::new(true),
+                finished: broadcast::channel(1024).0,
             }),
         }
     }
@@ -221,6 +225,42 @@ impl Orchestrator {
             tracing::warn!(task_id = %task.id, error = %e, "task stored but not queued; it runs after restart");
         }
         Ok(task)
+    }
+
+    /// Subscribe before submitting to learn when tasks finish (see [`Orchestrator::wait_finished`]).
+    pub fn finished_events(&self) -> broadcast::Receiver<Uuid> {
+        self.inner.finished.subscribe()
+    }
+
+    /// Waits up to `limit` for task `id` to reach a terminal state; returns it if it did.
+    pub async fn wait_finished(
+        &self,
+        mut events: broadcast::Receiver<Uuid>,
+        owner: Uuid,
+        id: Uuid,
+        limit: Duration,
+    ) -> Result<Option<Task>, TaskError> {
+        let finished = tokio::time::timeout(limit, async {
+            loop {
+                match events.recv().await {
+                    Ok(done) if done == id => return true,
+                    Ok(_) => {}
+                    // Missed events: look at the task itself.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if matches!(self.inner.store.task(id).await, Ok(Some(t)) if t.status.is_terminal()) {
+                            return true;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !finished {
+            return Ok(None);
+        }
+        self.task(owner, id).await.map(Some)
     }
 
     /// The ranking a submit with these requirements would get now, without submitting.
@@ -511,6 +551,7 @@ impl Orchestrator {
             metrics::histogram!("zerostate_task_duration_seconds")
                 .record(output.duration.as_secs_f64());
             tracing::info!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
+            let _ = inner.finished.send(task.id);
             inner
                 .hub
                 .send_to_user(task.owner_id, Event::task_update(&task));
@@ -556,6 +597,7 @@ impl Orchestrator {
             .transition_task(task.clone(), from, None)
             .await?
         {
+            let _ = self.inner.finished.send(task.id);
             self.inner
                 .hub
                 .send_to_user(task.owner_id, Event::task_update(&task));

@@ -509,3 +509,55 @@ async fn auction_preview_ranks_without_submitting() {
         .await;
     assert_error(&bad, 400, "invalid_request");
 }
+
+#[tokio::test]
+async fn prefer_wait_returns_the_finished_task_or_falls_back_to_202() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let spin = app
+        .publish(&token, "Spinner", wasm(LOOP_AGENT), "spin", 0.0)
+        .await;
+    let submit = |body: serde_json::Value, prefer: &'static str| {
+        let req = app
+            .client
+            .post(app.url("/api/v1/tasks/submit"))
+            .bearer_auth(&token)
+            .header("Prefer", prefer)
+            .json(&body);
+        async move { req.send().await.unwrap() }
+    };
+
+    let resp = submit(
+        json!({"query": "right away", "agent_id": echo, "budget": 0}),
+        "wait=10",
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["preference-applied"], "wait=10");
+    let task: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        (task["status"].as_str(), task["result"].as_str()),
+        (Some("completed"), Some("right away"))
+    );
+
+    let started = Instant::now();
+    let resp = submit(
+        json!({"query": "slow", "agent_id": spin, "budget": 0, "timeout": 5}),
+        "respond-async, wait=1",
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    assert!(started.elapsed().as_millis() >= 1000);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "queued");
+
+    let resp = submit(
+        json!({"query": "x", "agent_id": echo, "budget": 0}),
+        "wait=61",
+    )
+    .await;
+    assert_error(&crate::helpers::read(resp).await, 400, "invalid_request");
+}

@@ -1,8 +1,11 @@
 //! `/api/v1/tasks`: submit, list, get, stats. Callers only ever see their own tasks.
 
+use std::time::Duration;
+
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -39,26 +42,71 @@ pub struct TaskStatsResponse {
     total: u64,
 }
 
-/// Submit a task: the auction picks an agent and the task is queued.
+/// Longest `Prefer: wait=N` honoured.
+const MAX_WAIT_SECS: u64 = 60;
+
+/// Submit a task: the auction picks an agent and the task is queued. With `Prefer: wait=N`
+/// (N ≤ 60) the answer is the finished task (200) if it ends within N seconds.
 #[utoipa::path(post, path = "/api/v1/tasks/submit", tag = tags::TASKS, security(("bearer" = [])), request_body = Submission,
-    responses((status = 202, body = SubmitResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    params(("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N ≤ 60 s for the result")),
+    responses((status = 200, body = Task, description = "Finished within the `Prefer: wait` time"),
+        (status = 202, body = SubmitResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     user: AuthUser,
+    headers: HeaderMap,
     ApiJson(sub): ApiJson<Submission>,
-) -> Result<(StatusCode, ApiJson<SubmitResponse>), ApiError> {
+) -> Result<Response, ApiError> {
+    let wait = prefer_wait(&headers)?;
+    let events = wait.map(|_| state.orchestrator.finished_events());
     let task = state.orchestrator.submit(user.id, sub).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        ApiJson(SubmitResponse {
-            task_id: task.id,
-            status: task.status,
-            agent_id: task.agent_id,
-            agent_name: task.agent_name,
-            price: task.price,
-        }),
-    ))
+    if let (Some(secs), Some(events)) = (wait, events)
+        && let Some(done) = state
+            .orchestrator
+            .wait_finished(events, user.id, task.id, Duration::from_secs(secs))
+            .await?
+    {
+        let applied = [(
+            HeaderName::from_static("preference-applied"),
+            format!("wait={secs}"),
+        )];
+        return Ok((StatusCode::OK, applied, ApiJson(done)).into_response());
+    }
+    let accepted = SubmitResponse {
+        task_id: task.id,
+        status: task.status,
+        agent_id: task.agent_id,
+        agent_name: task.agent_name,
+        price: task.price,
+    };
+    Ok((StatusCode::ACCEPTED, ApiJson(accepted)).into_response())
+}
+
+/// The `wait=N` preference of a `Prefer` header (RFC 7240), if any. Other preferences are
+/// ignored, as the RFC asks.
+fn prefer_wait(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    for value in headers.get_all("prefer") {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::new(Code::InvalidRequest, "Prefer header is not ASCII"))?;
+        for preference in value.split([',', ';']) {
+            if let Some((name, secs)) = preference.split_once('=')
+                && name.trim().eq_ignore_ascii_case("wait")
+            {
+                return match secs.trim().parse::<u64>() {
+                    Ok(n) if n <= MAX_WAIT_SECS => Ok(Some(n)),
+                    _ => Err(ApiError::new(
+                        Code::InvalidRequest,
+                        format!(
+                            "Prefer: wait must be a whole number of seconds between 0 and {MAX_WAIT_SECS}"
+                        ),
+                    )),
+                };
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The caller's tasks, newest first.
