@@ -23,7 +23,7 @@ use crate::error::{ApiError, Code};
 use crate::queue::{QueueError, QueuedTask, TaskQueue};
 use crate::realtime::{Event, Hub};
 use crate::runtime::{Executor, Outcome, RunLimits};
-use crate::store::{AgentOutcome, Store, StoreError};
+use crate::store::{AgentOutcome, Inserted, Store, StoreError};
 
 /// Longest accepted `query`, in bytes.
 const MAX_QUERY_BYTES: usize = 64 * 1024;
@@ -138,10 +138,22 @@ impl Orchestrator {
     }
 
     /// Validates, auctions, commits and queues a task. Returns it once it is durable.
-    pub async fn submit(&self, owner: Uuid, sub: Submission) -> Result<Task, TaskError> {
+    pub async fn submit(
+        &self,
+        owner: Uuid,
+        sub: Submission,
+        idempotency_key: Option<String>,
+    ) -> Result<Task, TaskError> {
         let inner = &self.inner;
         if !inner.accepting.load(Ordering::Relaxed) {
             return Err(TaskError::ShuttingDown);
+        }
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(TaskError::Invalid(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+            ));
         }
         let query = sub.query.trim().to_owned();
         if query.is_empty() {
@@ -213,7 +225,11 @@ impl Orchestrator {
             completed_at: None,
             duration_ms: None,
         };
-        let task = inner.store.insert_task(task).await?;
+        let task = match inner.store.insert_task(task, idempotency_key).await? {
+            Inserted::New(task) => task,
+            // A retry of a submit that already went through: answer with the first task.
+            Inserted::Existing(id) => return self.task(owner, id).await,
+        };
         metrics::counter!("zerostate_tasks_submitted_total", "priority" => task.priority.as_str())
             .increment(1);
         // Announced before it is queued, so `queued` always reaches the owner before `running`.

@@ -18,7 +18,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use tasks::{AgentOutcome, Recovered};
+pub use tasks::{AgentOutcome, Inserted, Recovered};
 
 /// The layout version this build reads and writes.
 const CURRENT_SCHEMA: u64 = 1;
@@ -81,6 +81,7 @@ impl Store {
             txn.open_table(tables::TASKS_BY_OWNER)?;
             txn.open_table(tables::ACTIVE_TASKS)?;
             txn.open_table(tables::TASK_COUNTS)?;
+            txn.open_table(tables::IDEMPOTENCY_KEYS)?;
             let mut meta = txn.open_table(tables::META)?;
             let found = meta.get(tables::SCHEMA_VERSION)?.map(|v| v.value());
             match found {

@@ -44,6 +44,11 @@ pub const TASK_COUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("task
 /// The [`TASK_COUNTS`] key holding the server-wide totals.
 pub const ALL_USERS: &str = "*";
 
+/// `(owner id, Idempotency-Key)` → `task id` (16 raw UUID bytes) followed by the claim time in
+/// unix seconds (u64 LE). A claim older than 24 h no longer binds the key.
+pub const IDEMPOTENCY_KEYS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("idempotency_keys");
+
 /// Named counters: [`NEXT_TASK_SEQ`], [`SCHEMA_VERSION`].
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

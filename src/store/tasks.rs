@@ -17,6 +17,17 @@ pub struct Recovered {
     pub was_running: bool,
 }
 
+/// How long an idempotency key binds to its first task.
+const IDEMPOTENCY_WINDOW_SECS: u64 = 24 * 60 * 60;
+
+/// What [`Store::insert_task`] did.
+#[derive(Debug)]
+pub enum Inserted {
+    New(Task),
+    /// The idempotency key was already used for this task.
+    Existing(Uuid),
+}
+
 /// The outcome of a run, folded into the agent's statistics with the task's final state.
 #[derive(Debug, Clone, Copy)]
 pub struct AgentOutcome {
@@ -42,10 +53,36 @@ fn shift_counts(
 
 impl Store {
     /// Commits a new task as `queued`, assigning its submit sequence. Durable on return.
-    pub async fn insert_task(&self, mut task: Task) -> Result<Task, StoreError> {
+    /// With an idempotency key that the owner claimed less than 24 h ago, nothing is written
+    /// and the first task's id is returned instead.
+    pub async fn insert_task(
+        &self,
+        mut task: Task,
+        idempotency_key: Option<String>,
+    ) -> Result<Inserted, StoreError> {
         self.run(move |db| {
             let txn = db.begin_write()?;
             {
+                let owner = task.owner_id.to_string();
+                if let Some(key) = &idempotency_key {
+                    let mut keys = txn.open_table(tables::IDEMPOTENCY_KEYS)?;
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+                    if let Some(claim) = keys
+                        .get((owner.as_str(), key.as_str()))?
+                        .map(|v| v.value().to_vec())
+                        && claim.len() == 24
+                    {
+                        let claimed =
+                            u64::from_le_bytes(claim[16..24].try_into().expect("8 bytes"));
+                        if now.saturating_sub(claimed) < IDEMPOTENCY_WINDOW_SECS {
+                            let id = Uuid::from_slice(&claim[0..16]).expect("16 bytes");
+                            return Ok(Inserted::Existing(id));
+                        }
+                    }
+                    let mut claim = task.id.as_bytes().to_vec();
+                    claim.extend_from_slice(&now.to_le_bytes());
+                    keys.insert((owner.as_str(), key.as_str()), claim.as_slice())?;
+                }
                 let mut meta = txn.open_table(tables::META)?;
                 let seq = meta
                     .get(tables::NEXT_TASK_SEQ)?
@@ -55,7 +92,6 @@ impl Store {
                 task.seq = seq;
                 task.status = TaskStatus::Queued;
                 let id = task.id.to_string();
-                let owner = task.owner_id.to_string();
                 txn.open_table(tables::TASKS)?
                     .insert(id.as_str(), encode(&task).as_slice())?;
                 txn.open_table(tables::TASKS_BY_OWNER)?
@@ -65,7 +101,7 @@ impl Store {
             }
             shift_counts(&txn, task.owner_id, None, TaskStatus::Queued)?;
             txn.commit()?;
-            Ok(task)
+            Ok(Inserted::New(task))
         })
         .await
     }
@@ -253,6 +289,13 @@ mod tests {
         }
     }
 
+    fn new(inserted: Inserted) -> Task {
+        match inserted {
+            Inserted::New(task) => task,
+            Inserted::Existing(id) => panic!("unexpected existing task {id}"),
+        }
+    }
+
     async fn start(store: &Store, mut t: Task, starts: u32) -> Task {
         t.status = TaskStatus::Running;
         t.starts = starts;
@@ -270,9 +313,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         let owner = Uuid::new_v4();
-        let queued = store.insert_task(task(owner)).await.unwrap();
-        let once = start(&store, store.insert_task(task(owner)).await.unwrap(), 1).await;
-        let spent = start(&store, store.insert_task(task(owner)).await.unwrap(), 3).await;
+        let queued = new(store.insert_task(task(owner), None).await.unwrap());
+        let once = start(
+            &store,
+            new(store.insert_task(task(owner), None).await.unwrap()),
+            1,
+        )
+        .await;
+        let spent = start(
+            &store,
+            new(store.insert_task(task(owner), None).await.unwrap()),
+            3,
+        )
+        .await;
 
         let recovered = store.recover_tasks(3).await.unwrap();
         let ids: Vec<(Uuid, bool)> = recovered
@@ -305,7 +358,7 @@ mod tests {
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         let t = start(
             &store,
-            store.insert_task(task(Uuid::new_v4())).await.unwrap(),
+            new(store.insert_task(task(Uuid::new_v4()), None).await.unwrap()),
             1,
         )
         .await;

@@ -171,6 +171,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
     .await
     .expect("all tasks finish");
 
+    let mut given_up = 0;
     for id in &acked {
         let (status, task) = read(
             client
@@ -182,7 +183,20 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
         )
         .await;
         assert_eq!(status, 200, "acknowledged task {id} is lost");
-        assert_eq!(task["status"], "completed", "{task}");
+        match task["status"].as_str() {
+            Some("completed") => {}
+            // The echo agent cannot fail; the only failure is the deliberate one for a task
+            // that was running at three kills in a row.
+            Some("failed")
+                if task["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("the server stopped while this task ran") =>
+            {
+                given_up += 1
+            }
+            _ => panic!("unexpected final state: {task}"),
+        }
     }
     let (_, agent) = read(
         client
@@ -201,7 +215,8 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
     assert_eq!(recorded, finished, "stats {stats}, agent {agent}");
     assert!(finished >= acked.len() as u64);
     println!(
-        "crash test: {CYCLES} SIGKILL cycles, {} acknowledged, 0 lost, 0 finished twice, {finished} finished in all",
+        "crash test: {CYCLES} SIGKILL cycles, {} acknowledged, 0 lost, 0 finished twice, \
+         {finished} finished in all, {given_up} given up after running at 3 kills",
         acked.len()
     );
 }

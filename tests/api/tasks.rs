@@ -561,3 +561,34 @@ async fn prefer_wait_returns_the_finished_task_or_falls_back_to_202() {
     .await;
     assert_error(&crate::helpers::read(resp).await, 400, "invalid_request");
 }
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_task() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice@example.com").await;
+    let bob = app.signup("bob@example.com").await;
+    let echo = app
+        .publish(&alice, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let submit = |token: &str, key: &str| {
+        let req = app
+            .client
+            .post(app.url("/api/v1/tasks/submit"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"query": "once", "agent_id": echo, "budget": 0}));
+        async move { crate::helpers::read(req.send().await.unwrap()).await }
+    };
+    let (status, first) = submit(&alice, "order-42").await;
+    assert_eq!(status, 202, "{first}");
+    let (status, retry) = submit(&alice, "order-42").await;
+    assert_eq!(status, 202, "{retry}");
+    assert_eq!(retry["task_id"], first["task_id"]);
+    let (_, other_key) = submit(&alice, "order-43").await;
+    assert_ne!(other_key["task_id"], first["task_id"]);
+    let (_, other_user) = submit(&bob, "order-42").await;
+    assert_ne!(other_user["task_id"], first["task_id"], "keys are per user");
+    let (_, stats) = app.get("/api/v1/tasks/stats", Some(&alice)).await;
+    assert_eq!(stats["total"], 2);
+    assert_error(&submit(&alice, "").await, 400, "invalid_request");
+}

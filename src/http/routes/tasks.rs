@@ -48,7 +48,8 @@ const MAX_WAIT_SECS: u64 = 60;
 /// Submit a task: the auction picks an agent and the task is queued. With `Prefer: wait=N`
 /// (N ≤ 60) the answer is the finished task (200) if it ends within N seconds.
 #[utoipa::path(post, path = "/api/v1/tasks/submit", tag = tags::TASKS, security(("bearer" = [])), request_body = Submission,
-    params(("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N ≤ 60 s for the result")),
+    params(("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N ≤ 60 s for the result"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key within 24 h return the first task")),
     responses((status = 200, body = Task, description = "Finished within the `Prefer: wait` time"),
         (status = 202, body = SubmitResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -60,7 +61,23 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let wait = prefer_wait(&headers)?;
     let events = wait.map(|_| state.orchestrator.finished_events());
-    let task = state.orchestrator.submit(user.id, sub).await?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::new(
+                        Code::InvalidRequest,
+                        "Idempotency-Key must be visible ASCII",
+                    )
+                })?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let task = state
+        .orchestrator
+        .submit(user.id, sub, idempotency_key)
+        .await?;
     if let (Some(secs), Some(events)) = (wait, events)
         && let Some(done) = state
             .orchestrator
