@@ -226,7 +226,7 @@ impl Orchestrator {
             duration_ms: None,
         };
         let task = match inner.store.insert_task(task, idempotency_key).await? {
-            Inserted::New(task) => task,
+            Inserted::New(task) => *task,
             // A retry of a submit that already went through: answer with the first task.
             Inserted::Existing(id) => return self.task(owner, id).await,
         };

@@ -23,7 +23,7 @@ const IDEMPOTENCY_WINDOW_SECS: u64 = 24 * 60 * 60;
 /// What [`Store::insert_task`] did.
 #[derive(Debug)]
 pub enum Inserted {
-    New(Task),
+    New(Box<Task>),
     /// The idempotency key was already used for this task.
     Existing(Uuid),
 }
@@ -101,7 +101,7 @@ impl Store {
             }
             shift_counts(&txn, task.owner_id, None, TaskStatus::Queued)?;
             txn.commit()?;
-            Ok(Inserted::New(task))
+            Ok(Inserted::New(Box::new(task)))
         })
         .await
     }
@@ -291,7 +291,7 @@ mod tests {
 
     fn new(inserted: Inserted) -> Task {
         match inserted {
-            Inserted::New(task) => task,
+            Inserted::New(task) => *task,
             Inserted::Existing(id) => panic!("unexpected existing task {id}"),
         }
     }
