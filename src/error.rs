@@ -43,6 +43,8 @@ error_codes! {
     MalformedMultipart => (BAD_REQUEST, "malformed_multipart"),
     /// The request is well-formed but a field is missing, of the wrong type or out of range.
     InvalidRequest => (BAD_REQUEST, "invalid_request"),
+    /// A pagination cursor that this server did not issue.
+    InvalidCursor => (BAD_REQUEST, "invalid_cursor"),
     /// The email address is not a plausible address.
     InvalidEmail => (BAD_REQUEST, "invalid_email"),
     /// The password is too short or too long.

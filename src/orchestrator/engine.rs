@@ -23,7 +23,7 @@ use crate::error::{ApiError, Code};
 use crate::queue::{QueueError, QueuedTask, TaskQueue};
 use crate::realtime::{Event, Hub};
 use crate::runtime::{Executor, Outcome, RunLimits};
-use crate::store::{AgentOutcome, Inserted, Store, StoreError};
+use crate::store::{AgentOutcome, Inserted, Page, Store, StoreError, TaskFilter};
 
 /// Longest accepted `query`, in bytes.
 const MAX_QUERY_BYTES: usize = 64 * 1024;
@@ -307,20 +307,27 @@ impl Orchestrator {
         }
     }
 
-    /// A page of `owner`'s tasks, newest first, and their total count.
+    /// A page of `owner`'s tasks matching `filter`, newest first, the total number of
+    /// matches, and the cursor of the next page (`None` on the last page).
     pub async fn list(
         &self,
         owner: Uuid,
-        limit: usize,
-        offset: usize,
-    ) -> Result<(Vec<Task>, u64), TaskError> {
-        let tasks = self
-            .inner
-            .store
-            .tasks_for_owner(owner, limit, offset)
+        filter: TaskFilter,
+        page: Page,
+    ) -> Result<(Vec<Task>, u64, Option<u64>), TaskError> {
+        let store = &self.inner.store;
+        let unfiltered = filter.is_empty() && page.before.is_none();
+        let (tasks, matched) = store
+            .tasks_for_owner(owner, filter, page, !unfiltered)
             .await?;
-        let total = self.inner.store.task_counts(Some(owner)).await?.total();
-        Ok((tasks, total))
+        let total = match matched {
+            Some(n) => n,
+            None => store.task_counts(Some(owner)).await?.total(),
+        };
+        let next = (tasks.len() == page.limit)
+            .then(|| tasks.last().map(|t| t.seq))
+            .flatten();
+        Ok((tasks, total, next))
     }
 
     pub async fn counts(&self, owner: Option<Uuid>) -> Result<TaskCounts, TaskError> {

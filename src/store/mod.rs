@@ -18,7 +18,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use tasks::{AgentOutcome, Inserted, Recovered};
+pub use tasks::{AgentOutcome, Inserted, Page, Recovered, TaskFilter};
 
 /// The layout version this build reads and writes.
 const CURRENT_SCHEMA: u64 = 1;

@@ -17,6 +17,35 @@ pub struct Recovered {
     pub was_running: bool,
 }
 
+/// Which tasks a listing returns; `None` matches all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub priority: Option<Priority>,
+    pub agent_id: Option<Uuid>,
+}
+
+impl TaskFilter {
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none() && self.priority.is_none() && self.agent_id.is_none()
+    }
+
+    fn matches(&self, task: &Task) -> bool {
+        self.status.is_none_or(|s| s == task.status)
+            && self.priority.is_none_or(|p| p == task.priority)
+            && self.agent_id.is_none_or(|a| a == task.agent_id)
+    }
+}
+
+/// Where a listing page starts and how long it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Only tasks submitted before this sequence number (the previous page's cursor).
+    pub before: Option<u64>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
 /// How long an idempotency key binds to its first task.
 const IDEMPOTENCY_WINDOW_SECS: u64 = 24 * 60 * 60;
 
@@ -150,31 +179,45 @@ impl Store {
         .await
     }
 
-    /// A page of one owner's tasks, newest first.
+    /// A page of one owner's tasks matching `filter`, newest first, starting below the submit
+    /// sequence `before` (a cursor) and skipping `offset` matches. Also returns the number of
+    /// matches in all when `count_all` (a full scan of the owner's tasks).
     pub async fn tasks_for_owner(
         &self,
         owner: Uuid,
-        limit: usize,
-        offset: usize,
-    ) -> Result<Vec<Task>, StoreError> {
+        filter: TaskFilter,
+        page: Page,
+        count_all: bool,
+    ) -> Result<(Vec<Task>, Option<u64>), StoreError> {
         self.run(move |db| {
             let txn = db.begin_read()?;
             let owner = owner.to_string();
             let index = txn.open_table(tables::TASKS_BY_OWNER)?;
             let tasks = txn.open_table(tables::TASKS)?;
-            let mut page = Vec::with_capacity(limit);
+            let upper = page.before.unwrap_or(u64::MAX);
+            let mut found = Vec::with_capacity(page.limit);
+            let (mut matched, mut skipped) = (0u64, 0usize);
             for entry in index
-                .range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX))?
+                .range((owner.as_str(), 0)..(owner.as_str(), upper))?
                 .rev()
-                .skip(offset)
-                .take(limit)
             {
                 let (_, id) = entry?;
-                if let Some(task) = read_json(&tasks, "tasks", id.value())? {
-                    page.push(task);
+                let Some(task) = read_json::<Task>(&tasks, "tasks", id.value())? else {
+                    continue;
+                };
+                if !filter.matches(&task) {
+                    continue;
+                }
+                matched += 1;
+                if skipped < page.offset {
+                    skipped += 1;
+                } else if found.len() < page.limit {
+                    found.push(task);
+                } else if !count_all {
+                    break;
                 }
             }
-            Ok(page)
+            Ok((found, count_all.then_some(matched)))
         })
         .await
     }

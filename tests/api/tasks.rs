@@ -592,3 +592,72 @@ async fn an_idempotency_key_returns_the_first_task() {
     assert_eq!(stats["total"], 2);
     assert_error(&submit(&alice, "").await, 400, "invalid_request");
 }
+
+#[tokio::test]
+async fn task_lists_filter_and_page_with_cursors() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let trap = app
+        .publish(&token, "Trap", wasm(TRAP_AGENT), "trap", 0.0)
+        .await;
+    let mut ids = Vec::new();
+    for (i, (agent, priority)) in [
+        (&echo, "low"),
+        (&trap, "high"),
+        (&echo, "high"),
+        (&echo, "low"),
+        (&trap, "low"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body =
+            json!({"query": format!("t{i}"), "agent_id": agent, "budget": 0, "priority": priority});
+        let task = app.run_task(&token, body).await;
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let list = |query: &str| {
+        let path = format!("/api/v1/tasks?{query}");
+        let (app, token) = (&app, token.clone());
+        async move { app.get(&path, Some(&token)).await }
+    };
+    let ids_of = |v: &serde_json::Value| -> Vec<String> {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (_, failed) = list("status=failed").await;
+    assert_eq!(
+        (ids_of(&failed), failed["total"].as_u64()),
+        (vec![ids[4].clone(), ids[1].clone()], Some(2))
+    );
+    let (_, high) = list("priority=high").await;
+    assert_eq!(ids_of(&high), [ids[2].clone(), ids[1].clone()]);
+    let (_, echo_low) = list(&format!("agent_id={echo}&priority=low")).await;
+    assert_eq!(ids_of(&echo_low), [ids[3].clone(), ids[0].clone()]);
+
+    // Walk everything two at a time, newest first.
+    let mut seen = Vec::new();
+    let mut query = "limit=2".to_owned();
+    loop {
+        let (status, page) = list(&query).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(ids_of(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids.iter().rev().cloned().collect::<Vec<_>>());
+
+    assert_error(&list("cursor=garbage").await, 400, "invalid_cursor");
+    assert_error(&list("status=sleeping").await, 400, "invalid_request");
+    assert_error(&list("agent_id=nope").await, 400, "invalid_request");
+}

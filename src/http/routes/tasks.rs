@@ -13,7 +13,8 @@ use super::agents::parse_bounded;
 use super::{DEFAULT_LIMIT, MAX_LIMIT, tags};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
-use crate::orchestrator::{Submission, Task, TaskError, TaskStatus};
+use crate::orchestrator::{Priority, Submission, Task, TaskError, TaskStatus};
+use crate::store::{Page, TaskFilter};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
@@ -28,9 +29,12 @@ pub struct SubmitResponse {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TaskListResponse {
     tasks: Vec<Task>,
+    /// Matching tasks from this page on (all matches when no cursor is given).
     total: u64,
     limit: usize,
     offset: usize,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -126,30 +130,81 @@ fn prefer_wait(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     Ok(None)
 }
 
-/// The caller's tasks, newest first.
+/// The caller's tasks, newest first, optionally filtered.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = tags::TASKS, security(("bearer" = [])),
-    params(("limit" = Option<usize>, Query, description = "1..=100, default 20"), ("offset" = Option<usize>, Query)),
+    params(
+        ("status" = Option<TaskStatus>, Query), ("priority" = Option<Priority>, Query), ("agent_id" = Option<Uuid>, Query),
+        ("limit" = Option<usize>, Query, description = "1..=100, default 20"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("offset" = Option<usize>, Query, description = "Matches to skip (prefer `cursor`)"),
+    ),
     responses((status = 200, body = TaskListResponse), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
     RawQuery(query): RawQuery,
 ) -> Result<ApiJson<TaskListResponse>, ApiError> {
-    let (mut limit, mut offset) = (DEFAULT_LIMIT, 0);
+    let mut filter = TaskFilter::default();
+    let mut page = Page {
+        before: None,
+        offset: 0,
+        limit: DEFAULT_LIMIT,
+    };
+    let invalid = |name: &str, value: &str| {
+        ApiError::new(
+            Code::InvalidRequest,
+            format!("`{value}` is not a valid {name}"),
+        )
+    };
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
-            "limit" => limit = parse_bounded("limit", &value, 1, MAX_LIMIT)?,
-            "offset" => offset = parse_bounded("offset", &value, 0, usize::MAX)?,
+            "limit" => page.limit = parse_bounded("limit", &value, 1, MAX_LIMIT)?,
+            "offset" => page.offset = parse_bounded("offset", &value, 0, usize::MAX)?,
+            "cursor" => page.before = Some(decode_cursor(&value)?),
+            "status" => {
+                filter.status = Some(parse_enum(&value).ok_or_else(|| invalid("status", &value))?)
+            }
+            "priority" => {
+                filter.priority =
+                    Some(parse_enum(&value).ok_or_else(|| invalid("priority", &value))?)
+            }
+            "agent_id" => {
+                filter.agent_id =
+                    Some(Uuid::parse_str(&value).map_err(|_| invalid("agent id", &value))?)
+            }
             _ => {}
         }
     }
-    let (tasks, total) = state.orchestrator.list(user.id, limit, offset).await?;
+    let (tasks, total, next) = state.orchestrator.list(user.id, filter, page).await?;
     Ok(ApiJson(TaskListResponse {
         tasks,
         total,
-        limit,
-        offset,
+        limit: page.limit,
+        offset: page.offset,
+        next_cursor: next.map(encode_cursor),
     }))
+}
+
+/// Parses a lowercase enum value the way the JSON body would.
+fn parse_enum<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned())).ok()
+}
+
+/// Cursors are opaque to clients: `t` and the submit sequence in hex.
+fn encode_cursor(seq: u64) -> String {
+    format!("t{seq:x}")
+}
+
+fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
+    cursor
+        .strip_prefix('t')
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidCursor,
+                "the cursor is not one this server issued; start again without it",
+            )
+        })
 }
 
 /// One of the caller's tasks.
