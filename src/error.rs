@@ -65,6 +65,8 @@ error_codes! {
     TaskNotFound => (NOT_FOUND, "task_not_found"),
     /// The caller already has an agent with this name.
     AgentNameTaken => (CONFLICT, "agent_name_taken"),
+    /// The task already reached a terminal state (e.g. a cancel of a finished task).
+    TaskFinished => (CONFLICT, "task_finished"),
     /// An account with this email already exists.
     EmailTaken => (CONFLICT, "email_taken"),
     /// The body or an uploaded file is over its size limit.

@@ -37,6 +37,7 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::stats))
         .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
         .routes(routes!(auctions::preview))
         .routes(routes!(ws::connect))
         .routes(routes!(ws::stats))

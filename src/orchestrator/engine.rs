@@ -5,14 +5,16 @@
 //! runtime. Every status change is a compare-and-set on the stored status
 //! ([`Store::transition_task`]), so a task reaches a terminal state once.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::auction::{Bid, NoEligibleAgent, Weights, run_auction};
@@ -29,6 +31,8 @@ use crate::store::{AgentOutcome, Inserted, Page, Store, StoreError, TaskFilter};
 const MAX_QUERY_BYTES: usize = 64 * 1024;
 /// Longest accepted serialised `input`: it becomes the agent's stdin.
 const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+/// How long a cancel waits for a running task to stop before answering.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
 /// A task interrupted by a server stop this many times fails instead of running again.
 const MAX_STARTS: u32 = 3;
 /// How much of stderr is kept on the task and quoted in its error.
@@ -68,6 +72,8 @@ pub enum TaskError {
     AgentNotFound,
     #[error("task not found")]
     NotFound,
+    #[error("the task is already {0}")]
+    Finished(&'static str),
     #[error("the queue is full ({0} tasks); retry later")]
     QueueFull(usize),
     #[error("the server is shutting down")]
@@ -87,6 +93,7 @@ impl From<TaskError> for ApiError {
             TaskError::NoEligibleAgent(_) => Code::NoEligibleAgent,
             TaskError::AgentNotFound => Code::AgentNotFound,
             TaskError::NotFound => Code::TaskNotFound,
+            TaskError::Finished(_) => Code::TaskFinished,
             TaskError::QueueFull(_) => Code::QueueFull,
             TaskError::ShuttingDown => Code::ShuttingDown,
         };
@@ -112,6 +119,8 @@ struct Inner {
     accepting: AtomicBool,
     /// Ids of tasks as they reach a terminal state, for submitters waiting on a result.
     finished: broadcast::Sender<Uuid>,
+    /// Cancel handles of the runs in progress. A std Mutex: held for a map operation only.
+    running: Mutex<HashMap<Uuid, CancellationToken>>,
 }
 
 impl Orchestrator {
@@ -133,6 +142,7 @@ impl Orchestrator {
                 weights: Weights::default(),
                 accepting: AtomicBool::new(true),
                 finished: broadcast::channel(1024).0,
+                running: Mutex::default(),
             }),
         }
     }
@@ -277,6 +287,48 @@ impl Orchestrator {
             return Ok(None);
         }
         self.task(owner, id).await.map(Some)
+    }
+
+    /// Cancels a task of `owner`: a queued task at once; a running one is stopped and then
+    /// marked canceled (this waits up to a few seconds for that). A finished task cannot be.
+    pub async fn cancel(&self, owner: Uuid, id: Uuid) -> Result<Task, TaskError> {
+        let inner = &self.inner;
+        let events = self.finished_events();
+        // Two rounds: a task can start running between reading it and canceling it.
+        for _ in 0..2 {
+            let task = self.task(owner, id).await?;
+            match task.status {
+                TaskStatus::Queued => {
+                    let mut canceled = task.clone();
+                    canceled.status = TaskStatus::Canceled;
+                    canceled.completed_at = Some(OffsetDateTime::now_utc());
+                    canceled.error = Some("canceled by its owner before it ran".into());
+                    if inner
+                        .store
+                        .transition_task(canceled.clone(), TaskStatus::Queued, None)
+                        .await?
+                    {
+                        inner.queue.remove(id);
+                        let _ = inner.finished.send(id);
+                        inner.hub.send_to_user(owner, Event::task_update(&canceled));
+                        return Ok(canceled);
+                    }
+                }
+                TaskStatus::Running => {
+                    let token = inner.running.lock().expect("running map").get(&id).cloned();
+                    if let Some(token) = token {
+                        token.cancel();
+                        let done = self.wait_finished(events, owner, id, CANCEL_WAIT).await?;
+                        return match done {
+                            Some(task) => Ok(task),
+                            None => self.task(owner, id).await,
+                        };
+                    }
+                }
+                _ => return Err(TaskError::Finished(task.status.as_str())),
+            }
+        }
+        self.task(owner, id).await
     }
 
     /// The ranking a submit with these requirements would get now, without submitting.
@@ -455,6 +507,9 @@ impl Orchestrator {
         task.started_at = Some(OffsetDateTime::now_utc());
         task.starts += 1;
         let started_at = OffsetDateTime::now_utc();
+        // Registered before the task shows as running, so a cancel always finds it.
+        let cancel = CancellationToken::new();
+        let _registered = RunningGuard::register(&inner.running, task.id, cancel.clone());
         if !inner
             .store
             .transition_task(task.clone(), TaskStatus::Queued, None)
@@ -489,6 +544,7 @@ impl Orchestrator {
                 env,
                 stdin,
                 limits,
+                cancel,
             )
             .await;
 
@@ -502,6 +558,25 @@ impl Orchestrator {
             inner
                 .hub
                 .send_to_user(task.owner_id, Event::task_update(&task));
+            return Ok(());
+        }
+
+        if output.outcome == Outcome::Canceled {
+            task.status = TaskStatus::Canceled;
+            task.completed_at = Some(OffsetDateTime::now_utc());
+            task.duration_ms = Some(output.duration.as_millis() as u64);
+            task.error = Some("canceled by its owner while running".into());
+            // Not the agent's fault: its statistics are left alone.
+            if inner
+                .store
+                .transition_task(task.clone(), TaskStatus::Running, None)
+                .await?
+            {
+                let _ = inner.finished.send(task.id);
+                inner
+                    .hub
+                    .send_to_user(task.owner_id, Event::task_update(&task));
+            }
             return Ok(());
         }
 
@@ -629,6 +704,29 @@ impl Orchestrator {
     }
 }
 
+/// Keeps a run's cancel handle in the running map for as long as the run lasts.
+struct RunningGuard<'a> {
+    map: &'a Mutex<HashMap<Uuid, CancellationToken>>,
+    id: Uuid,
+}
+
+impl<'a> RunningGuard<'a> {
+    fn register(
+        map: &'a Mutex<HashMap<Uuid, CancellationToken>>,
+        id: Uuid,
+        token: CancellationToken,
+    ) -> Self {
+        map.lock().expect("running map").insert(id, token);
+        Self { map, id }
+    }
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.map.lock().expect("running map").remove(&self.id);
+    }
+}
+
 fn queued(task: &Task) -> QueuedTask {
     QueuedTask {
         task_id: task.id,
@@ -669,7 +767,9 @@ fn describe_failure(outcome: &Outcome, limits: &RunLimits, stderr: &str) -> Stri
         ),
         Outcome::OutputLimit => format!("output limit of {} bytes exceeded", limits.stdout_bytes),
         Outcome::Trapped(message) => format!("agent trapped: {message}"),
-        Outcome::Completed | Outcome::Interrupted => unreachable!("not a failure"),
+        Outcome::Completed | Outcome::Interrupted | Outcome::Canceled => {
+            unreachable!("not a failure")
+        }
     };
     let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty());
     match last_line {

@@ -58,18 +58,24 @@ pub enum TaskStatus {
     Running,
     Completed,
     Failed,
+    /// Canceled by its owner before it finished.
+    Canceled,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 4] = [
+    pub const ALL: [TaskStatus; 5] = [
         TaskStatus::Queued,
         TaskStatus::Running,
         TaskStatus::Completed,
         TaskStatus::Failed,
+        TaskStatus::Canceled,
     ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Canceled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +84,7 @@ impl TaskStatus {
             TaskStatus::Running => "running",
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
         }
     }
 }
@@ -147,16 +154,18 @@ pub struct Attempt {
 
 /// Tasks per status for one user, or for the whole server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
 pub struct TaskCounts {
     pub queued: u64,
     pub running: u64,
     pub completed: u64,
     pub failed: u64,
+    pub canceled: u64,
 }
 
 impl TaskCounts {
     pub fn total(&self) -> u64 {
-        self.queued + self.running + self.completed + self.failed
+        self.queued + self.running + self.completed + self.failed + self.canceled
     }
 
     pub fn get(&self, status: TaskStatus) -> u64 {
@@ -165,6 +174,7 @@ impl TaskCounts {
             TaskStatus::Running => self.running,
             TaskStatus::Completed => self.completed,
             TaskStatus::Failed => self.failed,
+            TaskStatus::Canceled => self.canceled,
         }
     }
 
@@ -174,6 +184,7 @@ impl TaskCounts {
             TaskStatus::Running => &mut self.running,
             TaskStatus::Completed => &mut self.completed,
             TaskStatus::Failed => &mut self.failed,
+            TaskStatus::Canceled => &mut self.canceled,
         }
     }
 

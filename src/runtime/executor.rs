@@ -54,6 +54,8 @@ pub enum Outcome {
     Trapped(String),
     /// Stopped because the server is shutting down; the task should run again later.
     Interrupted,
+    /// Stopped at the owner's request.
+    Canceled,
 }
 
 #[derive(Debug)]
@@ -71,6 +73,10 @@ struct TimedOut;
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by server shutdown")]
 struct Interrupted;
+
+#[derive(Debug, thiserror::Error)]
+#[error("canceled")]
+struct Canceled;
 
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit of {0} bytes exceeded")]
@@ -182,7 +188,7 @@ impl Executor {
         Ok(())
     }
 
-    /// Runs a prepared module to completion or until a limit or shutdown stops it.
+    /// Runs a prepared module to completion, until a limit stops it, or until `cancel` fires.
     pub async fn run(
         &self,
         hash: &str,
@@ -190,6 +196,7 @@ impl Executor {
         env: Vec<(String, String)>,
         stdin: Vec<u8>,
         limits: RunLimits,
+        cancel: CancellationToken,
     ) -> RunOutput {
         let started = Instant::now();
         let Some(pre) = self
@@ -211,6 +218,7 @@ impl Executor {
             pre,
             ticker: self.ticker.clone(),
             stopping: self.stopping.clone(),
+            cancel,
         };
         let runtime = self.runtime.as_ref().expect("runtime lives until drop");
         match runtime.spawn(guest.run(args, env, stdin, limits)).await {
@@ -245,6 +253,7 @@ struct Guest {
     pre: InstancePre<AgentState>,
     ticker: Arc<Ticker>,
     stopping: CancellationToken,
+    cancel: CancellationToken,
 }
 
 impl Guest {
@@ -299,6 +308,7 @@ impl Guest {
                     result.unwrap_or_else(|_| Err(wasmtime::Error::new(TimedOut)))
                 }
                 _ = self.stopping.cancelled() => Err(wasmtime::Error::new(Interrupted)),
+                _ = self.cancel.cancelled() => Err(wasmtime::Error::new(Canceled)),
             }
         };
         let outcome = classify(result, store.data().memory.exceeded, stdout.overflowed());
@@ -331,6 +341,9 @@ fn classify(
     }
     if error.is::<Interrupted>() {
         return Outcome::Interrupted;
+    }
+    if error.is::<Canceled>() {
+        return Outcome::Canceled;
     }
     if memory_exceeded {
         return Outcome::MemoryLimit;
@@ -433,6 +446,7 @@ mod tests {
                 Vec::new(),
                 stdin.to_vec(),
                 limits,
+                CancellationToken::new(),
             )
             .await
     }
@@ -526,6 +540,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cancel_token_stops_one_guest() {
+        let executor = Executor::new(1).unwrap();
+        executor
+            .prepare("sleep", &wat::parse_str(HOST_SLEEP).unwrap())
+            .unwrap();
+        let cancel = CancellationToken::new();
+        let run = executor.run(
+            "sleep",
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            LIMITS,
+            cancel.clone(),
+        );
+        cancel.cancel();
+        assert_eq!(run.await.outcome, Outcome::Canceled);
+    }
+
+    #[tokio::test]
     async fn interrupt_all_stops_spinning_and_sleeping_guests() {
         let executor = Arc::new(Executor::new(2).unwrap());
         let spin = wat::parse_str(
@@ -541,8 +574,15 @@ mod tests {
             .map(|hash| {
                 let e = executor.clone();
                 tokio::spawn(async move {
-                    e.run(hash, Vec::new(), Vec::new(), Vec::new(), LIMITS)
-                        .await
+                    e.run(
+                        hash,
+                        Vec::new(),
+                        Vec::new(),
+                        Vec::new(),
+                        LIMITS,
+                        CancellationToken::new(),
+                    )
+                    .await
                 })
             })
             .collect();

@@ -64,7 +64,7 @@ async fn a_task_runs_the_auction_winner_and_returns_its_real_output() {
     let (_, stats) = app.get("/api/v1/tasks/stats", Some(&token)).await;
     assert_eq!(
         stats,
-        json!({"queued": 0, "running": 0, "completed": 1, "failed": 0, "total": 1})
+        json!({"queued": 0, "running": 0, "completed": 1, "failed": 0, "canceled": 0, "total": 1})
     );
 }
 
@@ -660,4 +660,83 @@ async fn task_lists_filter_and_page_with_cursors() {
     assert_error(&list("cursor=garbage").await, 400, "invalid_cursor");
     assert_error(&list("status=sleeping").await, 400, "invalid_request");
     assert_error(&list("agent_id=nope").await, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn cancel_stops_queued_and_running_tasks_and_refuses_finished_ones() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let other = app.signup("other@example.com").await;
+    let sleeper = app
+        .publish(&token, "Sleeper", wasm(SLEEP_AGENT), "sleep", 0.0)
+        .await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let cancel = |token: &str, id: &str| {
+        let path = format!("/api/v1/tasks/{id}/cancel");
+        let (app, token) = (&app, token.to_owned());
+        async move { app.post_json(&path, Some(&token), &json!({})).await }
+    };
+
+    // Two workers: two sleepers occupy them, so the third task stays queued.
+    let url = format!("{}/api/v1/ws/connect?token={token}", app.ws_base);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let running = app
+        .submit(
+            &token,
+            json!({"query": "a", "agent_id": sleeper, "budget": 0, "timeout": 60}),
+        )
+        .await;
+    let busy = app
+        .submit(
+            &token,
+            json!({"query": "b", "agent_id": sleeper, "budget": 0, "timeout": 60}),
+        )
+        .await;
+    let mut started = 0;
+    while started < 2 {
+        use futures_util::StreamExt;
+        let text = socket.next().await.unwrap().unwrap().into_text().unwrap();
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if event["data"]["status"] == "running" {
+            started += 1;
+        }
+    }
+    let queued = app
+        .submit(&token, json!({"query": "c", "agent_id": echo, "budget": 0}))
+        .await;
+
+    assert_error(&cancel(&other, &queued).await, 404, "task_not_found");
+    let (status, task) = cancel(&token, &queued).await;
+    assert_eq!(
+        (status, task["status"].as_str()),
+        (200, Some("canceled")),
+        "{task}"
+    );
+    let (status, task) = cancel(&token, &running).await;
+    assert_eq!(
+        (status, task["status"].as_str()),
+        (200, Some("canceled")),
+        "{task}"
+    );
+    assert!(task["duration_ms"].as_u64().unwrap() < 5000);
+    let (_, task) = cancel(&token, &busy).await;
+    assert_eq!(task["status"], "canceled");
+
+    assert_error(&cancel(&token, &queued).await, 409, "task_finished");
+    let (_, stats) = app.get("/api/v1/tasks/stats", Some(&token)).await;
+    assert_eq!(
+        (
+            stats["canceled"].as_u64(),
+            stats["queued"].as_u64(),
+            stats["running"].as_u64()
+        ),
+        (Some(3), Some(0), Some(0))
+    );
+    // Canceling is not the agent's failure.
+    let (_, agent) = app
+        .get(&format!("/api/v1/agents/{sleeper}"), Some(&token))
+        .await;
+    assert_eq!(agent["stats"]["tasks_failed"], 0);
 }

@@ -43,6 +43,7 @@ pub struct TaskStatsResponse {
     running: u64,
     completed: u64,
     failed: u64,
+    canceled: u64,
     total: u64,
 }
 
@@ -227,6 +228,25 @@ pub async fn get(
     }
 }
 
+/// Cancel one of the caller's tasks: a queued one at once, a running one after it stops.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = tags::TASKS, security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<ApiJson<Task>, ApiError> {
+    let id = path.map(|Path(id)| id).unwrap_or_default();
+    let not_found = || ApiError::new(Code::TaskNotFound, format!("no task with id `{id}`"));
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    match state.orchestrator.cancel(user.id, uuid).await {
+        Ok(task) => Ok(ApiJson(task)),
+        Err(TaskError::NotFound) => Err(not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Counts of the caller's tasks by status.
 #[utoipa::path(get, path = "/api/v1/tasks/stats", tag = tags::TASKS, security(("bearer" = [])),
     responses((status = 200, body = TaskStatsResponse)))]
@@ -240,6 +260,7 @@ pub async fn stats(
         running: c.running,
         completed: c.completed,
         failed: c.failed,
+        canceled: c.canceled,
         total: c.total(),
     }))
 }
