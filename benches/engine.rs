@@ -27,6 +27,8 @@ fn agents(n: usize) -> Vec<Agent> {
                 success_rate: None,
                 avg_duration_ms: (i % 3 != 0).then_some((i % 400) as f64),
                 total_duration_ms: 0,
+                ema_success: Some(((i * 7) % 10) as f64 / 10.0),
+                ema_duration_ms: (i % 3 != 0).then_some((i % 400) as f64),
             },
         })
         .collect()

@@ -29,6 +29,17 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub agents: AgentSettings,
     pub tasks: TaskSettings,
+    pub auction: AuctionSettings,
+}
+
+/// Weights of the auction's criteria; they must sum to 1.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionSettings {
+    pub price_weight: f64,
+    pub quality_weight: f64,
+    pub speed_weight: f64,
+    pub reputation_weight: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +121,12 @@ impl Default for Settings {
                 shutdown_grace_secs: 10,
                 max_attempts: 3,
             },
+            auction: AuctionSettings {
+                price_weight: 0.3,
+                quality_weight: 0.3,
+                speed_weight: 0.2,
+                reputation_weight: 0.2,
+            },
         }
     }
 }
@@ -188,6 +205,18 @@ impl Settings {
         rule(
             (1..=10).contains(&t.max_attempts),
             "tasks.max_attempts must be between 1 and 10",
+        )?;
+        let a = &self.auction;
+        let weights = [
+            a.price_weight,
+            a.quality_weight,
+            a.speed_weight,
+            a.reputation_weight,
+        ];
+        rule(
+            weights.iter().all(|w| w.is_finite() && *w >= 0.0)
+                && (weights.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+            "auction weights must be ≥ 0 and sum to 1",
         )?;
         rule(
             self.auth.token_ttl_secs > 0,
@@ -275,6 +304,9 @@ mod tests {
         Jail::expect_with(|jail| {
             let err = Settings::load(Some(Path::new("missing.toml")), Overrides::default());
             assert!(matches!(err, Err(ConfigError::MissingFile(_))));
+            jail.create_file("w.toml", "[auction]\nprice_weight = 0.5\n")?;
+            let err = Settings::load(Some(Path::new("w.toml")), Overrides::default());
+            assert!(err.unwrap_err().to_string().contains("sum to 1"));
             jail.create_file("c.toml", "[tasks]\ndefault_timeout_secs = 301\n")?;
             let err = Settings::load(Some(Path::new("c.toml")), Overrides::default());
             assert!(

@@ -133,6 +133,7 @@ impl Application {
             Arc::new(opened.executor),
             hub.clone(),
             settings.tasks.clone(),
+            orchestrator::Weights::from(settings.auction),
         );
         orchestrator
             .recover()

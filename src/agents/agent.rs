@@ -43,6 +43,20 @@ pub struct AgentStats {
     /// Sum of run durations, kept so the mean stays exact.
     #[serde(default)]
     pub total_duration_ms: u64,
+    /// Exponential moving average of success (1) and failure (0): recent behaviour weighs
+    /// more. The auction's quality criterion until reviews exist.
+    #[serde(default)]
+    pub ema_success: Option<f64>,
+    /// Exponential moving average of run durations; the auction's speed criterion.
+    #[serde(default)]
+    pub ema_duration_ms: Option<f64>,
+}
+
+/// Weight of the newest run in the moving averages.
+const EMA_ALPHA: f64 = 0.2;
+
+fn ema(previous: Option<f64>, sample: f64) -> f64 {
+    previous.map_or(sample, |p| EMA_ALPHA * sample + (1.0 - EMA_ALPHA) * p)
 }
 
 impl AgentStats {
@@ -57,6 +71,8 @@ impl AgentStats {
         let runs = self.runs() as f64;
         self.success_rate = Some(self.tasks_completed as f64 / runs);
         self.avg_duration_ms = Some(self.total_duration_ms as f64 / runs);
+        self.ema_success = Some(ema(self.ema_success, if success { 1.0 } else { 0.0 }));
+        self.ema_duration_ms = Some(ema(self.ema_duration_ms, duration_ms as f64));
     }
 
     pub fn runs(&self) -> u64 {
@@ -68,5 +84,27 @@ impl Agent {
     /// True if the agent offers every capability in `required`.
     pub fn offers_all(&self, required: &[String]) -> bool {
         required.iter().all(|c| self.capabilities.contains(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moving_averages_follow_recent_runs() {
+        let mut stats = AgentStats::default();
+        stats.record(true, 100);
+        assert_eq!(
+            (stats.ema_success, stats.ema_duration_ms),
+            (Some(1.0), Some(100.0))
+        );
+        stats.record(false, 200);
+        assert!((stats.ema_success.unwrap() - 0.8).abs() < 1e-9);
+        assert!((stats.ema_duration_ms.unwrap() - 120.0).abs() < 1e-9);
+        assert_eq!(
+            (stats.success_rate, stats.avg_duration_ms),
+            (Some(0.5), Some(150.0))
+        );
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Eligible: ready, offers every required capability, price ≤ budget. Each criterion is
 //! min-max normalised over the bidders to 0..=1 (1 is best; when all bidders tie, all get 1):
-//! price (cheaper is better), quality and reputation (from measured outcomes), speed (faster
-//! is better). An agent that has never run gets a neutral prior: 0.5 success, and the mean
-//! duration of the bidders that have run.
+//! price (cheaper is better); quality, the moving average of success; speed, the moving
+//! average of duration (faster is better); reputation, the Wilson lower bound of the success
+//! rate over all runs. An agent that has never run gets a neutral prior: 0.5 quality and
+//! reputation, and the mean duration of the bidders that have run.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -18,6 +19,17 @@ pub struct Weights {
     pub quality: f64,
     pub speed: f64,
     pub reputation: f64,
+}
+
+impl From<crate::config::AuctionSettings> for Weights {
+    fn from(a: crate::config::AuctionSettings) -> Self {
+        Self {
+            price: a.price_weight,
+            quality: a.quality_weight,
+            speed: a.speed_weight,
+            reputation: a.reputation_weight,
+        }
+    }
 }
 
 impl Default for Weights {
@@ -55,9 +67,9 @@ pub struct Bid {
 #[error("{0}")]
 pub struct NoEligibleAgent(pub String);
 
-/// Success rate with a uniform prior: 0.5 for a newcomer, approaching the observed rate.
+/// Moving average of success (recent runs weigh more); 0.5 for a newcomer.
 fn quality(agent: &Agent) -> f64 {
-    (agent.stats.tasks_completed as f64 + 1.0) / (agent.stats.runs() as f64 + 2.0)
+    agent.stats.ema_success.unwrap_or(0.5)
 }
 
 /// Lower bound of the 95% Wilson interval of the success rate; 0.5 for a newcomer.
@@ -130,7 +142,7 @@ pub fn run_auction(
 
     let measured: Vec<f64> = bidders
         .iter()
-        .filter_map(|a| a.stats.avg_duration_ms)
+        .filter_map(|a| a.stats.ema_duration_ms)
         .collect();
     let neutral_duration = if measured.is_empty() {
         0.0
@@ -140,7 +152,7 @@ pub fn run_auction(
     let prices: Vec<f64> = bidders.iter().map(|a| a.price).collect();
     let durations: Vec<f64> = bidders
         .iter()
-        .map(|a| a.stats.avg_duration_ms.unwrap_or(neutral_duration))
+        .map(|a| a.stats.ema_duration_ms.unwrap_or(neutral_duration))
         .collect();
     let qualities: Vec<f64> = bidders.iter().map(|a| quality(a)).collect();
     let reputations: Vec<f64> = bidders.iter().map(|a| reputation(a)).collect();
@@ -226,6 +238,9 @@ mod tests {
                 success_rate: None,
                 avg_duration_ms: avg_ms,
                 total_duration_ms: 0,
+                ema_success: (completed + failed > 0)
+                    .then(|| completed as f64 / (completed + failed) as f64),
+                ema_duration_ms: avg_ms,
             },
         }
     }

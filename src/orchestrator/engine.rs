@@ -130,6 +130,7 @@ impl Orchestrator {
         executor: Arc<Executor>,
         hub: Hub,
         settings: TaskSettings,
+        weights: Weights,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -139,7 +140,7 @@ impl Orchestrator {
                 executor,
                 hub,
                 settings,
-                weights: Weights::default(),
+                weights,
                 accepting: AtomicBool::new(true),
                 finished: broadcast::channel(1024).0,
                 running: Mutex::default(),
