@@ -5,7 +5,7 @@
 //! runtime. Every status change is a compare-and-set on the stored status
 //! ([`Store::transition_task`]), so a task reaches a terminal state once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,6 +121,28 @@ struct Inner {
     finished: broadcast::Sender<Uuid>,
     /// Cancel handles of the runs in progress. A std Mutex: held for a map operation only.
     running: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// The latest finished runs, for live statistics (kept in memory: they restart empty).
+    recent: Mutex<VecDeque<FinishedRun>>,
+}
+
+/// One finished run, as the live statistics need it.
+struct FinishedRun {
+    owner: Uuid,
+    at: std::time::Instant,
+    completed: bool,
+    duration_ms: u64,
+}
+
+/// How many finished runs the live statistics look at.
+const RECENT_RUNS: usize = 10_000;
+
+/// Live statistics of one user's recent runs.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct RecentStats {
+    pub completed_last_minute: u64,
+    /// Median duration of the recent runs, `null` when there are none.
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
 }
 
 impl Orchestrator {
@@ -144,6 +166,7 @@ impl Orchestrator {
                 accepting: AtomicBool::new(true),
                 finished: broadcast::channel(1024).0,
                 running: Mutex::default(),
+                recent: Mutex::default(),
             }),
         }
     }
@@ -651,11 +674,48 @@ impl Orchestrator {
                 .record(output.duration.as_secs_f64());
             tracing::info!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
             let _ = inner.finished.send(task.id);
+            self.record_run(task.owner_id, success, duration_ms);
             inner
                 .hub
                 .send_to_user(task.owner_id, Event::task_update(&task));
         }
         Ok(())
+    }
+
+    fn record_run(&self, owner: Uuid, completed: bool, duration_ms: u64) {
+        let mut recent = self.inner.recent.lock().expect("recent runs");
+        if recent.len() == RECENT_RUNS {
+            recent.pop_front();
+        }
+        recent.push_back(FinishedRun {
+            owner,
+            at: std::time::Instant::now(),
+            completed,
+            duration_ms,
+        });
+    }
+
+    /// Completions in the last minute and duration percentiles of `owner`'s recent runs
+    /// (among the server's last 10,000).
+    pub fn recent_stats(&self, owner: Uuid) -> RecentStats {
+        let recent = self.inner.recent.lock().expect("recent runs");
+        let mine: Vec<&FinishedRun> = recent.iter().filter(|r| r.owner == owner).collect();
+        let minute_ago = std::time::Instant::now().checked_sub(Duration::from_secs(60));
+        let completed_last_minute = mine
+            .iter()
+            .filter(|r| r.completed && minute_ago.is_none_or(|t| r.at >= t))
+            .count() as u64;
+        let mut durations: Vec<u64> = mine.iter().map(|r| r.duration_ms).collect();
+        durations.sort_unstable();
+        let percentile = |p: f64| {
+            (!durations.is_empty())
+                .then(|| durations[((durations.len() - 1) as f64 * p).round() as usize])
+        };
+        RecentStats {
+            completed_last_minute,
+            p50_ms: percentile(0.5),
+            p95_ms: percentile(0.95),
+        }
     }
 
     /// After a failed run: the winner of a new auction among the agents not tried yet, unless

@@ -10,5 +10,5 @@ mod engine;
 mod task;
 
 pub use auction::{Bid, BidScores, NoEligibleAgent, Weights, run_auction};
-pub use engine::{Orchestrator, Submission, TaskError};
+pub use engine::{Orchestrator, RecentStats, Submission, TaskError};
 pub use task::{Attempt, Priority, Task, TaskCounts, TaskStatus};

@@ -62,10 +62,24 @@ async fn a_task_runs_the_auction_winner_and_returns_its_real_output() {
     assert_eq!(agent["stats"]["success_rate"], 1.0);
 
     let (_, stats) = app.get("/api/v1/tasks/stats", Some(&token)).await;
+    let counts: Vec<u64> = [
+        "queued",
+        "running",
+        "completed",
+        "failed",
+        "canceled",
+        "total",
+    ]
+    .iter()
+    .map(|k| stats[*k].as_u64().unwrap())
+    .collect();
+    assert_eq!(counts, [0, 0, 1, 0, 0, 1], "{stats}");
     assert_eq!(
-        stats,
-        json!({"queued": 0, "running": 0, "completed": 1, "failed": 0, "canceled": 0, "total": 1})
+        stats["queue_depth"],
+        json!({"low": 0, "normal": 0, "high": 0, "critical": 0})
     );
+    assert_eq!(stats["recent"]["completed_last_minute"], 1);
+    assert_eq!(stats["recent"]["p50_ms"], task["duration_ms"]);
 }
 
 #[tokio::test]

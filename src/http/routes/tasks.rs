@@ -13,7 +13,7 @@ use super::agents::parse_bounded;
 use super::{DEFAULT_LIMIT, MAX_LIMIT, tags};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
-use crate::orchestrator::{Priority, Submission, Task, TaskError, TaskStatus};
+use crate::orchestrator::{Priority, RecentStats, Submission, Task, TaskError, TaskStatus};
 use crate::store::{Page, TaskFilter};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -45,6 +45,18 @@ pub struct TaskStatsResponse {
     failed: u64,
     canceled: u64,
     total: u64,
+    /// Tasks waiting in the server's queue, per priority (all users).
+    queue_depth: QueueDepth,
+    /// From the caller's runs among the server's latest 10,000 since start.
+    recent: RecentStats,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct QueueDepth {
+    low: usize,
+    normal: usize,
+    high: usize,
+    critical: usize,
 }
 
 /// Longest `Prefer: wait=N` honoured.
@@ -255,6 +267,7 @@ pub async fn stats(
     user: AuthUser,
 ) -> Result<ApiJson<TaskStatsResponse>, ApiError> {
     let c = state.orchestrator.counts(Some(user.id)).await?;
+    let depth = state.orchestrator.queue_depth();
     Ok(ApiJson(TaskStatsResponse {
         queued: c.queued,
         running: c.running,
@@ -262,5 +275,12 @@ pub async fn stats(
         failed: c.failed,
         canceled: c.canceled,
         total: c.total(),
+        queue_depth: QueueDepth {
+            low: depth[Priority::Low as usize],
+            normal: depth[Priority::Normal as usize],
+            high: depth[Priority::High as usize],
+            critical: depth[Priority::Critical as usize],
+        },
+        recent: state.orchestrator.recent_stats(user.id),
     }))
 }
