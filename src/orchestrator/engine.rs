@@ -60,6 +60,11 @@ pub struct Submission {
     pub constraints: Option<Value>,
     /// Run this agent instead of the auction winner (it must still be eligible).
     pub agent_id: Option<Uuid>,
+    /// RFC 3339 time by which the task must be done: a run never goes past it, and a task
+    /// still queued then fails without running.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +223,9 @@ impl Orchestrator {
                 "timeout must be between 1 and {max} seconds"
             )));
         }
+        if sub.deadline.is_some_and(|d| d <= OffsetDateTime::now_utc()) {
+            return Err(TaskError::Invalid("deadline is in the past".into()));
+        }
         let capabilities = parse_capabilities(sub.capabilities.iter().map(String::as_str))
             .map_err(|e| TaskError::Invalid(e.to_string()))?;
         inner.queue.check_capacity().map_err(queue_error)?;
@@ -251,6 +259,7 @@ impl Orchestrator {
             stderr: None,
             exit_code: None,
             pinned: sub.agent_id.is_some(),
+            deadline: sub.deadline,
             attempts: Vec::new(),
             starts: 0,
             seq: 0,
@@ -527,6 +536,18 @@ impl Orchestrator {
             }
         }
 
+        // The run may use its timeout, but never go past the deadline.
+        let mut timeout = Duration::from_secs(task.timeout_secs);
+        if let Some(deadline) = task.deadline {
+            let left = deadline - OffsetDateTime::now_utc();
+            if left <= time::Duration::ZERO {
+                return self
+                    .fail_without_run(task, "the deadline passed before the task could run")
+                    .await;
+            }
+            timeout = timeout.min(left.unsigned_abs());
+        }
+
         task.status = TaskStatus::Running;
         task.started_at = Some(OffsetDateTime::now_utc());
         task.starts += 1;
@@ -555,7 +576,7 @@ impl Orchestrator {
             ("ZEROSTATE_QUERY".to_owned(), task.query.clone()),
         ];
         let limits = RunLimits {
-            timeout: Duration::from_secs(task.timeout_secs),
+            timeout,
             memory_bytes: inner.settings.memory_limit_bytes,
             stdout_bytes: inner.settings.stdout_limit_bytes,
             stderr_bytes: inner.settings.stderr_limit_bytes,
@@ -821,7 +842,10 @@ fn tail(text: &str, max_chars: usize) -> String {
 fn describe_failure(outcome: &Outcome, limits: &RunLimits, stderr: &str) -> String {
     let base = match outcome {
         Outcome::Exited(code) => format!("agent exited with code {code}"),
-        Outcome::TimedOut => format!("timed out after {} s", limits.timeout.as_secs()),
+        Outcome::TimedOut => match limits.timeout.subsec_millis() {
+            0 => format!("timed out after {} s", limits.timeout.as_secs()),
+            _ => format!("timed out after {:.1} s", limits.timeout.as_secs_f64()),
+        },
         Outcome::MemoryLimit => format!(
             "memory limit of {} MiB exceeded",
             limits.memory_bytes / (1024 * 1024)

@@ -119,6 +119,9 @@ pub struct Task {
     /// The last bytes the agent wrote to stderr, if any.
     pub stderr: Option<String>,
     pub exit_code: Option<i32>,
+    /// Time by which the task must be done, if the caller set one.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub deadline: Option<OffsetDateTime>,
     /// The caller named the agent (`agent_id` on submit): no failover to other agents.
     #[serde(default)]
     pub pinned: bool,

@@ -322,6 +322,7 @@ mod tests {
             stderr: None,
             exit_code: None,
             pinned: false,
+            deadline: None,
             attempts: Vec::new(),
             starts: 0,
             seq: 0,

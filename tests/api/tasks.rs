@@ -754,3 +754,57 @@ async fn cancel_stops_queued_and_running_tasks_and_refuses_finished_ones() {
         .await;
     assert_eq!(agent["stats"]["tasks_failed"], 0);
 }
+
+#[tokio::test]
+async fn a_deadline_bounds_the_run_and_must_be_in_the_future() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let spin = app
+        .publish(&token, "Spinner", wasm(LOOP_AGENT), "spin", 0.0)
+        .await;
+    let format = &time::format_description::well_known::Rfc3339;
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500))
+        .format(format)
+        .unwrap();
+    let started = Instant::now();
+    let task = app
+        .run_task(
+            &token,
+            json!({"query": "q", "agent_id": spin, "budget": 0, "timeout": 30, "deadline": soon}),
+        )
+        .await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 1."),
+        "{task}"
+    );
+    assert!(
+        started.elapsed().as_millis() < 2500,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(task["deadline"], soon.as_str());
+
+    let past = (time::OffsetDateTime::now_utc() - time::Duration::seconds(1))
+        .format(format)
+        .unwrap();
+    let resp = app
+        .post_json(
+            "/api/v1/tasks/submit",
+            Some(&token),
+            &json!({"query": "q", "budget": 0, "deadline": past}),
+        )
+        .await;
+    assert_error(&resp, 400, "invalid_request");
+    let resp = app
+        .post_json(
+            "/api/v1/tasks/submit",
+            Some(&token),
+            &json!({"query": "q", "budget": 0, "deadline": "tomorrow"}),
+        )
+        .await;
+    assert_error(&resp, 400, "invalid_request");
+}
