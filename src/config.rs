@@ -92,6 +92,10 @@ pub struct TaskSettings {
     /// Agents tried per task: after a failed run the auction is re-run without the agents
     /// already tried, up to this many runs in all.
     pub max_attempts: u32,
+    /// Finished tasks kept; the oldest beyond this are deleted in the background.
+    pub retention_max_finished: u64,
+    /// Finished tasks older than this many days are deleted in the background; 0 keeps them.
+    pub retention_days: u64,
 }
 
 impl Default for Settings {
@@ -120,6 +124,8 @@ impl Default for Settings {
                 queue_capacity: 100_000,
                 shutdown_grace_secs: 10,
                 max_attempts: 3,
+                retention_max_finished: 1_000_000,
+                retention_days: 30,
             },
             auction: AuctionSettings {
                 price_weight: 0.3,

@@ -139,6 +139,13 @@ impl Application {
             .recover()
             .await
             .map_err(|e| StartError::Component(format!("task recovery: {e}")))?;
+        let pruned = orchestrator
+            .prune()
+            .await
+            .map_err(|e| StartError::Component(format!("task retention: {e}")))?;
+        if pruned > 0 {
+            tracing::info!(deleted = pruned, "retention deleted finished tasks");
+        }
 
         let shutdown = CancellationToken::new();
         let (routes, openapi) = http::router::routes(settings.agents.max_binary_bytes);
@@ -194,6 +201,10 @@ impl Application {
             shutdown,
         } = self;
         let workers = state.orchestrator.spawn_workers(settings.workers);
+        let retention = {
+            let (orchestrator, stop) = (state.orchestrator.clone(), shutdown.clone());
+            tokio::spawn(async move { orchestrator.run_retention(stop).await })
+        };
         tracing::info!(
             addr = %listener.local_addr().map_err(StartError::Serve)?,
             workers = settings.workers,
@@ -224,6 +235,7 @@ impl Application {
         };
         tracing::info!("shutting down: draining running tasks");
         state.orchestrator.shutdown(workers, grace).await;
+        let _ = retention.await;
         tracing::info!("shutdown complete");
         served.map_err(StartError::Serve)
     }

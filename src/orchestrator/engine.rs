@@ -31,6 +31,10 @@ use crate::store::{AgentOutcome, Inserted, Page, Store, StoreError, TaskFilter};
 const MAX_QUERY_BYTES: usize = 64 * 1024;
 /// Longest accepted serialised `input`: it becomes the agent's stdin.
 const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+/// Retention runs this often.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Finished tasks deleted per transaction.
+const PRUNE_BATCH: usize = 10_000;
 /// How long a cancel waits for a running task to stop before answering.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
 /// A task interrupted by a server stop this many times fails instead of running again.
@@ -459,6 +463,43 @@ impl Orchestrator {
             });
         }
         set
+    }
+
+    /// Applies the retention rules once; returns how many finished tasks were deleted.
+    pub async fn prune(&self) -> Result<usize, TaskError> {
+        let settings = &self.inner.settings;
+        let cutoff = match settings.retention_days {
+            0 => OffsetDateTime::UNIX_EPOCH,
+            days => OffsetDateTime::now_utc() - time::Duration::days(days as i64),
+        };
+        let mut total = 0;
+        loop {
+            let pruned = self
+                .inner
+                .store
+                .prune_finished(settings.retention_max_finished, cutoff, PRUNE_BATCH)
+                .await?;
+            total += pruned;
+            if pruned < PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs [`Orchestrator::prune`] every [`PRUNE_EVERY`] until `stop` is cancelled (start-up
+    /// runs it once before serving).
+    pub async fn run_retention(&self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(PRUNE_EVERY) => {}
+                _ = stop.cancelled() => return,
+            }
+            match self.prune().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "retention deleted finished tasks"),
+                Err(e) => tracing::error!(error = %e, "retention failed; retrying later"),
+            }
+        }
     }
 
     /// Refuses new submissions and stops workers from starting queued tasks. Queued tasks stay

@@ -191,6 +191,12 @@ impl TaskCounts {
         }
     }
 
+    /// Forgets one task in `status` (it was deleted).
+    pub fn remove(&mut self, status: TaskStatus) {
+        let slot = self.slot(status);
+        *slot = slot.saturating_sub(1);
+    }
+
     /// Moves one task from `from` (if any) to `to`.
     pub fn shift(&mut self, from: Option<TaskStatus>, to: TaskStatus) {
         if let Some(from) = from {

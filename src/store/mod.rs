@@ -82,6 +82,7 @@ impl Store {
             txn.open_table(tables::ACTIVE_TASKS)?;
             txn.open_table(tables::TASK_COUNTS)?;
             txn.open_table(tables::IDEMPOTENCY_KEYS)?;
+            txn.open_table(tables::FINISHED_TASKS)?;
             let mut meta = txn.open_table(tables::META)?;
             let found = meta.get(tables::SCHEMA_VERSION)?.map(|v| v.value());
             match found {

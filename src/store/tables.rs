@@ -37,6 +37,11 @@ pub const TASKS_BY_OWNER: TableDefinition<(&str, u64), &str> =
 /// exactly these, in submit order, so recovery costs O(unfinished tasks).
 pub const ACTIVE_TASKS: TableDefinition<u64, &str> = TableDefinition::new("active_tasks");
 
+/// `(finish time in unix ms, submit sequence)` → `task id` for every task in a terminal state,
+/// oldest first: what retention prunes.
+pub const FINISHED_TASKS: TableDefinition<(u64, u64), &str> =
+    TableDefinition::new("finished_tasks");
+
 /// `user id` (or [`ALL_USERS`]) → JSON [`crate::orchestrator::TaskCounts`], updated in the same
 /// transaction as every status change.
 pub const TASK_COUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("task_counts");

@@ -1,6 +1,6 @@
 //! Task records, the per-owner index, the active set and the status counters.
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
 use super::{Store, StoreError, decode, encode, read_json, tables};
@@ -63,6 +63,17 @@ pub struct AgentOutcome {
     pub agent_id: Uuid,
     pub success: bool,
     pub duration_ms: u64,
+}
+
+/// Adds a task that just reached a terminal state to the retention index.
+fn index_finished(txn: &WriteTransaction, task: &Task) -> Result<(), StoreError> {
+    let at = task
+        .completed_at
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+    txn.open_table(tables::FINISHED_TASKS)?
+        .insert((ms, task.seq), task.id.to_string().as_str())?;
+    Ok(())
 }
 
 fn shift_counts(
@@ -160,6 +171,7 @@ impl Store {
                 tasks.insert(id.as_str(), encode(&task).as_slice())?;
                 if task.status.is_terminal() {
                     txn.open_table(tables::ACTIVE_TASKS)?.remove(task.seq)?;
+                    index_finished(&txn, &task)?;
                 }
                 if let Some(outcome) = outcome {
                     let mut agents = txn.open_table(tables::AGENTS)?;
@@ -222,6 +234,60 @@ impl Store {
         .await
     }
 
+    /// Deletes finished tasks, oldest first, while more than `keep` are finished or they
+    /// finished before `cutoff`. At most `batch` per call (one transaction); returns how many.
+    pub async fn prune_finished(
+        &self,
+        keep: u64,
+        cutoff: time::OffsetDateTime,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let cutoff_ms = (cutoff.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            let mut pruned = Vec::new();
+            {
+                let mut finished = txn.open_table(tables::FINISHED_TASKS)?;
+                let mut excess = finished.len()?.saturating_sub(keep);
+                let mut doomed = Vec::new();
+                for entry in finished.iter()? {
+                    let (key, id) = entry?;
+                    let (ms, seq) = key.value();
+                    if excess == 0 && ms >= cutoff_ms || doomed.len() == batch {
+                        break;
+                    }
+                    excess = excess.saturating_sub(1);
+                    doomed.push(((ms, seq), id.value().to_owned()));
+                }
+                let mut tasks = txn.open_table(tables::TASKS)?;
+                let mut by_owner = txn.open_table(tables::TASKS_BY_OWNER)?;
+                for (key, id) in doomed {
+                    finished.remove(key)?;
+                    let Some(bytes) = tasks.remove(id.as_str())?.map(|v| v.value().to_vec()) else {
+                        continue;
+                    };
+                    let task: Task = decode("tasks", &bytes)?;
+                    by_owner.remove((task.owner_id.to_string().as_str(), task.seq))?;
+                    pruned.push((task.owner_id, task.status));
+                }
+            }
+            {
+                let mut counts = txn.open_table(tables::TASK_COUNTS)?;
+                for (owner, status) in &pruned {
+                    for key in [owner.to_string().as_str(), tables::ALL_USERS] {
+                        let mut c: TaskCounts =
+                            read_json(&counts, "task_counts", key)?.unwrap_or_default();
+                        c.remove(*status);
+                        counts.insert(key, encode(&c).as_slice())?;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(pruned.len())
+        })
+        .await
+    }
+
     /// Task counts for one user, or for everyone with `None`.
     pub async fn task_counts(&self, owner: Option<Uuid>) -> Result<TaskCounts, StoreError> {
         self.run(move |db| {
@@ -269,6 +335,7 @@ impl Store {
                         task.completed_at = Some(time::OffsetDateTime::now_utc());
                         tasks.insert(id.as_str(), encode(&task).as_slice())?;
                         active.remove(seq)?;
+                        index_finished(&txn, &task)?;
                         moved.push((task.owner_id, TaskStatus::Failed));
                         continue;
                     }
@@ -427,5 +494,57 @@ mod tests {
             store.task(done.id).await.unwrap().unwrap().status,
             TaskStatus::Completed
         );
+    }
+
+    #[tokio::test]
+    async fn retention_prunes_the_oldest_finished_tasks_and_their_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let owner = Uuid::new_v4();
+        let mut finished = Vec::new();
+        for _ in 0..4 {
+            let t = start(
+                &store,
+                new(store.insert_task(task(owner), None).await.unwrap()),
+                1,
+            )
+            .await;
+            let mut done = t.clone();
+            done.status = TaskStatus::Completed;
+            done.completed_at = Some(time::OffsetDateTime::now_utc());
+            assert!(
+                store
+                    .transition_task(done, TaskStatus::Running, None)
+                    .await
+                    .unwrap()
+            );
+            finished.push(t.id);
+        }
+        let queued = new(store.insert_task(task(owner), None).await.unwrap());
+        let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(365);
+
+        // Keep two: the two oldest go; unfinished tasks are never touched.
+        assert_eq!(store.prune_finished(2, long_ago, 100).await.unwrap(), 2);
+        assert!(store.task(finished[0]).await.unwrap().is_none());
+        assert!(store.task(finished[1]).await.unwrap().is_none());
+        assert!(store.task(finished[2]).await.unwrap().is_some());
+        assert!(store.task(queued.id).await.unwrap().is_some());
+        let page = Page {
+            before: None,
+            offset: 0,
+            limit: 10,
+        };
+        let (listed, _) = store
+            .tasks_for_owner(owner, TaskFilter::default(), page, false)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 3);
+        let counts = store.task_counts(Some(owner)).await.unwrap();
+        assert_eq!((counts.completed, counts.queued, counts.total()), (2, 1, 3));
+
+        // An age cutoff in the future prunes every finished task.
+        let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+        assert_eq!(store.prune_finished(1_000, later, 100).await.unwrap(), 2);
+        assert_eq!(store.task_counts(None).await.unwrap().total(), 1);
     }
 }

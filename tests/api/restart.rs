@@ -108,3 +108,40 @@ async fn a_task_running_at_shutdown_is_requeued_and_finishes_after_restart() {
     assert_eq!(task["starts"], 2, "{task}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn retention_deletes_the_oldest_finished_tasks() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut s = settings(dir.path(), 1);
+    s.tasks.retention_max_finished = 1;
+    let app = spawn_with(s.clone(), dir.clone()).await;
+    let token = app.signup("user@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let task = app
+            .run_task(
+                &token,
+                json!({"query": format!("t{i}"), "agent_id": echo, "budget": 0}),
+            )
+            .await;
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let dir = app.stop().await;
+    // Retention runs at start (then every 10 minutes).
+    let app = spawn_with(s, dir).await;
+    let (_, list) = app.get("/api/v1/tasks", Some(&token)).await;
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(
+        list["tasks"][0]["id"],
+        ids[2].as_str(),
+        "the newest is kept"
+    );
+    let (status, _) = app
+        .get(&format!("/api/v1/tasks/{}", ids[0]), Some(&token))
+        .await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
