@@ -43,6 +43,12 @@ error_codes! {
     MalformedMultipart => (BAD_REQUEST, "malformed_multipart"),
     /// The request is well-formed but a field is missing, of the wrong type or out of range.
     InvalidRequest => (BAD_REQUEST, "invalid_request"),
+    /// A task budget that is negative or not a number.
+    InvalidBudget => (BAD_REQUEST, "invalid_budget"),
+    /// A task timeout outside the allowed range.
+    InvalidTimeout => (BAD_REQUEST, "invalid_timeout"),
+    /// A priority other than low, normal (medium), high or critical.
+    InvalidPriority => (BAD_REQUEST, "invalid_priority"),
     /// A pagination cursor that this server did not issue.
     InvalidCursor => (BAD_REQUEST, "invalid_cursor"),
     /// The email address is not a plausible address.

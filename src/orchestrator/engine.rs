@@ -58,8 +58,9 @@ pub struct Submission {
     pub budget: f64,
     /// Seconds; default from config (30), at most the configured maximum (300).
     pub timeout: Option<u64>,
-    #[serde(default)]
-    pub priority: Priority,
+    /// low, normal (or medium), high, critical; default normal.
+    #[schema(value_type = Option<Priority>)]
+    pub priority: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub constraints: Option<Value>,
     /// Run this agent instead of the auction winner (it must still be eligible).
@@ -75,6 +76,12 @@ pub struct Submission {
 pub enum TaskError {
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    InvalidBudget(String),
+    #[error("{0}")]
+    InvalidTimeout(String),
+    #[error("priority `{0}` is not one of low, normal (medium), high, critical")]
+    InvalidPriority(String),
     #[error(transparent)]
     NoEligibleAgent(#[from] NoEligibleAgent),
     #[error("agent not found")]
@@ -99,6 +106,9 @@ impl From<TaskError> for ApiError {
             TaskError::Agent(e) => return e.into(),
             TaskError::Store(e) => return ApiError::internal(&e),
             TaskError::Invalid(_) => Code::InvalidRequest,
+            TaskError::InvalidBudget(_) => Code::InvalidBudget,
+            TaskError::InvalidTimeout(_) => Code::InvalidTimeout,
+            TaskError::InvalidPriority(_) => Code::InvalidPriority,
             TaskError::NoEligibleAgent(_) => Code::NoEligibleAgent,
             TaskError::AgentNotFound => Code::AgentNotFound,
             TaskError::NotFound => Code::TaskNotFound,
@@ -218,15 +228,31 @@ impl Orchestrator {
             )));
         }
         if !sub.budget.is_finite() || sub.budget < 0.0 {
-            return Err(TaskError::Invalid("budget must be a number ≥ 0".into()));
+            return Err(TaskError::InvalidBudget(
+                "budget must be a number ≥ 0".into(),
+            ));
         }
         let max = inner.settings.max_timeout_secs;
         let timeout_secs = sub.timeout.unwrap_or(inner.settings.default_timeout_secs);
         if !(1..=max).contains(&timeout_secs) {
-            return Err(TaskError::Invalid(format!(
+            return Err(TaskError::InvalidTimeout(format!(
                 "timeout must be between 1 and {max} seconds"
             )));
         }
+        let priority = match sub
+            .priority
+            .as_deref()
+            .map(|p| p.trim().to_ascii_lowercase())
+        {
+            None => Priority::Normal,
+            Some(p) => match p.as_str() {
+                "low" => Priority::Low,
+                "normal" | "medium" => Priority::Normal,
+                "high" => Priority::High,
+                "critical" => Priority::Critical,
+                _ => return Err(TaskError::InvalidPriority(p)),
+            },
+        };
         if sub.deadline.is_some_and(|d| d <= OffsetDateTime::now_utc()) {
             return Err(TaskError::Invalid("deadline is in the past".into()));
         }
@@ -250,7 +276,7 @@ impl Orchestrator {
             query,
             input: sub.input,
             capabilities,
-            priority: sub.priority,
+            priority,
             budget: sub.budget,
             timeout_secs,
             constraints: sub.constraints,
@@ -375,7 +401,9 @@ impl Orchestrator {
         budget: f64,
     ) -> Result<Vec<Bid>, TaskError> {
         if !budget.is_finite() || budget < 0.0 {
-            return Err(TaskError::Invalid("budget must be a number ≥ 0".into()));
+            return Err(TaskError::InvalidBudget(
+                "budget must be a number ≥ 0".into(),
+            ));
         }
         let capabilities = parse_capabilities(capabilities.iter().map(String::as_str))
             .map_err(|e| TaskError::Invalid(e.to_string()))?;

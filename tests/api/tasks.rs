@@ -270,22 +270,22 @@ async fn submissions_are_validated_and_auctions_explain_refusals() {
     assert_error(
         &submit(json!({"query": "x", "budget": 1, "timeout": 301})).await,
         400,
-        "invalid_request",
+        "invalid_timeout",
     );
     assert_error(
         &submit(json!({"query": "x", "budget": 1, "timeout": 0})).await,
         400,
-        "invalid_request",
+        "invalid_timeout",
     );
     assert_error(
         &submit(json!({"query": "x", "budget": 1, "priority": "urgent"})).await,
         400,
-        "invalid_request",
+        "invalid_priority",
     );
     assert_error(
         &submit(json!({"query": "x", "budget": -1})).await,
         400,
-        "invalid_request",
+        "invalid_budget",
     );
     assert_error(
         &submit(json!({"query": "  ", "budget": 1})).await,
@@ -521,7 +521,7 @@ async fn auction_preview_ranks_without_submitting() {
             &json!({"budget": -1}),
         )
         .await;
-    assert_error(&bad, 400, "invalid_request");
+    assert_error(&bad, 400, "invalid_budget");
 }
 
 #[tokio::test]
