@@ -329,6 +329,10 @@ impl Orchestrator {
         id: Uuid,
         limit: Duration,
     ) -> Result<Option<Task>, TaskError> {
+        // Already finished (e.g. an idempotent replay of a finished task): no event will come.
+        if matches!(self.inner.store.task(id).await?, Some(t) if t.status.is_terminal()) {
+            return self.task(owner, id).await.map(Some);
+        }
         let finished = tokio::time::timeout(limit, async {
             loop {
                 match events.recv().await {
@@ -356,9 +360,9 @@ impl Orchestrator {
     /// marked canceled (this waits up to a few seconds for that). A finished task cannot be.
     pub async fn cancel(&self, owner: Uuid, id: Uuid) -> Result<Task, TaskError> {
         let inner = &self.inner;
-        let events = self.finished_events();
-        // Two rounds: a task can start running between reading it and canceling it.
-        for _ in 0..2 {
+        // A few rounds: a task can start running, or go back to the queue for failover,
+        // between reading it and canceling it.
+        for _ in 0..3 {
             let task = self.task(owner, id).await?;
             match task.status {
                 TaskStatus::Queued => {
@@ -380,12 +384,13 @@ impl Orchestrator {
                 TaskStatus::Running => {
                     let token = inner.running.lock().expect("running map").get(&id).cloned();
                     if let Some(token) = token {
+                        let events = self.finished_events();
                         token.cancel();
-                        let done = self.wait_finished(events, owner, id, CANCEL_WAIT).await?;
-                        return match done {
-                            Some(task) => Ok(task),
-                            None => self.task(owner, id).await,
-                        };
+                        if let Some(task) =
+                            self.wait_finished(events, owner, id, CANCEL_WAIT).await?
+                        {
+                            return Ok(task);
+                        }
                     }
                 }
                 _ => return Err(TaskError::Finished(task.status.as_str())),
@@ -658,7 +663,7 @@ impl Orchestrator {
                 env,
                 stdin,
                 limits,
-                cancel,
+                cancel.clone(),
             )
             .await;
 
@@ -675,7 +680,8 @@ impl Orchestrator {
             return Ok(());
         }
 
-        if output.outcome == Outcome::Canceled {
+        // A cancel that lands after the guest ended still wins: no failover, no re-run.
+        if output.outcome == Outcome::Canceled || cancel.is_cancelled() {
             task.status = TaskStatus::Canceled;
             task.completed_at = Some(OffsetDateTime::now_utc());
             task.duration_ms = Some(output.duration.as_millis() as u64);
@@ -711,13 +717,20 @@ impl Orchestrator {
             duration_ms,
             started_at,
         });
-        let outcome = AgentOutcome {
+        // A timeout forced by the caller's deadline is not the agent's fault, and another
+        // agent would meet the same deadline.
+        let deadline_cut =
+            output.outcome == Outcome::TimedOut && timeout < Duration::from_secs(task.timeout_secs);
+        let outcome = (!deadline_cut).then_some(AgentOutcome {
             agent_id: agent.id,
             success,
             duration_ms,
-        };
+        });
 
-        if !success && let Some(next) = self.failover_bid(&task).await? {
+        if !success
+            && !deadline_cut
+            && let Some(next) = self.failover_bid(&task).await?
+        {
             tracing::info!(task_id = %task.id, failed = %agent.name, next = %next.agent_name, "failing over to the next bidder");
             task.status = TaskStatus::Queued;
             task.started_at = None;
@@ -726,7 +739,7 @@ impl Orchestrator {
             task.price = next.price;
             if inner
                 .store
-                .transition_task(task.clone(), TaskStatus::Running, Some(outcome))
+                .transition_task(task.clone(), TaskStatus::Running, outcome)
                 .await?
             {
                 inner
@@ -755,7 +768,7 @@ impl Orchestrator {
         };
         if inner
             .store
-            .transition_task(task.clone(), TaskStatus::Running, Some(outcome))
+            .transition_task(task.clone(), TaskStatus::Running, outcome)
             .await?
         {
             metrics::counter!("zerostate_tasks_finished_total", "status" => task.status.as_str())

@@ -418,8 +418,9 @@ fn read_segment(
                 at = next;
             }
             Err(bad) => {
-                let torn =
-                    last && (matches!(bad, Bad::Truncated) || !valid_record_after(&data, at + 1));
+                // Even a record that seems to run past the end may be a damaged length field
+                // with acknowledged records after it: only nothing valid after it is a tail.
+                let torn = last && !valid_record_after(&data, at + 1);
                 if !torn {
                     let reason = match bad {
                         Bad::Truncated => {
@@ -594,6 +595,26 @@ mod tests {
         std::fs::write(&path, data).unwrap();
         let (_wal, replay) = open(dir.path());
         assert_eq!(replay, payloads(2));
+    }
+
+    #[test]
+    fn a_damaged_length_before_good_records_is_corruption_not_a_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        for p in payloads(3) {
+            wal.append_blocking(p).unwrap();
+        }
+        drop(wal);
+        let path = only_segment(dir.path());
+        let mut data = std::fs::read(&path).unwrap();
+        // The first record's length now points past the end of the file.
+        data[SEGMENT_HEADER as usize + 2] = 0x01;
+        std::fs::write(&path, &data).unwrap();
+        assert!(matches!(
+            Wal::open(dir.path(), WalOptions::default()),
+            Err(WalError::Corrupt { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), data, "nothing was truncated");
     }
 
     #[test]

@@ -326,7 +326,10 @@ impl Store {
                     };
                     let mut task: Task = decode("tasks", &bytes)?;
                     let was_running = task.status == TaskStatus::Running;
-                    if was_running && task.starts >= max_starts {
+                    // Runs cut short by a stop: starts that never produced an attempt (failover
+                    // runs that ended normally do not count).
+                    let interrupted = task.starts.saturating_sub(task.attempts.len() as u32);
+                    if was_running && interrupted >= max_starts {
                         task.status = TaskStatus::Failed;
                         task.error = Some(format!(
                             "the server stopped while this task ran, {} times; not retried again",
