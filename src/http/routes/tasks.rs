@@ -229,15 +229,7 @@ pub async fn get(
     user: AuthUser,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<ApiJson<Task>, ApiError> {
-    // A path that is not valid UTF-8 cannot name anything: same answer as an unknown id.
-    let id = path.map(|Path(id)| id).unwrap_or_default();
-    let not_found = || ApiError::new(Code::TaskNotFound, format!("no task with id `{id}`"));
-    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    match state.orchestrator.task(user.id, uuid).await {
-        Ok(task) => Ok(ApiJson(task)),
-        Err(TaskError::NotFound) => Err(not_found()),
-        Err(e) => Err(e.into()),
-    }
+    with_task_id(path, |id| state.orchestrator.task(user.id, id)).await
 }
 
 /// Cancel one of the caller's tasks: a queued one at once, a running one after it stops.
@@ -249,10 +241,22 @@ pub async fn cancel(
     user: AuthUser,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<ApiJson<Task>, ApiError> {
+    with_task_id(path, |id| state.orchestrator.cancel(user.id, id)).await
+}
+
+/// Parses the `{id}` of a task route and runs `op`; an unparsable id (even one that is not
+/// UTF-8) and an unknown or foreign task get the same 404.
+async fn with_task_id<F>(
+    path: Result<Path<String>, PathRejection>,
+    op: impl FnOnce(Uuid) -> F,
+) -> Result<ApiJson<Task>, ApiError>
+where
+    F: std::future::Future<Output = Result<Task, TaskError>>,
+{
     let id = path.map(|Path(id)| id).unwrap_or_default();
     let not_found = || ApiError::new(Code::TaskNotFound, format!("no task with id `{id}`"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    match state.orchestrator.cancel(user.id, uuid).await {
+    match op(uuid).await {
         Ok(task) => Ok(ApiJson(task)),
         Err(TaskError::NotFound) => Err(not_found()),
         Err(e) => Err(e.into()),
