@@ -227,11 +227,7 @@ impl Orchestrator {
                 "input must serialise to at most {MAX_INPUT_BYTES} bytes"
             )));
         }
-        if !sub.budget.is_finite() || sub.budget < 0.0 {
-            return Err(TaskError::InvalidBudget(
-                "budget must be a number ≥ 0".into(),
-            ));
-        }
+        let capabilities = checked_requirements(&sub.capabilities, sub.budget)?;
         let max = inner.settings.max_timeout_secs;
         let timeout_secs = sub.timeout.unwrap_or(inner.settings.default_timeout_secs);
         if !(1..=max).contains(&timeout_secs) {
@@ -256,8 +252,6 @@ impl Orchestrator {
         if sub.deadline.is_some_and(|d| d <= OffsetDateTime::now_utc()) {
             return Err(TaskError::Invalid("deadline is in the past".into()));
         }
-        let capabilities = parse_capabilities(sub.capabilities.iter().map(String::as_str))
-            .map_err(|e| TaskError::Invalid(e.to_string()))?;
         inner.queue.check_capacity().map_err(queue_error)?;
 
         let candidates = match sub.agent_id {
@@ -405,13 +399,7 @@ impl Orchestrator {
         capabilities: &[String],
         budget: f64,
     ) -> Result<Vec<Bid>, TaskError> {
-        if !budget.is_finite() || budget < 0.0 {
-            return Err(TaskError::InvalidBudget(
-                "budget must be a number ≥ 0".into(),
-            ));
-        }
-        let capabilities = parse_capabilities(capabilities.iter().map(String::as_str))
-            .map_err(|e| TaskError::Invalid(e.to_string()))?;
+        let capabilities = checked_requirements(capabilities, budget)?;
         let agents = self.inner.marketplace.ready_agents().await?;
         Ok(run_auction(
             &agents,
@@ -897,6 +885,17 @@ fn queued(task: &Task) -> QueuedTask {
         priority: task.priority,
         seq: task.seq,
     }
+}
+
+/// The auction inputs shared by submit and preview: normalised capabilities, a sane budget.
+fn checked_requirements(capabilities: &[String], budget: f64) -> Result<Vec<String>, TaskError> {
+    if !budget.is_finite() || budget < 0.0 {
+        return Err(TaskError::InvalidBudget(
+            "budget must be a number ≥ 0".into(),
+        ));
+    }
+    parse_capabilities(capabilities.iter().map(String::as_str))
+        .map_err(|e| TaskError::Invalid(e.to_string()))
 }
 
 fn queue_error(e: QueueError) -> TaskError {

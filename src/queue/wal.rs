@@ -522,6 +522,20 @@ mod tests {
         (0..n).map(|i| format!("record {i}").into_bytes()).collect()
     }
 
+    /// Appends `payloads(n)` and returns their positions.
+    fn append(wal: &Wal, n: usize) -> Vec<Lsn> {
+        payloads(n)
+            .into_iter()
+            .map(|p| wal.append_blocking(p).unwrap())
+            .collect()
+    }
+
+    /// Writes `payloads(n)` to a fresh log in `dir` and closes it.
+    fn append_and_close(dir: &Path, n: usize) {
+        let (wal, _) = open(dir);
+        append(&wal, n);
+    }
+
     fn only_segment(dir: &Path) -> PathBuf {
         let ids = list_segments(dir).unwrap();
         assert_eq!(ids.len(), 1);
@@ -558,11 +572,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_truncated_and_appends_continue_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = open(dir.path());
-        for p in payloads(3) {
-            wal.append_blocking(p).unwrap();
-        }
-        drop(wal);
+        append_and_close(dir.path(), 3);
         // A crash in the middle of writing a fourth record.
         let path = only_segment(dir.path());
         let mut torn = Vec::new();
@@ -583,11 +593,7 @@ mod tests {
     #[test]
     fn a_bad_crc_at_the_tail_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = open(dir.path());
-        for p in payloads(3) {
-            wal.append_blocking(p).unwrap();
-        }
-        drop(wal);
+        append_and_close(dir.path(), 3);
         let path = only_segment(dir.path());
         let mut data = std::fs::read(&path).unwrap();
         let last = data.len() - 1;
@@ -600,11 +606,7 @@ mod tests {
     #[test]
     fn a_damaged_length_before_good_records_is_corruption_not_a_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = open(dir.path());
-        for p in payloads(3) {
-            wal.append_blocking(p).unwrap();
-        }
-        drop(wal);
+        append_and_close(dir.path(), 3);
         let path = only_segment(dir.path());
         let mut data = std::fs::read(&path).unwrap();
         // The first record's length now points past the end of the file.
@@ -620,11 +622,7 @@ mod tests {
     #[test]
     fn corruption_before_the_tail_stops_recovery_naming_file_and_offset() {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = open(dir.path());
-        for p in payloads(3) {
-            wal.append_blocking(p).unwrap();
-        }
-        drop(wal);
+        append_and_close(dir.path(), 3);
         let path = only_segment(dir.path());
         let mut data = std::fs::read(&path).unwrap();
         // Flip a byte of the first record's payload; two good records follow it.
@@ -651,10 +649,7 @@ mod tests {
         // Crash between fsync and apply: acknowledged but not checkpointed records come back.
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = open(dir.path());
-        let mut lsns = Vec::new();
-        for p in payloads(4) {
-            lsns.push(wal.append_blocking(p).unwrap());
-        }
+        let lsns = append(&wal, 4);
         wal.checkpoint(lsns[1]).unwrap();
         drop(wal);
         let (_wal, replay) = open(dir.path());
@@ -665,10 +660,7 @@ mod tests {
     fn a_crash_during_checkpoint_keeps_the_previous_one() {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = open(dir.path());
-        let mut lsns = Vec::new();
-        for p in payloads(4) {
-            lsns.push(wal.append_blocking(p).unwrap());
-        }
+        let lsns = append(&wal, 4);
         wal.checkpoint(lsns[0]).unwrap();
         drop(wal);
         // The process died after writing half of the next checkpoint's temp file.
@@ -682,10 +674,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let options = WalOptions { segment_bytes: 256 };
         let (wal, _) = open_with(dir.path(), options);
-        let mut lsns = Vec::new();
-        for p in payloads(100) {
-            lsns.push(wal.append_blocking(p).unwrap());
-        }
+        let lsns = append(&wal, 100);
         let segments = list_segments(dir.path()).unwrap();
         assert!(segments.len() > 5, "{segments:?}");
         let keep_from = lsns[80];

@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DEFAULT_LIMIT, MAX_LIMIT, tags};
+use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, tags};
 use crate::agents::manifest::RawManifest;
 use crate::agents::{Agent, AgentQuery, AgentStatus};
 use crate::error::{ApiError, Code, ErrorBody};
@@ -198,20 +198,5 @@ pub async fn get(
         Ok(agent) => Ok(ApiJson(agent)),
         Err(crate::agents::AgentError::NotFound) => Err(not_found()),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Parses a query parameter as an integer in `min..=max`.
-pub fn parse_bounded(name: &str, value: &str, min: usize, max: usize) -> Result<usize, ApiError> {
-    match value.parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ if max == usize::MAX => Err(ApiError::new(
-            Code::InvalidRequest,
-            format!("{name} must be an integer ≥ {min}"),
-        )),
-        _ => Err(ApiError::new(
-            Code::InvalidRequest,
-            format!("{name} must be an integer between {min} and {max}"),
-        )),
     }
 }

@@ -9,8 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::agents::parse_bounded;
-use super::{DEFAULT_LIMIT, MAX_LIMIT, tags};
+use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, tags};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
 use crate::orchestrator::{Priority, RecentStats, Submission, Task, TaskError, TaskStatus};
