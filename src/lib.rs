@@ -32,6 +32,7 @@ use crate::blob::BlobStore;
 use crate::config::Settings;
 use crate::http::AppState;
 use crate::orchestrator::Orchestrator;
+use crate::orchestrator::ledger::Ledger;
 use crate::realtime::Hub;
 use crate::runtime::Executor;
 use crate::search::SearchIndex;
@@ -41,6 +42,8 @@ use crate::store::Store;
 pub const DB_FILE: &str = "zerostate.redb";
 /// Name of the search index directory inside the data dir.
 pub const INDEX_DIR: &str = "search";
+/// Name of the task write-ahead log directory inside the data dir.
+pub const WAL_DIR: &str = "wal";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -122,13 +125,20 @@ impl Application {
             Arc::new(opened.search),
             hub.clone(),
             settings.agents.max_binary_bytes,
-        );
+        )
+        .await
+        .map_err(|e| StartError::Component(format!("agent catalog: {e}")))?;
         marketplace
             .reconcile_index()
             .await
             .map_err(|e| StartError::Component(format!("search index: {e}")))?;
+        let (ledger, unfinished) =
+            Ledger::open(opened.store.clone(), &settings.data_dir.join(WAL_DIR))
+                .await
+                .map_err(|e| StartError::Component(format!("task WAL: {e}")))?;
         let orchestrator = Orchestrator::new(
             opened.store.clone(),
+            ledger,
             marketplace.clone(),
             Arc::new(opened.executor),
             hub.clone(),
@@ -136,7 +146,7 @@ impl Application {
             orchestrator::Weights::from(settings.auction),
         );
         orchestrator
-            .recover()
+            .recover(unfinished)
             .await
             .map_err(|e| StartError::Component(format!("task recovery: {e}")))?;
         let pruned = orchestrator

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::agent::{Agent, AgentStats, AgentStatus};
+use super::catalog::Catalog;
 use super::manifest::{Manifest, ManifestError, RawManifest};
 use crate::blob::{BlobError, BlobStore};
 use crate::error::{ApiError, Code};
@@ -74,24 +75,34 @@ pub struct Marketplace {
     blobs: BlobStore,
     search: Arc<SearchIndex>,
     hub: Hub,
+    /// Ready agents in memory, for auctions.
+    catalog: Catalog,
     max_binary_bytes: usize,
 }
 
 impl Marketplace {
-    pub fn new(
+    /// Loads the catalog of ready agents from the store.
+    pub async fn new(
         store: Store,
         blobs: BlobStore,
         search: Arc<SearchIndex>,
         hub: Hub,
         max_binary_bytes: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, AgentError> {
+        let catalog = Catalog::new(store.all_agents().await?);
+        Ok(Self {
             store,
             blobs,
             search,
             hub,
+            catalog,
             max_binary_bytes,
-        }
+        })
+    }
+
+    /// The ready agents, in memory.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     pub fn max_binary_bytes(&self) -> usize {
@@ -139,6 +150,7 @@ impl Marketplace {
         if !self.store.insert_agent(agent.clone()).await? {
             return Err(AgentError::NameTaken(agent.name));
         }
+        self.catalog.upsert(agent.clone());
         let search = self.search.clone();
         let indexed = agent.clone();
         tokio::task::spawn_blocking(move || search.upsert(&indexed))
@@ -197,17 +209,6 @@ impl Marketplace {
             .take(query.limit)
             .collect();
         Ok(AgentList { agents, total })
-    }
-
-    /// Agents that may bid in an auction.
-    pub async fn ready_agents(&self) -> Result<Vec<Agent>, AgentError> {
-        Ok(self
-            .store
-            .all_agents()
-            .await?
-            .into_iter()
-            .filter(|a| a.status == AgentStatus::Ready)
-            .collect())
     }
 
     /// The agent's module bytes, hash-verified.

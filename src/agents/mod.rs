@@ -5,9 +5,11 @@
 //! the hub, in that order: an agent is never visible before its binary is durable.
 
 mod agent;
+mod catalog;
 pub mod manifest;
 mod marketplace;
 
 pub use agent::{Agent, AgentStats, AgentStatus};
+pub use catalog::{Bidder, Catalog, wilson_lower_bound};
 pub use manifest::{Manifest, ManifestError, parse_capabilities};
 pub use marketplace::{AgentError, AgentList, AgentQuery, Marketplace};

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agents::Agent;
+use crate::agents::{Agent, Bidder};
 
 /// Criterion weights; they sum to 1.
 #[derive(Debug, Clone, Copy)]
@@ -67,54 +67,90 @@ pub struct Bid {
 #[error("{0}")]
 pub struct NoEligibleAgent(pub String);
 
-/// Moving average of success (recent runs weigh more); 0.5 for a newcomer.
-fn quality(agent: &Agent) -> f64 {
-    agent.stats.ema_success.unwrap_or(0.5)
+/// Running minimum and maximum of one criterion.
+#[derive(Clone, Copy)]
+struct Range {
+    min: f64,
+    max: f64,
 }
 
-/// Lower bound of the 95% Wilson interval of the success rate; 0.5 for a newcomer.
-fn reputation(agent: &Agent) -> f64 {
-    let n = agent.stats.runs() as f64;
-    if n == 0.0 {
-        return 0.5;
+impl Range {
+    const EMPTY: Range = Range {
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    fn add(&mut self, v: f64) {
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
     }
-    let p = agent.stats.tasks_completed as f64 / n;
-    let z = 1.96_f64;
-    let z2 = z * z;
-    (p + z2 / (2.0 * n) - z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt()) / (1.0 + z2 / n)
-}
 
-/// Scales `values` to 0..=1 where 1 is best. All-equal values all score 1.
-fn normalise(values: &[f64], higher_is_better: bool) -> Vec<f64> {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let span = max - min;
-    values
-        .iter()
-        .map(|v| {
-            if span <= f64::EPSILON {
-                1.0
-            } else if higher_is_better {
-                (v - min) / span
-            } else {
-                (max - v) / span
-            }
-        })
-        .collect()
+    /// Scales `v` to 0..=1 where 1 is best. When all values are equal, all score 1.
+    fn score(&self, v: f64, higher_is_better: bool) -> f64 {
+        let span = self.max - self.min;
+        if span <= f64::EPSILON {
+            1.0
+        } else if higher_is_better {
+            (v - self.min) / span
+        } else {
+            (self.max - v) / span
+        }
+    }
 }
 
 /// Most bids kept (and stored on the task): the winner and the runners-up failover would use.
 pub const MAX_BIDS: usize = 10;
 
-/// Ranks the eligible agents and returns the best [`MAX_BIDS`], best first. Ties go to the cheaper, then the older agent id.
+/// Ranks the eligible agents and returns the best [`MAX_BIDS`], best first. Ties go to the
+/// cheaper, then the older agent id.
 pub fn run_auction(
     agents: &[Agent],
     required: &[String],
     budget: f64,
     weights: Weights,
 ) -> Result<Vec<Bid>, NoEligibleAgent> {
-    let capable: Vec<&Agent> = agents.iter().filter(|a| a.offers_all(required)).collect();
-    if capable.is_empty() {
+    let bidders: Vec<Bidder> = agents
+        .iter()
+        .filter(|a| a.offers_all(required))
+        .map(Bidder::from)
+        .collect();
+    rank(bidders.iter(), required, budget, weights)
+}
+
+/// Ranks `capable` (agents that offer every required capability) by the weighted score over
+/// those within `budget`. Two passes, no allocation per bidder: one for the criteria's ranges,
+/// one scoring into a fixed top-[`MAX_BIDS`] list.
+pub fn rank<'a, I>(
+    capable: I,
+    required: &[String],
+    budget: f64,
+    weights: Weights,
+) -> Result<Vec<Bid>, NoEligibleAgent>
+where
+    I: Iterator<Item = &'a Bidder> + Clone,
+{
+    let (mut n_capable, mut n_bidders) = (0usize, 0usize);
+    let mut cheapest = f64::INFINITY;
+    let (mut price, mut quality, mut reputation, mut duration) =
+        (Range::EMPTY, Range::EMPTY, Range::EMPTY, Range::EMPTY);
+    let (mut measured_sum, mut measured) = (0.0, 0usize);
+    for b in capable.clone() {
+        n_capable += 1;
+        cheapest = cheapest.min(b.price);
+        if b.price > budget {
+            continue;
+        }
+        n_bidders += 1;
+        price.add(b.price);
+        quality.add(b.quality);
+        reputation.add(b.reputation);
+        if let Some(d) = b.duration_ms {
+            duration.add(d);
+            measured_sum += d;
+            measured += 1;
+        }
+    }
+    if n_capable == 0 {
         return Err(NoEligibleAgent(if required.is_empty() {
             "no agent is published yet".into()
         } else {
@@ -124,46 +160,26 @@ pub fn run_auction(
             )
         }));
     }
-    let bidders: Vec<&Agent> = capable
-        .iter()
-        .copied()
-        .filter(|a| a.price <= budget)
-        .collect();
-    if bidders.is_empty() {
-        let cheapest = capable
-            .iter()
-            .map(|a| a.price)
-            .fold(f64::INFINITY, f64::min);
+    if n_bidders == 0 {
         return Err(NoEligibleAgent(format!(
-            "{} agent(s) offer the capabilities, but all are above the budget {budget} (cheapest costs {cheapest})",
-            capable.len()
+            "{n_capable} agent(s) offer the capabilities, but all are above the budget {budget} (cheapest costs {cheapest})"
         )));
     }
-
-    let measured: Vec<f64> = bidders
-        .iter()
-        .filter_map(|a| a.stats.ema_duration_ms)
-        .collect();
-    let neutral_duration = if measured.is_empty() {
+    // Newcomers bid the mean measured duration: neither rewarded nor punished for speed.
+    let neutral_duration = if measured == 0 {
         0.0
     } else {
-        measured.iter().sum::<f64>() / measured.len() as f64
+        measured_sum / measured as f64
     };
-    let prices: Vec<f64> = bidders.iter().map(|a| a.price).collect();
-    let durations: Vec<f64> = bidders
-        .iter()
-        .map(|a| a.stats.ema_duration_ms.unwrap_or(neutral_duration))
-        .collect();
-    let qualities: Vec<f64> = bidders.iter().map(|a| quality(a)).collect();
-    let reputations: Vec<f64> = bidders.iter().map(|a| reputation(a)).collect();
-    let (price_s, speed_s) = (normalise(&prices, false), normalise(&durations, false));
-    let (quality_s, reputation_s) = (normalise(&qualities, true), normalise(&reputations, true));
+    // The mean lies inside the measured range, so the range needs no widening for it; with
+    // nothing measured every bidder scores 1 on speed.
+    duration.add(neutral_duration);
 
-    let scores = |i: usize| BidScores {
-        price: price_s[i],
-        quality: quality_s[i],
-        speed: speed_s[i],
-        reputation: reputation_s[i],
+    let scores = |b: &Bidder| BidScores {
+        price: price.score(b.price, false),
+        quality: quality.score(b.quality, true),
+        speed: duration.score(b.duration_ms.unwrap_or(neutral_duration), false),
+        reputation: reputation.score(b.reputation, true),
     };
     let total = |s: &BidScores| {
         weights.price * s.price
@@ -171,31 +187,33 @@ pub fn run_auction(
             + weights.speed * s.speed
             + weights.reputation * s.reputation
     };
-    let totals: Vec<f64> = (0..bidders.len()).map(|i| total(&scores(i))).collect();
-    // Rank indices, not bids: only the best MAX_BIDS become `Bid`s (with their name copied).
-    let better = |&a: &usize, &b: &usize| {
-        totals[b]
-            .total_cmp(&totals[a])
-            .then(bidders[a].price.total_cmp(&bidders[b].price))
-            .then(bidders[a].id.cmp(&bidders[b].id))
+    // Best first: higher total, then cheaper, then older id.
+    let better = |a: &(f64, &Bidder), b: &(f64, &Bidder)| {
+        b.0.total_cmp(&a.0)
+            .then(a.1.price.total_cmp(&b.1.price))
+            .then(a.1.id.cmp(&b.1.id))
     };
-    let mut ranked: Vec<usize> = (0..bidders.len()).collect();
-    if ranked.len() > MAX_BIDS {
-        ranked.select_nth_unstable_by(MAX_BIDS - 1, better);
-        ranked.truncate(MAX_BIDS);
+    let mut top: Vec<(f64, &Bidder)> = Vec::with_capacity(MAX_BIDS + 1);
+    for b in capable.filter(|b| b.price <= budget) {
+        let entry = (total(&scores(b)), b);
+        if top.len() == MAX_BIDS && better(&entry, &top[MAX_BIDS - 1]).is_ge() {
+            continue;
+        }
+        let at = top.partition_point(|t| better(t, &entry).is_lt());
+        top.insert(at, entry);
+        top.truncate(MAX_BIDS);
     }
-    ranked.sort_unstable_by(better);
     // Ranked on exact values; shown rounded, so clients see 0.9 rather than 0.8999999999999999.
     let round = |v: f64| (v * 1e4).round() / 1e4;
-    Ok(ranked
+    Ok(top
         .into_iter()
-        .map(|i| {
-            let s = scores(i);
+        .map(|(t, b)| {
+            let s = scores(b);
             Bid {
-                agent_id: bidders[i].id,
-                agent_name: bidders[i].name.clone(),
-                price: bidders[i].price,
-                total: round(totals[i]),
+                agent_id: b.id,
+                agent_name: b.name.to_string(),
+                price: b.price,
+                total: round(t),
                 scores: BidScores {
                     price: round(s.price),
                     quality: round(s.quality),

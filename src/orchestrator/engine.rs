@@ -1,9 +1,10 @@
-//! The orchestrator: submit (validate, auction, commit, queue), the worker pool and shutdown.
+//! The orchestrator: submit (validate, auction, journal, queue), the worker pool and shutdown.
 //!
-//! Threading: workers are tokio tasks that wait on the queue; store calls hop to the blocking
-//! pool, module compilation runs on the blocking pool, and guests run on the executor's own
-//! runtime. Every status change is a compare-and-set on the stored status
-//! ([`Store::transition_task`]), so a task reaches a terminal state once.
+//! Threading: workers are tokio tasks that wait on the queue; module compilation runs on the
+//! blocking pool, and guests run on the executor's own runtime. Every status change is a
+//! compare-and-set on the task's live status in the [`Ledger`], so a task reaches a terminal
+//! state once and a late result of a stale run is ignored. Terminal states are announced
+//! (hub, `Prefer: wait`) only once their WAL record is on disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,15 +18,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::auction::{Bid, NoEligibleAgent, Weights, run_auction};
+use super::auction::{Bid, NoEligibleAgent, Weights};
+use super::ledger::{Ledger, LedgerError, Submitted};
 use super::task::{Attempt, Priority, Task, TaskCounts, TaskStatus};
-use crate::agents::{Agent, AgentError, Marketplace, parse_capabilities};
+use crate::agents::{AgentError, Marketplace, parse_capabilities};
 use crate::config::TaskSettings;
 use crate::error::{ApiError, Code};
 use crate::queue::{QueueError, QueuedTask, TaskQueue};
 use crate::realtime::{Event, Hub};
 use crate::runtime::{Executor, Outcome, RunLimits};
-use crate::store::{AgentOutcome, Inserted, Page, Store, StoreError, TaskFilter};
+use crate::store::{AgentOutcome, Page, Store, StoreError, TaskFilter};
 
 /// Longest accepted `query`, in bytes.
 const MAX_QUERY_BYTES: usize = 64 * 1024;
@@ -98,6 +100,8 @@ pub enum TaskError {
     Agent(#[from] AgentError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
 impl From<TaskError> for ApiError {
@@ -105,6 +109,7 @@ impl From<TaskError> for ApiError {
         let code = match e {
             TaskError::Agent(e) => return e.into(),
             TaskError::Store(e) => return ApiError::internal(&e),
+            TaskError::Ledger(e) => return ApiError::internal(&e),
             TaskError::Invalid(_) => Code::InvalidRequest,
             TaskError::InvalidBudget(_) => Code::InvalidBudget,
             TaskError::InvalidTimeout(_) => Code::InvalidTimeout,
@@ -128,6 +133,7 @@ pub struct Orchestrator {
 
 struct Inner {
     store: Store,
+    ledger: Ledger,
     marketplace: Marketplace,
     queue: TaskQueue,
     executor: Arc<Executor>,
@@ -167,6 +173,7 @@ pub struct RecentStats {
 impl Orchestrator {
     pub fn new(
         store: Store,
+        ledger: Ledger,
         marketplace: Marketplace,
         executor: Arc<Executor>,
         hub: Hub,
@@ -176,6 +183,7 @@ impl Orchestrator {
         Self {
             inner: Arc::new(Inner {
                 store,
+                ledger,
                 marketplace,
                 queue: TaskQueue::new(settings.queue_capacity),
                 executor,
@@ -190,7 +198,7 @@ impl Orchestrator {
         }
     }
 
-    /// Validates, auctions, commits and queues a task. Returns it once it is durable.
+    /// Validates, auctions, journals and queues a task. Returns it once it is durable.
     pub async fn submit(
         &self,
         owner: Uuid,
@@ -201,12 +209,17 @@ impl Orchestrator {
         if !inner.accepting.load(Ordering::Relaxed) {
             return Err(TaskError::ShuttingDown);
         }
-        if let Some(key) = &idempotency_key
-            && (key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(TaskError::Invalid(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-            ));
+        if let Some(key) = &idempotency_key {
+            if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(TaskError::Invalid(
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+                ));
+            }
+            // A retry of a submit that went through gets the first task, whatever changed since
+            // (the agent's price, the queue's length).
+            if let Some(id) = inner.ledger.claimed(owner, key).await? {
+                return self.task(owner, id).await;
+            }
         }
         let query = sub.query.trim().to_owned();
         if query.is_empty() {
@@ -254,14 +267,13 @@ impl Orchestrator {
         }
         inner.queue.check_capacity().map_err(queue_error)?;
 
-        let candidates = match sub.agent_id {
-            Some(id) => vec![inner.marketplace.get(id).await.map_err(|e| match e {
-                AgentError::NotFound => TaskError::AgentNotFound,
-                other => other.into(),
-            })?],
-            None => inner.marketplace.ready_agents().await?,
-        };
-        let bids = run_auction(&candidates, &capabilities, sub.budget, inner.weights)?;
+        let catalog = inner.marketplace.catalog();
+        if let Some(id) = sub.agent_id
+            && catalog.get(id).is_none()
+        {
+            return Err(TaskError::AgentNotFound);
+        }
+        let bids = catalog.auction(&capabilities, sub.budget, inner.weights, sub.agent_id, &[])?;
         let winner = &bids[0];
         let task = Task {
             id: Uuid::new_v4(),
@@ -291,21 +303,22 @@ impl Orchestrator {
             started_at: None,
             completed_at: None,
             duration_ms: None,
+            version: 0,
         };
-        let task = match inner.store.insert_task(task, idempotency_key).await? {
-            Inserted::New(task) => *task,
-            // A retry of a submit that already went through: answer with the first task.
-            Inserted::Existing(id) => return self.task(owner, id).await,
+        let task = match inner.ledger.submit(task, idempotency_key).await? {
+            Submitted::New(task) => *task,
+            // A concurrent submit with the same key won the race: answer with its task.
+            Submitted::Existing(id) => return self.task(owner, id).await,
         };
         metrics::counter!("zerostate_tasks_submitted_total", "priority" => task.priority.as_str())
             .increment(1);
         // Announced before it is queued, so `queued` always reaches the owner before `running`.
         inner.hub.send_to_user(owner, Event::task_update(&task));
-        // Committed: from here the task survives a crash even if queueing fails (recovery
-        // re-queues it). Forced because the stored task must not be dropped; concurrent
+        // Durable: from here the task survives a crash even if queueing fails (recovery
+        // re-queues it). Forced because a journaled task must not be dropped; concurrent
         // submits may overshoot the capacity checked above by a few tasks.
         if let Err(e) = inner.queue.push(queued(&task), true) {
-            tracing::warn!(task_id = %task.id, error = %e, "task stored but not queued; it runs after restart");
+            tracing::warn!(task_id = %task.id, error = %e, "task journaled but not queued; it runs after restart");
         }
         Ok(task)
     }
@@ -323,8 +336,11 @@ impl Orchestrator {
         id: Uuid,
         limit: Duration,
     ) -> Result<Option<Task>, TaskError> {
+        let is_finished = || async {
+            matches!(self.inner.ledger.task(id).await, Ok(Some(t)) if t.status.is_terminal())
+        };
         // Already finished (e.g. an idempotent replay of a finished task): no event will come.
-        if matches!(self.inner.store.task(id).await?, Some(t) if t.status.is_terminal()) {
+        if is_finished().await {
             return self.task(owner, id).await.map(Some);
         }
         let finished = tokio::time::timeout(limit, async {
@@ -334,7 +350,7 @@ impl Orchestrator {
                     Ok(_) => {}
                     // Missed events: look at the task itself.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if matches!(self.inner.store.task(id).await, Ok(Some(t)) if t.status.is_terminal()) {
+                        if is_finished().await {
                             return true;
                         }
                     }
@@ -360,18 +376,15 @@ impl Orchestrator {
             let task = self.task(owner, id).await?;
             match task.status {
                 TaskStatus::Queued => {
-                    let mut canceled = task.clone();
-                    canceled.status = TaskStatus::Canceled;
-                    canceled.completed_at = Some(OffsetDateTime::now_utc());
-                    canceled.error = Some("canceled by its owner before it ran".into());
-                    if inner
-                        .store
-                        .transition_task(canceled.clone(), TaskStatus::Queued, None)
-                        .await?
-                    {
+                    let canceled = inner.ledger.transition(id, TaskStatus::Queued, None, |t| {
+                        t.status = TaskStatus::Canceled;
+                        t.completed_at = Some(OffsetDateTime::now_utc());
+                        t.error = Some("canceled by its owner before it ran".into());
+                    })?;
+                    if let Some((canceled, durable)) = canceled {
                         inner.queue.remove(id);
-                        let _ = inner.finished.send(id);
-                        inner.hub.send_to_user(owner, Event::task_update(&canceled));
+                        durable.wait().await?;
+                        self.announce_finished(&canceled);
                         return Ok(canceled);
                     }
                 }
@@ -394,24 +407,20 @@ impl Orchestrator {
     }
 
     /// The ranking a submit with these requirements would get now, without submitting.
-    pub async fn preview(
-        &self,
-        capabilities: &[String],
-        budget: f64,
-    ) -> Result<Vec<Bid>, TaskError> {
+    pub fn preview(&self, capabilities: &[String], budget: f64) -> Result<Vec<Bid>, TaskError> {
         let capabilities = checked_requirements(capabilities, budget)?;
-        let agents = self.inner.marketplace.ready_agents().await?;
-        Ok(run_auction(
-            &agents,
+        Ok(self.inner.marketplace.catalog().auction(
             &capabilities,
             budget,
             self.inner.weights,
+            None,
+            &[],
         )?)
     }
 
     /// A task, if `owner` owns it.
     pub async fn task(&self, owner: Uuid, id: Uuid) -> Result<Task, TaskError> {
-        match self.inner.store.task(id).await? {
+        match self.inner.ledger.task(id).await? {
             Some(task) if task.owner_id == owner => Ok(task),
             _ => Err(TaskError::NotFound),
         }
@@ -425,6 +434,7 @@ impl Orchestrator {
         filter: TaskFilter,
         page: Page,
     ) -> Result<(Vec<Task>, u64, Option<u64>), TaskError> {
+        self.inner.ledger.settled().await;
         let store = &self.inner.store;
         let unfiltered = filter.is_empty() && page.before.is_none();
         let (tasks, matched) = store
@@ -441,6 +451,7 @@ impl Orchestrator {
     }
 
     pub async fn counts(&self, owner: Option<Uuid>) -> Result<TaskCounts, TaskError> {
+        self.inner.ledger.settled().await;
         Ok(self.inner.store.task_counts(owner).await?)
     }
 
@@ -449,26 +460,50 @@ impl Orchestrator {
         self.inner.queue.depth()
     }
 
-    /// Re-queues every unfinished task found in the store. Called once, before workers start.
-    pub async fn recover(&self) -> Result<usize, TaskError> {
-        let recovered = self.inner.store.recover_tasks(MAX_STARTS).await?;
-        for r in &recovered {
-            let task = QueuedTask {
-                task_id: r.task_id,
-                priority: r.priority,
-                seq: r.seq,
-            };
-            self.inner.queue.push(task, true).map_err(queue_error)?;
+    /// Queues the unfinished tasks the ledger loaded at start. Tasks that were running when
+    /// the server stopped go back to `queued`, unless stops have cut their runs short
+    /// [`MAX_STARTS`] times: those fail, so a task that keeps taking the server down cannot do
+    /// so forever. Called once, before workers start.
+    pub async fn recover(&self, unfinished: Vec<Task>) -> Result<usize, TaskError> {
+        let ledger = &self.inner.ledger;
+        let (mut queued, mut were_running) = (0, 0);
+        for task in unfinished {
+            if task.status == TaskStatus::Running {
+                were_running += 1;
+                // Runs cut short by a stop: starts that never produced an attempt.
+                let interrupted = task.starts.saturating_sub(task.attempts.len() as u32);
+                if interrupted >= MAX_STARTS {
+                    let error = format!(
+                        "the server stopped while this task ran, {} times; not retried again",
+                        task.starts
+                    );
+                    if let Some((failed, durable)) =
+                        ledger.transition(task.id, TaskStatus::Running, None, |t| {
+                            t.status = TaskStatus::Failed;
+                            t.error = Some(error);
+                            t.completed_at = Some(OffsetDateTime::now_utc());
+                        })?
+                    {
+                        durable.wait().await?;
+                        self.announce_finished(&failed);
+                    }
+                    continue;
+                }
+                ledger.transition(task.id, TaskStatus::Running, None, |t| {
+                    t.status = TaskStatus::Queued;
+                    t.started_at = None;
+                })?;
+            }
+            self.inner
+                .queue
+                .push(queued_of(task.id, task.priority, task.seq), true)
+                .map_err(queue_error)?;
+            queued += 1;
         }
-        let running = recovered.iter().filter(|r| r.was_running).count();
-        if !recovered.is_empty() {
-            tracing::info!(
-                queued = recovered.len(),
-                were_running = running,
-                "recovered unfinished tasks"
-            );
+        if queued > 0 || were_running > 0 {
+            tracing::info!(queued, were_running, "recovered unfinished tasks");
         }
-        Ok(recovered.len())
+        Ok(queued)
     }
 
     /// Starts `n` workers; they run until [`Orchestrator::shutdown`].
@@ -488,6 +523,9 @@ impl Orchestrator {
 
     /// Applies the retention rules once; returns how many finished tasks were deleted.
     pub async fn prune(&self) -> Result<usize, TaskError> {
+        // Everything before the checkpoint is in the store and will not be replayed, so no
+        // deleted task can come back from the WAL.
+        self.inner.ledger.checkpoint().await?;
         let settings = &self.inner.settings;
         let cutoff = match settings.retention_days {
             0 => OffsetDateTime::UNIX_EPOCH,
@@ -502,9 +540,14 @@ impl Orchestrator {
                 .await?;
             total += pruned;
             if pruned < PRUNE_BATCH {
-                return Ok(total);
+                break;
             }
         }
+        let keys = self.inner.store.prune_idempotency_keys().await?;
+        if keys > 0 {
+            tracing::debug!(keys, "expired idempotency keys deleted");
+        }
+        Ok(total)
     }
 
     /// Runs [`Orchestrator::prune`] every [`PRUNE_EVERY`] until `stop` is cancelled (start-up
@@ -524,14 +567,15 @@ impl Orchestrator {
     }
 
     /// Refuses new submissions and stops workers from starting queued tasks. Queued tasks stay
-    /// in the store and run after the next start.
+    /// journaled and run after the next start.
     pub fn stop_accepting(&self) {
         self.inner.accepting.store(false, Ordering::Relaxed);
         self.inner.queue.close();
     }
 
     /// Lets running tasks finish within `grace`, then interrupts the rest (they go back to
-    /// `queued` and run after the next start). Calls [`Orchestrator::stop_accepting`] first.
+    /// `queued` and run after the next start), and makes the store durable. Calls
+    /// [`Orchestrator::stop_accepting`] first.
     pub async fn shutdown(&self, mut workers: JoinSet<()>, grace: Duration) {
         self.stop_accepting();
         let drained = tokio::time::timeout(grace, async {
@@ -543,6 +587,17 @@ impl Orchestrator {
             self.inner.executor.interrupt_all();
             while workers.join_next().await.is_some() {}
         }
+        if let Err(e) = self.inner.ledger.close().await {
+            tracing::error!(error = %e, "final checkpoint failed; the next start replays the WAL");
+        }
+    }
+
+    /// Tells waiters and the owner that a task reached a terminal state (once it is durable).
+    fn announce_finished(&self, task: &Task) {
+        let _ = self.inner.finished.send(task.id);
+        self.inner
+            .hub
+            .send_to_user(task.owner_id, Event::task_update(task));
     }
 
     async fn run_task(&self, next: QueuedTask) {
@@ -553,11 +608,11 @@ impl Orchestrator {
         // Fail it rather than strand it: it has left the queue and would otherwise sit in
         // `queued` or `running` until the next restart, and fail the same way again.
         let failed = async {
-            let task = self.inner.store.task(next.task_id).await?;
-            match task {
+            match self.inner.ledger.live_task(next.task_id) {
                 Some(task) if !task.status.is_terminal() => {
-                    self.fail_without_run(
-                        task,
+                    self.finish_without_run(
+                        &task,
+                        TaskStatus::Failed,
                         "internal error while running the task; see the server log",
                     )
                     .await
@@ -572,20 +627,24 @@ impl Orchestrator {
 
     async fn try_run_task(&self, next: QueuedTask) -> Result<(), TaskError> {
         let inner = &self.inner;
-        let Some(mut task) = inner.store.task(next.task_id).await? else {
+        // Gone from memory or no longer queued: canceled (or finished) while it waited.
+        let Some(task) = inner.ledger.live_task(next.task_id) else {
             return Ok(());
         };
         if task.status != TaskStatus::Queued {
             return Ok(());
         }
-        let agent = match inner.marketplace.get(task.agent_id).await {
-            Ok(agent) => agent,
-            Err(AgentError::NotFound) => {
-                return self
-                    .fail_without_run(task, "the agent no longer exists")
-                    .await;
-            }
-            Err(e) => return Err(e.into()),
+        let agent = match inner.marketplace.catalog().get(task.agent_id) {
+            Some(agent) => agent,
+            None => match inner.marketplace.get(task.agent_id).await {
+                Ok(agent) => Arc::new(agent),
+                Err(AgentError::NotFound) => {
+                    return self
+                        .finish_without_run(&task, TaskStatus::Failed, "the agent no longer exists")
+                        .await;
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         if !inner.executor.has_module(&agent.binary_hash) {
             let bytes = inner.marketplace.module_bytes(&agent).await?;
@@ -594,7 +653,9 @@ impl Orchestrator {
                 .await
                 .map_err(StoreError::from)?;
             if let Err(reason) = prepared {
-                return self.fail_without_run(task, &reason).await;
+                return self
+                    .finish_without_run(&task, TaskStatus::Failed, &reason)
+                    .await;
             }
         }
 
@@ -604,26 +665,23 @@ impl Orchestrator {
             let left = deadline - OffsetDateTime::now_utc();
             if left <= time::Duration::ZERO {
                 return self
-                    .fail_without_run(task, "the deadline passed before the task could run")
+                    .finish_without_run(
+                        &task,
+                        TaskStatus::TimedOut,
+                        "the deadline passed before the task could run",
+                    )
                     .await;
             }
             timeout = timeout.min(left.unsigned_abs());
         }
 
-        task.status = TaskStatus::Running;
-        task.started_at = Some(OffsetDateTime::now_utc());
-        task.starts += 1;
-        let started_at = OffsetDateTime::now_utc();
         // Registered before the task shows as running, so a cancel always finds it.
         let cancel = CancellationToken::new();
         let _registered = RunningGuard::register(&inner.running, task.id, cancel.clone());
-        if !inner
-            .store
-            .transition_task(task.clone(), TaskStatus::Queued, None)
-            .await?
-        {
+        let Some(task) = inner.ledger.start(task.id)? else {
             return Ok(());
-        }
+        };
+        let started_at = task.started_at.unwrap_or_else(OffsetDateTime::now_utc);
         inner
             .hub
             .send_to_user(task.owner_id, Event::task_update(&task));
@@ -656,31 +714,15 @@ impl Orchestrator {
             .await;
 
         if output.outcome == Outcome::Interrupted {
-            task.status = TaskStatus::Queued;
-            task.started_at = None;
-            inner
-                .store
-                .transition_task(task.clone(), TaskStatus::Running, None)
-                .await?;
-            inner
-                .hub
-                .send_to_user(task.owner_id, Event::task_update(&task));
-            return Ok(());
-        }
-
-        // A cancel that lands after the guest ended still wins: no failover, no re-run.
-        if output.outcome == Outcome::Canceled || cancel.is_cancelled() {
-            task.status = TaskStatus::Canceled;
-            task.completed_at = Some(OffsetDateTime::now_utc());
-            task.duration_ms = Some(output.duration.as_millis() as u64);
-            task.error = Some("canceled by its owner while running".into());
-            // Not the agent's fault: its statistics are left alone.
-            if inner
-                .store
-                .transition_task(task.clone(), TaskStatus::Running, None)
-                .await?
+            // The server is stopping: back to the queue for the next start.
+            if let Some((task, _)) =
+                inner
+                    .ledger
+                    .transition(task.id, TaskStatus::Running, None, |t| {
+                        t.status = TaskStatus::Queued;
+                        t.started_at = None;
+                    })?
             {
-                let _ = inner.finished.send(task.id);
                 inner
                     .hub
                     .send_to_user(task.owner_id, Event::task_update(&task));
@@ -688,11 +730,32 @@ impl Orchestrator {
             return Ok(());
         }
 
+        // A cancel that lands after the guest ended still wins: no failover, no re-run.
+        if output.outcome == Outcome::Canceled || cancel.is_cancelled() {
+            let duration_ms = output.duration.as_millis() as u64;
+            // Not the agent's fault: its statistics are left alone.
+            if let Some((task, durable)) =
+                inner
+                    .ledger
+                    .transition(task.id, TaskStatus::Running, None, |t| {
+                        t.status = TaskStatus::Canceled;
+                        t.completed_at = Some(OffsetDateTime::now_utc());
+                        t.duration_ms = Some(duration_ms);
+                        t.error = Some("canceled by its owner while running".into());
+                    })?
+            {
+                durable.wait().await?;
+                self.announce_finished(&task);
+            }
+            return Ok(());
+        }
+
         let duration_ms = output.duration.as_millis() as u64;
         let stderr = tail(&String::from_utf8_lossy(&output.stderr), STDERR_TAIL_CHARS);
         let success = output.outcome == Outcome::Completed;
+        let timed_out = output.outcome == Outcome::TimedOut;
         let error = (!success).then(|| describe_failure(&output.outcome, &limits, &stderr));
-        task.attempts.push(Attempt {
+        let attempt = Attempt {
             agent_id: agent.id,
             agent_name: agent.name.clone(),
             outcome: match output.outcome {
@@ -704,73 +767,90 @@ impl Orchestrator {
             error: error.clone(),
             duration_ms,
             started_at,
-        });
+        };
         // A timeout forced by the caller's deadline is not the agent's fault, and another
         // agent would meet the same deadline.
-        let deadline_cut =
-            output.outcome == Outcome::TimedOut && timeout < Duration::from_secs(task.timeout_secs);
+        let deadline_cut = timed_out && timeout < Duration::from_secs(task.timeout_secs);
         let outcome = (!deadline_cut).then_some(AgentOutcome {
             agent_id: agent.id,
             success,
             duration_ms,
         });
 
-        if !success
-            && !deadline_cut
-            && let Some(next) = self.failover_bid(&task).await?
-        {
-            tracing::info!(task_id = %task.id, failed = %agent.name, next = %next.agent_name, "failing over to the next bidder");
-            task.status = TaskStatus::Queued;
-            task.started_at = None;
-            task.agent_id = next.agent_id;
-            task.agent_name = next.agent_name;
-            task.price = next.price;
-            if inner
-                .store
-                .transition_task(task.clone(), TaskStatus::Running, outcome)
-                .await?
-            {
-                inner
-                    .hub
-                    .send_to_user(task.owner_id, Event::task_update(&task));
-                if let Err(e) = inner.queue.push(queued(&task), true) {
-                    tracing::warn!(task_id = %task.id, error = %e, "failover not queued; it runs after restart");
+        if !success && !deadline_cut {
+            let mut tried: Vec<Uuid> = task.attempts.iter().map(|a| a.agent_id).collect();
+            tried.push(agent.id);
+            if let Some(next) = self.failover_bid(&task, &tried) {
+                tracing::info!(task_id = %task.id, failed = %agent.name, next = %next.agent_name, "failing over to the next bidder");
+                let moved =
+                    inner
+                        .ledger
+                        .transition(task.id, TaskStatus::Running, outcome, |t| {
+                            t.attempts.push(attempt);
+                            t.status = TaskStatus::Queued;
+                            t.started_at = None;
+                            t.agent_id = next.agent_id;
+                            t.agent_name = next.agent_name;
+                            t.price = next.price;
+                        })?;
+                if let Some((task, _)) = moved {
+                    self.record_outcome(outcome);
+                    inner
+                        .hub
+                        .send_to_user(task.owner_id, Event::task_update(&task));
+                    if let Err(e) = inner.queue.push(queued(&task), true) {
+                        tracing::warn!(task_id = %task.id, error = %e, "failover not queued; it runs after restart");
+                    }
                 }
+                return Ok(());
             }
-            return Ok(());
         }
 
-        task.stderr = (!stderr.is_empty()).then(|| stderr.clone());
-        task.duration_ms = Some(duration_ms);
-        task.completed_at = Some(OffsetDateTime::now_utc());
-        task.result = parse_result(&output.stdout);
-        task.error = error;
-        task.status = if success {
+        let status = if success {
             TaskStatus::Completed
+        } else if timed_out {
+            TaskStatus::TimedOut
         } else {
             TaskStatus::Failed
         };
-        task.exit_code = match output.outcome {
-            Outcome::Exited(code) => Some(code),
-            _ => None,
-        };
-        if inner
-            .store
-            .transition_task(task.clone(), TaskStatus::Running, outcome)
-            .await?
-        {
+        let finished = inner
+            .ledger
+            .transition(task.id, TaskStatus::Running, outcome, |t| {
+                t.attempts.push(attempt);
+                t.stderr = (!stderr.is_empty()).then_some(stderr);
+                t.duration_ms = Some(duration_ms);
+                t.completed_at = Some(OffsetDateTime::now_utc());
+                t.result = parse_result(&output.stdout);
+                t.error = error;
+                t.status = status;
+                t.exit_code = match output.outcome {
+                    Outcome::Exited(code) => Some(code),
+                    _ => None,
+                };
+            })?;
+        if let Some((task, durable)) = finished {
+            self.record_outcome(outcome);
+            durable.wait().await?;
             metrics::counter!("zerostate_tasks_finished_total", "status" => task.status.as_str())
                 .increment(1);
             metrics::histogram!("zerostate_task_duration_seconds")
                 .record(output.duration.as_secs_f64());
-            tracing::info!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
-            let _ = inner.finished.send(task.id);
+            tracing::debug!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
             self.record_run(task.owner_id, success, duration_ms);
-            inner
-                .hub
-                .send_to_user(task.owner_id, Event::task_update(&task));
+            self.announce_finished(&task);
         }
         Ok(())
+    }
+
+    /// Folds a run's outcome into the agent's live statistics (the store gets it with the
+    /// task's state).
+    fn record_outcome(&self, outcome: Option<AgentOutcome>) {
+        if let Some(o) = outcome {
+            self.inner
+                .marketplace
+                .catalog()
+                .record_outcome(o.agent_id, o.success, o.duration_ms);
+        }
     }
 
     fn record_run(&self, owner: Uuid, completed: bool, duration_ms: u64) {
@@ -809,48 +889,46 @@ impl Orchestrator {
         }
     }
 
-    /// After a failed run: the winner of a new auction among the agents not tried yet, unless
-    /// the caller pinned the agent or the task has used its attempts.
-    async fn failover_bid(&self, task: &Task) -> Result<Option<Bid>, TaskError> {
-        if task.pinned || task.attempts.len() >= self.inner.settings.max_attempts as usize {
-            return Ok(None);
+    /// After a failed run: the winner of a new auction among the agents not `tried` yet,
+    /// unless the caller pinned the agent or the task has used its attempts.
+    fn failover_bid(&self, task: &Task, tried: &[Uuid]) -> Option<Bid> {
+        if task.pinned || tried.len() >= self.inner.settings.max_attempts as usize {
+            return None;
         }
-        let tried: Vec<Uuid> = task.attempts.iter().map(|a| a.agent_id).collect();
-        let untried: Vec<Agent> = self
-            .inner
+        self.inner
             .marketplace
-            .ready_agents()
-            .await?
-            .into_iter()
-            .filter(|a| !tried.contains(&a.id))
-            .collect();
-        Ok(run_auction(
-            &untried,
-            &task.capabilities,
-            task.budget,
-            self.inner.weights,
-        )
-        .ok()
-        .and_then(|bids| bids.into_iter().next()))
+            .catalog()
+            .auction(
+                &task.capabilities,
+                task.budget,
+                self.inner.weights,
+                None,
+                tried,
+            )
+            .ok()
+            .and_then(|bids| bids.into_iter().next())
     }
 
-    /// Fails a task that could not run to an outcome (agent gone, module does not compile,
-    /// internal error), from whatever non-terminal status it is in.
-    async fn fail_without_run(&self, mut task: Task, reason: &str) -> Result<(), TaskError> {
-        let from = task.status;
-        task.status = TaskStatus::Failed;
-        task.error = Some(reason.to_owned());
-        task.completed_at = Some(OffsetDateTime::now_utc());
-        if self
+    /// Ends a task that could not run to an outcome (agent gone, module does not compile,
+    /// deadline passed, internal error), from whatever non-terminal status it is in.
+    async fn finish_without_run(
+        &self,
+        task: &Task,
+        status: TaskStatus,
+        reason: &str,
+    ) -> Result<(), TaskError> {
+        let ended = self
             .inner
-            .store
-            .transition_task(task.clone(), from, None)
-            .await?
-        {
-            let _ = self.inner.finished.send(task.id);
-            self.inner
-                .hub
-                .send_to_user(task.owner_id, Event::task_update(&task));
+            .ledger
+            .transition(task.id, task.status, None, |t| {
+                t.status = status;
+                t.error = Some(reason.to_owned());
+                t.completed_at = Some(OffsetDateTime::now_utc());
+            })?;
+        if let Some((task, durable)) = ended {
+            self.inner.queue.remove(task.id);
+            durable.wait().await?;
+            self.announce_finished(&task);
         }
         Ok(())
     }
@@ -880,10 +958,14 @@ impl Drop for RunningGuard<'_> {
 }
 
 fn queued(task: &Task) -> QueuedTask {
+    queued_of(task.id, task.priority, task.seq)
+}
+
+fn queued_of(task_id: Uuid, priority: Priority, seq: u64) -> QueuedTask {
     QueuedTask {
-        task_id: task.id,
-        priority: task.priority,
-        seq: task.seq,
+        task_id,
+        priority,
+        seq,
     }
 }
 

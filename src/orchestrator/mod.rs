@@ -1,14 +1,16 @@
 //! The meta-agent: auctions, task lifecycle and the worker pool.
 //!
-//! Lifecycle: `submit` runs the auction, commits the task (durable before the 202), then
-//! queues it. A worker pops it, marks it `running`, executes the winning agent on the blocking
-//! pool and commits the terminal state together with the agent's updated statistics. Status
-//! changes are announced on the hub to the task's owner.
+//! Lifecycle: `submit` runs the auction over the in-memory catalog, journals the task in the
+//! [`ledger::Ledger`] (its WAL record is on disk before the 202), then queues it. A worker pops
+//! it, marks it `running`, executes the winning agent and journals the outcome: failover to
+//! the next bidder, or a terminal state with the agent's updated statistics. The ledger applies
+//! the journal to the store in batches. Status changes are announced on the hub to the owner.
 
 mod auction;
 mod engine;
+pub mod ledger;
 mod task;
 
-pub use auction::{Bid, BidScores, NoEligibleAgent, Weights, run_auction};
+pub use auction::{Bid, BidScores, MAX_BIDS, NoEligibleAgent, Weights, rank, run_auction};
 pub use engine::{Orchestrator, RecentStats, Submission, TaskError};
 pub use task::{Attempt, Priority, Task, TaskCounts, TaskStatus};

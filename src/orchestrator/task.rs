@@ -60,21 +60,28 @@ pub enum TaskStatus {
     Failed,
     /// Canceled by its owner before it finished.
     Canceled,
+    /// Its last run used up its timeout, or its deadline passed.
+    #[serde(rename = "timed_out")]
+    TimedOut,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 5] = [
+    pub const ALL: [TaskStatus; 6] = [
         TaskStatus::Queued,
         TaskStatus::Running,
         TaskStatus::Completed,
         TaskStatus::Failed,
         TaskStatus::Canceled,
+        TaskStatus::TimedOut,
     ];
 
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Canceled
+            TaskStatus::Completed
+                | TaskStatus::Failed
+                | TaskStatus::Canceled
+                | TaskStatus::TimedOut
         )
     }
 
@@ -85,6 +92,7 @@ impl TaskStatus {
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
             TaskStatus::Canceled => "canceled",
+            TaskStatus::TimedOut => "timed_out",
         }
     }
 }
@@ -140,6 +148,10 @@ pub struct Task {
     #[serde(with = "time::serde::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
     pub duration_ms: Option<u64>,
+    /// Increments with every change; replaying the WAL applies a change only over an older
+    /// version.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// One run of one agent for a task.
@@ -164,11 +176,12 @@ pub struct TaskCounts {
     pub completed: u64,
     pub failed: u64,
     pub canceled: u64,
+    pub timed_out: u64,
 }
 
 impl TaskCounts {
     pub fn total(&self) -> u64 {
-        self.queued + self.running + self.completed + self.failed + self.canceled
+        self.queued + self.running + self.completed + self.failed + self.canceled + self.timed_out
     }
 
     pub fn get(&self, status: TaskStatus) -> u64 {
@@ -178,6 +191,7 @@ impl TaskCounts {
             TaskStatus::Completed => self.completed,
             TaskStatus::Failed => self.failed,
             TaskStatus::Canceled => self.canceled,
+            TaskStatus::TimedOut => self.timed_out,
         }
     }
 
@@ -188,6 +202,7 @@ impl TaskCounts {
             TaskStatus::Completed => &mut self.completed,
             TaskStatus::Failed => &mut self.failed,
             TaskStatus::Canceled => &mut self.canceled,
+            TaskStatus::TimedOut => &mut self.timed_out,
         }
     }
 

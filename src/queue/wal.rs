@@ -12,20 +12,23 @@
 //! acknowledged) is truncated with a warning; damage before the tail stops start-up with
 //! [`WalError::Corrupt`], which names the file and offset.
 //!
+//! Records are written in the order their appends were called; the durable position
+//! ([`Wal::durable`]) only moves forward, and everything before it is on disk.
+//!
 //! Never call [`Wal::append_blocking`] on an async thread; [`Wal::append`] is the async form.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 // Segment file `<dir>/<id:020>.wal`:
 //
 //   offset  size  field
-//   0       8     magic b"ZSWAL\0\0\x01" (format version 1)
+//   0       8     magic b"ZSWAL\0\0\x02" (format version 2)
 //   8       8     segment id, u64 little-endian (equals the number in the file name)
 //   16      …     records, back to back
 //
@@ -33,8 +36,15 @@ use tokio::sync::oneshot;
 //
 //   offset  size  field
 //   0       4     payload length N, u32 little-endian
-//   4       4     CRC32C over bytes 0..4 and the payload, u32 little-endian
-//   8       N     payload (opaque to the log)
+//   4       4     CRC32C over bytes 0..4, bytes 8..16 and the payload, u32 little-endian
+//   8       8     batch start: offset in this segment of the first record of the group
+//                 commit that wrote this record, u64 little-endian
+//   16      N     payload (opaque to the log)
+//
+// The batch start tells a torn tail from corruption. Damage followed only by records of the
+// same batch is a write that power loss cut short (the disk may persist a batch's pages in
+// any order, and the batch was never acknowledged); a valid record of a *later* batch after
+// the damage proves the damaged bytes had been synced, so that is corruption.
 //
 // Checkpoint file `<dir>/checkpoint` (replaced atomically via `checkpoint.tmp` + rename):
 //
@@ -42,9 +52,9 @@ use tokio::sync::oneshot;
 //   8       8     offset within that segment, u64 LE
 //   16      4     CRC32C over bytes 0..16, u32 LE
 
-const MAGIC: &[u8; 8] = b"ZSWAL\0\0\x01";
+const MAGIC: &[u8; 8] = b"ZSWAL\0\0\x02";
 const SEGMENT_HEADER: u64 = 16;
-const RECORD_HEADER: usize = 8;
+const RECORD_HEADER: usize = 16;
 const CHECKPOINT_FILE: &str = "checkpoint";
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 /// Largest accepted payload; bounds what a corrupt length field can make recovery allocate.
@@ -123,6 +133,11 @@ pub struct Wal {
     dir: PathBuf,
     tx: Option<mpsc::Sender<Append>>,
     writer: Option<JoinHandle<()>>,
+    /// The position after the last synced record; moves forward only.
+    durable: watch::Receiver<Lsn>,
+    /// The last checkpoint written. A std Mutex held across the checkpoint's file writes, so
+    /// concurrent checkpoints run one at a time and never move it backwards.
+    checkpointed: Mutex<Option<Lsn>>,
 }
 
 impl Wal {
@@ -165,11 +180,13 @@ impl Wal {
         // Drops a torn tail found by `read_segment`; appends go right after the last good record.
         file.set_len(tail.offset)
             .map_err(io(&segment_path(dir, tail.segment)))?;
+        let (durable_tx, durable) = watch::channel(tail);
         let writer = Writer {
             dir: dir.to_owned(),
             file,
             position: tail,
             options,
+            durable: durable_tx,
         };
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -181,6 +198,8 @@ impl Wal {
                 dir: dir.to_owned(),
                 tx: Some(tx),
                 writer: Some(handle),
+                durable,
+                checkpointed: Mutex::new(start),
             },
             records,
         ))
@@ -207,6 +226,20 @@ impl Wal {
         self.submit(payload)?.await.map_err(|_| WalError::Closed)?
     }
 
+    /// Queues a record and returns at once; it goes to disk with the next group commit.
+    /// Returns a receiver that resolves once it is on disk (drop it to not wait).
+    pub fn append_nowait(
+        &self,
+        payload: Vec<u8>,
+    ) -> Result<oneshot::Receiver<Result<Lsn, WalError>>, WalError> {
+        self.submit(payload)
+    }
+
+    /// Watches the durable position: everything before it is on disk.
+    pub fn durable(&self) -> watch::Receiver<Lsn> {
+        self.durable.clone()
+    }
+
     /// Appends a record and waits for the sync on this thread.
     pub fn append_blocking(&self, payload: Vec<u8>) -> Result<Lsn, WalError> {
         self.submit(payload)?
@@ -219,6 +252,10 @@ impl Wal {
     /// checkpoint in force; recovery from the old one replays records already applied, so
     /// whoever applies records must treat them idempotently.
     pub fn checkpoint(&self, lsn: Lsn) -> Result<(), WalError> {
+        let mut last = self.checkpointed.lock().expect("checkpoint lock");
+        if last.is_some_and(|last| last >= lsn) {
+            return Ok(());
+        }
         let mut bytes = Vec::with_capacity(20);
         bytes.extend_from_slice(&lsn.segment.to_le_bytes());
         bytes.extend_from_slice(&lsn.offset.to_le_bytes());
@@ -236,6 +273,7 @@ impl Wal {
                 std::fs::remove_file(&path).map_err(io(&path))?;
             }
         }
+        *last = Some(lsn);
         Ok(())
     }
 }
@@ -256,6 +294,7 @@ struct Writer {
     /// Where the next record goes.
     position: Lsn,
     options: WalOptions,
+    durable: watch::Sender<Lsn>,
 }
 
 impl Writer {
@@ -277,8 +316,9 @@ impl Writer {
             buf.clear();
             let mut ends = Vec::with_capacity(batch.len());
             let mut offset = self.position.offset;
+            let batch_start = offset;
             for append in &batch {
-                encode_record(&append.payload, &mut buf);
+                encode_record(&append.payload, batch_start, &mut buf);
                 offset += (RECORD_HEADER + append.payload.len()) as u64;
                 ends.push(Lsn {
                     segment: self.position.segment,
@@ -289,6 +329,7 @@ impl Writer {
             match result {
                 Ok(()) => {
                     self.position.offset = offset;
+                    self.durable.send_replace(self.position);
                     for (append, lsn) in batch.into_iter().zip(ends) {
                         let _ = append.ack.send(Ok(lsn));
                     }
@@ -329,11 +370,17 @@ impl Writer {
     }
 }
 
-fn encode_record(payload: &[u8], out: &mut Vec<u8>) {
+fn record_crc(len: &[u8], batch_start: &[u8], payload: &[u8]) -> u32 {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(len), batch_start);
+    crc32c::crc32c_append(crc, payload)
+}
+
+fn encode_record(payload: &[u8], batch_start: u64, out: &mut Vec<u8>) {
     let len = (payload.len() as u32).to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len), payload);
+    let batch_start = batch_start.to_le_bytes();
     out.extend_from_slice(&len);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&record_crc(&len, &batch_start, payload).to_le_bytes());
+    out.extend_from_slice(&batch_start);
     out.extend_from_slice(payload);
 }
 
@@ -345,8 +392,16 @@ enum Bad {
     Damaged(String),
 }
 
-/// Decodes the record at `at`: `Ok((payload, next offset))`.
-fn decode_record(data: &[u8], at: usize) -> Result<(&[u8], usize), Bad> {
+/// A record read back from a segment.
+struct Decoded<'a> {
+    payload: &'a [u8],
+    batch_start: u64,
+    /// Offset of the next record.
+    next: usize,
+}
+
+/// Decodes the record at `at`.
+fn decode_record(data: &[u8], at: usize) -> Result<Decoded<'_>, Bad> {
     let Some(header) = data.get(at..at + RECORD_HEADER) else {
         return Err(Bad::Truncated);
     };
@@ -360,17 +415,24 @@ fn decode_record(data: &[u8], at: usize) -> Result<(&[u8], usize), Bad> {
     let Some(payload) = data.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
         return Err(Bad::Truncated);
     };
-    if crc32c::crc32c_append(crc32c::crc32c(&header[0..4]), payload) != crc {
+    if record_crc(&header[0..4], &header[8..16], payload) != crc {
         return Err(Bad::Damaged("checksum mismatch".into()));
     }
-    Ok((payload, at + RECORD_HEADER + len))
+    Ok(Decoded {
+        payload,
+        batch_start: u64::from_le_bytes(header[8..16].try_into().expect("8 bytes")),
+        next: at + RECORD_HEADER + len,
+    })
 }
 
-/// True if any complete, valid record starts somewhere in `data[from..]`: then damage before
-/// `from` is not a torn tail, because later writes were completed after it.
-fn valid_record_after(data: &[u8], from: usize) -> bool {
-    (from..data.len().saturating_sub(RECORD_HEADER))
-        .any(|at| matches!(decode_record(data, at), Ok((payload, _)) if !payload.is_empty()))
+/// True if a valid record of a batch that started after `damaged` lies somewhere after it:
+/// that batch was written after the damaged bytes had been synced, so the damage is not a
+/// torn tail. (Records of the damaged spot's own batch may have reached the disk before it.)
+fn later_batch_after(data: &[u8], damaged: usize) -> bool {
+    (damaged + 1..data.len().saturating_sub(RECORD_HEADER)).any(|at| {
+        matches!(decode_record(data, at),
+            Ok(r) if !r.payload.is_empty() && r.batch_start > damaged as u64)
+    })
 }
 
 /// Reads the records of one segment from `from`, appending them to `out`. Returns the offset
@@ -407,20 +469,20 @@ fn read_segment(
     let mut at = from as usize;
     while at < data.len() {
         match decode_record(&data, at) {
-            Ok((payload, next)) => {
+            Ok(record) => {
                 out.push(Record {
                     lsn: Lsn {
                         segment: id,
-                        offset: next as u64,
+                        offset: record.next as u64,
                     },
-                    payload: payload.to_vec(),
+                    payload: record.payload.to_vec(),
                 });
-                at = next;
+                at = record.next;
             }
             Err(bad) => {
                 // Even a record that seems to run past the end may be a damaged length field
-                // with acknowledged records after it: only nothing valid after it is a tail.
-                let torn = last && !valid_record_after(&data, at + 1);
+                // with acknowledged records after it: only the unsynced last batch is a tail.
+                let torn = last && !later_batch_after(&data, at);
                 if !torn {
                     let reason = match bad {
                         Bad::Truncated => {
@@ -576,7 +638,8 @@ mod tests {
         // A crash in the middle of writing a fourth record.
         let path = only_segment(dir.path());
         let mut torn = Vec::new();
-        encode_record(b"record 3", &mut torn);
+        let end = std::fs::metadata(&path).unwrap().len();
+        encode_record(b"record 3", end, &mut torn);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&torn[..torn.len() - 3]).unwrap();
         drop(f);
@@ -601,6 +664,44 @@ mod tests {
         std::fs::write(&path, data).unwrap();
         let (_wal, replay) = open(dir.path());
         assert_eq!(replay, payloads(2));
+    }
+
+    #[test]
+    fn power_loss_inside_the_last_batch_is_a_torn_tail_even_with_later_records_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        append_and_close(dir.path(), 2);
+        // One unsynced group commit of three records; the disk kept the last two pages but
+        // not the first.
+        let path = only_segment(dir.path());
+        let end = std::fs::metadata(&path).unwrap().len();
+        let mut batch = Vec::new();
+        for p in [&b"lost 0"[..], b"lost 1", b"lost 2"] {
+            encode_record(p, end, &mut batch);
+        }
+        batch[RECORD_HEADER] ^= 0xff;
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&batch).unwrap();
+        drop(f);
+
+        let (wal, replay) = open(dir.path());
+        assert_eq!(replay, payloads(2));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), end);
+        drop(wal);
+    }
+
+    #[tokio::test]
+    async fn the_durable_position_follows_syncs_and_checkpoints_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        let durable = wal.durable();
+        let lsn = wal.append(b"one".to_vec()).await.unwrap();
+        assert!(*durable.borrow() >= lsn);
+        let later = wal.append(b"two".to_vec()).await.unwrap();
+        wal.checkpoint(later).unwrap();
+        wal.checkpoint(lsn).unwrap();
+        drop(wal);
+        let (_wal, replay) = open(dir.path());
+        assert!(replay.is_empty(), "the older checkpoint was ignored");
     }
 
     #[test]

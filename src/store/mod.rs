@@ -3,7 +3,9 @@
 //!
 //! Threading: redb calls block, so every public method hops to the blocking pool through
 //! [`Store::run`]; none may be called from an async thread directly. Writes commit with
-//! `Durability::Immediate`, so a method that returned `Ok` survives a crash.
+//! `Durability::Immediate`, so a method that returned `Ok` survives a crash, except task
+//! batches ([`Store::apply_tasks`]): tasks are journaled in the WAL first, and the store is
+//! their materialised view, synced at each WAL checkpoint.
 
 pub mod tables;
 
@@ -18,7 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use tasks::{AgentOutcome, Inserted, Page, Recovered, TaskFilter};
+pub use tasks::{AgentOutcome, IdempotencyClaim, Page, TaskBatch, TaskFilter, TaskWrite};
 
 /// The layout version this build reads and writes.
 const CURRENT_SCHEMA: u64 = 1;

@@ -26,7 +26,9 @@ pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 /// `(sha256 hex, chunk index)` → raw bytes, at most [`crate::blob::CHUNK_SIZE`] each.
 pub const BLOB_CHUNKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("blob_chunks");
 
-/// `task id` → JSON [`crate::orchestrator::Task`].
+/// `task id` → JSON [`crate::orchestrator::Task`]. The task tables are a view of the task WAL
+/// (`<data_dir>/wal`), written in batches by [`crate::orchestrator::ledger`]; a row's `version`
+/// tells replay which WAL changes it already holds.
 pub const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 
 /// `(owner id, submit sequence)` → `task id`. A reverse range lists a user's tasks newest first.
@@ -43,7 +45,7 @@ pub const FINISHED_TASKS: TableDefinition<(u64, u64), &str> =
     TableDefinition::new("finished_tasks");
 
 /// `user id` (or [`ALL_USERS`]) → JSON [`crate::orchestrator::TaskCounts`], updated in the same
-/// transaction as every status change.
+/// transaction as the status changes they count.
 pub const TASK_COUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("task_counts");
 
 /// The [`TASK_COUNTS`] key holding the server-wide totals.
@@ -57,7 +59,8 @@ pub const IDEMPOTENCY_KEYS: TableDefinition<(&str, &str), &[u8]> =
 /// Named counters: [`NEXT_TASK_SEQ`], [`SCHEMA_VERSION`].
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// Next submit sequence number (FIFO order within a priority, and listing order).
+/// Next submit sequence number (FIFO order within a priority, and listing order), as of the
+/// last applied batch; replay raises it past any sequence found in the WAL.
 pub const NEXT_TASK_SEQ: &str = "next_task_seq";
 
 /// Layout version of this file, checked at open.

@@ -1,21 +1,13 @@
 //! Task records, the per-owner index, the active set and the status counters.
 
+use std::collections::HashMap;
+
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
 use super::{Store, StoreError, decode, encode, read_json, tables};
 use crate::agents::Agent;
 use crate::orchestrator::{Priority, Task, TaskCounts, TaskStatus};
-
-/// An unfinished task found at start-up.
-#[derive(Debug, Clone, Copy)]
-pub struct Recovered {
-    pub task_id: Uuid,
-    pub priority: Priority,
-    pub seq: u64,
-    /// It was running when the server stopped; it has been put back to `queued`.
-    pub was_running: bool,
-}
 
 /// Which tasks a listing returns; `None` matches all.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,20 +41,55 @@ pub struct Page {
 /// How long an idempotency key binds to its first task.
 const IDEMPOTENCY_WINDOW_SECS: u64 = 24 * 60 * 60;
 
-/// What [`Store::insert_task`] did.
-#[derive(Debug)]
-pub enum Inserted {
-    New(Box<Task>),
-    /// The idempotency key was already used for this task.
-    Existing(Uuid),
+fn unix_now() -> u64 {
+    time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64
 }
 
-/// The outcome of a run, folded into the agent's statistics with the task's final state.
-#[derive(Debug, Clone, Copy)]
+/// The task id of a stored claim (see [`tables::IDEMPOTENCY_KEYS`]) that still binds at `now`.
+fn live_claim(claim: &[u8], now: u64) -> Option<Uuid> {
+    let (id, claimed) = (claim.get(0..16)?, claim.get(16..24)?);
+    let claimed = u64::from_le_bytes(claimed.try_into().ok()?);
+    (now.saturating_sub(claimed) < IDEMPOTENCY_WINDOW_SECS).then(|| Uuid::from_slice(id).ok())?
+}
+
+/// The outcome of a run, folded into the agent's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentOutcome {
     pub agent_id: Uuid,
     pub success: bool,
     pub duration_ms: u64,
+}
+
+/// One task's latest state, and the status the store holds for it now (`None`: not stored
+/// yet). Knowing the stored status lets a batch keep indexes and counters right without
+/// reading every row back.
+#[derive(Debug, Clone)]
+pub struct TaskWrite {
+    pub task: Task,
+    pub stored: Option<TaskStatus>,
+}
+
+/// An `Idempotency-Key` bound to the task it created.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdempotencyClaim {
+    pub owner: Uuid,
+    pub key: String,
+    pub task_id: Uuid,
+    /// Unix seconds.
+    pub claimed_at: u64,
+}
+
+/// Everything one apply step writes, in one transaction.
+#[derive(Debug, Default)]
+pub struct TaskBatch {
+    pub writes: Vec<TaskWrite>,
+    pub claims: Vec<IdempotencyClaim>,
+    pub outcomes: Vec<AgentOutcome>,
+    /// The next submit sequence number to hand out.
+    pub next_seq: u64,
+    /// Sync to disk on commit (a checkpoint); otherwise the commit is only visible, and a
+    /// crash rolls it back to the last synced one (the WAL still holds it).
+    pub durable: bool,
 }
 
 /// Adds a task that just reached a terminal state to the retention index.
@@ -76,72 +103,107 @@ fn index_finished(txn: &WriteTransaction, task: &Task) -> Result<(), StoreError>
     Ok(())
 }
 
-fn shift_counts(
-    txn: &WriteTransaction,
-    owner: Uuid,
-    from: Option<TaskStatus>,
-    to: TaskStatus,
-) -> Result<(), StoreError> {
+/// A status move of one owner's task: from (`None`: new) → to.
+type Move = (Uuid, Option<TaskStatus>, TaskStatus);
+
+/// Applies status moves to the per-owner and server-wide counters: one read and write per
+/// owner, however many moves.
+fn shift_counts(txn: &WriteTransaction, moves: &[Move]) -> Result<(), StoreError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let mut by_key: HashMap<String, Vec<(Option<TaskStatus>, TaskStatus)>> = HashMap::new();
+    for &(owner, from, to) in moves {
+        by_key
+            .entry(owner.to_string())
+            .or_default()
+            .push((from, to));
+        by_key
+            .entry(tables::ALL_USERS.to_owned())
+            .or_default()
+            .push((from, to));
+    }
     let mut counts = txn.open_table(tables::TASK_COUNTS)?;
-    for key in [owner.to_string().as_str(), tables::ALL_USERS] {
-        let mut c: TaskCounts = read_json(&counts, "task_counts", key)?.unwrap_or_default();
-        c.shift(from, to);
-        counts.insert(key, encode(&c).as_slice())?;
+    for (key, moves) in by_key {
+        let mut c: TaskCounts = read_json(&counts, "task_counts", &key)?.unwrap_or_default();
+        for (from, to) in moves {
+            c.shift(from, to);
+        }
+        counts.insert(key.as_str(), encode(&c).as_slice())?;
     }
     Ok(())
 }
 
 impl Store {
-    /// Commits a new task as `queued`, assigning its submit sequence. Durable on return.
-    /// With an idempotency key that the owner claimed less than 24 h ago, nothing is written
-    /// and the first task's id is returned instead.
-    pub async fn insert_task(
-        &self,
-        mut task: Task,
-        idempotency_key: Option<String>,
-    ) -> Result<Inserted, StoreError> {
+    /// Writes a batch of task states (the WAL's materialised view) with their indexes,
+    /// counters, idempotency claims and agent statistics, in one transaction.
+    pub async fn apply_tasks(&self, batch: TaskBatch) -> Result<(), StoreError> {
         self.run(move |db| {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            if !batch.durable {
+                txn.set_durability(redb::Durability::None)
+                    .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
+            }
+            let mut moves = Vec::new();
             {
-                let owner = task.owner_id.to_string();
-                if let Some(key) = &idempotency_key {
-                    let mut keys = txn.open_table(tables::IDEMPOTENCY_KEYS)?;
-                    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-                    if let Some(claim) = keys
-                        .get((owner.as_str(), key.as_str()))?
-                        .map(|v| v.value().to_vec())
-                        && claim.len() == 24
-                    {
-                        let claimed =
-                            u64::from_le_bytes(claim[16..24].try_into().expect("8 bytes"));
-                        if now.saturating_sub(claimed) < IDEMPOTENCY_WINDOW_SECS {
-                            let id = Uuid::from_slice(&claim[0..16]).expect("16 bytes");
-                            return Ok(Inserted::Existing(id));
-                        }
+                let mut tasks = txn.open_table(tables::TASKS)?;
+                let mut by_owner = txn.open_table(tables::TASKS_BY_OWNER)?;
+                let mut active = txn.open_table(tables::ACTIVE_TASKS)?;
+                for TaskWrite { task, stored } in &batch.writes {
+                    let id = task.id.to_string();
+                    tasks.insert(id.as_str(), encode(task).as_slice())?;
+                    if stored.is_none() {
+                        by_owner
+                            .insert((task.owner_id.to_string().as_str(), task.seq), id.as_str())?;
                     }
-                    let mut claim = task.id.as_bytes().to_vec();
-                    claim.extend_from_slice(&now.to_le_bytes());
-                    keys.insert((owner.as_str(), key.as_str()), claim.as_slice())?;
+                    let was_terminal = stored.is_some_and(TaskStatus::is_terminal);
+                    if task.status.is_terminal() {
+                        if !was_terminal {
+                            active.remove(task.seq)?;
+                            index_finished(&txn, task)?;
+                        }
+                    } else if stored.is_none() {
+                        active.insert(task.seq, id.as_str())?;
+                    }
+                    if *stored != Some(task.status) {
+                        moves.push((task.owner_id, *stored, task.status));
+                    }
+                }
+                let mut keys = txn.open_table(tables::IDEMPOTENCY_KEYS)?;
+                for claim in &batch.claims {
+                    let mut value = claim.task_id.as_bytes().to_vec();
+                    value.extend_from_slice(&claim.claimed_at.to_le_bytes());
+                    keys.insert(
+                        (claim.owner.to_string().as_str(), claim.key.as_str()),
+                        value.as_slice(),
+                    )?;
+                }
+                let mut agents = txn.open_table(tables::AGENTS)?;
+                let mut by_agent: HashMap<Uuid, Vec<&AgentOutcome>> = HashMap::new();
+                for outcome in &batch.outcomes {
+                    by_agent.entry(outcome.agent_id).or_default().push(outcome);
+                }
+                for (agent_id, outcomes) in by_agent {
+                    let key = agent_id.to_string();
+                    if let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? {
+                        for o in outcomes {
+                            agent.stats.record(o.success, o.duration_ms);
+                        }
+                        agents.insert(key.as_str(), encode(&agent).as_slice())?;
+                    }
                 }
                 let mut meta = txn.open_table(tables::META)?;
-                let seq = meta
+                let stored_seq = meta
                     .get(tables::NEXT_TASK_SEQ)?
                     .map(|v| v.value())
                     .unwrap_or(1);
-                meta.insert(tables::NEXT_TASK_SEQ, seq + 1)?;
-                task.seq = seq;
-                task.status = TaskStatus::Queued;
-                let id = task.id.to_string();
-                txn.open_table(tables::TASKS)?
-                    .insert(id.as_str(), encode(&task).as_slice())?;
-                txn.open_table(tables::TASKS_BY_OWNER)?
-                    .insert((owner.as_str(), seq), id.as_str())?;
-                txn.open_table(tables::ACTIVE_TASKS)?
-                    .insert(seq, id.as_str())?;
+                if batch.next_seq > stored_seq {
+                    meta.insert(tables::NEXT_TASK_SEQ, batch.next_seq)?;
+                }
             }
-            shift_counts(&txn, task.owner_id, None, TaskStatus::Queued)?;
+            shift_counts(&txn, &moves)?;
             txn.commit()?;
-            Ok(Inserted::New(Box::new(task)))
+            Ok(())
         })
         .await
     }
@@ -150,43 +212,84 @@ impl Store {
         self.get_json(tables::TASKS, id.to_string()).await
     }
 
-    /// Writes `task` if the stored copy is still in status `from`; otherwise writes nothing
-    /// and returns `false` (someone else moved it). A terminal status leaves the active set;
-    /// `outcome` updates the agent's statistics in the same transaction.
-    pub async fn transition_task(
-        &self,
-        task: Task,
-        from: TaskStatus,
-        outcome: Option<AgentOutcome>,
-    ) -> Result<bool, StoreError> {
+    /// The stored tasks among `ids`.
+    pub async fn tasks_by_id(&self, ids: Vec<Uuid>) -> Result<Vec<Task>, StoreError> {
         self.run(move |db| {
-            let txn = db.begin_write()?;
-            {
-                let id = task.id.to_string();
-                let mut tasks = txn.open_table(tables::TASKS)?;
-                let stored: Option<Task> = read_json(&tasks, "tasks", &id)?;
-                if stored.map(|t| t.status) != Some(from) {
-                    return Ok(false);
-                }
-                tasks.insert(id.as_str(), encode(&task).as_slice())?;
-                if task.status.is_terminal() {
-                    txn.open_table(tables::ACTIVE_TASKS)?.remove(task.seq)?;
-                    index_finished(&txn, &task)?;
-                }
-                if let Some(outcome) = outcome {
-                    let mut agents = txn.open_table(tables::AGENTS)?;
-                    let key = outcome.agent_id.to_string();
-                    if let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? {
-                        agent.stats.record(outcome.success, outcome.duration_ms);
-                        agents.insert(key.as_str(), encode(&agent).as_slice())?;
-                    }
+            let txn = db.begin_read()?;
+            let tasks = txn.open_table(tables::TASKS)?;
+            let mut found = Vec::new();
+            for id in ids {
+                if let Some(task) = read_json(&tasks, "tasks", &id.to_string())? {
+                    found.push(task);
                 }
             }
-            if task.status != from {
-                shift_counts(&txn, task.owner_id, Some(from), task.status)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Every task not in a terminal state, in submit order. Start-up loads these.
+    pub async fn unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let active = txn.open_table(tables::ACTIVE_TASKS)?;
+            let tasks = txn.open_table(tables::TASKS)?;
+            let mut found = Vec::new();
+            for entry in active.iter()? {
+                let (_, id) = entry?;
+                if let Some(task) = read_json::<Task>(&tasks, "tasks", id.value())?
+                    && !task.status.is_terminal()
+                {
+                    found.push(task);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// The next submit sequence number recorded by the last applied batch.
+    pub async fn next_task_seq(&self) -> Result<u64, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(tables::META)?;
+            Ok(meta
+                .get(tables::NEXT_TASK_SEQ)?
+                .map(|v| v.value())
+                .unwrap_or(1))
+        })
+        .await
+    }
+
+    /// The task `owner` created with `key`, if that was less than 24 h ago.
+    pub async fn idempotency_claim(
+        &self,
+        owner: Uuid,
+        key: String,
+    ) -> Result<Option<Uuid>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let keys = txn.open_table(tables::IDEMPOTENCY_KEYS)?;
+            let claim = keys.get((owner.to_string().as_str(), key.as_str()))?;
+            Ok(claim.and_then(|v| live_claim(v.value(), unix_now())))
+        })
+        .await
+    }
+
+    /// Deletes idempotency claims older than 24 h; returns how many.
+    pub async fn prune_idempotency_keys(&self) -> Result<u64, StoreError> {
+        self.run(move |db| {
+            let now = unix_now();
+            let txn = db.begin_write()?;
+            let pruned;
+            {
+                let mut keys = txn.open_table(tables::IDEMPOTENCY_KEYS)?;
+                let before = keys.len()?;
+                keys.retain(|_, claim| live_claim(claim, now).is_some())?;
+                pruned = before - keys.len()?;
             }
             txn.commit()?;
-            Ok(true)
+            Ok(pruned)
         })
         .await
     }
@@ -302,68 +405,6 @@ impl Store {
         })
         .await
     }
-
-    /// Start-up recovery: every unfinished task in submit order. Tasks left `running` by a
-    /// crash or an interrupted shutdown go back to `queued` in the same transaction, unless they
-    /// have already started `max_starts` times: those fail, so a task that keeps taking the
-    /// server down cannot do so forever.
-    pub async fn recover_tasks(&self, max_starts: u32) -> Result<Vec<Recovered>, StoreError> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
-            let mut recovered = Vec::new();
-            let mut moved = Vec::new();
-            {
-                let mut active = txn.open_table(tables::ACTIVE_TASKS)?;
-                let mut tasks = txn.open_table(tables::TASKS)?;
-                let entries: Vec<(u64, String)> = active
-                    .iter()?
-                    .map(|e| e.map(|(seq, id)| (seq.value(), id.value().to_owned())))
-                    .collect::<Result<_, _>>()?;
-                for (seq, id) in entries {
-                    let Some(bytes) = tasks.get(id.as_str())?.map(|v| v.value().to_vec()) else {
-                        active.remove(seq)?;
-                        continue;
-                    };
-                    let mut task: Task = decode("tasks", &bytes)?;
-                    let was_running = task.status == TaskStatus::Running;
-                    // Runs cut short by a stop: starts that never produced an attempt (failover
-                    // runs that ended normally do not count).
-                    let interrupted = task.starts.saturating_sub(task.attempts.len() as u32);
-                    if was_running && interrupted >= max_starts {
-                        task.status = TaskStatus::Failed;
-                        task.error = Some(format!(
-                            "the server stopped while this task ran, {} times; not retried again",
-                            task.starts
-                        ));
-                        task.completed_at = Some(time::OffsetDateTime::now_utc());
-                        tasks.insert(id.as_str(), encode(&task).as_slice())?;
-                        active.remove(seq)?;
-                        index_finished(&txn, &task)?;
-                        moved.push((task.owner_id, TaskStatus::Failed));
-                        continue;
-                    }
-                    if was_running {
-                        task.status = TaskStatus::Queued;
-                        task.started_at = None;
-                        tasks.insert(id.as_str(), encode(&task).as_slice())?;
-                        moved.push((task.owner_id, TaskStatus::Queued));
-                    }
-                    recovered.push(Recovered {
-                        task_id: task.id,
-                        priority: task.priority,
-                        seq: task.seq,
-                        was_running,
-                    });
-                }
-            }
-            for (owner, to) in moved {
-                shift_counts(&txn, owner, Some(TaskStatus::Running), to)?;
-            }
-            txn.commit()?;
-            Ok(recovered)
-        })
-        .await
-    }
 }
 
 #[cfg(test)]
@@ -371,7 +412,7 @@ mod tests {
     use super::*;
     use crate::orchestrator::Priority;
 
-    fn task(owner: Uuid) -> Task {
+    fn task(owner: Uuid, seq: u64) -> Task {
         Task {
             id: Uuid::new_v4(),
             owner_id: owner,
@@ -395,108 +436,110 @@ mod tests {
             deadline: None,
             attempts: Vec::new(),
             starts: 0,
-            seq: 0,
+            seq,
             created_at: time::OffsetDateTime::now_utc(),
             started_at: None,
             completed_at: None,
             duration_ms: None,
+            version: 1,
         }
     }
 
-    fn new(inserted: Inserted) -> Task {
-        match inserted {
-            Inserted::New(task) => *task,
-            Inserted::Existing(id) => panic!("unexpected existing task {id}"),
-        }
+    /// Writes `tasks` as changes over the stored statuses `stored`.
+    async fn apply(store: &Store, tasks: &[(&Task, Option<TaskStatus>)]) {
+        let batch = TaskBatch {
+            writes: tasks
+                .iter()
+                .map(|(t, stored)| TaskWrite {
+                    task: (*t).clone(),
+                    stored: *stored,
+                })
+                .collect(),
+            next_seq: tasks.iter().map(|(t, _)| t.seq + 1).max().unwrap_or(1),
+            ..TaskBatch::default()
+        };
+        store.apply_tasks(batch).await.unwrap();
     }
 
-    async fn start(store: &Store, mut t: Task, starts: u32) -> Task {
-        t.status = TaskStatus::Running;
-        t.starts = starts;
-        assert!(
-            store
-                .transition_task(t.clone(), TaskStatus::Queued, None)
-                .await
-                .unwrap()
-        );
+    fn moved(t: &Task, status: TaskStatus) -> Task {
+        let mut t = t.clone();
+        t.status = status;
+        t.version += 1;
+        if status.is_terminal() {
+            t.completed_at = Some(time::OffsetDateTime::now_utc());
+        }
         t
     }
 
     #[tokio::test]
-    async fn recovery_requeues_running_tasks_until_they_used_their_attempts() {
+    async fn batches_keep_indexes_and_counters_in_step_with_statuses() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         let owner = Uuid::new_v4();
-        let queued = new(store.insert_task(task(owner), None).await.unwrap());
-        let once = start(
+        let (a, b) = (task(owner, 1), task(owner, 2));
+        apply(&store, &[(&a, None), (&b, None)]).await;
+        let a_run = moved(&a, TaskStatus::Running);
+        let b_done = moved(&moved(&b, TaskStatus::Running), TaskStatus::Completed);
+        // One batch may carry a task straight from queued to completed.
+        apply(
             &store,
-            new(store.insert_task(task(owner), None).await.unwrap()),
-            1,
+            &[
+                (&a_run, Some(TaskStatus::Queued)),
+                (&b_done, Some(TaskStatus::Queued)),
+            ],
         )
         .await;
-        let spent = start(
-            &store,
-            new(store.insert_task(task(owner), None).await.unwrap()),
-            3,
-        )
-        .await;
-
-        let recovered = store.recover_tasks(3).await.unwrap();
-        let ids: Vec<(Uuid, bool)> = recovered
-            .iter()
-            .map(|r| (r.task_id, r.was_running))
-            .collect();
-        assert_eq!(
-            ids,
-            [(queued.id, false), (once.id, true)],
-            "submit order, spent task left out"
-        );
-        assert_eq!(
-            store.task(once.id).await.unwrap().unwrap().status,
-            TaskStatus::Queued
-        );
-        let spent = store.task(spent.id).await.unwrap().unwrap();
-        assert_eq!(spent.status, TaskStatus::Failed);
-        assert!(spent.error.unwrap().contains("3 times"));
         let counts = store.task_counts(Some(owner)).await.unwrap();
-        assert_eq!((counts.queued, counts.running, counts.failed), (2, 0, 1));
+        assert_eq!((counts.queued, counts.running, counts.completed), (0, 1, 1));
         assert_eq!(store.task_counts(None).await.unwrap(), counts);
-        // Idempotent: a second recovery finds the same queued tasks and changes nothing.
-        assert_eq!(store.recover_tasks(3).await.unwrap().len(), 2);
-        assert_eq!(store.task_counts(Some(owner)).await.unwrap(), counts);
+        let unfinished: Vec<Uuid> = store
+            .unfinished_tasks()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(unfinished, [a.id]);
+        assert_eq!(store.next_task_seq().await.unwrap(), 3);
+        assert_eq!(
+            store.task(b.id).await.unwrap().unwrap().status,
+            TaskStatus::Completed
+        );
     }
 
     #[tokio::test]
-    async fn transitions_apply_once() {
+    async fn idempotency_claims_bind_for_a_day_then_expire() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let t = start(
-            &store,
-            new(store.insert_task(task(Uuid::new_v4()), None).await.unwrap()),
-            1,
-        )
-        .await;
-        let mut done = t.clone();
-        done.status = TaskStatus::Completed;
-        assert!(
-            store
-                .transition_task(done.clone(), TaskStatus::Running, None)
-                .await
-                .unwrap()
-        );
-        // A late, stale transition from `running` is refused.
-        let mut late = t;
-        late.status = TaskStatus::Failed;
-        assert!(
-            !store
-                .transition_task(late, TaskStatus::Running, None)
-                .await
-                .unwrap()
-        );
+        let owner = Uuid::new_v4();
+        let (fresh, stale) = (Uuid::new_v4(), Uuid::new_v4());
+        let claim = |key: &str, task_id, age: u64| IdempotencyClaim {
+            owner,
+            key: key.into(),
+            task_id,
+            claimed_at: unix_now() - age,
+        };
+        let batch = TaskBatch {
+            claims: vec![
+                claim("fresh", fresh, 60),
+                claim("stale", stale, IDEMPOTENCY_WINDOW_SECS + 1),
+            ],
+            ..TaskBatch::default()
+        };
+        store.apply_tasks(batch).await.unwrap();
+        let lookup = |key: &str| store.idempotency_claim(owner, key.to_owned());
+        assert_eq!(lookup("fresh").await.unwrap(), Some(fresh));
+        assert_eq!(lookup("stale").await.unwrap(), None);
         assert_eq!(
-            store.task(done.id).await.unwrap().unwrap().status,
-            TaskStatus::Completed
+            store
+                .idempotency_claim(Uuid::new_v4(), "fresh".into())
+                .await
+                .unwrap(),
+            None,
+            "keys are per user"
         );
+        assert_eq!(store.prune_idempotency_keys().await.unwrap(), 1);
+        assert_eq!(lookup("fresh").await.unwrap(), Some(fresh));
     }
 
     #[tokio::test]
@@ -505,25 +548,15 @@ mod tests {
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         let owner = Uuid::new_v4();
         let mut finished = Vec::new();
-        for _ in 0..4 {
-            let t = start(
-                &store,
-                new(store.insert_task(task(owner), None).await.unwrap()),
-                1,
-            )
-            .await;
-            let mut done = t.clone();
-            done.status = TaskStatus::Completed;
-            done.completed_at = Some(time::OffsetDateTime::now_utc());
-            assert!(
-                store
-                    .transition_task(done, TaskStatus::Running, None)
-                    .await
-                    .unwrap()
-            );
+        for seq in 1..=4 {
+            let t = task(owner, seq);
+            apply(&store, &[(&t, None)]).await;
+            let done = moved(&t, TaskStatus::Completed);
+            apply(&store, &[(&done, Some(TaskStatus::Queued))]).await;
             finished.push(t.id);
         }
-        let queued = new(store.insert_task(task(owner), None).await.unwrap());
+        let queued = task(owner, 5);
+        apply(&store, &[(&queued, None)]).await;
         let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(365);
 
         // Keep two: the two oldest go; unfinished tasks are never touched.

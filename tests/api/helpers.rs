@@ -241,7 +241,10 @@ impl TestApp {
 }
 
 fn is_terminal(task: &Value) -> bool {
-    matches!(task["status"].as_str(), Some("completed" | "failed"))
+    matches!(
+        task["status"].as_str(),
+        Some("completed" | "failed" | "canceled" | "timed_out")
+    )
 }
 
 pub async fn read(resp: reqwest::Response) -> (u16, Value) {

@@ -123,7 +123,7 @@ async fn the_query_is_stdin_when_there_is_no_input() {
 }
 
 #[tokio::test]
-async fn agents_that_spin_or_sleep_forever_fail_within_their_timeout() {
+async fn agents_that_spin_or_sleep_forever_time_out_within_their_timeout() {
     let app = spawn_app().await;
     let token = app.signup("user@example.com").await;
     // One burns CPU in wasm; the other sleeps an hour inside the host (`poll_oneoff`), where
@@ -134,7 +134,7 @@ async fn agents_that_spin_or_sleep_forever_fail_within_their_timeout() {
         let body = json!({"query": "stall", "agent_id": agent, "budget": 0, "timeout": 1});
         let task = app.run_task(&token, body).await;
         let waited = submitted.elapsed();
-        assert_eq!(task["status"], "failed", "{name}: {task}");
+        assert_eq!(task["status"], "timed_out", "{name}: {task}");
         assert!(
             task["error"]
                 .as_str()
@@ -144,7 +144,7 @@ async fn agents_that_spin_or_sleep_forever_fail_within_their_timeout() {
         );
         let ran_ms = task["duration_ms"].as_u64().unwrap();
         assert!((1000..2000).contains(&ran_ms), "{name} ran {ran_ms} ms");
-        // Submit to failed, including compilation and queueing, within timeout + 1 s.
+        // Submit to timed_out, including compilation and queueing, within timeout + 1 s.
         assert!(waited.as_millis() < 2000, "{name} took {waited:?}");
     }
 }
@@ -773,7 +773,7 @@ async fn a_deadline_bounds_the_run_and_must_be_in_the_future() {
             json!({"query": "q", "agent_id": spin, "budget": 0, "timeout": 30, "deadline": soon}),
         )
         .await;
-    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["status"], "timed_out", "{task}");
     assert!(
         task["error"]
             .as_str()

@@ -30,9 +30,6 @@ pub async fn preview(
     _user: AuthUser,
     ApiJson(req): ApiJson<PreviewRequest>,
 ) -> Result<ApiJson<PreviewResponse>, ApiError> {
-    let bids = state
-        .orchestrator
-        .preview(&req.capabilities, req.budget)
-        .await?;
+    let bids = state.orchestrator.preview(&req.capabilities, req.budget)?;
     Ok(ApiJson(PreviewResponse { bids }))
 }

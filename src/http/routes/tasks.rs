@@ -43,6 +43,7 @@ pub struct TaskStatsResponse {
     completed: u64,
     failed: u64,
     canceled: u64,
+    timed_out: u64,
     total: u64,
     /// Tasks waiting in the server's queue, per priority (all users).
     queue_depth: QueueDepth,
@@ -277,6 +278,7 @@ pub async fn stats(
         completed: c.completed,
         failed: c.failed,
         canceled: c.canceled,
+        timed_out: c.timed_out,
         total: c.total(),
         queue_depth: QueueDepth {
             low: depth[Priority::Low as usize],

@@ -1,0 +1,329 @@
+//! The catalog: every ready agent in memory, indexed by capability, with the figures the
+//! auction ranks by computed when they change rather than in every auction.
+//!
+//! The store stays the source of truth: the catalog is loaded from it at start, the
+//! marketplace adds what it publishes, and the orchestrator folds in run outcomes as they
+//! happen (the store gets them with the task's state).
+//!
+//! Threading: a std RwLock. Auctions hold the read lock while ranking (under a millisecond at
+//! 100,000 agents); writers hold it for a map update.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use uuid::Uuid;
+
+use super::agent::{Agent, AgentStatus};
+use crate::orchestrator::{Bid, NoEligibleAgent, Weights, rank};
+
+/// What the auction needs of one agent.
+#[derive(Debug, Clone)]
+pub struct Bidder {
+    pub id: Uuid,
+    pub name: Arc<str>,
+    pub price: f64,
+    /// Moving average of success (recent runs weigh more); 0.5 for a newcomer.
+    pub quality: f64,
+    /// Lower bound of the 95% Wilson interval of the success rate; 0.5 for a newcomer.
+    pub reputation: f64,
+    /// Moving average of run durations; `None` until the agent has run.
+    pub duration_ms: Option<f64>,
+}
+
+impl From<&Agent> for Bidder {
+    fn from(agent: &Agent) -> Self {
+        Self {
+            id: agent.id,
+            name: Arc::from(agent.name.as_str()),
+            price: agent.price,
+            quality: agent.stats.ema_success.unwrap_or(0.5),
+            reputation: wilson_lower_bound(agent.stats.tasks_completed, agent.stats.runs()),
+            duration_ms: agent.stats.ema_duration_ms,
+        }
+    }
+}
+
+/// Lower bound of the 95% Wilson score interval of `successes` out of `runs`; 0.5 for none.
+pub fn wilson_lower_bound(successes: u64, runs: u64) -> f64 {
+    if runs == 0 {
+        return 0.5;
+    }
+    let n = runs as f64;
+    let p = successes as f64 / n;
+    let z = 1.96_f64;
+    let z2 = z * z;
+    (p + z2 / (2.0 * n) - z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt()) / (1.0 + z2 / n)
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Dense, so an auction scans contiguous memory.
+    bidders: Vec<Bidder>,
+    agents: Vec<Arc<Agent>>,
+    /// Agent id → position in `bidders` and `agents`.
+    positions: HashMap<Uuid, u32>,
+    /// Capability → positions of the agents offering it, ascending.
+    by_capability: HashMap<String, Vec<u32>>,
+}
+
+/// The catalog of ready agents. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    inner: Arc<RwLock<Inner>>,
+}
+
+impl Catalog {
+    pub fn new(agents: impl IntoIterator<Item = Agent>) -> Self {
+        let catalog = Self::default();
+        for agent in agents {
+            catalog.upsert(agent);
+        }
+        catalog
+    }
+
+    /// Adds an agent, or replaces it; an agent that is not ready leaves the catalog.
+    pub fn upsert(&self, agent: Agent) {
+        let mut inner = self.inner.write().expect("catalog lock");
+        if agent.status != AgentStatus::Ready {
+            inner.remove(agent.id);
+            return;
+        }
+        match inner.positions.get(&agent.id).copied() {
+            Some(at) if inner.agents[at as usize].capabilities == agent.capabilities => {
+                inner.bidders[at as usize] = Bidder::from(&agent);
+                inner.agents[at as usize] = Arc::new(agent);
+            }
+            Some(_) => {
+                inner.remove(agent.id);
+                inner.push(agent);
+            }
+            None => inner.push(agent),
+        }
+    }
+
+    /// Removes an agent (deleted or no longer ready).
+    pub fn remove(&self, id: Uuid) {
+        self.inner.write().expect("catalog lock").remove(id);
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<Arc<Agent>> {
+        let inner = self.inner.read().expect("catalog lock");
+        inner
+            .positions
+            .get(&id)
+            .map(|&at| inner.agents[at as usize].clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().expect("catalog lock").agents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Folds one finished run into the agent's statistics.
+    pub fn record_outcome(&self, id: Uuid, success: bool, duration_ms: u64) {
+        let mut inner = self.inner.write().expect("catalog lock");
+        if let Some(at) = inner.positions.get(&id).map(|&at| at as usize) {
+            let mut agent = (*inner.agents[at]).clone();
+            agent.stats.record(success, duration_ms);
+            inner.bidders[at] = Bidder::from(&agent);
+            inner.agents[at] = Arc::new(agent);
+        }
+    }
+
+    /// Runs an auction among the ready agents that offer every `required` capability, minus
+    /// `exclude`; with `only`, among that one agent.
+    pub fn auction(
+        &self,
+        required: &[String],
+        budget: f64,
+        weights: Weights,
+        only: Option<Uuid>,
+        exclude: &[Uuid],
+    ) -> Result<Vec<Bid>, NoEligibleAgent> {
+        let inner = self.inner.read().expect("catalog lock");
+        let offers = |at: u32| {
+            required.iter().all(|c| {
+                inner
+                    .by_capability
+                    .get(c)
+                    .is_some_and(|list| list.binary_search(&at).is_ok())
+            })
+        };
+        let allowed = |b: &&Bidder| !exclude.contains(&b.id);
+        if let Some(id) = only {
+            let at = inner.positions.get(&id).copied().filter(|&at| offers(at));
+            let one = at.map(|at| &inner.bidders[at as usize]);
+            return rank(
+                one.iter().copied().filter(allowed),
+                required,
+                budget,
+                weights,
+            );
+        }
+        // Walk the shortest posting list; check the other capabilities by binary search.
+        let shortest = required
+            .iter()
+            .map(|c| inner.by_capability.get(c).map_or(&[][..], Vec::as_slice))
+            .min_by_key(|list| list.len());
+        match shortest {
+            None => rank(
+                inner.bidders.iter().filter(allowed),
+                required,
+                budget,
+                weights,
+            ),
+            Some(list) if required.len() == 1 => rank(
+                list.iter()
+                    .map(|&at| &inner.bidders[at as usize])
+                    .filter(allowed),
+                required,
+                budget,
+                weights,
+            ),
+            Some(list) => rank(
+                list.iter()
+                    .filter(|&&at| offers(at))
+                    .map(|&at| &inner.bidders[at as usize])
+                    .filter(allowed),
+                required,
+                budget,
+                weights,
+            ),
+        }
+    }
+}
+
+impl Inner {
+    fn push(&mut self, agent: Agent) {
+        let at = self.agents.len() as u32;
+        for c in &agent.capabilities {
+            self.by_capability.entry(c.clone()).or_default().push(at);
+        }
+        self.positions.insert(agent.id, at);
+        self.bidders.push(Bidder::from(&agent));
+        self.agents.push(Arc::new(agent));
+    }
+
+    /// Removes by swapping the last agent into the hole; rare, so the capability lists of the
+    /// moved agent are patched by a scan.
+    fn remove(&mut self, id: Uuid) {
+        let Some(at) = self.positions.remove(&id) else {
+            return;
+        };
+        let last = (self.agents.len() - 1) as u32;
+        let removed = self.agents.swap_remove(at as usize);
+        self.bidders.swap_remove(at as usize);
+        for c in &removed.capabilities {
+            if let Some(list) = self.by_capability.get_mut(c) {
+                list.retain(|&p| p != at);
+                if list.is_empty() {
+                    self.by_capability.remove(c);
+                }
+            }
+        }
+        if at != last {
+            let moved = self.agents[at as usize].clone();
+            self.positions.insert(moved.id, at);
+            for c in &moved.capabilities {
+                if let Some(list) = self.by_capability.get_mut(c) {
+                    list.retain(|&p| p != last);
+                    let i = list.partition_point(|&p| p < at);
+                    list.insert(i, at);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::AgentStats;
+
+    fn agent(name: &str, price: f64, caps: &[&str]) -> Agent {
+        Agent {
+            id: Uuid::now_v7(),
+            owner_id: Uuid::nil(),
+            name: name.into(),
+            description: String::new(),
+            version: "1.0.0".into(),
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            price,
+            binary_hash: String::new(),
+            binary_size: 0,
+            status: AgentStatus::Ready,
+            created_at: time::OffsetDateTime::now_utc(),
+            stats: AgentStats::default(),
+        }
+    }
+
+    fn caps(c: &[&str]) -> Vec<String> {
+        c.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn winners(catalog: &Catalog, required: &[&str], exclude: &[Uuid]) -> Vec<String> {
+        catalog
+            .auction(&caps(required), 1.0, Weights::default(), None, exclude)
+            .map(|bids| bids.into_iter().map(|b| b.agent_name).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn auctions_see_only_agents_offering_every_capability() {
+        let a = agent("a", 0.1, &["nlp", "text"]);
+        let b = agent("b", 0.2, &["nlp"]);
+        let c = agent("c", 0.3, &["text", "nlp", "vision"]);
+        let catalog = Catalog::new([a.clone(), b.clone(), c.clone()]);
+        assert_eq!(winners(&catalog, &["nlp"], &[]), ["a", "b", "c"]);
+        assert_eq!(winners(&catalog, &["text", "nlp"], &[]), ["a", "c"]);
+        assert_eq!(winners(&catalog, &["vision"], &[]), ["c"]);
+        assert_eq!(winners(&catalog, &["nlp"], &[a.id]), ["b", "c"]);
+        assert!(winners(&catalog, &["audio"], &[]).is_empty());
+        let pinned = catalog
+            .auction(&caps(&["text"]), 1.0, Weights::default(), Some(b.id), &[])
+            .unwrap_err();
+        assert!(pinned.0.contains("text"), "{}", pinned.0);
+    }
+
+    #[test]
+    fn removal_keeps_the_capability_index_right() {
+        let agents: Vec<Agent> = (0..6)
+            .map(|i| {
+                agent(
+                    &format!("a{i}"),
+                    i as f64 / 10.0,
+                    &["x", if i % 2 == 0 { "even" } else { "odd" }],
+                )
+            })
+            .collect();
+        let catalog = Catalog::new(agents.clone());
+        catalog.remove(agents[1].id);
+        catalog.remove(agents[0].id);
+        assert_eq!(catalog.len(), 4);
+        assert_eq!(winners(&catalog, &["even"], &[]), ["a2", "a4"]);
+        assert_eq!(winners(&catalog, &["odd"], &[]), ["a3", "a5"]);
+        assert_eq!(winners(&catalog, &["x"], &[]), ["a2", "a3", "a4", "a5"]);
+        // Changing an agent's capabilities moves it between lists.
+        let mut moved = agents[2].clone();
+        moved.capabilities = caps(&["x", "odd"]);
+        catalog.upsert(moved);
+        assert_eq!(winners(&catalog, &["even"], &[]), ["a4"]);
+        assert_eq!(winners(&catalog, &["odd"], &[]), ["a2", "a3", "a5"]);
+    }
+
+    #[test]
+    fn outcomes_move_an_agent_in_the_ranking() {
+        let steady = agent("steady", 0.1, &["x"]);
+        let flaky = agent("flaky", 0.1, &["x"]);
+        let catalog = Catalog::new([steady.clone(), flaky.clone()]);
+        for _ in 0..5 {
+            catalog.record_outcome(steady.id, true, 10);
+            catalog.record_outcome(flaky.id, false, 10);
+        }
+        assert_eq!(winners(&catalog, &["x"], &[]), ["steady", "flaky"]);
+        assert_eq!(catalog.get(flaky.id).unwrap().stats.tasks_failed, 5);
+    }
+}

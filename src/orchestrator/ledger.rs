@@ -1,0 +1,867 @@
+//! The ledger: the live state of every task that is unfinished or not yet applied to the
+//! store, journaled to the write-ahead log and applied to redb in batches.
+//!
+//! Writes: every change is a compare-and-set on the task's in-memory status under one std
+//! Mutex (held for a map operation and a channel send, never across an await). The change's
+//! WAL record is queued while the lock is held, so the log's order is the order of the
+//! changes. A submit returns only once its record is on disk; the WAL's group commit makes one
+//! `fdatasync` cover every record that queued meanwhile.
+//!
+//! The store is a materialised view: the applier (one tokio task; redb work on the blocking
+//! pool) writes the latest state of every changed task in one transaction per WAL sync, not
+//! synced itself. Every [`CHECKPOINT_EVERY`] it commits a synced transaction and checkpoints the
+//! WAL there, deleting old segments, so the log stays bounded.
+//!
+//! Reads: a task still in memory is answered from memory. Listings and counters read the store
+//! after [`Ledger::settled`], which waits until the store holds everything durable.
+//!
+//! Recovery: the records after the WAL's checkpoint are replayed over the stored rows; each is
+//! applied only if its task version is newer than the row's, so replaying twice (a crash
+//! between the store's sync and the WAL checkpoint) changes nothing.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::task::{Task, TaskStatus};
+use crate::queue::wal::{Lsn, Wal, WalError, WalOptions};
+use crate::store::{AgentOutcome, IdempotencyClaim, Store, StoreError, TaskBatch, TaskWrite};
+
+/// How often the applier makes the store durable and checkpoints the WAL.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("undecodable WAL record: {0}")]
+    BadRecord(String),
+}
+
+// WAL record payloads (the log frames them; see `queue::wal`):
+//
+//   offset  size  field
+//   0       1     kind
+//
+// kind 1, snapshot: the task's whole state after a change.
+//   1       …     JSON {"task": Task, "claim": IdempotencyClaim | null,
+//                       "outcome": AgentOutcome | null}
+//                 `claim` rides on the submit; `outcome` on the end of a run.
+//
+// kind 2, started: a worker took the task (the hot path, so not JSON).
+//   1       16    task id, UUID bytes
+//   17      8     task version after the change, u64 LE
+//   25      4     starts, u32 LE
+//   29      8     started_at, unix nanoseconds, i64 LE
+//   (37 bytes in all)
+
+const SNAPSHOT: u8 = 1;
+const STARTED: u8 = 2;
+const STARTED_LEN: usize = 37;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    task: Task,
+    claim: Option<IdempotencyClaim>,
+    outcome: Option<AgentOutcome>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Started {
+    id: Uuid,
+    version: u64,
+    starts: u32,
+    started_at: OffsetDateTime,
+}
+
+enum Change {
+    Snapshot(Box<Snapshot>),
+    Started(Started),
+}
+
+fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
+    let mut out = vec![SNAPSHOT];
+    serde_json::to_writer(&mut out, snapshot).expect("tasks serialise infallibly");
+    out
+}
+
+fn encode_started(s: &Started) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STARTED_LEN);
+    out.push(STARTED);
+    out.extend_from_slice(s.id.as_bytes());
+    out.extend_from_slice(&s.version.to_le_bytes());
+    out.extend_from_slice(&s.starts.to_le_bytes());
+    let nanos = s.started_at.unix_timestamp_nanos() as i64;
+    out.extend_from_slice(&nanos.to_le_bytes());
+    out
+}
+
+fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
+    match payload.first() {
+        Some(&SNAPSHOT) => serde_json::from_slice(&payload[1..])
+            .map(|s| Change::Snapshot(Box::new(s)))
+            .map_err(|e| LedgerError::BadRecord(e.to_string())),
+        Some(&STARTED) if payload.len() == STARTED_LEN => {
+            let field = |range: std::ops::Range<usize>| &payload[range];
+            let nanos = i64::from_le_bytes(field(29..37).try_into().expect("8 bytes"));
+            Ok(Change::Started(Started {
+                id: Uuid::from_slice(field(1..17)).expect("16 bytes"),
+                version: u64::from_le_bytes(field(17..25).try_into().expect("8 bytes")),
+                starts: u32::from_le_bytes(field(25..29).try_into().expect("4 bytes")),
+                started_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+                    .map_err(|e| LedgerError::BadRecord(e.to_string()))?,
+            }))
+        }
+        other => Err(LedgerError::BadRecord(format!(
+            "unknown kind {other:?} ({} bytes)",
+            payload.len()
+        ))),
+    }
+}
+
+/// What [`Ledger::submit`] did.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Stored and durable.
+    New(Box<Task>),
+    /// The owner used this idempotency key for this task within the last 24 h.
+    Existing(Uuid),
+}
+
+/// Resolves once a change's WAL record is on disk.
+pub struct Durable(oneshot::Receiver<Result<Lsn, WalError>>);
+
+impl Durable {
+    pub async fn wait(self) -> Result<(), LedgerError> {
+        match self.0.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(WalError::Closed.into()),
+        }
+    }
+}
+
+/// A task in memory.
+struct Entry {
+    task: Task,
+    /// The status and version the store holds (`None`/0: not stored yet).
+    stored: Option<TaskStatus>,
+    stored_version: u64,
+    /// Changed since the last apply; its id is in [`Live::dirty`].
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct Live {
+    tasks: HashMap<Uuid, Entry>,
+    dirty: Vec<Uuid>,
+    /// Claims not yet in the store, by (owner, key).
+    claims: HashMap<(Uuid, String), IdempotencyClaim>,
+    outcomes: Vec<AgentOutcome>,
+    next_seq: u64,
+    /// Bumped whenever claims move from memory to the store: a submit that looked in the store
+    /// before such a move must look again (see [`Ledger::submit`]).
+    claim_epoch: u64,
+}
+
+impl Live {
+    fn mark(&mut self, id: Uuid) {
+        if let Some(entry) = self.tasks.get_mut(&id)
+            && !entry.dirty
+        {
+            entry.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+}
+
+/// The ledger. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Store,
+    wal: Wal,
+    /// A std Mutex: held for map operations and WAL channel sends only.
+    live: Mutex<Live>,
+    /// The WAL position up to which the store holds every change.
+    applied: watch::Sender<Lsn>,
+    /// One apply step at a time, so batches reach the store in order.
+    applying: tokio::sync::Mutex<Option<Instant>>,
+    stop: CancellationToken,
+}
+
+impl Ledger {
+    /// Opens the WAL in `dir`, replays it into the store and loads every unfinished task.
+    /// Returns the ledger and those tasks in submit order.
+    pub async fn open(store: Store, dir: &Path) -> Result<(Self, Vec<Task>), LedgerError> {
+        let dir = dir.to_owned();
+        let (wal, records) =
+            tokio::task::spawn_blocking(move || Wal::open(&dir, WalOptions::default()))
+                .await
+                .map_err(StoreError::from)??;
+        let replayed = records.len();
+        let changes = records
+            .iter()
+            .map(|r| decode(&r.payload))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_seq = replay(&store, changes).await?;
+        let tail = *wal.durable().borrow();
+        let wal = Arc::new(wal);
+        if replayed > 0 {
+            let w = wal.clone();
+            tokio::task::spawn_blocking(move || w.checkpoint(tail))
+                .await
+                .map_err(StoreError::from)??;
+            tracing::info!(records = replayed, "replayed the task WAL");
+        }
+        let wal = Arc::into_inner(wal).expect("no other handle");
+
+        let unfinished = store.unfinished_tasks().await?;
+        let mut live = Live {
+            next_seq,
+            ..Live::default()
+        };
+        for task in &unfinished {
+            live.tasks.insert(
+                task.id,
+                Entry {
+                    task: task.clone(),
+                    stored: Some(task.status),
+                    stored_version: task.version,
+                    dirty: false,
+                },
+            );
+        }
+        let ledger = Self {
+            shared: Arc::new(Shared {
+                store,
+                wal,
+                live: Mutex::new(live),
+                applied: watch::channel(tail).0,
+                applying: tokio::sync::Mutex::new(None),
+                stop: CancellationToken::new(),
+            }),
+        };
+        let applier = ledger.clone();
+        tokio::spawn(async move { applier.run_applier().await });
+        Ok((ledger, unfinished))
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.shared.live.lock().expect("ledger lock")
+    }
+
+    /// The task from memory, if it is there (unfinished or recently finished).
+    pub fn live_task(&self, id: Uuid) -> Option<Task> {
+        self.live().tasks.get(&id).map(|e| e.task.clone())
+    }
+
+    /// The task, from memory or the store.
+    pub async fn task(&self, id: Uuid) -> Result<Option<Task>, LedgerError> {
+        if let Some(task) = self.live_task(id) {
+            return Ok(Some(task));
+        }
+        // Not in memory: either stored, or evicted after being applied (so stored now).
+        Ok(self.shared.store.task(id).await?)
+    }
+
+    /// The task `owner` created with `key` in the last 24 h, if any.
+    pub async fn claimed(&self, owner: Uuid, key: &str) -> Result<Option<Uuid>, LedgerError> {
+        Ok(self.claim_lookup(owner, key).await?.0)
+    }
+
+    /// Looks in memory, then in the store; also returns the claim epoch seen before the store
+    /// lookup.
+    async fn claim_lookup(
+        &self,
+        owner: Uuid,
+        key: &str,
+    ) -> Result<(Option<Uuid>, u64), LedgerError> {
+        let epoch = {
+            let live = self.live();
+            if let Some(claim) = live.claims.get(&(owner, key.to_owned())) {
+                return Ok((Some(claim.task_id), live.claim_epoch));
+            }
+            live.claim_epoch
+        };
+        let stored = self
+            .shared
+            .store
+            .idempotency_claim(owner, key.to_owned())
+            .await?;
+        Ok((stored, epoch))
+    }
+
+    /// Journals a new task (assigning its submit sequence and version 1) and returns it once
+    /// its record is on disk. With an idempotency key the owner already used within 24 h,
+    /// nothing is written and the first task's id is returned.
+    pub async fn submit(
+        &self,
+        mut task: Task,
+        key: Option<String>,
+    ) -> Result<Submitted, LedgerError> {
+        let durable = loop {
+            let epoch = match &key {
+                Some(key) => match self.claim_lookup(task.owner_id, key).await? {
+                    (Some(id), _) => return Ok(Submitted::Existing(id)),
+                    (None, epoch) => Some(epoch),
+                },
+                None => None,
+            };
+            let mut live = self.live();
+            let claim = match &key {
+                Some(key) => {
+                    if let Some(claim) = live.claims.get(&(task.owner_id, key.clone())) {
+                        return Ok(Submitted::Existing(claim.task_id));
+                    }
+                    if epoch != Some(live.claim_epoch) {
+                        // Claims moved to the store while we looked there: look again.
+                        continue;
+                    }
+                    let claim = IdempotencyClaim {
+                        owner: task.owner_id,
+                        key: key.clone(),
+                        task_id: task.id,
+                        claimed_at: task.created_at.unix_timestamp().max(0) as u64,
+                    };
+                    live.claims
+                        .insert((task.owner_id, key.clone()), claim.clone());
+                    Some(claim)
+                }
+                None => None,
+            };
+            task.seq = live.next_seq;
+            live.next_seq += 1;
+            task.status = TaskStatus::Queued;
+            task.version = 1;
+            let record = encode_snapshot(&Snapshot {
+                task: task.clone(),
+                claim,
+                outcome: None,
+            });
+            let durable = self.shared.wal.append_nowait(record)?;
+            live.tasks.insert(
+                task.id,
+                Entry {
+                    task: task.clone(),
+                    stored: None,
+                    stored_version: 0,
+                    dirty: false,
+                },
+            );
+            live.mark(task.id);
+            break durable;
+        };
+        Durable(durable).wait().await?;
+        Ok(Submitted::New(Box::new(task)))
+    }
+
+    /// Marks a queued task running (a worker took it). The record is not waited for: a crash
+    /// re-queues running tasks anyway. `None` if the task is not queued.
+    pub fn start(&self, id: Uuid) -> Result<Option<Task>, LedgerError> {
+        let mut live = self.live();
+        let Some(entry) = live.tasks.get_mut(&id) else {
+            return Ok(None);
+        };
+        if entry.task.status != TaskStatus::Queued {
+            return Ok(None);
+        }
+        let task = &mut entry.task;
+        task.status = TaskStatus::Running;
+        task.starts += 1;
+        task.version += 1;
+        let now = OffsetDateTime::now_utc();
+        task.started_at = Some(now);
+        let record = encode_started(&Started {
+            id,
+            version: task.version,
+            starts: task.starts,
+            started_at: now,
+        });
+        let task = task.clone();
+        drop(self.shared.wal.append_nowait(record)?);
+        live.mark(id);
+        Ok(Some(task))
+    }
+
+    /// Applies `change` to the task if it is in status `from`, journals the new state (with
+    /// the run's `outcome` for the agent's statistics) and returns it with a handle that
+    /// resolves once it is durable. `None` if the task is not in `from`: someone else moved it
+    /// (a late result of a stale run, a cancel that lost a race), and nothing is written.
+    pub fn transition(
+        &self,
+        id: Uuid,
+        from: TaskStatus,
+        outcome: Option<AgentOutcome>,
+        change: impl FnOnce(&mut Task),
+    ) -> Result<Option<(Task, Durable)>, LedgerError> {
+        let mut live = self.live();
+        let Some(entry) = live.tasks.get_mut(&id) else {
+            return Ok(None);
+        };
+        if entry.task.status != from {
+            return Ok(None);
+        }
+        let mut task = entry.task.clone();
+        change(&mut task);
+        task.version = entry.task.version + 1;
+        let record = encode_snapshot(&Snapshot {
+            task: task.clone(),
+            claim: None,
+            outcome,
+        });
+        let durable = self.shared.wal.append_nowait(record)?;
+        entry.task = task.clone();
+        if let Some(outcome) = outcome {
+            live.outcomes.push(outcome);
+        }
+        live.mark(id);
+        Ok(Some((task, Durable(durable))))
+    }
+
+    /// Waits until the store holds every change that is durable now: listings and counters
+    /// read after this see every acknowledged change.
+    pub async fn settled(&self) {
+        let target = *self.shared.wal.durable().borrow();
+        let mut applied = self.shared.applied.subscribe();
+        let _ = applied.wait_for(|a| *a >= target).await;
+    }
+
+    /// Applies everything, syncs the store and checkpoints the WAL (retention runs after this,
+    /// so it never deletes a task whose records a replay would bring back).
+    pub async fn checkpoint(&self) -> Result<(), LedgerError> {
+        self.apply_step(true).await
+    }
+
+    /// Stops the applier after a final synced apply and checkpoint.
+    pub async fn close(&self) -> Result<(), LedgerError> {
+        self.shared.stop.cancel();
+        self.apply_step(true).await
+    }
+
+    async fn run_applier(self) {
+        let mut durable = self.shared.wal.durable();
+        loop {
+            tokio::select! {
+                changed = durable.changed() => if changed.is_err() { return },
+                () = self.shared.stop.cancelled() => return,
+            }
+            let due = {
+                let last = self.shared.applying.lock().await;
+                last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY)
+            };
+            if let Err(e) = self.apply_step(due).await {
+                tracing::error!(error = %e, "applying tasks to the store failed; retrying after the next change");
+            }
+        }
+    }
+
+    /// One apply: the latest state of every changed task, pending claims and outcomes, in
+    /// one store transaction. Everything durable in the WAL when it starts is in the store
+    /// when it returns.
+    async fn apply_step(&self, sync: bool) -> Result<(), LedgerError> {
+        let mut last_sync = self.shared.applying.lock().await;
+        // Read the durable position before taking the batch: every record before it was queued
+        // (and its task marked) before this point, so the batch covers it.
+        let target = *self.shared.wal.durable().borrow();
+        let (batch, written) = {
+            let mut live = self.live();
+            let ids = std::mem::take(&mut live.dirty);
+            let mut writes = Vec::with_capacity(ids.len());
+            let mut written = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(entry) = live.tasks.get_mut(&id) {
+                    entry.dirty = false;
+                    writes.push(TaskWrite {
+                        task: entry.task.clone(),
+                        stored: entry.stored,
+                    });
+                    written.push((id, entry.task.version, entry.task.status));
+                }
+            }
+            let batch = TaskBatch {
+                writes,
+                claims: live.claims.values().cloned().collect(),
+                outcomes: std::mem::take(&mut live.outcomes),
+                next_seq: live.next_seq,
+                durable: sync,
+            };
+            (batch, written)
+        };
+        let claims: Vec<(Uuid, String)> = batch
+            .claims
+            .iter()
+            .map(|c| (c.owner, c.key.clone()))
+            .collect();
+        let outcomes = batch.outcomes.clone();
+        if let Err(e) = self.shared.store.apply_tasks(batch).await {
+            // Nothing was written: mark everything again for the next step.
+            let mut live = self.live();
+            for (id, _, _) in written {
+                live.mark(id);
+            }
+            live.outcomes.extend(outcomes);
+            return Err(e.into());
+        }
+        {
+            let mut live = self.live();
+            for (id, version, status) in written {
+                let Some(entry) = live.tasks.get_mut(&id) else {
+                    continue;
+                };
+                entry.stored = Some(status);
+                entry.stored_version = version;
+                if entry.task.version == version && status.is_terminal() && !entry.dirty {
+                    live.tasks.remove(&id);
+                }
+            }
+            if !claims.is_empty() {
+                for claim in &claims {
+                    live.claims.remove(claim);
+                }
+                live.claim_epoch += 1;
+            }
+        }
+        self.shared.applied.send_if_modified(|a| {
+            let moved = *a < target;
+            *a = (*a).max(target);
+            moved
+        });
+        if sync {
+            *last_sync = Some(Instant::now());
+            let ledger = self.clone();
+            tokio::task::spawn_blocking(move || ledger.shared.wal.checkpoint(target))
+                .await
+                .map_err(StoreError::from)??;
+        }
+        Ok(())
+    }
+}
+
+/// Replays WAL changes over the stored rows and writes the result in one synced batch.
+/// Returns the next submit sequence number.
+async fn replay(store: &Store, changes: Vec<Change>) -> Result<u64, LedgerError> {
+    let mut ids: Vec<Uuid> = changes
+        .iter()
+        .map(|c| match c {
+            Change::Snapshot(s) => s.task.id,
+            Change::Started(s) => s.id,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let stored: HashMap<Uuid, Task> = store
+        .tasks_by_id(ids)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    let stored_version = |id: &Uuid| stored.get(id).map_or(0, |t| t.version);
+    let mut states: HashMap<Uuid, Task> = HashMap::new();
+    let mut batch = TaskBatch {
+        next_seq: store.next_task_seq().await?,
+        durable: true,
+        ..TaskBatch::default()
+    };
+    for change in changes {
+        match change {
+            Change::Snapshot(snapshot) => {
+                let Snapshot {
+                    task,
+                    claim,
+                    outcome,
+                } = *snapshot;
+                let id = task.id;
+                batch.next_seq = batch.next_seq.max(task.seq + 1);
+                if task.version <= stored_version(&id) {
+                    continue;
+                }
+                batch.claims.extend(claim);
+                batch.outcomes.extend(outcome);
+                let current = states.get(&id).map_or(stored_version(&id), |t| t.version);
+                if task.version > current {
+                    states.insert(id, task);
+                }
+            }
+            Change::Started(s) => {
+                let current = states.get(&s.id).or_else(|| stored.get(&s.id)).cloned();
+                match current {
+                    Some(mut task) if s.version > task.version => {
+                        task.status = TaskStatus::Running;
+                        task.version = s.version;
+                        task.starts = s.starts;
+                        task.started_at = Some(s.started_at);
+                        states.insert(s.id, task);
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!(task_id = %s.id, "WAL start of an unknown task; skipped")
+                    }
+                }
+            }
+        }
+    }
+    batch.writes = states
+        .into_values()
+        .map(|task| TaskWrite {
+            stored: stored.get(&task.id).map(|t| t.status),
+            task,
+        })
+        .collect();
+    let next_seq = batch.next_seq;
+    store.apply_tasks(batch).await?;
+    Ok(next_seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::{Agent, AgentStats, AgentStatus};
+    use crate::orchestrator::Priority;
+
+    fn task(owner: Uuid, agent_id: Uuid) -> Task {
+        Task {
+            id: Uuid::new_v4(),
+            owner_id: owner,
+            status: TaskStatus::Queued,
+            query: "q".into(),
+            input: None,
+            capabilities: Vec::new(),
+            priority: Priority::Normal,
+            budget: 1.0,
+            timeout_secs: 30,
+            constraints: None,
+            agent_id,
+            agent_name: "a".into(),
+            price: 0.0,
+            bids: Vec::new(),
+            result: None,
+            error: None,
+            stderr: None,
+            exit_code: None,
+            pinned: false,
+            deadline: None,
+            attempts: Vec::new(),
+            starts: 0,
+            seq: 0,
+            created_at: OffsetDateTime::now_utc(),
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+            version: 0,
+        }
+    }
+
+    fn agent() -> Agent {
+        Agent {
+            id: Uuid::now_v7(),
+            owner_id: Uuid::nil(),
+            name: "a".into(),
+            description: String::new(),
+            version: "1.0.0".into(),
+            capabilities: Vec::new(),
+            price: 0.0,
+            binary_hash: String::new(),
+            binary_size: 0,
+            status: AgentStatus::Ready,
+            created_at: OffsetDateTime::now_utc(),
+            stats: AgentStats::default(),
+        }
+    }
+
+    fn snapshot(
+        task: &Task,
+        claim: Option<IdempotencyClaim>,
+        outcome: Option<AgentOutcome>,
+    ) -> Vec<u8> {
+        encode_snapshot(&Snapshot {
+            task: task.clone(),
+            claim,
+            outcome,
+        })
+    }
+
+    /// Writes what a server that crashed right after its WAL syncs would leave: three submits,
+    /// one start, one finish with an outcome; the store never saw any of it.
+    fn crashed_log(dir: &Path, owner: Uuid, agent: Uuid) -> Vec<Task> {
+        let (wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
+        let mut tasks = Vec::new();
+        for seq in 1..=3 {
+            let mut t = task(owner, agent);
+            t.seq = seq;
+            t.version = 1;
+            let claim = (seq == 1).then(|| IdempotencyClaim {
+                owner,
+                key: "k".into(),
+                task_id: t.id,
+                claimed_at: t.created_at.unix_timestamp() as u64,
+            });
+            wal.append_blocking(snapshot(&t, claim, None)).unwrap();
+            tasks.push(t);
+        }
+        let started = Started {
+            id: tasks[0].id,
+            version: 2,
+            starts: 1,
+            started_at: OffsetDateTime::now_utc(),
+        };
+        wal.append_blocking(encode_started(&started)).unwrap();
+        let mut done = tasks[1].clone();
+        done.status = TaskStatus::Completed;
+        done.version = 3;
+        done.completed_at = Some(OffsetDateTime::now_utc());
+        let outcome = AgentOutcome {
+            agent_id: agent,
+            success: true,
+            duration_ms: 5,
+        };
+        wal.append_blocking(snapshot(&done, None, Some(outcome)))
+            .unwrap();
+        tasks
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_restores_synced_changes_the_store_never_saw_and_twice_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let a = agent();
+        assert!(store.insert_agent(a.clone()).await.unwrap());
+        let owner = Uuid::new_v4();
+        let wal_dir = dir.path().join("wal");
+        let tasks = {
+            let (wal_dir, agent_id) = (wal_dir.clone(), a.id);
+            tokio::task::spawn_blocking(move || crashed_log(&wal_dir, owner, agent_id))
+                .await
+                .unwrap()
+        };
+        // Kept to replay again later: a crash after the store synced, before the checkpoint.
+        copy_dir(&wal_dir, &dir.path().join("wal-copy"));
+
+        let (ledger, unfinished) = Ledger::open(store.clone(), &wal_dir).await.unwrap();
+        let statuses: Vec<(Uuid, TaskStatus, u32)> = unfinished
+            .iter()
+            .map(|t| (t.id, t.status, t.starts))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                (tasks[0].id, TaskStatus::Running, 1),
+                (tasks[2].id, TaskStatus::Queued, 0)
+            ]
+        );
+        ledger.settled().await;
+        let counts = store.task_counts(Some(owner)).await.unwrap();
+        assert_eq!((counts.queued, counts.running, counts.completed), (1, 1, 1));
+        let stats = store.agent(a.id).await.unwrap().unwrap().stats;
+        assert_eq!(stats.tasks_completed, 1, "the outcome counts once");
+        assert_eq!(
+            store.idempotency_claim(owner, "k".into()).await.unwrap(),
+            Some(tasks[0].id)
+        );
+        // New submits continue the sequence.
+        let next = ledger.submit(task(owner, a.id), None).await.unwrap();
+        assert!(matches!(next, Submitted::New(t) if t.seq == 4));
+        ledger.close().await.unwrap();
+        drop(ledger);
+
+        // Replay the same records over the applied store: versions make it a no-op (the
+        // fourth task, submitted after, keeps its place too).
+        std::fs::remove_dir_all(&wal_dir).unwrap();
+        copy_dir(&dir.path().join("wal-copy"), &wal_dir);
+        let (ledger, unfinished) = Ledger::open(store.clone(), &wal_dir).await.unwrap();
+        assert_eq!(unfinished.len(), 3, "two recovered and the fourth submit");
+        ledger.settled().await;
+        let counts = store.task_counts(Some(owner)).await.unwrap();
+        assert_eq!((counts.queued, counts.running, counts.completed), (2, 1, 1));
+        assert_eq!(
+            store
+                .agent(a.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .stats
+                .tasks_completed,
+            1
+        );
+        ledger.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_change_from_the_wrong_status_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let (ledger, _) = Ledger::open(store.clone(), &dir.path().join("wal"))
+            .await
+            .unwrap();
+        let Submitted::New(t) = ledger
+            .submit(task(Uuid::new_v4(), Uuid::nil()), None)
+            .await
+            .unwrap()
+        else {
+            panic!("new task expected");
+        };
+        let finish =
+            |status| ledger.transition(t.id, TaskStatus::Running, None, move |t| t.status = status);
+        assert!(
+            finish(TaskStatus::Completed).unwrap().is_none(),
+            "not running yet"
+        );
+        assert_eq!(
+            ledger.start(t.id).unwrap().unwrap().status,
+            TaskStatus::Running
+        );
+        assert!(ledger.start(t.id).unwrap().is_none(), "started once");
+        let (done, durable) = finish(TaskStatus::Completed).unwrap().unwrap();
+        durable.wait().await.unwrap();
+        assert_eq!(done.version, 3);
+        // A late result of a stale run.
+        assert!(finish(TaskStatus::Failed).unwrap().is_none());
+        ledger.close().await.unwrap();
+        drop(ledger);
+        let (_ledger, unfinished) = Ledger::open(store.clone(), &dir.path().join("wal"))
+            .await
+            .unwrap();
+        assert!(unfinished.is_empty());
+        assert_eq!(
+            store.task(t.id).await.unwrap().unwrap().status,
+            TaskStatus::Completed
+        );
+    }
+
+    #[test]
+    fn started_records_round_trip() {
+        let s = Started {
+            id: Uuid::new_v4(),
+            version: 7,
+            starts: 2,
+            started_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
+                .unwrap(),
+        };
+        let bytes = encode_started(&s);
+        assert_eq!(bytes.len(), STARTED_LEN);
+        match decode(&bytes).unwrap() {
+            Change::Started(back) => assert_eq!(back, s),
+            Change::Snapshot(_) => panic!("decoded the wrong kind"),
+        }
+        assert!(matches!(decode(&[9, 1, 2]), Err(LedgerError::BadRecord(_))));
+    }
+}
