@@ -3,8 +3,8 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
-use zerostate::agents::{Agent, AgentStats, AgentStatus};
-use zerostate::orchestrator::{Priority, Weights, run_auction};
+use zerostate::agents::{Agent, AgentStats, AgentStatus, Catalog};
+use zerostate::orchestrator::{Priority, Weights};
 use zerostate::queue::{QueuedTask, TaskQueue};
 
 fn agents(n: usize) -> Vec<Agent> {
@@ -37,13 +37,57 @@ fn agents(n: usize) -> Vec<Agent> {
 fn auction(c: &mut Criterion) {
     let mut group = c.benchmark_group("auction");
     for n in [10, 1_000, 100_000] {
-        let pool = agents(n);
+        // Every agent offers `nlp`; half are within the budget: 50,000 bidders at 100,000.
+        let catalog = Catalog::new(agents(n));
         let required = vec!["nlp".to_owned()];
-        group.bench_with_input(BenchmarkId::from_parameter(n), &pool, |b, pool| {
-            b.iter(|| run_auction(pool, &required, 0.5, Weights::default()).unwrap())
+        group.bench_with_input(BenchmarkId::from_parameter(n), &catalog, |b, catalog| {
+            b.iter(|| {
+                catalog
+                    .auction(&required, 0.5, Weights::default(), None, &[])
+                    .unwrap()
+            })
         });
+        // A narrower request: one capability in ten.
+        let narrow = vec!["nlp".to_owned(), "cap-3".to_owned()];
+        group.bench_with_input(
+            BenchmarkId::new("two capabilities", n),
+            &catalog,
+            |b, catalog| {
+                b.iter(|| {
+                    catalog
+                        .auction(&narrow, 0.5, Weights::default(), None, &[])
+                        .unwrap()
+                })
+            },
+        );
     }
     group.finish();
+}
+
+/// Criterion reports means; the target is on the tail, so time single auctions at 100,000
+/// agents and print their percentiles.
+fn auction_tail(_: &mut Criterion) {
+    let catalog = Catalog::new(agents(100_000));
+    let required = vec!["nlp".to_owned()];
+    let mut samples: Vec<std::time::Duration> = (0..2_000)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(
+                catalog
+                    .auction(&required, 0.5, Weights::default(), None, &[])
+                    .unwrap(),
+            );
+            start.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
+    println!(
+        "auction/100000 single runs: p50 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.99),
+        samples[samples.len() - 1]
+    );
 }
 
 fn queue(c: &mut Criterion) {
@@ -74,5 +118,5 @@ fn queue(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, auction, queue);
+criterion_group!(benches, auction, auction_tail, queue);
 criterion_main!(benches);

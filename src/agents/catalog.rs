@@ -16,29 +16,26 @@ use uuid::Uuid;
 use super::agent::{Agent, AgentStatus};
 use crate::orchestrator::{Bid, NoEligibleAgent, Weights, rank};
 
-/// What the auction needs of one agent.
-#[derive(Debug, Clone)]
+/// What the auction ranks one agent by: 32 bytes, so an auction over 100,000 agents scans
+/// 3.2 MB. Identity (id, name) is looked up only for the best bids.
+#[derive(Debug, Clone, Copy)]
 pub struct Bidder {
-    pub id: Uuid,
-    pub name: Arc<str>,
     pub price: f64,
     /// Moving average of success (recent runs weigh more); 0.5 for a newcomer.
     pub quality: f64,
     /// Lower bound of the 95% Wilson interval of the success rate; 0.5 for a newcomer.
     pub reputation: f64,
-    /// Moving average of run durations; `None` until the agent has run.
-    pub duration_ms: Option<f64>,
+    /// Moving average of run durations; NaN until the agent has run.
+    pub duration_ms: f64,
 }
 
 impl From<&Agent> for Bidder {
     fn from(agent: &Agent) -> Self {
         Self {
-            id: agent.id,
-            name: Arc::from(agent.name.as_str()),
             price: agent.price,
             quality: agent.stats.ema_success.unwrap_or(0.5),
             reputation: wilson_lower_bound(agent.stats.tasks_completed, agent.stats.runs()),
-            duration_ms: agent.stats.ema_duration_ms,
+            duration_ms: agent.stats.ema_duration_ms.unwrap_or(f64::NAN),
         }
     }
 }
@@ -144,55 +141,106 @@ impl Catalog {
         exclude: &[Uuid],
     ) -> Result<Vec<Bid>, NoEligibleAgent> {
         let inner = self.inner.read().expect("catalog lock");
-        let offers = |at: u32| {
-            required.iter().all(|c| {
-                inner
-                    .by_capability
-                    .get(c)
-                    .is_some_and(|list| list.binary_search(&at).is_ok())
-            })
+        let identity = |at: u32| {
+            let agent = &inner.agents[at as usize];
+            (agent.id, agent.name.as_str())
         };
-        let allowed = |b: &&Bidder| !exclude.contains(&b.id);
-        if let Some(id) = only {
-            let at = inner.positions.get(&id).copied().filter(|&at| offers(at));
-            let one = at.map(|at| &inner.bidders[at as usize]);
-            return rank(
-                one.iter().copied().filter(allowed),
-                required,
-                budget,
-                weights,
-            );
-        }
-        // Walk the shortest posting list; check the other capabilities by binary search.
-        let shortest = required
+        let allowed =
+            |at: &u32| exclude.is_empty() || !exclude.contains(&inner.agents[*at as usize].id);
+        let lists: Option<Vec<&[u32]>> = required
             .iter()
-            .map(|c| inner.by_capability.get(c).map_or(&[][..], Vec::as_slice))
-            .min_by_key(|list| list.len());
-        match shortest {
-            None => rank(
-                inner.bidders.iter().filter(allowed),
+            .map(|c| inner.by_capability.get(c).map(Vec::as_slice))
+            .collect();
+        match (only, lists) {
+            (Some(id), lists) => {
+                let at = inner.positions.get(&id).copied().filter(|&at| {
+                    lists
+                        .as_ref()
+                        .is_some_and(|lists| lists.iter().all(|l| l.binary_search(&at).is_ok()))
+                });
+                rank(
+                    at.into_iter().filter(allowed),
+                    &inner.bidders,
+                    identity,
+                    required,
+                    budget,
+                    weights,
+                )
+            }
+            // Some capability nobody offers.
+            (None, None) => rank(
+                std::iter::empty(),
+                &inner.bidders,
+                identity,
                 required,
                 budget,
                 weights,
             ),
-            Some(list) if required.len() == 1 => rank(
-                list.iter()
-                    .map(|&at| &inner.bidders[at as usize])
-                    .filter(allowed),
+            (None, Some(lists)) if lists.is_empty() => rank(
+                (0..inner.agents.len() as u32).filter(allowed),
+                &inner.bidders,
+                identity,
                 required,
                 budget,
                 weights,
             ),
-            Some(list) => rank(
-                list.iter()
-                    .filter(|&&at| offers(at))
-                    .map(|&at| &inner.bidders[at as usize])
-                    .filter(allowed),
+            (None, Some(lists)) if lists.len() == 1 => rank(
+                lists[0].iter().copied().filter(allowed),
+                &inner.bidders,
+                identity,
+                required,
+                budget,
+                weights,
+            ),
+            (None, Some(lists)) => rank(
+                Intersection::new(lists).filter(allowed),
+                &inner.bidders,
+                identity,
                 required,
                 budget,
                 weights,
             ),
         }
+    }
+}
+
+/// The positions in every one of several ascending lists: walks the shortest and advances a
+/// cursor in each other list, so the cost is linear in the lists' lengths.
+#[derive(Clone)]
+struct Intersection<'a> {
+    shortest: std::slice::Iter<'a, u32>,
+    others: Vec<(&'a [u32], usize)>,
+}
+
+impl<'a> Intersection<'a> {
+    fn new(mut lists: Vec<&'a [u32]>) -> Self {
+        lists.sort_by_key(|l| l.len());
+        let shortest = lists[0].iter();
+        let others = lists[1..].iter().map(|&l| (l, 0)).collect();
+        Self { shortest, others }
+    }
+}
+
+impl Iterator for Intersection<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        'candidates: for &at in self.shortest.by_ref() {
+            for (list, cursor) in self.others.iter_mut() {
+                // Gallop: the next match is usually close.
+                let mut step = 1;
+                while *cursor + step < list.len() && list[*cursor + step] < at {
+                    step *= 2;
+                }
+                let end = (*cursor + step + 1).min(list.len());
+                *cursor += list[*cursor..end].partition_point(|&p| p < at);
+                if list.get(*cursor) != Some(&at) {
+                    continue 'candidates;
+                }
+            }
+            return Some(at);
+        }
+        None
     }
 }
 

@@ -109,32 +109,41 @@ pub fn run_auction(
     budget: f64,
     weights: Weights,
 ) -> Result<Vec<Bid>, NoEligibleAgent> {
-    let bidders: Vec<Bidder> = agents
-        .iter()
-        .filter(|a| a.offers_all(required))
-        .map(Bidder::from)
-        .collect();
-    rank(bidders.iter(), required, budget, weights)
+    let figures: Vec<Bidder> = agents.iter().map(Bidder::from).collect();
+    let capable = (0..agents.len() as u32).filter(|&i| agents[i as usize].offers_all(required));
+    rank(
+        capable,
+        &figures,
+        |i| (agents[i as usize].id, agents[i as usize].name.as_str()),
+        required,
+        budget,
+        weights,
+    )
 }
 
-/// Ranks `capable` (agents that offer every required capability) by the weighted score over
-/// those within `budget`. Two passes, no allocation per bidder: one for the criteria's ranges,
-/// one scoring into a fixed top-[`MAX_BIDS`] list.
-pub fn rank<'a, I>(
+/// Ranks `capable` (positions in `figures` of agents that offer every required capability)
+/// by the weighted score over those within `budget`; `identity` names a position's agent.
+/// Two passes over the compact figures and no allocation per bidder: one for the criteria's
+/// ranges, one scoring into a fixed top-[`MAX_BIDS`] list.
+pub fn rank<'a, I, F>(
     capable: I,
+    figures: &[Bidder],
+    identity: F,
     required: &[String],
     budget: f64,
     weights: Weights,
 ) -> Result<Vec<Bid>, NoEligibleAgent>
 where
-    I: Iterator<Item = &'a Bidder> + Clone,
+    I: Iterator<Item = u32> + Clone,
+    F: Fn(u32) -> (Uuid, &'a str),
 {
     let (mut n_capable, mut n_bidders) = (0usize, 0usize);
     let mut cheapest = f64::INFINITY;
     let (mut price, mut quality, mut reputation, mut duration) =
         (Range::EMPTY, Range::EMPTY, Range::EMPTY, Range::EMPTY);
     let (mut measured_sum, mut measured) = (0.0, 0usize);
-    for b in capable.clone() {
+    for at in capable.clone() {
+        let b = &figures[at as usize];
         n_capable += 1;
         cheapest = cheapest.min(b.price);
         if b.price > budget {
@@ -144,9 +153,9 @@ where
         price.add(b.price);
         quality.add(b.quality);
         reputation.add(b.reputation);
-        if let Some(d) = b.duration_ms {
-            duration.add(d);
-            measured_sum += d;
+        if !b.duration_ms.is_nan() {
+            duration.add(b.duration_ms);
+            measured_sum += b.duration_ms;
             measured += 1;
         }
     }
@@ -165,21 +174,27 @@ where
             "{n_capable} agent(s) offer the capabilities, but all are above the budget {budget} (cheapest costs {cheapest})"
         )));
     }
-    // Newcomers bid the mean measured duration: neither rewarded nor punished for speed.
+    // Newcomers bid the mean measured duration: neither rewarded nor punished for speed. The
+    // mean lies inside the measured range; with nothing measured every bidder scores 1.
     let neutral_duration = if measured == 0 {
         0.0
     } else {
         measured_sum / measured as f64
     };
-    // The mean lies inside the measured range, so the range needs no widening for it; with
-    // nothing measured every bidder scores 1 on speed.
     duration.add(neutral_duration);
 
-    let scores = |b: &Bidder| BidScores {
-        price: price.score(b.price, false),
-        quality: quality.score(b.quality, true),
-        speed: duration.score(b.duration_ms.unwrap_or(neutral_duration), false),
-        reputation: reputation.score(b.reputation, true),
+    let scores = |b: &Bidder| {
+        let d = if b.duration_ms.is_nan() {
+            neutral_duration
+        } else {
+            b.duration_ms
+        };
+        BidScores {
+            price: price.score(b.price, false),
+            quality: quality.score(b.quality, true),
+            speed: duration.score(d, false),
+            reputation: reputation.score(b.reputation, true),
+        }
     };
     let total = |s: &BidScores| {
         weights.price * s.price
@@ -187,16 +202,52 @@ where
             + weights.speed * s.speed
             + weights.reputation * s.reputation
     };
-    // Best first: higher total, then cheaper, then older id.
-    let better = |a: &(f64, &Bidder), b: &(f64, &Bidder)| {
-        b.0.total_cmp(&a.0)
-            .then(a.1.price.total_cmp(&b.1.price))
-            .then(a.1.id.cmp(&b.1.id))
+    // The weighted total is affine in each figure, so ranking needs one multiply-add per
+    // criterion: total = Σ slope·value + Σ intercept. Scores are computed only for the bids
+    // kept.
+    let affine = |range: &Range, higher_is_better: bool, weight: f64| {
+        let span = range.max - range.min;
+        if span <= f64::EPSILON {
+            (0.0, weight)
+        } else if higher_is_better {
+            (weight / span, -weight * range.min / span)
+        } else {
+            (-weight / span, weight * range.max / span)
+        }
     };
-    let mut top: Vec<(f64, &Bidder)> = Vec::with_capacity(MAX_BIDS + 1);
-    for b in capable.filter(|b| b.price <= budget) {
-        let entry = (total(&scores(b)), b);
-        if top.len() == MAX_BIDS && better(&entry, &top[MAX_BIDS - 1]).is_ge() {
+    let (p_slope, p_icpt) = affine(&price, false, weights.price);
+    let (q_slope, q_icpt) = affine(&quality, true, weights.quality);
+    let (r_slope, r_icpt) = affine(&reputation, true, weights.reputation);
+    let (d_slope, d_icpt) = affine(&duration, false, weights.speed);
+    let intercept = p_icpt + q_icpt + r_icpt + d_icpt;
+    let rank_total = |b: &Bidder| {
+        let d = if b.duration_ms.is_nan() {
+            neutral_duration
+        } else {
+            b.duration_ms
+        };
+        intercept + p_slope * b.price + q_slope * b.quality + r_slope * b.reputation + d_slope * d
+    };
+    // Best first: higher total, then cheaper, then older id (looked up only on a tie).
+    let better = |a: &(f64, u32), b: &(f64, u32)| {
+        b.0.total_cmp(&a.0)
+            .then(
+                figures[a.1 as usize]
+                    .price
+                    .total_cmp(&figures[b.1 as usize].price),
+            )
+            .then_with(|| identity(a.1).0.cmp(&identity(b.1).0))
+    };
+    let mut top: Vec<(f64, u32)> = Vec::with_capacity(MAX_BIDS + 1);
+    for at in capable {
+        let b = &figures[at as usize];
+        if b.price > budget {
+            continue;
+        }
+        let entry = (rank_total(b), at);
+        if top.len() == MAX_BIDS
+            && (entry.0 < top[MAX_BIDS - 1].0 || better(&entry, &top[MAX_BIDS - 1]).is_ge())
+        {
             continue;
         }
         let at = top.partition_point(|t| better(t, &entry).is_lt());
@@ -207,13 +258,15 @@ where
     let round = |v: f64| (v * 1e4).round() / 1e4;
     Ok(top
         .into_iter()
-        .map(|(t, b)| {
+        .map(|(_, at)| {
+            let b = &figures[at as usize];
             let s = scores(b);
+            let (agent_id, name) = identity(at);
             Bid {
-                agent_id: b.id,
-                agent_name: b.name.to_string(),
+                agent_id,
+                agent_name: name.to_owned(),
                 price: b.price,
-                total: round(t),
+                total: round(total(&s)),
                 scores: BidScores {
                     price: round(s.price),
                     quality: round(s.quality),
