@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 use zerostate::Application;
 use zerostate::config::Settings;
 
+/// The same allocator as the `zerostate` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reads nothing, writes nothing, exits 0.
 const NOOP_AGENT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 

@@ -830,14 +830,22 @@ impl Orchestrator {
             })?;
         if let Some((task, durable)) = finished {
             self.record_outcome(outcome);
-            durable.wait().await?;
             metrics::counter!("zerostate_tasks_finished_total", "status" => task.status.as_str())
                 .increment(1);
             metrics::histogram!("zerostate_task_duration_seconds")
                 .record(output.duration.as_secs_f64());
             tracing::debug!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
             self.record_run(task.owner_id, success, duration_ms);
-            self.announce_finished(&task);
+            // The worker moves on; the announcement waits for the record's group commit.
+            let this = self.clone();
+            tokio::spawn(async move {
+                match durable.wait().await {
+                    Ok(()) => this.announce_finished(&task),
+                    Err(e) => {
+                        tracing::error!(task_id = %task.id, error = %e, "could not journal the task's end; it runs again after restart")
+                    }
+                }
+            });
         }
         Ok(())
     }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wasmtime::{
-    Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -134,14 +135,30 @@ pub struct Executor {
     runtime: Option<tokio::runtime::Runtime>,
     /// Cancelled at shutdown; running guests stop at once.
     stopping: CancellationToken,
+    /// One permit per pooled instance slot: a run waits for a free slot instead of failing.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// Most table elements a module may define; pooled slots reserve this many (8 bytes each).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 impl Executor {
-    /// An executor whose guests run on `threads` dedicated threads.
+    /// An executor whose guests run on `threads` dedicated threads, at most `threads` at
+    /// once. Instances come from a pool of that many pre-reserved slots (memory, table, stack),
+    /// so starting a guest maps no memory: its linear memory is a copy-on-write image.
     pub fn new(threads: usize) -> wasmtime::Result<Self> {
+        let slots = threads.max(1) as u32;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_stacks(slots)
+            .total_component_instances(0)
+            .table_elements(MAX_TABLE_ELEMENTS);
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_multi_memory(false);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut AgentState| &mut s.wasi)?;
@@ -159,6 +176,7 @@ impl Executor {
             ticker,
             runtime: Some(runtime),
             stopping: CancellationToken::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
         })
     }
 
@@ -213,7 +231,11 @@ impl Executor {
                 duration: started.elapsed(),
             };
         };
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            unreachable!("the slot semaphore is never closed");
+        };
         let guest = Guest {
+            _slot: slot,
             engine: self.engine.clone(),
             pre,
             ticker: self.ticker.clone(),
@@ -249,6 +271,9 @@ impl Drop for Executor {
 
 /// Everything one run needs, moved onto the agent runtime.
 struct Guest {
+    /// Held for the run (a parameter of [`Guest::run`], so dropped after its store): the
+    /// pooled slot is free again when the store is gone.
+    _slot: tokio::sync::OwnedSemaphorePermit,
     engine: Engine,
     pre: InstancePre<AgentState>,
     ticker: Arc<Ticker>,
