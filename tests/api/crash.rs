@@ -210,8 +210,8 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
     let finished = stats["completed"].as_u64().unwrap() + stats["failed"].as_u64().unwrap();
     let recorded = agent["stats"]["tasks_completed"].as_u64().unwrap()
         + agent["stats"]["tasks_failed"].as_u64().unwrap();
-    // Outcomes are recorded in the same transaction as the terminal state: a task finished
-    // twice would count twice.
+    // An outcome rides on the same WAL record as the terminal state and reaches the store in
+    // the same transaction as the task's version: a task finished twice would count twice.
     assert_eq!(recorded, finished, "stats {stats}, agent {agent}");
     assert!(finished >= acked.len() as u64);
     println!(
