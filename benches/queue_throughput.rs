@@ -179,7 +179,13 @@ async fn redis_queue(tasks: u64, fsync: &str) -> Duration {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let connection = loop {
-        match client.get_multiplexed_async_connection().await {
+        // No response timeout: an AOF fsync or rewrite may stall redis for a while, and the
+        // measurement must include that, not fail on it.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
             Ok(c) => break c,
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await
