@@ -313,7 +313,7 @@ impl Orchestrator {
         metrics::counter!("zerostate_tasks_submitted_total", "priority" => task.priority.as_str())
             .increment(1);
         // Announced before it is queued, so `queued` always reaches the owner before `running`.
-        inner.hub.send_to_user(owner, Event::task_update(&task));
+        inner.hub.send_to_user(owner, || Event::task_update(&task));
         // Durable: from here the task survives a crash even if queueing fails (recovery
         // re-queues it). Forced because a journaled task must not be dropped; concurrent
         // submits may overshoot the capacity checked above by a few tasks.
@@ -597,7 +597,7 @@ impl Orchestrator {
         let _ = self.inner.finished.send(task.id);
         self.inner
             .hub
-            .send_to_user(task.owner_id, Event::task_update(task));
+            .send_to_user(task.owner_id, || Event::task_update(task));
     }
 
     async fn run_task(&self, next: QueuedTask) {
@@ -684,7 +684,7 @@ impl Orchestrator {
         let started_at = task.started_at.unwrap_or_else(OffsetDateTime::now_utc);
         inner
             .hub
-            .send_to_user(task.owner_id, Event::task_update(&task));
+            .send_to_user(task.owner_id, || Event::task_update(&task));
 
         let stdin = match &task.input {
             Some(input) => serde_json::to_vec(input).expect("JSON values serialise"),
@@ -725,7 +725,7 @@ impl Orchestrator {
             {
                 inner
                     .hub
-                    .send_to_user(task.owner_id, Event::task_update(&task));
+                    .send_to_user(task.owner_id, || Event::task_update(&task));
             }
             return Ok(());
         }
@@ -797,7 +797,7 @@ impl Orchestrator {
                     self.record_outcome(outcome);
                     inner
                         .hub
-                        .send_to_user(task.owner_id, Event::task_update(&task));
+                        .send_to_user(task.owner_id, || Event::task_update(&task));
                     if let Err(e) = inner.queue.push(queued(&task), true) {
                         tracing::warn!(task_id = %task.id, error = %e, "failover not queued; it runs after restart");
                     }

@@ -140,20 +140,24 @@ impl Hub {
 
     /// Sends to every connection.
     pub fn broadcast(&self, event: Event) {
-        self.deliver(event, |_| true);
+        self.deliver(|| event, |_| true);
     }
 
-    /// Sends to the connections of one user.
-    pub fn send_to_user(&self, user_id: Uuid, event: Event) {
+    /// Sends to the connections of one user. The event is built only if that user is
+    /// connected: the task pipeline announces every change, mostly to nobody.
+    pub fn send_to_user(&self, user_id: Uuid, event: impl FnOnce() -> Event) {
         self.deliver(event, |c| c.user_id == user_id);
     }
 
-    fn deliver(&self, event: Event, wanted: impl Fn(&Connection) -> bool) {
-        let text = event.to_text();
+    fn deliver(&self, event: impl FnOnce() -> Event, wanted: impl Fn(&Connection) -> bool) {
+        let mut event = Some(event);
+        let mut text = None;
         let mut slow = Vec::new();
         {
             let connections = self.connections.read().expect("hub lock");
             for (id, conn) in connections.iter().filter(|(_, c)| wanted(c)) {
+                let text: &Arc<str> =
+                    text.get_or_insert_with(|| event.take().expect("built once")().to_text());
                 match conn.tx.try_send(text.clone()) {
                     Ok(()) => {
                         self.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -195,7 +199,7 @@ mod tests {
         let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
         let mut a = hub.subscribe(alice);
         let mut b = hub.subscribe(bob);
-        hub.send_to_user(alice, Event::system("for alice", "info"));
+        hub.send_to_user(alice, || Event::system("for alice", "info"));
         hub.broadcast(Event::system("for all", "info"));
         assert!(a.rx.recv().await.unwrap().contains("for alice"));
         assert!(a.rx.recv().await.unwrap().contains("for all"));
@@ -203,7 +207,7 @@ mod tests {
         assert!(b.rx.try_recv().is_err());
 
         for _ in 0..=CONNECTION_QUEUE {
-            hub.send_to_user(alice, Event::system("flood", "info"));
+            hub.send_to_user(alice, || Event::system("flood", "info"));
         }
         let stats = hub.stats();
         assert_eq!((stats.current_connections, stats.dropped), (1, 1));
