@@ -81,6 +81,25 @@ impl AgentStats {
 }
 
 impl Agent {
+    /// A ready agent that has never run, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn fixture(name: &str, price: f64, capabilities: &[&str]) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            owner_id: Uuid::nil(),
+            name: name.into(),
+            description: String::new(),
+            version: "1.0.0".into(),
+            capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
+            price,
+            binary_hash: String::new(),
+            binary_size: 0,
+            status: AgentStatus::Ready,
+            created_at: OffsetDateTime::now_utc(),
+            stats: AgentStats::default(),
+        }
+    }
+
     /// True if the agent offers every capability in `required`.
     pub fn offers_all(&self, required: &[String]) -> bool {
         required.iter().all(|c| self.capabilities.contains(c))

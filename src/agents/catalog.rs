@@ -289,24 +289,6 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::AgentStats;
-
-    fn agent(name: &str, price: f64, caps: &[&str]) -> Agent {
-        Agent {
-            id: Uuid::now_v7(),
-            owner_id: Uuid::nil(),
-            name: name.into(),
-            description: String::new(),
-            version: "1.0.0".into(),
-            capabilities: caps.iter().map(|c| c.to_string()).collect(),
-            price,
-            binary_hash: String::new(),
-            binary_size: 0,
-            status: AgentStatus::Ready,
-            created_at: time::OffsetDateTime::now_utc(),
-            stats: AgentStats::default(),
-        }
-    }
 
     fn caps(c: &[&str]) -> Vec<String> {
         c.iter().map(|s| s.to_string()).collect()
@@ -321,9 +303,9 @@ mod tests {
 
     #[test]
     fn auctions_see_only_agents_offering_every_capability() {
-        let a = agent("a", 0.1, &["nlp", "text"]);
-        let b = agent("b", 0.2, &["nlp"]);
-        let c = agent("c", 0.3, &["text", "nlp", "vision"]);
+        let a = Agent::fixture("a", 0.1, &["nlp", "text"]);
+        let b = Agent::fixture("b", 0.2, &["nlp"]);
+        let c = Agent::fixture("c", 0.3, &["text", "nlp", "vision"]);
         let catalog = Catalog::new([a.clone(), b.clone(), c.clone()]);
         assert_eq!(winners(&catalog, &["nlp"], &[]), ["a", "b", "c"]);
         assert_eq!(winners(&catalog, &["text", "nlp"], &[]), ["a", "c"]);
@@ -340,7 +322,7 @@ mod tests {
     fn removal_keeps_the_capability_index_right() {
         let agents: Vec<Agent> = (0..6)
             .map(|i| {
-                agent(
+                Agent::fixture(
                     &format!("a{i}"),
                     i as f64 / 10.0,
                     &["x", if i % 2 == 0 { "even" } else { "odd" }],
@@ -364,8 +346,8 @@ mod tests {
 
     #[test]
     fn outcomes_move_an_agent_in_the_ranking() {
-        let steady = agent("steady", 0.1, &["x"]);
-        let flaky = agent("flaky", 0.1, &["x"]);
+        let steady = Agent::fixture("steady", 0.1, &["x"]);
+        let flaky = Agent::fixture("flaky", 0.1, &["x"]);
         let catalog = Catalog::new([steady.clone(), flaky.clone()]);
         for _ in 0..5 {
             catalog.record_outcome(steady.id, true, 10);

@@ -281,7 +281,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::{AgentStats, AgentStatus};
+    use crate::agents::AgentStats;
 
     fn agent(
         name: &str,
@@ -292,17 +292,6 @@ mod tests {
         avg_ms: Option<f64>,
     ) -> Agent {
         Agent {
-            id: Uuid::new_v4(),
-            owner_id: Uuid::nil(),
-            name: name.into(),
-            description: String::new(),
-            version: "1.0.0".into(),
-            capabilities: caps.iter().map(|c| c.to_string()).collect(),
-            price,
-            binary_hash: String::new(),
-            binary_size: 0,
-            status: AgentStatus::Ready,
-            created_at: time::OffsetDateTime::now_utc(),
             stats: AgentStats {
                 tasks_completed: completed,
                 tasks_failed: failed,
@@ -313,6 +302,7 @@ mod tests {
                     .then(|| completed as f64 / (completed + failed) as f64),
                 ema_duration_ms: avg_ms,
             },
+            ..Agent::fixture(name, price, caps)
         }
     }
 

@@ -627,56 +627,12 @@ async fn replay(store: &Store, changes: Vec<Change>) -> Result<u64, LedgerError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::{Agent, AgentStats, AgentStatus};
-    use crate::orchestrator::Priority;
+    use crate::agents::Agent;
 
     fn task(owner: Uuid, agent_id: Uuid) -> Task {
         Task {
-            id: Uuid::new_v4(),
-            owner_id: owner,
-            status: TaskStatus::Queued,
-            query: "q".into(),
-            input: None,
-            capabilities: Vec::new(),
-            priority: Priority::Normal,
-            budget: 1.0,
-            timeout_secs: 30,
-            constraints: None,
             agent_id,
-            agent_name: "a".into(),
-            price: 0.0,
-            bids: Vec::new(),
-            result: None,
-            error: None,
-            stderr: None,
-            exit_code: None,
-            pinned: false,
-            deadline: None,
-            attempts: Vec::new(),
-            starts: 0,
-            seq: 0,
-            created_at: OffsetDateTime::now_utc(),
-            started_at: None,
-            completed_at: None,
-            duration_ms: None,
-            version: 0,
-        }
-    }
-
-    fn agent() -> Agent {
-        Agent {
-            id: Uuid::now_v7(),
-            owner_id: Uuid::nil(),
-            name: "a".into(),
-            description: String::new(),
-            version: "1.0.0".into(),
-            capabilities: Vec::new(),
-            price: 0.0,
-            binary_hash: String::new(),
-            binary_size: 0,
-            status: AgentStatus::Ready,
-            created_at: OffsetDateTime::now_utc(),
-            stats: AgentStats::default(),
+            ..Task::fixture(owner)
         }
     }
 
@@ -743,7 +699,7 @@ mod tests {
     async fn replay_restores_synced_changes_the_store_never_saw_and_twice_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let a = agent();
+        let a = Agent::fixture("a", 0.0, &[]);
         assert!(store.insert_agent(a.clone()).await.unwrap());
         let owner = Uuid::new_v4();
         let wal_dir = dir.path().join("wal");

@@ -154,6 +154,43 @@ pub struct Task {
     pub version: u64,
 }
 
+#[cfg(test)]
+impl Task {
+    /// A queued task of `owner` with every optional field empty, for unit tests.
+    pub(crate) fn fixture(owner: Uuid) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            owner_id: owner,
+            status: TaskStatus::Queued,
+            query: "q".into(),
+            input: None,
+            capabilities: Vec::new(),
+            priority: Priority::Normal,
+            budget: 1.0,
+            timeout_secs: 30,
+            constraints: None,
+            agent_id: Uuid::nil(),
+            agent_name: String::new(),
+            price: 0.0,
+            bids: Vec::new(),
+            result: None,
+            error: None,
+            stderr: None,
+            exit_code: None,
+            pinned: false,
+            deadline: None,
+            attempts: Vec::new(),
+            starts: 0,
+            seq: 0,
+            created_at: OffsetDateTime::now_utc(),
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+            version: 0,
+        }
+    }
+}
+
 /// One run of one agent for a task.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {

@@ -410,38 +410,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orchestrator::Priority;
 
     fn task(owner: Uuid, seq: u64) -> Task {
         Task {
-            id: Uuid::new_v4(),
-            owner_id: owner,
-            status: TaskStatus::Queued,
-            query: "q".into(),
-            input: None,
-            capabilities: Vec::new(),
-            priority: Priority::Normal,
-            budget: 1.0,
-            timeout_secs: 30,
-            constraints: None,
-            agent_id: Uuid::nil(),
-            agent_name: String::new(),
-            price: 0.0,
-            bids: Vec::new(),
-            result: None,
-            error: None,
-            stderr: None,
-            exit_code: None,
-            pinned: false,
-            deadline: None,
-            attempts: Vec::new(),
-            starts: 0,
             seq,
-            created_at: time::OffsetDateTime::now_utc(),
-            started_at: None,
-            completed_at: None,
-            duration_ms: None,
             version: 1,
+            ..Task::fixture(owner)
         }
     }
 
