@@ -217,15 +217,6 @@ impl Ledger {
             .collect::<Result<Vec<_>, _>>()?;
         let next_seq = replay(&store, changes).await?;
         let tail = *wal.durable().borrow();
-        let wal = Arc::new(wal);
-        if replayed > 0 {
-            let w = wal.clone();
-            tokio::task::spawn_blocking(move || w.checkpoint(tail))
-                .await
-                .map_err(StoreError::from)??;
-            tracing::info!(records = replayed, "replayed the task WAL");
-        }
-        let wal = Arc::into_inner(wal).expect("no other handle");
 
         let unfinished = store.unfinished_tasks().await?;
         let mut live = Live {
@@ -253,6 +244,10 @@ impl Ledger {
                 stop: CancellationToken::new(),
             }),
         };
+        if replayed > 0 {
+            ledger.checkpoint_wal(tail).await?;
+            tracing::info!(records = replayed, "replayed the task WAL");
+        }
         let applier = ledger.clone();
         tokio::spawn(async move { applier.run_applier().await });
         Ok((ledger, unfinished))
@@ -457,11 +452,7 @@ impl Ledger {
                 changed = durable.changed() => if changed.is_err() { return },
                 () = self.shared.stop.cancelled() => return,
             }
-            let due = {
-                let last = self.shared.applying.lock().await;
-                last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY)
-            };
-            if let Err(e) = self.apply_step(due).await {
+            if let Err(e) = self.apply_step(false).await {
                 tracing::error!(error = %e, "applying tasks to the store failed; retrying after the next change");
             }
         }
@@ -469,9 +460,11 @@ impl Ledger {
 
     /// One apply: the latest state of every changed task, pending claims and outcomes, in
     /// one store transaction. Everything durable in the WAL when it starts is in the store
-    /// when it returns.
-    async fn apply_step(&self, sync: bool) -> Result<(), LedgerError> {
+    /// when it returns. The transaction is synced and the WAL checkpointed when `force_sync`
+    /// or when the last sync is [`CHECKPOINT_EVERY`] old.
+    async fn apply_step(&self, force_sync: bool) -> Result<(), LedgerError> {
         let mut last_sync = self.shared.applying.lock().await;
+        let sync = force_sync || last_sync.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
         // Read the durable position before taking the batch: every record before it was queued
         // (and its task marked) before this point, so the batch covers it.
         let target = *self.shared.wal.durable().borrow();
@@ -540,11 +533,17 @@ impl Ledger {
         });
         if sync {
             *last_sync = Some(Instant::now());
-            let ledger = self.clone();
-            tokio::task::spawn_blocking(move || ledger.shared.wal.checkpoint(target))
-                .await
-                .map_err(StoreError::from)??;
+            self.checkpoint_wal(target).await?;
         }
+        Ok(())
+    }
+
+    /// Checkpoints the WAL at `lsn` (file writes and syncs, on the blocking pool).
+    async fn checkpoint_wal(&self, lsn: Lsn) -> Result<(), LedgerError> {
+        let ledger = self.clone();
+        tokio::task::spawn_blocking(move || ledger.shared.wal.checkpoint(lsn))
+            .await
+            .map_err(StoreError::from)??;
         Ok(())
     }
 }
