@@ -141,83 +141,53 @@ impl Catalog {
         exclude: &[Uuid],
     ) -> Result<Vec<Bid>, NoEligibleAgent> {
         let inner = self.inner.read().expect("catalog lock");
-        let identity = |at: u32| {
-            let agent = &inner.agents[at as usize];
-            (agent.id, agent.name.as_str())
-        };
-        let allowed =
-            |at: &u32| exclude.is_empty() || !exclude.contains(&inner.agents[*at as usize].id);
         let lists: Option<Vec<&[u32]>> = required
             .iter()
             .map(|c| inner.by_capability.get(c).map(Vec::as_slice))
             .collect();
-        match (only, lists) {
-            (Some(id), lists) => {
-                let at = inner.positions.get(&id).copied().filter(|&at| {
-                    lists
-                        .as_ref()
-                        .is_some_and(|lists| lists.iter().all(|l| l.binary_search(&at).is_ok()))
-                });
-                rank(
-                    at.into_iter().filter(allowed),
-                    &inner.bidders,
-                    identity,
+        let ranked = |capable| inner.rank(capable, required, budget, weights, exclude);
+        let pinned: Option<u32> = only.and_then(|id| inner.positions.get(&id).copied());
+        // Each arm passes its own iterator type, so the ranking loop stays monomorphic.
+        match (lists, only) {
+            // Some capability nobody offers.
+            (None, _) => ranked(Intersection::new(&[], Vec::new())),
+            (Some(lists), Some(_)) => ranked(Intersection::new(pinned.as_slice(), lists)),
+            (Some(lists), None) => match lists.len() {
+                0 => inner.rank(
+                    0..inner.agents.len() as u32,
                     required,
                     budget,
                     weights,
-                )
-            }
-            // Some capability nobody offers.
-            (None, None) => rank(
-                std::iter::empty(),
-                &inner.bidders,
-                identity,
-                required,
-                budget,
-                weights,
-            ),
-            (None, Some(lists)) if lists.is_empty() => rank(
-                (0..inner.agents.len() as u32).filter(allowed),
-                &inner.bidders,
-                identity,
-                required,
-                budget,
-                weights,
-            ),
-            (None, Some(lists)) if lists.len() == 1 => rank(
-                lists[0].iter().copied().filter(allowed),
-                &inner.bidders,
-                identity,
-                required,
-                budget,
-                weights,
-            ),
-            (None, Some(lists)) => rank(
-                Intersection::new(lists).filter(allowed),
-                &inner.bidders,
-                identity,
-                required,
-                budget,
-                weights,
-            ),
+                    exclude,
+                ),
+                1 => inner.rank(lists[0].iter().copied(), required, budget, weights, exclude),
+                _ => ranked(Intersection::shortest_first(lists)),
+            },
         }
     }
 }
 
-/// The positions in every one of several ascending lists: walks the shortest and advances a
-/// cursor in each other list, so the cost is linear in the lists' lengths.
+/// The positions of one ascending list that are in every one of the other lists: walks the
+/// first and advances a cursor in each other list, so the cost is linear in their lengths.
 #[derive(Clone)]
 struct Intersection<'a> {
-    shortest: std::slice::Iter<'a, u32>,
+    walk: std::slice::Iter<'a, u32>,
     others: Vec<(&'a [u32], usize)>,
 }
 
 impl<'a> Intersection<'a> {
-    fn new(mut lists: Vec<&'a [u32]>) -> Self {
+    fn new(walk: &'a [u32], others: Vec<&'a [u32]>) -> Self {
+        Self {
+            walk: walk.iter(),
+            others: others.into_iter().map(|l| (l, 0)).collect(),
+        }
+    }
+
+    /// Walks the shortest list.
+    fn shortest_first(mut lists: Vec<&'a [u32]>) -> Self {
         lists.sort_by_key(|l| l.len());
-        let shortest = lists[0].iter();
-        let others = lists[1..].iter().map(|&l| (l, 0)).collect();
-        Self { shortest, others }
+        let walk = lists.remove(0);
+        Self::new(walk, lists)
     }
 }
 
@@ -225,7 +195,7 @@ impl Iterator for Intersection<'_> {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
-        'candidates: for &at in self.shortest.by_ref() {
+        'candidates: for &at in self.walk.by_ref() {
             for (list, cursor) in self.others.iter_mut() {
                 // Gallop: the next match is usually close.
                 let mut step = 1;
@@ -245,6 +215,31 @@ impl Iterator for Intersection<'_> {
 }
 
 impl Inner {
+    /// Ranks the agents at `capable` positions, minus `exclude`.
+    fn rank(
+        &self,
+        capable: impl Iterator<Item = u32> + Clone,
+        required: &[String],
+        budget: f64,
+        weights: Weights,
+        exclude: &[Uuid],
+    ) -> Result<Vec<Bid>, NoEligibleAgent> {
+        let identity = |at: u32| {
+            let agent = &self.agents[at as usize];
+            (agent.id, agent.name.as_str())
+        };
+        let allowed =
+            |at: &u32| exclude.is_empty() || !exclude.contains(&self.agents[*at as usize].id);
+        rank(
+            capable.filter(allowed),
+            &self.bidders,
+            identity,
+            required,
+            budget,
+            weights,
+        )
+    }
+
     fn push(&mut self, agent: Agent) {
         let at = self.agents.len() as u32;
         for c in &agent.capabilities {
