@@ -466,7 +466,7 @@ impl Orchestrator {
     /// so forever. Called once, before workers start.
     pub async fn recover(&self, unfinished: Vec<Task>) -> Result<usize, TaskError> {
         let ledger = &self.inner.ledger;
-        let (mut queued, mut were_running) = (0, 0);
+        let (mut requeued, mut were_running) = (0, 0);
         for task in unfinished {
             if task.status == TaskStatus::Running {
                 were_running += 1;
@@ -496,14 +496,18 @@ impl Orchestrator {
             }
             self.inner
                 .queue
-                .push(queued_of(task.id, task.priority, task.seq), true)
+                .push(queued(&task), true)
                 .map_err(queue_error)?;
-            queued += 1;
+            requeued += 1;
         }
-        if queued > 0 || were_running > 0 {
-            tracing::info!(queued, were_running, "recovered unfinished tasks");
+        if requeued > 0 || were_running > 0 {
+            tracing::info!(
+                queued = requeued,
+                were_running,
+                "recovered unfinished tasks"
+            );
         }
-        Ok(queued)
+        Ok(requeued)
     }
 
     /// Starts `n` workers; they run until [`Orchestrator::shutdown`].
@@ -966,14 +970,10 @@ impl Drop for RunningGuard<'_> {
 }
 
 fn queued(task: &Task) -> QueuedTask {
-    queued_of(task.id, task.priority, task.seq)
-}
-
-fn queued_of(task_id: Uuid, priority: Priority, seq: u64) -> QueuedTask {
     QueuedTask {
-        task_id,
-        priority,
-        seq,
+        task_id: task.id,
+        priority: task.priority,
+        seq: task.seq,
     }
 }
 
