@@ -127,11 +127,7 @@ impl Application {
             settings.agents.max_binary_bytes,
         )
         .await
-        .map_err(|e| StartError::Component(format!("agent catalog: {e}")))?;
-        marketplace
-            .reconcile_index()
-            .await
-            .map_err(|e| StartError::Component(format!("search index: {e}")))?;
+        .map_err(|e| StartError::Component(format!("agent catalog and search index: {e}")))?;
         let (ledger, unfinished) =
             Ledger::open(opened.store.clone(), &settings.data_dir.join(WAL_DIR))
                 .await

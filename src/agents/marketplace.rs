@@ -81,7 +81,8 @@ pub struct Marketplace {
 }
 
 impl Marketplace {
-    /// Loads the catalog of ready agents from the store.
+    /// Loads the agents once: they become the in-memory catalog, and the search index is
+    /// rebuilt from them if it does not hold exactly the stored agents.
     pub async fn new(
         store: Store,
         blobs: BlobStore,
@@ -89,7 +90,14 @@ impl Marketplace {
         hub: Hub,
         max_binary_bytes: usize,
     ) -> Result<Self, AgentError> {
-        let catalog = Catalog::new(store.all_agents().await?);
+        let agents = store.all_agents().await?;
+        let agents = {
+            let search = search.clone();
+            tokio::task::spawn_blocking(move || search.reconcile(&agents).map(|()| agents))
+                .await
+                .map_err(StoreError::from)??
+        };
+        let catalog = Catalog::new(agents);
         Ok(Self {
             store,
             blobs,
@@ -214,15 +222,5 @@ impl Marketplace {
     /// The agent's module bytes, hash-verified.
     pub async fn module_bytes(&self, agent: &Agent) -> Result<Bytes, AgentError> {
         Ok(self.blobs.get(&agent.binary_hash).await?)
-    }
-
-    /// Rebuilds the search index from the store if it does not hold exactly the stored agents.
-    pub async fn reconcile_index(&self) -> Result<(), AgentError> {
-        let agents = self.store.all_agents().await?;
-        let search = self.search.clone();
-        tokio::task::spawn_blocking(move || search.reconcile(&agents))
-            .await
-            .map_err(StoreError::from)??;
-        Ok(())
     }
 }
