@@ -205,7 +205,16 @@ impl Wal {
         ))
     }
 
-    fn submit(
+    /// Appends a record; resolves once it is on disk.
+    pub async fn append(&self, payload: Vec<u8>) -> Result<Lsn, WalError> {
+        self.append_nowait(payload)?
+            .await
+            .map_err(|_| WalError::Closed)?
+    }
+
+    /// Queues a record and returns at once; it goes to disk with the next group commit.
+    /// Returns a receiver that resolves once it is on disk (drop it to not wait).
+    pub fn append_nowait(
         &self,
         payload: Vec<u8>,
     ) -> Result<oneshot::Receiver<Result<Lsn, WalError>>, WalError> {
@@ -221,20 +230,6 @@ impl Wal {
         Ok(done)
     }
 
-    /// Appends a record; resolves once it is on disk.
-    pub async fn append(&self, payload: Vec<u8>) -> Result<Lsn, WalError> {
-        self.submit(payload)?.await.map_err(|_| WalError::Closed)?
-    }
-
-    /// Queues a record and returns at once; it goes to disk with the next group commit.
-    /// Returns a receiver that resolves once it is on disk (drop it to not wait).
-    pub fn append_nowait(
-        &self,
-        payload: Vec<u8>,
-    ) -> Result<oneshot::Receiver<Result<Lsn, WalError>>, WalError> {
-        self.submit(payload)
-    }
-
     /// Watches the durable position: everything before it is on disk.
     pub fn durable(&self) -> watch::Receiver<Lsn> {
         self.durable.clone()
@@ -242,7 +237,7 @@ impl Wal {
 
     /// Appends a record and waits for the sync on this thread.
     pub fn append_blocking(&self, payload: Vec<u8>) -> Result<Lsn, WalError> {
-        self.submit(payload)?
+        self.append_nowait(payload)?
             .blocking_recv()
             .map_err(|_| WalError::Closed)?
     }
