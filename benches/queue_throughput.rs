@@ -1,7 +1,12 @@
 //! Queue throughput: enqueue + dequeue + ack of N tasks with 1 KB payloads, every step durable.
 //!
-//! - **ZeroState**: submit = WAL append (group commit, fdatasync) then push onto the in-memory
-//!   priority queue; a worker pops and acks with a second WAL append.
+//! - **ZeroState engine** (the headline figure): the path a task takes in the server minus HTTP
+//!   and wasm. Submit = the ledger journals the whole task as JSON (WAL group commit,
+//!   fdatasync) and pushes it onto the priority queue; a worker pops it, marks it running and
+//!   acks by journaling its completed state, waiting for that record's sync. The ledger's
+//!   applier writes the redb view and checkpoints meanwhile, as in the server.
+//! - **ZeroState WAL + queue**: the same with raw 1 KB WAL records and no redb view: the
+//!   log's own ceiling.
 //! - **Seed design**: Redis sorted set + hash (`ZADD` + `HSET` to enqueue, `ZPOPMAX` + `HGET` to
 //!   dequeue, `HDEL` to ack) against a real `redis-server` this bench starts itself with
 //!   `appendonly yes` and `appendfsync always`, then `everysec` for reference.
@@ -16,20 +21,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use zerostate::orchestrator::Priority;
+use zerostate::orchestrator::ledger::{Ledger, Submitted};
+use zerostate::orchestrator::{Priority, Task, TaskStatus};
 use zerostate::queue::wal::{Wal, WalOptions};
 use zerostate::queue::{QueuedTask, TaskQueue};
+use zerostate::store::Store;
+
+/// The same allocator as the `zerostate` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PRODUCERS: usize = 256;
 const CONSUMERS: usize = 256;
 const PAYLOAD: usize = 1024;
 
 fn main() {
-    let tasks: u64 = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
+    let tasks: u64 = args
+        .next()
         .map(|a| a.parse().expect("TASKS must be a number"))
         .unwrap_or(1_000_000);
+    // Optional: which runs, e.g. `engine` alone when profiling.
+    let only: Vec<String> = args.collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,9 +52,17 @@ fn main() {
         "queue throughput: {tasks} tasks, {PAYLOAD}-byte payloads, {PRODUCERS} producers, {CONSUMERS} consumers"
     );
 
-    let ours = runtime.block_on(zerostate_queue(tasks));
-    report("zerostate (WAL group commit)", tasks, ours);
-
+    let ours = wanted("engine").then(|| {
+        let run = measured(|| runtime.block_on(zerostate_engine(tasks)));
+        report("zerostate engine (ledger + redb)", tasks, run)
+    });
+    if wanted("wal") {
+        let run = measured(|| runtime.block_on(zerostate_queue(tasks)));
+        report("zerostate WAL + queue only", tasks, run);
+    }
+    if !wanted("redis") {
+        return;
+    }
     if Command::new("redis-server")
         .arg("--version")
         .output()
@@ -49,28 +71,116 @@ fn main() {
         println!("redis-server not found: install it to compare with the seed design");
         return;
     }
-    let always = runtime.block_on(redis_queue(tasks, "always"));
-    report("redis appendfsync=always", tasks, always);
-    let everysec = runtime.block_on(redis_queue(tasks, "everysec"));
-    report("redis appendfsync=everysec", tasks, everysec);
-    println!(
-        "ratio: zerostate / redis-always = {:.1}x, zerostate / redis-everysec = {:.1}x",
-        always.as_secs_f64() / ours.as_secs_f64(),
-        everysec.as_secs_f64() / ours.as_secs_f64()
-    );
+    let run = measured(|| runtime.block_on(redis_queue(tasks, "always")));
+    let always = report("redis appendfsync=always", tasks, run);
+    let run = measured(|| runtime.block_on(redis_queue(tasks, "everysec")));
+    let everysec = report("redis appendfsync=everysec", tasks, run);
+    if let Some(ours) = ours {
+        println!(
+            "ratio: zerostate engine / redis-always = {:.1}x, / redis-everysec = {:.1}x",
+            always.as_secs_f64() / ours.as_secs_f64(),
+            everysec.as_secs_f64() / ours.as_secs_f64()
+        );
+    }
 }
 
-fn report(label: &str, tasks: u64, elapsed: Duration) {
+/// Wall time of `run` and the CPU time this process spent meanwhile (redis-server's own CPU
+/// is not included).
+fn measured(run: impl FnOnce() -> Duration) -> (Duration, Duration) {
+    let before = cpu_time();
+    let wall = run();
+    (wall, cpu_time().saturating_sub(before))
+}
+
+/// User + system CPU time of this process, from `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn report(label: &str, tasks: u64, (wall, cpu): (Duration, Duration)) -> Duration {
     println!(
-        "{label:<32} {:>9.0} tasks/s  ({:.2} s)",
-        tasks as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64()
+        "{label:<34} {:>9.0} tasks/s  ({:.2} s, {:.1} µs CPU per task in this process)",
+        tasks as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / tasks as f64
     );
+    wall
 }
 
 /// Splits `total` into `parts` nearly equal shares.
 fn share(total: u64, parts: usize, i: usize) -> u64 {
     total / parts as u64 + u64::from((i as u64) < total % parts as u64)
+}
+
+async fn zerostate_engine(tasks: u64) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("zerostate.redb")).unwrap();
+    let (ledger, _) = Ledger::open(store, &dir.path().join("wal")).await.unwrap();
+    let queue = Arc::new(TaskQueue::new(usize::MAX));
+    let acked = Arc::new(AtomicU64::new(0));
+    let owner = Uuid::new_v4();
+    let query = "x".repeat(PAYLOAD);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for p in 0..PRODUCERS {
+        let (ledger, queue, query) = (ledger.clone(), queue.clone(), query.clone());
+        handles.push(tokio::spawn(async move {
+            for _ in 0..share(tasks, PRODUCERS, p) {
+                let task = Task {
+                    query: query.as_str().into(),
+                    ..Task::blank(owner)
+                };
+                let Submitted::New(task) = ledger.submit(task, None).await.unwrap() else {
+                    unreachable!("no idempotency key")
+                };
+                let queued = QueuedTask {
+                    task_id: task.id,
+                    priority: task.priority,
+                    seq: task.seq,
+                };
+                queue.push(queued, false).unwrap();
+            }
+        }));
+    }
+    for _ in 0..CONSUMERS {
+        let (ledger, queue, acked) = (ledger.clone(), queue.clone(), acked.clone());
+        handles.push(tokio::spawn(async move {
+            while acked.load(Ordering::Relaxed) < tasks {
+                let Some(next) = queue.pop().await else {
+                    return;
+                };
+                ledger.start(next.task_id).unwrap().expect("queued");
+                let (_, durable) = ledger
+                    .transition(next.task_id, TaskStatus::Running, None, |t| {
+                        t.status = TaskStatus::Completed;
+                        t.result = Some(serde_json::json!("done"));
+                    })
+                    .unwrap()
+                    .expect("running");
+                durable.wait().await.unwrap();
+                if acked.fetch_add(1, Ordering::Relaxed) + 1 == tasks {
+                    queue.close();
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    ledger.close().await.unwrap();
+    elapsed
 }
 
 async fn zerostate_queue(tasks: u64) -> Duration {
@@ -233,7 +343,8 @@ async fn redis_queue(tasks: u64, fsync: &str) -> Duration {
                     .await
                     .unwrap();
                 let Some((id, _)) = popped.into_iter().next() else {
-                    tokio::task::yield_now().await;
+                    // Empty for now: back off instead of spinning on a CPU redis needs.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                     continue;
                 };
                 let _: Option<Vec<u8>> = redis::cmd("HGET")

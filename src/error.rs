@@ -69,10 +69,14 @@ error_codes! {
     AgentNotFound => (NOT_FOUND, "agent_not_found"),
     /// No task with this id owned by the caller.
     TaskNotFound => (NOT_FOUND, "task_not_found"),
+    /// The task belongs to another user.
+    TaskForbidden => (FORBIDDEN, "task_forbidden"),
     /// The caller already has an agent with this name.
     AgentNameTaken => (CONFLICT, "agent_name_taken"),
     /// The task already reached a terminal state (e.g. a cancel of a finished task).
     TaskFinished => (CONFLICT, "task_finished"),
+    /// The task an `Idempotency-Key` first created was since deleted by retention.
+    IdempotencyKeyReused => (CONFLICT, "idempotency_key_reused"),
     /// An account with this email already exists.
     EmailTaken => (CONFLICT, "email_taken"),
     /// The body or an uploaded file is over its size limit.

@@ -117,6 +117,12 @@ impl Application {
         .await
         .map_err(|e| StartError::Component(e.to_string()))??;
 
+        // The WAL replay first: it folds the outcomes of runs the store had not seen into the
+        // agents' statistics, which the catalog then loads.
+        let (ledger, unfinished) =
+            Ledger::open(opened.store.clone(), &settings.data_dir.join(WAL_DIR))
+                .await
+                .map_err(|e| StartError::Component(format!("task WAL: {e}")))?;
         let hub = Hub::default();
         let accounts = Accounts::new(opened.store.clone(), Arc::new(opened.keys));
         let marketplace = Marketplace::new(
@@ -128,10 +134,6 @@ impl Application {
         )
         .await
         .map_err(|e| StartError::Component(format!("agent catalog and search index: {e}")))?;
-        let (ledger, unfinished) =
-            Ledger::open(opened.store.clone(), &settings.data_dir.join(WAL_DIR))
-                .await
-                .map_err(|e| StartError::Component(format!("task WAL: {e}")))?;
         let orchestrator = Orchestrator::new(
             opened.store.clone(),
             ledger,

@@ -21,29 +21,34 @@ use crate::orchestrator::{Bid, NoEligibleAgent, Weights, rank};
 #[derive(Debug, Clone, Copy)]
 pub struct Bidder {
     pub price: f64,
-    /// Moving average of success (recent runs weigh more); 0.5 for a newcomer.
+    /// Moving average of success (recent runs weigh more).
     pub quality: f64,
-    /// Lower bound of the 95% Wilson interval of the success rate; 0.5 for a newcomer.
+    /// Lower bound of the 95% Wilson interval of the success rate over all runs.
     pub reputation: f64,
-    /// Moving average of run durations; NaN until the agent has run.
+    /// Moving average of run durations.
     pub duration_ms: f64,
+    // Each is NaN until the agent has run: the auction gives a newcomer the bidders' mean.
 }
 
 impl From<&Agent> for Bidder {
     fn from(agent: &Agent) -> Self {
         Self {
             price: agent.price,
-            quality: agent.stats.ema_success.unwrap_or(0.5),
-            reputation: wilson_lower_bound(agent.stats.tasks_completed, agent.stats.runs()),
+            quality: agent.stats.ema_success.unwrap_or(f64::NAN),
+            reputation: match agent.stats.runs() {
+                0 => f64::NAN,
+                runs => wilson_lower_bound(agent.stats.tasks_completed, runs),
+            },
             duration_ms: agent.stats.ema_duration_ms.unwrap_or(f64::NAN),
         }
     }
 }
 
-/// Lower bound of the 95% Wilson score interval of `successes` out of `runs`; 0.5 for none.
+/// Lower bound of the 95% Wilson score interval of `successes` out of `runs`: the success rate
+/// we are 97.5 % sure the agent beats. 0 for no runs.
 pub fn wilson_lower_bound(successes: u64, runs: u64) -> f64 {
     if runs == 0 {
-        return 0.5;
+        return 0.0;
     }
     let n = runs as f64;
     let p = successes as f64 / n;

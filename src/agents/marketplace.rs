@@ -189,7 +189,12 @@ impl Marketplace {
         self.publish(owner, raw, wasm).await.map(Some)
     }
 
+    /// The agent, with live statistics: the catalog folds in each run as it ends, the store
+    /// only with the next apply of the task log.
     pub async fn get(&self, id: Uuid) -> Result<Agent, AgentError> {
+        if let Some(agent) = self.catalog.get(id) {
+            return Ok((*agent).clone());
+        }
         self.store.agent(id).await?.ok_or(AgentError::NotFound)
     }
 
@@ -215,6 +220,12 @@ impl Marketplace {
             .into_iter()
             .skip(query.offset)
             .take(query.limit)
+            .map(|mut agent| {
+                if let Some(live) = self.catalog.get(agent.id) {
+                    agent.stats = live.stats.clone();
+                }
+                agent
+            })
             .collect();
         Ok(AgentList { agents, total })
     }

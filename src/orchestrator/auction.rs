@@ -67,6 +67,52 @@ pub struct Bid {
 #[error("{0}")]
 pub struct NoEligibleAgent(pub String);
 
+/// One criterion over the bidders: the range of its values and the neutral value that
+/// newcomers (NaN: not measured yet) bid, the mean of the measured ones, so a newcomer is
+/// neither rewarded nor punished on it. The neutral value lies inside the range.
+#[derive(Clone, Copy)]
+struct Criterion {
+    range: Range,
+    sum: f64,
+    measured: usize,
+    neutral: f64,
+}
+
+impl Criterion {
+    const EMPTY: Criterion = Criterion {
+        range: Range::EMPTY,
+        sum: 0.0,
+        measured: 0,
+        neutral: f64::NAN,
+    };
+
+    fn add(&mut self, v: f64) {
+        if !v.is_nan() {
+            self.range.add(v);
+            self.sum += v;
+            self.measured += 1;
+        }
+    }
+
+    /// Fixes the neutral value once every bidder is added; `fallback` when none is measured
+    /// (then every bidder scores the same).
+    fn finish(&mut self, fallback: f64) {
+        self.neutral = match self.measured {
+            0 => fallback,
+            n => self.sum / n as f64,
+        };
+        self.range.add(self.neutral);
+    }
+
+    fn value(&self, v: f64) -> f64 {
+        if v.is_nan() { self.neutral } else { v }
+    }
+
+    fn score(&self, v: f64, higher_is_better: bool) -> f64 {
+        self.range.score(self.value(v), higher_is_better)
+    }
+}
+
 /// Running minimum and maximum of one criterion.
 #[derive(Clone, Copy)]
 struct Range {
@@ -139,9 +185,12 @@ where
 {
     let (mut n_capable, mut n_bidders) = (0usize, 0usize);
     let mut cheapest = f64::INFINITY;
-    let (mut price, mut quality, mut reputation, mut duration) =
-        (Range::EMPTY, Range::EMPTY, Range::EMPTY, Range::EMPTY);
-    let (mut measured_sum, mut measured) = (0.0, 0usize);
+    let (mut price, mut quality, mut reputation, mut duration) = (
+        Criterion::EMPTY,
+        Criterion::EMPTY,
+        Criterion::EMPTY,
+        Criterion::EMPTY,
+    );
     for at in capable.clone() {
         let b = &figures[at as usize];
         n_capable += 1;
@@ -153,11 +202,7 @@ where
         price.add(b.price);
         quality.add(b.quality);
         reputation.add(b.reputation);
-        if !b.duration_ms.is_nan() {
-            duration.add(b.duration_ms);
-            measured_sum += b.duration_ms;
-            measured += 1;
-        }
+        duration.add(b.duration_ms);
     }
     if n_capable == 0 {
         return Err(NoEligibleAgent(if required.is_empty() {
@@ -174,27 +219,16 @@ where
             "{n_capable} agent(s) offer the capabilities, but all are above the budget {budget} (cheapest costs {cheapest})"
         )));
     }
-    // Newcomers bid the mean measured duration: neither rewarded nor punished for speed. The
-    // mean lies inside the measured range; with nothing measured every bidder scores 1.
-    let neutral_duration = if measured == 0 {
-        0.0
-    } else {
-        measured_sum / measured as f64
-    };
-    duration.add(neutral_duration);
+    price.finish(0.0);
+    quality.finish(0.5);
+    reputation.finish(0.5);
+    duration.finish(0.0);
 
-    let scores = |b: &Bidder| {
-        let d = if b.duration_ms.is_nan() {
-            neutral_duration
-        } else {
-            b.duration_ms
-        };
-        BidScores {
-            price: price.score(b.price, false),
-            quality: quality.score(b.quality, true),
-            speed: duration.score(d, false),
-            reputation: reputation.score(b.reputation, true),
-        }
+    let scores = |b: &Bidder| BidScores {
+        price: price.score(b.price, false),
+        quality: quality.score(b.quality, true),
+        speed: duration.score(b.duration_ms, false),
+        reputation: reputation.score(b.reputation, true),
     };
     let total = |s: &BidScores| {
         weights.price * s.price
@@ -205,7 +239,8 @@ where
     // The weighted total is affine in each figure, so ranking needs one multiply-add per
     // criterion: total = Σ slope·value + Σ intercept. Scores are computed only for the bids
     // kept.
-    let affine = |range: &Range, higher_is_better: bool, weight: f64| {
+    let affine = |criterion: &Criterion, higher_is_better: bool, weight: f64| {
+        let range = criterion.range;
         let span = range.max - range.min;
         if span <= f64::EPSILON {
             (0.0, weight)
@@ -221,12 +256,11 @@ where
     let (d_slope, d_icpt) = affine(&duration, false, weights.speed);
     let intercept = p_icpt + q_icpt + r_icpt + d_icpt;
     let rank_total = |b: &Bidder| {
-        let d = if b.duration_ms.is_nan() {
-            neutral_duration
-        } else {
-            b.duration_ms
-        };
-        intercept + p_slope * b.price + q_slope * b.quality + r_slope * b.reputation + d_slope * d
+        intercept
+            + p_slope * b.price
+            + q_slope * quality.value(b.quality)
+            + r_slope * reputation.value(b.reputation)
+            + d_slope * duration.value(b.duration_ms)
     };
     // Best first: higher total, then cheaper, then older id (looked up only on a tie).
     let better = |a: &(f64, u32), b: &(f64, u32)| {
@@ -337,6 +371,25 @@ mod tests {
         .unwrap();
         assert_eq!(bids[0].agent_id, dear.id);
         assert!((bids[0].total - 0.7).abs() < 1e-9, "{}", bids[0].total);
+    }
+
+    #[test]
+    fn a_newcomer_ranks_below_a_short_perfect_record_and_above_a_poor_one() {
+        // Regression: a fixed 0.5 prior outranked three successes out of three (Wilson ≈ 0.44).
+        let short = agent("short", 0.1, &["x"], 3, 0, Some(50.0));
+        let poor = agent("poor", 0.1, &["x"], 2, 8, Some(50.0));
+        let new = agent("new", 0.1, &["x"], 0, 0, None);
+        let bids = run_auction(
+            &[new.clone(), poor.clone(), short.clone()],
+            &[],
+            1.0,
+            Weights::default(),
+        )
+        .unwrap();
+        let order: Vec<Uuid> = bids.iter().map(|b| b.agent_id).collect();
+        assert_eq!(order, [short.id, new.id, poor.id]);
+        let newcomer = &bids[1].scores;
+        assert!(newcomer.reputation > 0.0 && newcomer.reputation < 1.0);
     }
 
     #[test]

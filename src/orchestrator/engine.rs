@@ -6,7 +6,7 @@
 //! state once and a late result of a stale run is ignored. Terminal states are announced
 //! (hub, `Prefer: wait`) only once their WAL record is on disk.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::auction::{Bid, NoEligibleAgent, Weights};
 use super::ledger::{Ledger, LedgerError, Submitted};
+use super::runs::{RecentRuns, RecentStats};
 use super::task::{Attempt, Priority, Task, TaskCounts, TaskStatus};
 use crate::agents::{AgentError, Marketplace, parse_capabilities};
 use crate::config::TaskSettings;
@@ -58,8 +59,9 @@ pub struct Submission {
     pub capabilities: Vec<String>,
     /// Most the caller will pay; agents priced above it do not bid.
     pub budget: f64,
-    /// Seconds; default from config (30), at most the configured maximum (300).
-    pub timeout: Option<u64>,
+    /// Whole seconds; default from config (30), at most the configured maximum (300).
+    #[schema(value_type = Option<u64>)]
+    pub timeout: Option<serde_json::Number>,
     /// low, normal (or medium), high, critical; default normal.
     #[schema(value_type = Option<Priority>)]
     pub priority: Option<String>,
@@ -90,6 +92,12 @@ pub enum TaskError {
     AgentNotFound,
     #[error("task not found")]
     NotFound,
+    #[error("this task belongs to another user")]
+    Forbidden,
+    #[error(
+        "the task this Idempotency-Key created has been deleted by retention; send a new key to submit again"
+    )]
+    KeyReused,
     #[error("the task is already {0}")]
     Finished(&'static str),
     #[error("the queue is full ({0} tasks); retry later")]
@@ -117,6 +125,8 @@ impl From<TaskError> for ApiError {
             TaskError::NoEligibleAgent(_) => Code::NoEligibleAgent,
             TaskError::AgentNotFound => Code::AgentNotFound,
             TaskError::NotFound => Code::TaskNotFound,
+            TaskError::Forbidden => Code::TaskForbidden,
+            TaskError::KeyReused => Code::IdempotencyKeyReused,
             TaskError::Finished(_) => Code::TaskFinished,
             TaskError::QueueFull(_) => Code::QueueFull,
             TaskError::ShuttingDown => Code::ShuttingDown,
@@ -146,28 +156,8 @@ struct Inner {
     finished: broadcast::Sender<Uuid>,
     /// Cancel handles of the runs in progress. A std Mutex: held for a map operation only.
     running: Mutex<HashMap<Uuid, CancellationToken>>,
-    /// The latest finished runs, for live statistics (kept in memory: they restart empty).
-    recent: Mutex<VecDeque<FinishedRun>>,
-}
-
-/// One finished run, as the live statistics need it.
-struct FinishedRun {
-    owner: Uuid,
-    at: std::time::Instant,
-    completed: bool,
-    duration_ms: u64,
-}
-
-/// How many finished runs the live statistics look at.
-const RECENT_RUNS: usize = 10_000;
-
-/// Live statistics of one user's recent runs.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
-pub struct RecentStats {
-    pub completed_last_minute: u64,
-    /// Median duration of the recent runs, `null` when there are none.
-    pub p50_ms: Option<u64>,
-    pub p95_ms: Option<u64>,
+    /// Live per-user run statistics (in memory: they restart empty).
+    recent: RecentRuns,
 }
 
 impl Orchestrator {
@@ -193,7 +183,7 @@ impl Orchestrator {
                 accepting: AtomicBool::new(true),
                 finished: broadcast::channel(1024).0,
                 running: Mutex::default(),
-                recent: Mutex::default(),
+                recent: RecentRuns::default(),
             }),
         }
     }
@@ -218,7 +208,7 @@ impl Orchestrator {
             // A retry of a submit that went through gets the first task, whatever changed since
             // (the agent's price, the queue's length).
             if let Some(id) = inner.ledger.claimed(owner, key).await? {
-                return self.task(owner, id).await;
+                return self.claimed_task(owner, id).await;
             }
         }
         let query = sub.query.trim().to_owned();
@@ -242,10 +232,14 @@ impl Orchestrator {
         }
         let capabilities = checked_requirements(&sub.capabilities, sub.budget)?;
         let max = inner.settings.max_timeout_secs;
-        let timeout_secs = sub.timeout.unwrap_or(inner.settings.default_timeout_secs);
+        let timeout_secs = match &sub.timeout {
+            None => inner.settings.default_timeout_secs,
+            // Negative and fractional numbers are out of range too.
+            Some(n) => n.as_u64().unwrap_or(0),
+        };
         if !(1..=max).contains(&timeout_secs) {
             return Err(TaskError::InvalidTimeout(format!(
-                "timeout must be between 1 and {max} seconds"
+                "timeout must be a whole number of seconds between 1 and {max}"
             )));
         }
         let priority = match sub
@@ -276,39 +270,25 @@ impl Orchestrator {
         let bids = catalog.auction(&capabilities, sub.budget, inner.weights, sub.agent_id, &[])?;
         let winner = &bids[0];
         let task = Task {
-            id: Uuid::new_v4(),
-            owner_id: owner,
-            status: TaskStatus::Queued,
-            query,
-            input: sub.input,
-            capabilities,
+            query: query.into(),
+            input: sub.input.map(Arc::new),
+            capabilities: capabilities.into(),
             priority,
             budget: sub.budget,
             timeout_secs,
-            constraints: sub.constraints,
+            constraints: sub.constraints.map(Arc::new),
             agent_id: winner.agent_id,
             agent_name: winner.agent_name.clone(),
             price: winner.price,
-            bids: bids.clone(),
-            result: None,
-            error: None,
-            stderr: None,
-            exit_code: None,
+            bids: bids.into(),
             pinned: sub.agent_id.is_some(),
             deadline: sub.deadline,
-            attempts: Vec::new(),
-            starts: 0,
-            seq: 0,
-            created_at: OffsetDateTime::now_utc(),
-            started_at: None,
-            completed_at: None,
-            duration_ms: None,
-            version: 0,
+            ..Task::blank(owner)
         };
         let task = match inner.ledger.submit(task, idempotency_key).await? {
             Submitted::New(task) => *task,
             // A concurrent submit with the same key won the race: answer with its task.
-            Submitted::Existing(id) => return self.task(owner, id).await,
+            Submitted::Existing(id) => return self.claimed_task(owner, id).await,
         };
         metrics::counter!("zerostate_tasks_submitted_total", "priority" => task.priority.as_str())
             .increment(1);
@@ -422,36 +402,48 @@ impl Orchestrator {
     pub async fn task(&self, owner: Uuid, id: Uuid) -> Result<Task, TaskError> {
         match self.inner.ledger.task(id).await? {
             Some(task) if task.owner_id == owner => Ok(task),
-            _ => Err(TaskError::NotFound),
+            Some(_) => Err(TaskError::Forbidden),
+            None => Err(TaskError::NotFound),
         }
     }
 
-    /// A page of `owner`'s tasks matching `filter`, newest first, the total number of
-    /// matches, and the cursor of the next page (`None` on the last page).
+    /// The task an idempotency key of `owner` points at.
+    async fn claimed_task(&self, owner: Uuid, id: Uuid) -> Result<Task, TaskError> {
+        match self.task(owner, id).await {
+            Err(TaskError::NotFound) => Err(TaskError::KeyReused),
+            other => other,
+        }
+    }
+
+    /// A page of `owner`'s tasks matching `filter`, newest first, the number of all matches,
+    /// and the cursor of the next page (`None` on the last page).
     pub async fn list(
         &self,
         owner: Uuid,
         filter: TaskFilter,
         page: Page,
     ) -> Result<(Vec<Task>, u64, Option<u64>), TaskError> {
-        self.inner.ledger.settled().await;
+        self.inner.ledger.settled().await?;
         let store = &self.inner.store;
-        let unfiltered = filter.is_empty() && page.before.is_none();
-        let (tasks, matched) = store
-            .tasks_for_owner(owner, filter, page, !unfiltered)
-            .await?;
-        let total = match matched {
+        // Counted per status in the counts table: no scan needed.
+        let counted = filter.priority.is_none() && filter.agent_id.is_none();
+        let found = store.tasks_for_owner(owner, filter, page, !counted).await?;
+        let total = match found.matched {
             Some(n) => n,
-            None => store.task_counts(Some(owner)).await?.total(),
+            None => {
+                let counts = store.task_counts(Some(owner)).await?;
+                filter.status.map_or(counts.total(), |s| counts.get(s))
+            }
         };
-        let next = (tasks.len() == page.limit)
-            .then(|| tasks.last().map(|t| t.seq))
+        let next = found
+            .more
+            .then(|| found.tasks.last().map(|t| t.seq))
             .flatten();
-        Ok((tasks, total, next))
+        Ok((found.tasks, total, next))
     }
 
     pub async fn counts(&self, owner: Option<Uuid>) -> Result<TaskCounts, TaskError> {
-        self.inner.ledger.settled().await;
+        self.inner.ledger.settled().await?;
         Ok(self.inner.store.task_counts(owner).await?)
     }
 
@@ -527,9 +519,10 @@ impl Orchestrator {
 
     /// Applies the retention rules once; returns how many finished tasks were deleted.
     pub async fn prune(&self) -> Result<usize, TaskError> {
-        // Everything before the checkpoint is in the store and will not be replayed, so no
-        // deleted task can come back from the WAL.
+        // Everything before the checkpoint is in the store and will not be replayed. A task
+        // whose end was journaled after it could come back from the WAL: those stay for now.
         self.inner.ledger.checkpoint().await?;
+        let keep_ids = self.inner.ledger.uncheckpointed_ends();
         let settings = &self.inner.settings;
         let cutoff = match settings.retention_days {
             0 => OffsetDateTime::UNIX_EPOCH,
@@ -540,7 +533,12 @@ impl Orchestrator {
             let pruned = self
                 .inner
                 .store
-                .prune_finished(settings.retention_max_finished, cutoff, PRUNE_BATCH)
+                .prune_finished(
+                    settings.retention_max_finished,
+                    cutoff,
+                    keep_ids.clone(),
+                    PRUNE_BATCH,
+                )
                 .await?;
             total += pruned;
             if pruned < PRUNE_BATCH {
@@ -692,12 +690,12 @@ impl Orchestrator {
 
         let stdin = match &task.input {
             Some(input) => serde_json::to_vec(input).expect("JSON values serialise"),
-            None => task.query.clone().into_bytes(),
+            None => task.query.as_bytes().to_vec(),
         };
         let env = vec![
             ("ZEROSTATE_TASK_ID".to_owned(), task.id.to_string()),
             ("ZEROSTATE_AGENT_ID".to_owned(), agent.id.to_string()),
-            ("ZEROSTATE_QUERY".to_owned(), task.query.clone()),
+            ("ZEROSTATE_QUERY".to_owned(), task.query.to_string()),
         ];
         let limits = RunLimits {
             timeout,
@@ -784,7 +782,8 @@ impl Orchestrator {
         if !success && !deadline_cut {
             let mut tried: Vec<Uuid> = task.attempts.iter().map(|a| a.agent_id).collect();
             tried.push(agent.id);
-            if let Some(next) = self.failover_bid(&task, &tried) {
+            if let Some(bids) = self.failover_auction(&task, &tried) {
+                let next = bids[0].clone();
                 tracing::info!(task_id = %task.id, failed = %agent.name, next = %next.agent_name, "failing over to the next bidder");
                 let moved =
                     inner
@@ -796,6 +795,7 @@ impl Orchestrator {
                             t.agent_id = next.agent_id;
                             t.agent_name = next.agent_name;
                             t.price = next.price;
+                            t.failover_bids.push(bids);
                         })?;
                 if let Some((task, _)) = moved {
                     self.record_outcome(outcome);
@@ -839,7 +839,12 @@ impl Orchestrator {
             metrics::histogram!("zerostate_task_duration_seconds")
                 .record(output.duration.as_secs_f64());
             tracing::debug!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
-            self.record_run(task.owner_id, success, duration_ms);
+            self.inner.recent.record(
+                task.owner_id,
+                success,
+                duration_ms,
+                std::time::Instant::now(),
+            );
             // The worker moves on; the announcement waits for the record's group commit.
             let this = self.clone();
             tokio::spawn(async move {
@@ -865,45 +870,15 @@ impl Orchestrator {
         }
     }
 
-    fn record_run(&self, owner: Uuid, completed: bool, duration_ms: u64) {
-        let mut recent = self.inner.recent.lock().expect("recent runs");
-        if recent.len() == RECENT_RUNS {
-            recent.pop_front();
-        }
-        recent.push_back(FinishedRun {
-            owner,
-            at: std::time::Instant::now(),
-            completed,
-            duration_ms,
-        });
-    }
-
-    /// Completions in the last minute and duration percentiles of `owner`'s recent runs
-    /// (among the server's last 10,000).
+    /// Completions in the last minute and duration percentiles of `owner`'s recent runs.
     pub fn recent_stats(&self, owner: Uuid) -> RecentStats {
-        let recent = self.inner.recent.lock().expect("recent runs");
-        let mine: Vec<&FinishedRun> = recent.iter().filter(|r| r.owner == owner).collect();
-        let minute_ago = std::time::Instant::now().checked_sub(Duration::from_secs(60));
-        let completed_last_minute = mine
-            .iter()
-            .filter(|r| r.completed && minute_ago.is_none_or(|t| r.at >= t))
-            .count() as u64;
-        let mut durations: Vec<u64> = mine.iter().map(|r| r.duration_ms).collect();
-        durations.sort_unstable();
-        let percentile = |p: f64| {
-            (!durations.is_empty())
-                .then(|| durations[((durations.len() - 1) as f64 * p).round() as usize])
-        };
-        RecentStats {
-            completed_last_minute,
-            p50_ms: percentile(0.5),
-            p95_ms: percentile(0.95),
-        }
+        self.inner.recent.stats(owner, std::time::Instant::now())
     }
 
-    /// After a failed run: the winner of a new auction among the agents not `tried` yet,
-    /// unless the caller pinned the agent or the task has used its attempts.
-    fn failover_bid(&self, task: &Task, tried: &[Uuid]) -> Option<Bid> {
+    /// After a failed run: the bids of a new auction among the agents not `tried` yet, best
+    /// first (never empty), unless the caller pinned the agent or the task has used its
+    /// attempts.
+    fn failover_auction(&self, task: &Task, tried: &[Uuid]) -> Option<Vec<Bid>> {
         if task.pinned || tried.len() >= self.inner.settings.max_attempts as usize {
             return None;
         }
@@ -918,7 +893,7 @@ impl Orchestrator {
                 tried,
             )
             .ok()
-            .and_then(|bids| bids.into_iter().next())
+            .filter(|bids| !bids.is_empty())
     }
 
     /// Ends a task that could not run to an outcome (agent gone, module does not compile,

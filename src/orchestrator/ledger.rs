@@ -8,12 +8,15 @@
 //! `fdatasync` cover every record that queued meanwhile.
 //!
 //! The store is a materialised view: the applier (one tokio task; redb work on the blocking
-//! pool) writes the latest state of every changed task in one transaction per WAL sync, not
-//! synced itself. Every [`CHECKPOINT_EVERY`] it commits a synced transaction and checkpoints the
-//! WAL there, deleting old segments, so the log stays bounded.
+//! pool) writes the latest state of every changed task in one transaction, not synced itself,
+//! [`APPLY_DELAY`] after a change (or at once when a reader asks). Every [`CHECKPOINT_EVERY`]
+//! it commits a synced transaction and checkpoints the WAL there, deleting old segments, so
+//! the log stays bounded.
 //!
-//! Reads: a task still in memory is answered from memory. Listings and counters read the store
-//! after [`Ledger::settled`], which waits until the store holds everything durable.
+//! Reads never see a change before it is durable: a task still in memory is answered from
+//! memory once its latest record is on disk (at most one group commit away). Listings and
+//! counters read the store after [`Ledger::settled`], which waits until the store holds every
+//! change made before the call.
 //!
 //! Recovery: the records after the WAL's checkpoint are replayed over the stored rows; each is
 //! applied only if its task version is newer than the row's, so replaying twice (a crash
@@ -25,16 +28,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::task::{Task, TaskStatus};
-use crate::queue::wal::{Lsn, Wal, WalError, WalOptions};
+use crate::queue::wal::{Pending, Synced, Wal, WalError, WalOptions};
 use crate::store::{AgentOutcome, IdempotencyClaim, Store, StoreError, TaskBatch, TaskWrite};
 
 /// How often the applier makes the store durable and checkpoints the WAL.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// How long the applier lets changes gather before writing them to the store, so a task that
+/// is submitted, run and finished meanwhile is written once. A reader that needs the store
+/// current ([`Ledger::settled`]) cuts the wait short.
+pub const APPLY_DELAY: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -137,15 +144,12 @@ pub enum Submitted {
 }
 
 /// Resolves once a change's WAL record is on disk.
-pub struct Durable(oneshot::Receiver<Result<Lsn, WalError>>);
+pub struct Durable(Pending);
 
 impl Durable {
     pub async fn wait(self) -> Result<(), LedgerError> {
-        match self.0.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(WalError::Closed.into()),
-        }
+        self.0.wait().await?;
+        Ok(())
     }
 }
 
@@ -157,6 +161,8 @@ struct Entry {
     stored_version: u64,
     /// Changed since the last apply; its id is in [`Live::dirty`].
     dirty: bool,
+    /// The WAL number of the record of its latest change (0: loaded at start, so durable).
+    record: u64,
 }
 
 #[derive(Default)]
@@ -170,6 +176,9 @@ struct Live {
     /// Bumped whenever claims move from memory to the store: a submit that looked in the store
     /// before such a move must look again (see [`Ledger::submit`]).
     claim_epoch: u64,
+    /// Tasks that ended in this process, with the WAL number of their end record, until a
+    /// checkpoint covers it: retention must not delete them, or a replay would bring them back.
+    uncheckpointed_ends: HashMap<Uuid, u64>,
 }
 
 impl Live {
@@ -183,6 +192,14 @@ impl Live {
     }
 }
 
+/// What the apply steps know of the store's durability.
+#[derive(Default)]
+struct Applying {
+    last_sync: Option<Instant>,
+    /// An unsynced transaction wrote changes since the last synced one.
+    unsynced: bool,
+}
+
 /// The ledger. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
@@ -194,10 +211,12 @@ struct Shared {
     wal: Wal,
     /// A std Mutex: held for map operations and WAL channel sends only.
     live: Mutex<Live>,
-    /// The WAL position up to which the store holds every change.
-    applied: watch::Sender<Lsn>,
+    /// The WAL record number up to which the store holds every change.
+    applied: watch::Sender<u64>,
     /// One apply step at a time, so batches reach the store in order.
-    applying: tokio::sync::Mutex<Option<Instant>>,
+    applying: tokio::sync::Mutex<Applying>,
+    /// Asks the applier to apply now rather than after [`APPLY_DELAY`].
+    apply_now: tokio::sync::Notify,
     stop: CancellationToken,
 }
 
@@ -231,6 +250,7 @@ impl Ledger {
                     stored: Some(task.status),
                     stored_version: task.version,
                     dirty: false,
+                    record: 0,
                 },
             );
         }
@@ -239,8 +259,9 @@ impl Ledger {
                 store,
                 wal,
                 live: Mutex::new(live),
-                applied: watch::channel(tail).0,
-                applying: tokio::sync::Mutex::new(None),
+                applied: watch::channel(0).0,
+                applying: tokio::sync::Mutex::default(),
+                apply_now: tokio::sync::Notify::new(),
                 stop: CancellationToken::new(),
             }),
         };
@@ -257,14 +278,22 @@ impl Ledger {
         self.shared.live.lock().expect("ledger lock")
     }
 
-    /// The task from memory, if it is there (unfinished or recently finished).
+    /// The task's latest state in memory, if it is there (unfinished or recently finished),
+    /// whether or not that state is durable yet: for the workers that move it on.
     pub fn live_task(&self, id: Uuid) -> Option<Task> {
         self.live().tasks.get(&id).map(|e| e.task.clone())
     }
 
-    /// The task, from memory or the store.
+    /// The task as it is on disk, from memory or the store: a change is not shown before its
+    /// WAL record is synced, so nothing a reader saw can be undone by a crash.
     pub async fn task(&self, id: Uuid) -> Result<Option<Task>, LedgerError> {
-        if let Some(task) = self.live_task(id) {
+        let live = self
+            .live()
+            .tasks
+            .get(&id)
+            .map(|e| (e.task.clone(), e.record));
+        if let Some((task, record)) = live {
+            self.shared.wal.synced_through(record).await?;
             return Ok(Some(task));
         }
         // Not in memory: either stored, or evicted after being applied (so stored now).
@@ -353,6 +382,7 @@ impl Ledger {
                     stored: None,
                     stored_version: 0,
                     dirty: false,
+                    record: durable.number,
                 },
             );
             live.mark(task.id);
@@ -385,7 +415,7 @@ impl Ledger {
             started_at: now,
         });
         let task = task.clone();
-        drop(self.shared.wal.append_nowait(record)?);
+        entry.record = self.shared.wal.append_nowait(record)?.number;
         live.mark(id);
         Ok(Some(task))
     }
@@ -418,6 +448,10 @@ impl Ledger {
         });
         let durable = self.shared.wal.append_nowait(record)?;
         entry.task = task.clone();
+        entry.record = durable.number;
+        if task.status.is_terminal() {
+            live.uncheckpointed_ends.insert(id, durable.number);
+        }
         if let Some(outcome) = outcome {
             live.outcomes.push(outcome);
         }
@@ -425,12 +459,19 @@ impl Ledger {
         Ok(Some((task, Durable(durable))))
     }
 
-    /// Waits until the store holds every change that is durable now: listings and counters
-    /// read after this see every acknowledged change.
-    pub async fn settled(&self) {
-        let target = *self.shared.wal.durable().borrow();
+    /// Waits until the store holds every change made before the call: listings and counters
+    /// read after this agree with every task read before it.
+    pub async fn settled(&self) -> Result<(), LedgerError> {
+        let target = self.shared.wal.appended();
+        if *self.shared.applied.borrow() >= target {
+            return Ok(());
+        }
+        self.shared.apply_now.notify_one();
+        self.shared.wal.synced_through(target).await?;
         let mut applied = self.shared.applied.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
         let _ = applied.wait_for(|a| *a >= target).await;
+        Ok(())
     }
 
     /// Applies everything, syncs the store and checkpoints the WAL (retention runs after this,
@@ -447,29 +488,51 @@ impl Ledger {
 
     async fn run_applier(self) {
         let mut durable = self.shared.wal.durable();
+        let shared = &self.shared;
         loop {
+            // Idle until a change reaches the disk or a reader asks.
             tokio::select! {
                 changed = durable.changed() => if changed.is_err() { return },
-                () = self.shared.stop.cancelled() => return,
+                () = shared.apply_now.notified() => {}
+                () = shared.stop.cancelled() => return,
             }
-            if let Err(e) = self.apply_step(false).await {
-                tracing::error!(error = %e, "applying tasks to the store failed; retrying after the next change");
+            tokio::select! {
+                () = tokio::time::sleep(APPLY_DELAY) => {}
+                () = shared.apply_now.notified() => {}
+                () = shared.stop.cancelled() => return,
+            }
+            // Changes during the step are picked up by the next one.
+            durable.mark_unchanged();
+            while let Err(e) = self.apply_step(false).await {
+                // Readers in `settled` wait for this step: retry, without waiting for a change.
+                tracing::error!(error = %e, "applying tasks to the store failed; retrying in 1 s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = self.shared.stop.cancelled() => return,
+                }
             }
         }
     }
 
     /// One apply: the latest state of every changed task, pending claims and outcomes, in
-    /// one store transaction. Everything durable in the WAL when it starts is in the store
-    /// when it returns. The transaction is synced and the WAL checkpointed when `force_sync`
-    /// or when the last sync is [`CHECKPOINT_EVERY`] old.
+    /// one store transaction, written once their records are on disk (the store never holds
+    /// a change the WAL could lose). Everything appended to the WAL when it starts is in the
+    /// store when it returns. The transaction is synced and the WAL checkpointed when
+    /// `force_sync` or when the last sync is [`CHECKPOINT_EVERY`] old.
     async fn apply_step(&self, force_sync: bool) -> Result<(), LedgerError> {
-        let mut last_sync = self.shared.applying.lock().await;
-        let sync = force_sync || last_sync.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
-        // Read the durable position before taking the batch: every record before it was queued
-        // (and its task marked) before this point, so the batch covers it.
-        let target = *self.shared.wal.durable().borrow();
-        let (batch, written) = {
+        let mut state = self.shared.applying.lock().await;
+        let sync = force_sync
+            || state
+                .last_sync
+                .is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
+        // The checkpoint position is read before the batch is taken: every record before it
+        // was queued (and its task marked) before this point, so the batch covers it.
+        let checkpoint_at = *self.shared.wal.durable().borrow();
+        let (batch, written, target) = {
             let mut live = self.live();
+            // Every change appended so far marked its task under this lock: the batch holds
+            // them all, and nothing later.
+            let target = self.shared.wal.appended();
             let ids = std::mem::take(&mut live.dirty);
             let mut writes = Vec::with_capacity(ids.len());
             let mut written = Vec::with_capacity(ids.len());
@@ -490,22 +553,37 @@ impl Ledger {
                 next_seq: live.next_seq,
                 durable: sync,
             };
-            (batch, written)
+            (batch, written, target)
         };
+        let empty = batch.writes.is_empty() && batch.outcomes.is_empty() && batch.claims.is_empty();
+        if empty && !(sync && state.unsynced) {
+            // Earlier steps wrote everything appended so far, and nothing needs syncing: an
+            // idle server's checkpoint does no I/O.
+            self.mark_applied(target);
+            if sync {
+                self.checkpoint_wal(checkpoint_at).await?;
+            }
+            return Ok(());
+        }
         let claims: Vec<(Uuid, String)> = batch
             .claims
             .iter()
             .map(|c| (c.owner, c.key.clone()))
             .collect();
         let outcomes = batch.outcomes.clone();
-        if let Err(e) = self.shared.store.apply_tasks(batch).await {
+        let written_down = async {
+            self.shared.wal.synced_through(target).await?;
+            self.shared.store.apply_tasks(batch).await?;
+            Ok::<_, LedgerError>(())
+        };
+        if let Err(e) = written_down.await {
             // Nothing was written: mark everything again for the next step.
             let mut live = self.live();
             for (id, _, _) in written {
                 live.mark(id);
             }
             live.outcomes.extend(outcomes);
-            return Err(e.into());
+            return Err(e);
         }
         {
             let mut live = self.live();
@@ -526,25 +604,40 @@ impl Ledger {
                 live.claim_epoch += 1;
             }
         }
-        self.shared.applied.send_if_modified(|a| {
-            let moved = *a < target;
-            *a = (*a).max(target);
-            moved
-        });
+        self.mark_applied(target);
+        state.unsynced = !sync;
         if sync {
-            *last_sync = Some(Instant::now());
-            self.checkpoint_wal(target).await?;
+            state.last_sync = Some(Instant::now());
+            self.checkpoint_wal(checkpoint_at).await?;
         }
         Ok(())
     }
 
-    /// Checkpoints the WAL at `lsn` (file writes and syncs, on the blocking pool).
-    async fn checkpoint_wal(&self, lsn: Lsn) -> Result<(), LedgerError> {
+    /// Records that the store holds every change up to WAL record number `records`.
+    fn mark_applied(&self, records: u64) {
+        self.shared.applied.send_if_modified(|a| {
+            let moved = *a < records;
+            *a = (*a).max(records);
+            moved
+        });
+    }
+
+    /// Checkpoints the WAL at `at` (file writes and syncs, on the blocking pool).
+    async fn checkpoint_wal(&self, at: Synced) -> Result<(), LedgerError> {
         let ledger = self.clone();
-        tokio::task::spawn_blocking(move || ledger.shared.wal.checkpoint(lsn))
+        tokio::task::spawn_blocking(move || ledger.shared.wal.checkpoint(at.lsn))
             .await
             .map_err(StoreError::from)??;
+        self.live()
+            .uncheckpointed_ends
+            .retain(|_, record| *record > at.records);
         Ok(())
+    }
+
+    /// Tasks that ended after the last checkpoint: not to be deleted yet (see
+    /// [`Live::uncheckpointed_ends`]).
+    pub fn uncheckpointed_ends(&self) -> std::collections::HashSet<Uuid> {
+        self.live().uncheckpointed_ends.keys().copied().collect()
     }
 }
 
@@ -631,7 +724,7 @@ mod tests {
     fn task(owner: Uuid, agent_id: Uuid) -> Task {
         Task {
             agent_id,
-            ..Task::fixture(owner)
+            ..Task::blank(owner)
         }
     }
 
@@ -723,7 +816,7 @@ mod tests {
                 (tasks[2].id, TaskStatus::Queued, 0)
             ]
         );
-        ledger.settled().await;
+        ledger.settled().await.unwrap();
         let counts = store.task_counts(Some(owner)).await.unwrap();
         assert_eq!((counts.queued, counts.running, counts.completed), (1, 1, 1));
         let stats = store.agent(a.id).await.unwrap().unwrap().stats;
@@ -744,7 +837,7 @@ mod tests {
         copy_dir(&dir.path().join("wal-copy"), &wal_dir);
         let (ledger, unfinished) = Ledger::open(store.clone(), &wal_dir).await.unwrap();
         assert_eq!(unfinished.len(), 3, "two recovered and the fourth submit");
-        ledger.settled().await;
+        ledger.settled().await.unwrap();
         let counts = store.task_counts(Some(owner)).await.unwrap();
         assert_eq!((counts.queued, counts.running, counts.completed), (2, 1, 1));
         assert_eq!(

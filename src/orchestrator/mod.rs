@@ -9,8 +9,10 @@
 mod auction;
 mod engine;
 pub mod ledger;
+mod runs;
 mod task;
 
 pub use auction::{Bid, BidScores, MAX_BIDS, NoEligibleAgent, Weights, rank, run_auction};
-pub use engine::{Orchestrator, RecentStats, Submission, TaskError};
+pub use engine::{Orchestrator, Submission, TaskError};
+pub use runs::RecentStats;
 pub use task::{Attempt, Priority, Task, TaskCounts, TaskStatus};

@@ -1,5 +1,7 @@
 //! The task record, its status and priority, and per-status counts.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -98,28 +100,39 @@ impl TaskStatus {
 }
 
 /// A task: stored as JSON in `tasks`; also the API shape.
+///
+/// The submission's fields never change after submit and may be large (`input` up to 4 MiB):
+/// they are shared (`Arc`), so the copies the ledger, workers and announcements take are cheap.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     pub id: Uuid,
     pub owner_id: Uuid,
     pub status: TaskStatus,
-    pub query: String,
+    #[schema(value_type = String)]
+    pub query: Arc<str>,
     #[schema(value_type = Option<Object>)]
-    pub input: Option<Value>,
-    pub capabilities: Vec<String>,
+    pub input: Option<Arc<Value>>,
+    #[schema(value_type = Vec<String>)]
+    pub capabilities: Arc<[String]>,
     pub priority: Priority,
     pub budget: f64,
     pub timeout_secs: u64,
     /// Accepted and kept for clients of the seed API; not enforced yet.
     #[schema(value_type = Option<Object>)]
-    pub constraints: Option<Value>,
+    pub constraints: Option<Arc<Value>>,
     /// The auction winner that runs the task.
     pub agent_id: Uuid,
     pub agent_name: String,
     /// The winner's price, charged against the budget.
     pub price: f64,
-    /// Every bid, best first, with per-criterion scores.
-    pub bids: Vec<Bid>,
+    /// The submit's auction: the best bids (at most 10), best first, with per-criterion
+    /// scores; the first is the winner.
+    #[schema(value_type = Vec<Bid>)]
+    pub bids: Arc<[Bid]>,
+    /// The auction re-run after each failed attempt among the agents not tried yet, in order;
+    /// the first bid of each is the agent that ran next.
+    #[serde(default)]
+    pub failover_bids: Vec<Vec<Bid>>,
     /// stdout parsed as JSON, or as text when it is not JSON.
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
@@ -154,17 +167,19 @@ pub struct Task {
     pub version: u64,
 }
 
-#[cfg(test)]
 impl Task {
-    /// A queued task of `owner` with every optional field empty, for unit tests.
-    pub(crate) fn fixture(owner: Uuid) -> Self {
+    /// A queued, unsubmitted task of `owner` with every optional field empty: the base that
+    /// submit, tests and benchmarks fill in.
+    pub fn blank(owner: Uuid) -> Self {
         Self {
-            id: Uuid::new_v4(),
+            // Time-ordered (v7), so the tasks table grows at its end instead of rewriting
+            // random pages; 74 random bits keep ids unguessable.
+            id: Uuid::now_v7(),
             owner_id: owner,
             status: TaskStatus::Queued,
             query: "q".into(),
             input: None,
-            capabilities: Vec::new(),
+            capabilities: Arc::new([]),
             priority: Priority::Normal,
             budget: 1.0,
             timeout_secs: 30,
@@ -172,7 +187,8 @@ impl Task {
             agent_id: Uuid::nil(),
             agent_name: String::new(),
             price: 0.0,
-            bids: Vec::new(),
+            bids: Arc::new([]),
+            failover_bids: Vec::new(),
             result: None,
             error: None,
             stderr: None,

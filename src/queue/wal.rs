@@ -12,15 +12,16 @@
 //! acknowledged) is truncated with a warning; damage before the tail stops start-up with
 //! [`WalError::Corrupt`], which names the file and offset.
 //!
-//! Records are written in the order their appends were called; the durable position
-//! ([`Wal::durable`]) only moves forward, and everything before it is on disk.
+//! Records are written in the order their appends were called. Each append gets a number
+//! (1, 2, … since open); the durable mark ([`Wal::durable`]) holds the position and the number
+//! of the last synced record, only moves forward, and everything before it is on disk.
 //!
 //! Never call [`Wal::append_blocking`] on an async thread; [`Wal::append`] is the async form.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 
 use tokio::sync::{oneshot, watch};
@@ -77,6 +78,35 @@ pub struct Lsn {
     pub offset: u64,
 }
 
+/// How far the log is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    /// The position after the last synced record.
+    pub lsn: Lsn,
+    /// How many of the records appended since open are synced: record number `n` is on disk
+    /// once `records >= n`.
+    pub records: u64,
+}
+
+/// An append on its way to disk.
+pub struct Pending {
+    /// The record's number: 1 for the first append after open, then one more each time.
+    pub number: u64,
+    done: oneshot::Receiver<Result<Lsn, WalError>>,
+}
+
+impl Pending {
+    /// Resolves once the record is on disk.
+    pub async fn wait(self) -> Result<Lsn, WalError> {
+        self.done.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// [`Pending::wait`] on a thread that may block.
+    pub fn wait_blocking(self) -> Result<Lsn, WalError> {
+        self.done.blocking_recv().map_err(|_| WalError::Closed)?
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     #[error("WAL I/O error on {path}: {source}")]
@@ -95,6 +125,12 @@ pub enum WalError {
         offset: u64,
         reason: String,
     },
+    #[error(
+        "WAL checkpoint {path} is damaged. To start anyway, delete it: recovery then replays \
+         every remaining segment (replay is idempotent; finished tasks that retention deleted \
+         since may reappear)"
+    )]
+    BadCheckpoint { path: PathBuf },
     #[error("record of {0} bytes is over the {MAX_RECORD}-byte limit")]
     TooLarge(usize),
     #[error("the WAL writer has stopped")]
@@ -128,13 +164,23 @@ struct Append {
     ack: oneshot::Sender<Result<Lsn, WalError>>,
 }
 
+/// The sending side of the writer's channel, with the count that numbers appends.
+struct Appender {
+    /// `None` once the log is closing.
+    tx: Option<mpsc::Sender<Append>>,
+    /// Records sent so far. Numbered under the same lock as the send, so number order is
+    /// channel order is file order.
+    appended: u64,
+}
+
 /// Handle to the log. Dropping it stops the writer after it has synced what it holds.
 pub struct Wal {
     dir: PathBuf,
-    tx: Option<mpsc::Sender<Append>>,
+    /// A std Mutex: held for a counter bump and a channel send.
+    appender: Mutex<Appender>,
     writer: Option<JoinHandle<()>>,
-    /// The position after the last synced record; moves forward only.
-    durable: watch::Receiver<Lsn>,
+    /// How far the log is synced; moves forward only. Closed if the writer stops.
+    durable: watch::Receiver<Synced>,
     /// The last checkpoint written. A std Mutex held across the checkpoint's file writes, so
     /// concurrent checkpoints run one at a time and never move it backwards.
     checkpointed: Mutex<Option<Lsn>>,
@@ -180,11 +226,15 @@ impl Wal {
         // Drops a torn tail found by `read_segment`; appends go right after the last good record.
         file.set_len(tail.offset)
             .map_err(io(&segment_path(dir, tail.segment)))?;
-        let (durable_tx, durable) = watch::channel(tail);
+        let (durable_tx, durable) = watch::channel(Synced {
+            lsn: tail,
+            records: 0,
+        });
         let writer = Writer {
             dir: dir.to_owned(),
             file,
             position: tail,
+            records: 0,
             options,
             durable: durable_tx,
         };
@@ -196,7 +246,10 @@ impl Wal {
         Ok((
             Self {
                 dir: dir.to_owned(),
-                tx: Some(tx),
+                appender: Mutex::new(Appender {
+                    tx: Some(tx),
+                    appended: 0,
+                }),
                 writer: Some(handle),
                 durable,
                 checkpointed: Mutex::new(start),
@@ -205,41 +258,59 @@ impl Wal {
         ))
     }
 
+    fn appender(&self) -> MutexGuard<'_, Appender> {
+        self.appender.lock().expect("WAL appender lock")
+    }
+
     /// Appends a record; resolves once it is on disk.
     pub async fn append(&self, payload: Vec<u8>) -> Result<Lsn, WalError> {
-        self.append_nowait(payload)?
-            .await
-            .map_err(|_| WalError::Closed)?
+        self.append_nowait(payload)?.wait().await
     }
 
     /// Queues a record and returns at once; it goes to disk with the next group commit.
-    /// Returns a receiver that resolves once it is on disk (drop it to not wait).
-    pub fn append_nowait(
-        &self,
-        payload: Vec<u8>,
-    ) -> Result<oneshot::Receiver<Result<Lsn, WalError>>, WalError> {
+    /// Drop the returned [`Pending`] to not wait for that.
+    pub fn append_nowait(&self, payload: Vec<u8>) -> Result<Pending, WalError> {
         if payload.len() > MAX_RECORD {
             return Err(WalError::TooLarge(payload.len()));
         }
         let (ack, done) = oneshot::channel();
-        self.tx
+        let mut appender = self.appender();
+        appender
+            .tx
             .as_ref()
             .ok_or(WalError::Closed)?
             .send(Append { payload, ack })
             .map_err(|_| WalError::Closed)?;
-        Ok(done)
+        appender.appended += 1;
+        Ok(Pending {
+            number: appender.appended,
+            done,
+        })
     }
 
-    /// Watches the durable position: everything before it is on disk.
-    pub fn durable(&self) -> watch::Receiver<Lsn> {
+    /// How many records have been appended since open (synced or not).
+    pub fn appended(&self) -> u64 {
+        self.appender().appended
+    }
+
+    /// Watches how far the log is on disk.
+    pub fn durable(&self) -> watch::Receiver<Synced> {
         self.durable.clone()
+    }
+
+    /// Waits until record number `number` is on disk.
+    pub async fn synced_through(&self, number: u64) -> Result<(), WalError> {
+        let mut durable = self.durable();
+        durable
+            .wait_for(|s| s.records >= number)
+            .await
+            .map(drop)
+            .map_err(|_| WalError::Closed)
     }
 
     /// Appends a record and waits for the sync on this thread.
     pub fn append_blocking(&self, payload: Vec<u8>) -> Result<Lsn, WalError> {
-        self.append_nowait(payload)?
-            .blocking_recv()
-            .map_err(|_| WalError::Closed)?
+        self.append_nowait(payload)?.wait_blocking()
     }
 
     /// Records that everything up to `lsn` has been applied and deletes the segments wholly
@@ -275,7 +346,7 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        self.tx.take();
+        self.appender().tx.take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -288,8 +359,10 @@ struct Writer {
     file: File,
     /// Where the next record goes.
     position: Lsn,
+    /// Records synced since open.
+    records: u64,
     options: WalOptions,
-    durable: watch::Sender<Lsn>,
+    durable: watch::Sender<Synced>,
 }
 
 impl Writer {
@@ -324,7 +397,11 @@ impl Writer {
             match result {
                 Ok(()) => {
                     self.position.offset = offset;
-                    self.durable.send_replace(self.position);
+                    self.records += ends.len() as u64;
+                    self.durable.send_replace(Synced {
+                        lsn: self.position,
+                        records: self.records,
+                    });
                     for (append, lsn) in batch.into_iter().zip(ends) {
                         let _ = append.ack.send(Ok(lsn));
                     }
@@ -546,11 +623,7 @@ fn read_checkpoint(dir: &Path) -> Result<Option<Lsn>, WalError> {
         && crc32c::crc32c(&bytes[0..16])
             == u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
     if !valid {
-        return Err(WalError::Corrupt {
-            path,
-            offset: 0,
-            reason: "checkpoint checksum mismatch".into(),
-        });
+        return Err(WalError::BadCheckpoint { path });
     }
     Ok(Some(Lsn {
         segment: u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes")),
@@ -690,8 +763,12 @@ mod tests {
         let (wal, _) = open(dir.path());
         let durable = wal.durable();
         let lsn = wal.append(b"one".to_vec()).await.unwrap();
-        assert!(*durable.borrow() >= lsn);
-        let later = wal.append(b"two".to_vec()).await.unwrap();
+        assert!(durable.borrow().lsn >= lsn);
+        let pending = wal.append_nowait(b"two".to_vec()).unwrap();
+        assert_eq!((pending.number, wal.appended()), (2, 2));
+        wal.synced_through(2).await.unwrap();
+        assert_eq!(durable.borrow().records, 2);
+        let later = pending.wait().await.unwrap();
         wal.checkpoint(later).unwrap();
         wal.checkpoint(lsn).unwrap();
         drop(wal);
@@ -763,6 +840,30 @@ mod tests {
         std::fs::write(dir.path().join(CHECKPOINT_TMP), [1, 2, 3]).unwrap();
         let (_wal, replay) = open(dir.path());
         assert_eq!(replay, payloads(4)[1..].to_vec());
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_stops_recovery_and_deleting_it_replays_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = open(dir.path());
+        let lsns = append(&wal, 3);
+        wal.checkpoint(lsns[1]).unwrap();
+        drop(wal);
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+        let message = match Wal::open(dir.path(), WalOptions::default()) {
+            Err(e @ WalError::BadCheckpoint { .. }) => e.to_string(),
+            other => panic!(
+                "expected a bad checkpoint, got {:?}",
+                other.map(|(_, r)| r.len())
+            ),
+        };
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        std::fs::remove_file(&path).unwrap();
+        let (_wal, replay) = open(dir.path());
+        assert_eq!(replay, payloads(3));
     }
 
     #[test]

@@ -38,6 +38,16 @@ pub struct Page {
     pub limit: usize,
 }
 
+/// What [`Store::tasks_for_owner`] found.
+#[derive(Debug)]
+pub struct OwnerPage {
+    pub tasks: Vec<Task>,
+    /// More matches follow this page.
+    pub more: bool,
+    /// All matches, when counted.
+    pub matched: Option<u64>,
+}
+
 /// How long an idempotency key binds to its first task.
 const IDEMPOTENCY_WINDOW_SECS: u64 = 24 * 60 * 60;
 
@@ -288,35 +298,43 @@ impl Store {
                 keys.retain(|_, claim| live_claim(claim, now).is_some())?;
                 pruned = before - keys.len()?;
             }
-            txn.commit()?;
+            if pruned == 0 {
+                // Nothing to commit: an idle server does no disk I/O here.
+                txn.abort()?;
+            } else {
+                txn.commit()?;
+            }
             Ok(pruned)
         })
         .await
     }
 
     /// A page of one owner's tasks matching `filter`, newest first, starting below the submit
-    /// sequence `before` (a cursor) and skipping `offset` matches. Also returns the number of
-    /// matches in all when `count_all` (a full scan of the owner's tasks).
+    /// sequence `before` (a cursor) and skipping `offset` matches. Also returns whether more
+    /// matches follow the page, and the number of all matches when `count_all` (a scan of
+    /// all the owner's tasks).
     pub async fn tasks_for_owner(
         &self,
         owner: Uuid,
         filter: TaskFilter,
         page: Page,
         count_all: bool,
-    ) -> Result<(Vec<Task>, Option<u64>), StoreError> {
+    ) -> Result<OwnerPage, StoreError> {
         self.run(move |db| {
             let txn = db.begin_read()?;
             let owner = owner.to_string();
             let index = txn.open_table(tables::TASKS_BY_OWNER)?;
             let tasks = txn.open_table(tables::TASKS)?;
-            let upper = page.before.unwrap_or(u64::MAX);
+            let before = page.before.unwrap_or(u64::MAX);
+            // Counting looks at newer tasks than the cursor too.
+            let upper = if count_all { u64::MAX } else { before };
             let mut found = Vec::with_capacity(page.limit);
-            let (mut matched, mut skipped) = (0u64, 0usize);
+            let (mut matched, mut skipped, mut more) = (0u64, 0usize, false);
             for entry in index
                 .range((owner.as_str(), 0)..(owner.as_str(), upper))?
                 .rev()
             {
-                let (_, id) = entry?;
+                let (key, id) = entry?;
                 let Some(task) = read_json::<Task>(&tasks, "tasks", id.value())? else {
                     continue;
                 };
@@ -324,25 +342,38 @@ impl Store {
                     continue;
                 }
                 matched += 1;
+                if key.value().1 >= before {
+                    continue;
+                }
                 if skipped < page.offset {
                     skipped += 1;
                 } else if found.len() < page.limit {
                     found.push(task);
-                } else if !count_all {
-                    break;
+                } else {
+                    more = true;
+                    if !count_all {
+                        break;
+                    }
                 }
             }
-            Ok((found, count_all.then_some(matched)))
+            Ok(OwnerPage {
+                tasks: found,
+                more,
+                matched: count_all.then_some(matched),
+            })
         })
         .await
     }
 
     /// Deletes finished tasks, oldest first, while more than `keep` are finished or they
-    /// finished before `cutoff`. At most `batch` per call (one transaction); returns how many.
+    /// finished before `cutoff`; never one in `keep_ids` (tasks whose end the WAL has not
+    /// checkpointed yet: a replay would bring them back). At most `batch` per call (one
+    /// transaction); returns how many.
     pub async fn prune_finished(
         &self,
         keep: u64,
         cutoff: time::OffsetDateTime,
+        keep_ids: std::collections::HashSet<Uuid>,
         batch: usize,
     ) -> Result<usize, StoreError> {
         let cutoff_ms = (cutoff.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
@@ -359,8 +390,12 @@ impl Store {
                     if excess == 0 && ms >= cutoff_ms || doomed.len() == batch {
                         break;
                     }
+                    let id = id.value().to_owned();
+                    if Uuid::parse_str(&id).is_ok_and(|id| keep_ids.contains(&id)) {
+                        continue;
+                    }
                     excess = excess.saturating_sub(1);
-                    doomed.push(((ms, seq), id.value().to_owned()));
+                    doomed.push(((ms, seq), id));
                 }
                 let mut tasks = txn.open_table(tables::TASKS)?;
                 let mut by_owner = txn.open_table(tables::TASKS_BY_OWNER)?;
@@ -385,7 +420,11 @@ impl Store {
                     }
                 }
             }
-            txn.commit()?;
+            if pruned.is_empty() {
+                txn.abort()?;
+            } else {
+                txn.commit()?;
+            }
             Ok(pruned.len())
         })
         .await
@@ -415,7 +454,7 @@ mod tests {
         Task {
             seq,
             version: 1,
-            ..Task::fixture(owner)
+            ..Task::blank(owner)
         }
     }
 
@@ -532,29 +571,50 @@ mod tests {
         let queued = task(owner, 5);
         apply(&store, &[(&queued, None)]).await;
         let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(365);
+        let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
 
-        // Keep two: the two oldest go; unfinished tasks are never touched.
-        assert_eq!(store.prune_finished(2, long_ago, 100).await.unwrap(), 2);
+        // Keep two: the two oldest go, but not one the WAL could bring back; unfinished tasks
+        // are never touched.
+        let keep = std::collections::HashSet::from([finished[0]]);
+        assert_eq!(
+            store.prune_finished(2, long_ago, keep, 100).await.unwrap(),
+            2
+        );
+        assert!(store.task(finished[0]).await.unwrap().is_some());
+        assert_eq!(
+            store
+                .prune_finished(1, long_ago, Default::default(), 100)
+                .await
+                .unwrap(),
+            1,
+            "once it may go, the oldest goes first"
+        );
         assert!(store.task(finished[0]).await.unwrap().is_none());
         assert!(store.task(finished[1]).await.unwrap().is_none());
-        assert!(store.task(finished[2]).await.unwrap().is_some());
+        assert!(store.task(finished[2]).await.unwrap().is_none());
+        assert!(store.task(finished[3]).await.unwrap().is_some());
         assert!(store.task(queued.id).await.unwrap().is_some());
         let page = Page {
             before: None,
             offset: 0,
             limit: 10,
         };
-        let (listed, _) = store
+        let listed = store
             .tasks_for_owner(owner, TaskFilter::default(), page, false)
             .await
             .unwrap();
-        assert_eq!(listed.len(), 3);
+        assert_eq!((listed.tasks.len(), listed.more), (2, false));
         let counts = store.task_counts(Some(owner)).await.unwrap();
-        assert_eq!((counts.completed, counts.queued, counts.total()), (2, 1, 3));
+        assert_eq!((counts.completed, counts.queued, counts.total()), (1, 1, 2));
 
         // An age cutoff in the future prunes every finished task.
-        let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
-        assert_eq!(store.prune_finished(1_000, later, 100).await.unwrap(), 2);
+        assert_eq!(
+            store
+                .prune_finished(1_000, later, Default::default(), 100)
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(store.task_counts(None).await.unwrap().total(), 1);
     }
 }

@@ -1,6 +1,8 @@
 //! Crash safety of the real binary: SIGKILL at random moments while clients submit, restart,
-//! repeat; then every acknowledged task must exist and finish exactly once.
+//! repeat; then every acknowledged task must exist and finish exactly once: one terminal
+//! announcement over the WebSocket across all restarts, one outcome in the agent's statistics.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::{DEADLINE, ECHO_AGENT, read, wasm};
 
-const CYCLES: u64 = 20;
+/// Kill-restart cycles; `ZEROSTATE_CRASH_CYCLES=200 cargo test --test api crash` runs longer.
+fn cycles() -> u64 {
+    std::env::var("ZEROSTATE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
 const SUBMITTERS: usize = 8;
 
 struct Server {
@@ -108,8 +116,13 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
     drop(server);
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    for cycle in 0..CYCLES {
+    // Every terminal `task_update` any server life announced: task id → statuses.
+    let announced = Arc::new(Mutex::new(HashMap::<String, Vec<String>>::new()));
+    let mut watchers = Vec::new();
+    let cycles = cycles();
+    for cycle in 0..cycles {
         let mut server = start(dir.path());
+        watchers.push(watch_terminal_updates(&server.base, &token, announced.clone()).await);
         let submitters: Vec<_> = (0..SUBMITTERS)
             .map(|i| {
                 let (client, base, token, acked) = (client.clone(), server.base.clone(), token.clone(), acked.clone());
@@ -137,9 +150,10 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
 
     // Final start: everything acknowledged must finish, each exactly once.
     let server = start(dir.path());
+    watchers.push(watch_terminal_updates(&server.base, &token, announced.clone()).await);
     let acked = acked.lock().unwrap().clone();
     assert!(
-        acked.len() > CYCLES as usize,
+        acked.len() > cycles as usize,
         "too few acknowledged submits to mean anything: {}",
         acked.len()
     );
@@ -212,11 +226,93 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
         + agent["stats"]["tasks_failed"].as_u64().unwrap();
     // An outcome rides on the same WAL record as the terminal state and reaches the store in
     // the same transaction as the task's version: a task finished twice would count twice.
-    assert_eq!(recorded, finished, "stats {stats}, agent {agent}");
-    assert!(finished >= acked.len() as u64);
-    println!(
-        "crash test: {CYCLES} SIGKILL cycles, {} acknowledged, 0 lost, 0 finished twice, \
-         {finished} finished in all, {given_up} given up after running at 3 kills",
-        acked.len()
+    // Tasks given up after three kills never produced an outcome.
+    assert_eq!(
+        recorded + given_up,
+        finished,
+        "stats {stats}, agent {agent}"
     );
+    // Submits cut off by a kill may have been journaled without their 202 reaching us.
+    assert!(finished >= acked.len() as u64);
+
+    // Every task listed once, and none announced as finished twice across all server lives (a
+    // kill may cut an announcement off, so some were never seen at all).
+    let mut listed = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let url = format!("{}/api/v1/tasks?limit=100{cursor}", server.base);
+        let page = read(client.get(url).bearer_auth(&token).send().await.unwrap())
+            .await
+            .1;
+        listed.extend(
+            page["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let distinct: std::collections::HashSet<_> = listed.iter().collect();
+    assert_eq!(
+        (distinct.len(), listed.len() as u64),
+        (listed.len(), finished)
+    );
+    drop(server);
+    for watcher in watchers {
+        watcher.await.unwrap();
+    }
+    let announced = announced.lock().unwrap();
+    let twice: Vec<_> = announced.iter().filter(|(_, s)| s.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "announced as finished more than once: {twice:?}"
+    );
+    println!(
+        "crash test: {cycles} SIGKILL cycles, {} acknowledged, 0 lost, 0 finished twice, \
+         {finished} finished in all ({} finish announcements seen), {given_up} given up after \
+         running at 3 kills",
+        acked.len(),
+        announced.len()
+    );
+}
+
+/// Records every terminal `task_update` the server at `base` sends, until its socket closes.
+/// Returns once subscribed.
+async fn watch_terminal_updates(
+    base: &str,
+    token: &str,
+    announced: Arc<Mutex<HashMap<String, Vec<String>>>>,
+) -> tokio::task::JoinHandle<()> {
+    let url = format!(
+        "{}/api/v1/ws/connect?token={token}",
+        base.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket.next().await.unwrap().unwrap(); // hello: subscribed
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            let Ok(text) = message.into_text() else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let status = event["data"]["status"].as_str().unwrap_or_default();
+            if event["type"] == "task_update"
+                && ["completed", "failed", "canceled", "timed_out"].contains(&status)
+            {
+                let id = event["data"]["task_id"].as_str().unwrap().to_owned();
+                announced
+                    .lock()
+                    .unwrap()
+                    .entry(id)
+                    .or_default()
+                    .push(status.to_owned());
+            }
+        }
+    })
 }

@@ -272,11 +272,13 @@ async fn submissions_are_validated_and_auctions_explain_refusals() {
         400,
         "invalid_timeout",
     );
-    assert_error(
-        &submit(json!({"query": "x", "budget": 1, "timeout": 0})).await,
-        400,
-        "invalid_timeout",
-    );
+    for timeout in [json!(0), json!(-5), json!(2.5)] {
+        assert_error(
+            &submit(json!({"query": "x", "budget": 1, "timeout": timeout})).await,
+            400,
+            "invalid_timeout",
+        );
+    }
     assert_error(
         &submit(json!({"query": "x", "budget": 1, "priority": "urgent"})).await,
         400,
@@ -335,8 +337,8 @@ async fn users_see_only_their_own_tasks() {
 
     assert_error(
         &app.get(&format!("/api/v1/tasks/{first}"), Some(&bob)).await,
-        404,
-        "task_not_found",
+        403,
+        "task_forbidden",
     );
     assert_error(
         &app.get("/api/v1/tasks/not-a-uuid", Some(&bob)).await,
@@ -392,6 +394,17 @@ async fn a_failed_run_fails_over_to_the_next_bidder() {
         trap.as_str(),
         "the first auction's ranking is kept"
     );
+    // The re-auction ran without the failed agent, and its winner ran next.
+    let rerun = task["failover_bids"][0].as_array().unwrap();
+    assert_eq!(
+        rerun
+            .iter()
+            .map(|b| b["agent_id"].as_str())
+            .collect::<Vec<_>>(),
+        [Some(echo.as_str())],
+        "{task}"
+    );
+    assert!(rerun[0]["total"].is_number() && rerun[0]["scores"]["reputation"].is_number());
     let attempts = task["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "{task}");
     assert_eq!(
@@ -721,7 +734,7 @@ async fn cancel_stops_queued_and_running_tasks_and_refuses_finished_ones() {
         .submit(&token, json!({"query": "c", "agent_id": echo, "budget": 0}))
         .await;
 
-    assert_error(&cancel(&other, &queued).await, 404, "task_not_found");
+    assert_error(&cancel(&other, &queued).await, 403, "task_forbidden");
     let (status, task) = cancel(&token, &queued).await;
     assert_eq!(
         (status, task["status"].as_str()),
@@ -807,4 +820,67 @@ async fn a_deadline_bounds_the_run_and_must_be_in_the_future() {
         )
         .await;
     assert_error(&resp, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_submits_with_503_and_retry_after() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut s = crate::helpers::settings(dir.path(), 1);
+    s.tasks.queue_capacity = 1;
+    let app = crate::helpers::spawn_with(s, dir).await;
+    let token = app.signup("user@example.com").await;
+    let sleeper = app
+        .publish(&token, "Sleeper", wasm(SLEEP_AGENT), "sleep", 0.0)
+        .await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    // The one worker is busy, so the next task stays queued and fills the queue.
+    let url = format!("{}/api/v1/ws/connect?token={token}", app.ws_base);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let busy = app
+        .submit(
+            &token,
+            json!({"query": "a", "agent_id": sleeper, "budget": 0, "timeout": 60}),
+        )
+        .await;
+    loop {
+        use futures_util::StreamExt;
+        let text = socket.next().await.unwrap().unwrap().into_text().unwrap();
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if event["data"]["status"] == "running" {
+            break;
+        }
+    }
+    let queued = app
+        .submit(&token, json!({"query": "b", "agent_id": echo, "budget": 0}))
+        .await;
+
+    let resp = app
+        .client
+        .post(app.url("/api/v1/tasks/submit"))
+        .bearer_auth(&token)
+        .json(&json!({"query": "c", "agent_id": echo, "budget": 0}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = resp.headers().get("retry-after").cloned();
+    assert_error(&crate::helpers::read(resp).await, 503, "queue_full");
+    assert!(retry_after.is_some_and(|v| v.to_str().unwrap().parse::<u64>().is_ok()));
+    let (_, stats) = app.get("/api/v1/tasks/stats", Some(&token)).await;
+    assert_eq!(stats["queue_depth"]["normal"], 1, "{stats}");
+
+    // Room again once the queue drains.
+    let path = format!("/api/v1/tasks/{busy}/cancel");
+    app.post_json(&path, Some(&token), &json!({})).await;
+    let done = app.wait_for_task(&token, &queued).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (status, body) = app
+        .post_json(
+            "/api/v1/tasks/submit",
+            Some(&token),
+            &json!({"query": "d", "agent_id": echo, "budget": 0}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
 }

@@ -28,7 +28,7 @@ pub struct SubmitResponse {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TaskListResponse {
     tasks: Vec<Task>,
-    /// Matching tasks from this page on (all matches when no cursor is given).
+    /// All matching tasks, on every page.
     total: u64,
     limit: usize,
     offset: usize,
@@ -47,7 +47,7 @@ pub struct TaskStatsResponse {
     total: u64,
     /// Tasks waiting in the server's queue, per priority (all users).
     queue_depth: QueueDepth,
-    /// From the caller's runs among the server's latest 10,000 since start.
+    /// From the caller's runs since the server started.
     recent: RecentStats,
 }
 
