@@ -31,8 +31,14 @@ use zerostate::store::Store;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const PRODUCERS: usize = 256;
-const CONSUMERS: usize = 256;
+/// Concurrent producers and consumers on every side; `QUEUE_PRODUCERS` / `QUEUE_CONSUMERS`
+/// override them.
+fn clients(var: &str) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
 const PAYLOAD: usize = 1024;
 
 fn main() {
@@ -49,17 +55,19 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "queue throughput: {tasks} tasks, {PAYLOAD}-byte payloads, {PRODUCERS} producers, {CONSUMERS} consumers"
+        "queue throughput: {tasks} tasks, {PAYLOAD}-byte payloads, {} producers, {} consumers",
+        clients("QUEUE_PRODUCERS"),
+        clients("QUEUE_CONSUMERS")
     );
 
     let ours = wanted("engine").then(|| {
         let run = measured(|| runtime.block_on(zerostate_engine(tasks)));
         report("zerostate engine (ledger + redb)", tasks, run)
     });
-    if wanted("wal") {
+    let raw = wanted("wal").then(|| {
         let run = measured(|| runtime.block_on(zerostate_queue(tasks)));
-        report("zerostate WAL + queue only", tasks, run);
-    }
+        report("zerostate WAL + queue only", tasks, run)
+    });
     if !wanted("redis") {
         return;
     }
@@ -75,12 +83,14 @@ fn main() {
     let always = report("redis appendfsync=always", tasks, run);
     let run = measured(|| runtime.block_on(redis_queue(tasks, "everysec")));
     let everysec = report("redis appendfsync=everysec", tasks, run);
-    if let Some(ours) = ours {
-        println!(
-            "ratio: zerostate engine / redis-always = {:.1}x, / redis-everysec = {:.1}x",
-            always.as_secs_f64() / ours.as_secs_f64(),
-            everysec.as_secs_f64() / ours.as_secs_f64()
-        );
+    for (label, ours) in [("zerostate engine", ours), ("zerostate WAL + queue", raw)] {
+        if let Some(ours) = ours {
+            println!(
+                "ratio: {label} / redis-always = {:.1}x, / redis-everysec = {:.1}x",
+                always.as_secs_f64() / ours.as_secs_f64(),
+                everysec.as_secs_f64() / ours.as_secs_f64()
+            );
+        }
     }
 }
 
@@ -133,10 +143,11 @@ async fn zerostate_engine(tasks: u64) -> Duration {
     let query = "x".repeat(PAYLOAD);
     let started = Instant::now();
     let mut handles = Vec::new();
-    for p in 0..PRODUCERS {
+    let producers = clients("QUEUE_PRODUCERS");
+    for p in 0..producers {
         let (ledger, queue, query) = (ledger.clone(), queue.clone(), query.clone());
         handles.push(tokio::spawn(async move {
-            for _ in 0..share(tasks, PRODUCERS, p) {
+            for _ in 0..share(tasks, producers, p) {
                 let task = Task {
                     query: query.as_str().into(),
                     ..Task::blank(owner)
@@ -153,7 +164,7 @@ async fn zerostate_engine(tasks: u64) -> Duration {
             }
         }));
     }
-    for _ in 0..CONSUMERS {
+    for _ in 0..clients("QUEUE_CONSUMERS") {
         let (ledger, queue, acked) = (ledger.clone(), queue.clone(), acked.clone());
         handles.push(tokio::spawn(async move {
             while acked.load(Ordering::Relaxed) < tasks {
@@ -192,10 +203,11 @@ async fn zerostate_queue(tasks: u64) -> Duration {
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut handles = Vec::new();
-    for p in 0..PRODUCERS {
+    let producers = clients("QUEUE_PRODUCERS");
+    for p in 0..producers {
         let (wal, queue, seq) = (wal.clone(), queue.clone(), seq.clone());
         handles.push(tokio::spawn(async move {
-            for _ in 0..share(tasks, PRODUCERS, p) {
+            for _ in 0..share(tasks, producers, p) {
                 let task_id = Uuid::new_v4();
                 let mut record = Vec::with_capacity(PAYLOAD + 17);
                 record.push(1); // submitted
@@ -216,7 +228,7 @@ async fn zerostate_queue(tasks: u64) -> Duration {
             }
         }));
     }
-    for _ in 0..CONSUMERS {
+    for _ in 0..clients("QUEUE_CONSUMERS") {
         let (wal, queue, acked) = (wal.clone(), queue.clone(), acked.clone());
         handles.push(tokio::spawn(async move {
             while acked.load(Ordering::Relaxed) < tasks {
@@ -307,11 +319,12 @@ async fn redis_queue(tasks: u64, fsync: &str) -> Duration {
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut handles = Vec::new();
-    for p in 0..PRODUCERS {
+    let producers = clients("QUEUE_PRODUCERS");
+    for p in 0..producers {
         let mut con = connection.clone();
         let payload = payload.clone();
         handles.push(tokio::spawn(async move {
-            for i in 0..share(tasks, PRODUCERS, p) {
+            for i in 0..share(tasks, producers, p) {
                 let id = Uuid::new_v4().to_string();
                 // The seed's score: priority, newest first within it.
                 let score = 2_000_000_000_000i64 + i as i64;
@@ -332,7 +345,7 @@ async fn redis_queue(tasks: u64, fsync: &str) -> Duration {
             }
         }));
     }
-    for _ in 0..CONSUMERS {
+    for _ in 0..clients("QUEUE_CONSUMERS") {
         let mut con = connection.clone();
         let acked = acked.clone();
         handles.push(tokio::spawn(async move {

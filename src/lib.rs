@@ -160,7 +160,7 @@ impl Application {
         let openapi = openapi
             .to_pretty_json()
             .map_err(|e| StartError::Component(e.to_string()))?;
-        let state = AppState {
+        let state = AppState::new(http::Components {
             accounts,
             marketplace,
             orchestrator,
@@ -170,7 +170,7 @@ impl Application {
             started_at: Instant::now(),
             shutdown: shutdown.clone(),
             openapi: Arc::new(openapi),
-        };
+        });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
                 .await

@@ -46,3 +46,17 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Histogram samples wait in a buffer until the recorder drains them (at a scrape, or here):
+/// drained every this many samples, so memory stays bounded on a server nobody scrapes, and
+/// an idle server does nothing.
+const UPKEEP_EVERY: u64 = 4096;
+
+/// Call after recording a histogram sample.
+pub fn histogram_recorded() {
+    static SAMPLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAMPLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n % UPKEEP_EVERY == UPKEEP_EVERY - 1 {
+        metrics_handle().run_upkeep();
+    }
+}

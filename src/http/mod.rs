@@ -23,9 +23,26 @@ use crate::store::Store;
 pub use extractors::{ApiJson, AuthUser};
 pub use router::router;
 
-/// Everything a handler can reach. Cheap to clone.
+/// Everything a handler can reach. One pointer: axum clones it for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Components>);
+
+impl AppState {
+    pub fn new(components: Components) -> Self {
+        Self(Arc::new(components))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Components;
+
+    fn deref(&self) -> &Components {
+        &self.0
+    }
+}
+
+/// The components behind [`AppState`].
+pub struct Components {
     pub accounts: Accounts,
     pub marketplace: Marketplace,
     pub orchestrator: Orchestrator,

@@ -111,5 +111,6 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     metrics::counter!("zerostate_http_requests_total", &labels).increment(1);
     metrics::histogram!("zerostate_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
+    crate::telemetry::histogram_recorded();
     response
 }

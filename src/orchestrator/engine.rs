@@ -838,6 +838,7 @@ impl Orchestrator {
                 .increment(1);
             metrics::histogram!("zerostate_task_duration_seconds")
                 .record(output.duration.as_secs_f64());
+            crate::telemetry::histogram_recorded();
             tracing::debug!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
             self.inner.recent.record(
                 task.owner_id,

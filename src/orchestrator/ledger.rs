@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::task::{Task, TaskStatus};
+use super::task::{Task, TaskState, TaskStatus};
 use crate::queue::wal::{Pending, Synced, Wal, WalError, WalOptions};
 use crate::store::{AgentOutcome, IdempotencyClaim, Store, StoreError, TaskBatch, TaskWrite};
 
@@ -58,10 +58,15 @@ pub enum LedgerError {
 //   offset  size  field
 //   0       1     kind
 //
-// kind 1, snapshot: the task's whole state after a change.
+// kind 1, snapshot: the whole task, as submitted.
 //   1       …     JSON {"task": Task, "claim": IdempotencyClaim | null,
-//                       "outcome": AgentOutcome | null}
-//                 `claim` rides on the submit; `outcome` on the end of a run.
+//                       "outcome": null}
+//                 `claim` rides on the submit. (Older logs also used it for later changes,
+//                 with `outcome` on the end of a run; replay still reads those.)
+//
+// kind 3, changed: any later change but a start; the submission is not repeated.
+//   1       …     JSON {"state": TaskState, "outcome": AgentOutcome | null}
+//                 `outcome` rides on the end of a run.
 //
 // kind 2, started: a worker took the task (the hot path, so not JSON).
 //   1       16    task id, UUID bytes
@@ -72,6 +77,7 @@ pub enum LedgerError {
 
 const SNAPSHOT: u8 = 1;
 const STARTED: u8 = 2;
+const CHANGED: u8 = 3;
 const STARTED_LEN: usize = 37;
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -89,15 +95,45 @@ struct Started {
     started_at: OffsetDateTime,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Changed {
+    state: TaskState,
+    outcome: Option<AgentOutcome>,
+}
+
 enum Change {
     Snapshot(Box<Snapshot>),
     Started(Started),
+    Changed(Box<Changed>),
+}
+
+impl Change {
+    fn task_id(&self) -> Uuid {
+        match self {
+            Change::Snapshot(s) => s.task.id,
+            Change::Started(s) => s.id,
+            Change::Changed(c) => c.state.id,
+        }
+    }
+}
+
+/// `kind`, then `value` as JSON, in a buffer of `size_hint` bytes to start with: records are
+/// encoded on the submit path, where growing the buffer step by step costs more than the
+/// encoding.
+fn encode_json(kind: u8, value: &impl serde::Serialize, size_hint: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size_hint);
+    out.push(kind);
+    serde_json::to_writer(&mut out, value).expect("tasks serialise infallibly");
+    out
+}
+
+/// Room for a task's fixed fields, its bids and its query (escaping aside).
+fn snapshot_size_hint(task: &Task) -> usize {
+    2048 + task.query.len() + task.bids.len() * 256
 }
 
 fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
-    let mut out = vec![SNAPSHOT];
-    serde_json::to_writer(&mut out, snapshot).expect("tasks serialise infallibly");
-    out
+    encode_json(SNAPSHOT, snapshot, snapshot_size_hint(&snapshot.task))
 }
 
 fn encode_started(s: &Started) -> Vec<u8> {
@@ -115,6 +151,9 @@ fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
     match payload.first() {
         Some(&SNAPSHOT) => serde_json::from_slice(&payload[1..])
             .map(|s| Change::Snapshot(Box::new(s)))
+            .map_err(|e| LedgerError::BadRecord(e.to_string())),
+        Some(&CHANGED) => serde_json::from_slice(&payload[1..])
+            .map(|c| Change::Changed(Box::new(c)))
             .map_err(|e| LedgerError::BadRecord(e.to_string())),
         Some(&STARTED) if payload.len() == STARTED_LEN => {
             let field = |range: std::ops::Range<usize>| &payload[range];
@@ -167,7 +206,8 @@ struct Entry {
 
 #[derive(Default)]
 struct Live {
-    tasks: HashMap<Uuid, Entry>,
+    /// Boxed: a task is a few hundred bytes, and the map rehashes as it grows.
+    tasks: HashMap<Uuid, Box<Entry>>,
     dirty: Vec<Uuid>,
     /// Claims not yet in the store, by (owner, key).
     claims: HashMap<(Uuid, String), IdempotencyClaim>,
@@ -245,13 +285,13 @@ impl Ledger {
         for task in &unfinished {
             live.tasks.insert(
                 task.id,
-                Entry {
+                Box::new(Entry {
                     task: task.clone(),
                     stored: Some(task.status),
                     stored_version: task.version,
                     dirty: false,
                     record: 0,
-                },
+                }),
             );
         }
         let ledger = Self {
@@ -377,13 +417,13 @@ impl Ledger {
             let durable = self.shared.wal.append_nowait(record)?;
             live.tasks.insert(
                 task.id,
-                Entry {
+                Box::new(Entry {
                     task: task.clone(),
                     stored: None,
                     stored_version: 0,
                     dirty: false,
                     record: durable.number,
-                },
+                }),
             );
             live.mark(task.id);
             break durable;
@@ -441,11 +481,14 @@ impl Ledger {
         let mut task = entry.task.clone();
         change(&mut task);
         task.version = entry.task.version + 1;
-        let record = encode_snapshot(&Snapshot {
-            task: task.clone(),
-            claim: None,
-            outcome,
-        });
+        let record = encode_json(
+            CHANGED,
+            &Changed {
+                state: TaskState::of(&task),
+                outcome,
+            },
+            1024,
+        );
         let durable = self.shared.wal.append_nowait(record)?;
         entry.task = task.clone();
         entry.record = durable.number;
@@ -644,13 +687,7 @@ impl Ledger {
 /// Replays WAL changes over the stored rows and writes the result in one synced batch.
 /// Returns the next submit sequence number.
 async fn replay(store: &Store, changes: Vec<Change>) -> Result<u64, LedgerError> {
-    let mut ids: Vec<Uuid> = changes
-        .iter()
-        .map(|c| match c {
-            Change::Snapshot(s) => s.task.id,
-            Change::Started(s) => s.id,
-        })
-        .collect();
+    let mut ids: Vec<Uuid> = changes.iter().map(Change::task_id).collect();
     ids.sort_unstable();
     ids.dedup();
     let stored: HashMap<Uuid, Task> = store
@@ -699,6 +736,25 @@ async fn replay(store: &Store, changes: Vec<Change>) -> Result<u64, LedgerError>
                     Some(_) => {}
                     None => {
                         tracing::warn!(task_id = %s.id, "WAL start of an unknown task; skipped")
+                    }
+                }
+            }
+            Change::Changed(changed) => {
+                let Changed { state, outcome } = *changed;
+                let id = state.id;
+                if state.version <= stored_version(&id) {
+                    continue;
+                }
+                let current = states.get(&id).or_else(|| stored.get(&id)).cloned();
+                match current {
+                    Some(mut task) if state.version > task.version => {
+                        batch.outcomes.extend(outcome);
+                        state.apply(&mut task);
+                        states.insert(id, task);
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!(task_id = %id, "WAL change of an unknown task; skipped")
                     }
                 }
             }
@@ -774,7 +830,11 @@ mod tests {
             success: true,
             duration_ms: 5,
         };
-        wal.append_blocking(snapshot(&done, None, Some(outcome)))
+        let changed = Changed {
+            state: TaskState::of(&done),
+            outcome: Some(outcome),
+        };
+        wal.append_blocking(encode_json(CHANGED, &changed, 0))
             .unwrap();
         tasks
     }
@@ -908,7 +968,7 @@ mod tests {
         assert_eq!(bytes.len(), STARTED_LEN);
         match decode(&bytes).unwrap() {
             Change::Started(back) => assert_eq!(back, s),
-            Change::Snapshot(_) => panic!("decoded the wrong kind"),
+            _ => panic!("decoded the wrong kind"),
         }
         assert!(matches!(decode(&[9, 1, 2]), Err(LedgerError::BadRecord(_))));
     }
