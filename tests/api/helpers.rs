@@ -194,12 +194,27 @@ impl TestApp {
 
     /// Waits, over the WebSocket (no polling), until the task is completed or failed.
     pub async fn wait_for_task(&self, token: &str, task_id: &str) -> Value {
+        // Subscribed before the GET, so a finish between the two cannot be missed.
+        let mut updates = self.task_updates(token).await;
+        let (_, task) = self
+            .get(&format!("/api/v1/tasks/{task_id}"), Some(token))
+            .await;
+        if is_terminal(&task) {
+            return task;
+        }
+        updates.until(task_id, is_terminal).await;
+        self.get(&format!("/api/v1/tasks/{task_id}"), Some(token))
+            .await
+            .1
+    }
+
+    /// Subscribes to `token`'s task updates; returns once the server's hello proves the
+    /// subscription exists.
+    pub async fn task_updates(&self, token: &str) -> TaskUpdates {
         let url = format!("{}/api/v1/ws/connect?token={token}", self.ws_base);
         let (mut socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connects");
-        // The server's hello proves the subscription exists, so a finish between the GET below
-        // and the next message cannot be missed.
         let hello = tokio::time::timeout(DEADLINE, socket.next())
             .await
             .expect("hello in time");
@@ -211,32 +226,54 @@ impl TestApp {
                 .unwrap()
                 .contains("\"system\"")
         );
-        let (_, task) = self
-            .get(&format!("/api/v1/tasks/{task_id}"), Some(token))
-            .await;
-        if is_terminal(&task) {
-            return task;
+        TaskUpdates {
+            socket,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// A user's `task_update` messages, from [`TestApp::task_updates`]. Every update read is kept,
+/// so waiting for one task never loses another's update.
+pub struct TaskUpdates {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    seen: Vec<Value>,
+}
+
+impl TaskUpdates {
+    /// Waits for an update of `task_id` (already read or still to come) whose data matches `done`.
+    pub async fn until(&mut self, task_id: &str, done: impl Fn(&Value) -> bool) {
+        let matches = |data: &Value| data["task_id"] == task_id && done(data);
+        if self.seen.iter().any(matches) {
+            return;
         }
         tokio::time::timeout(DEADLINE, async {
-            while let Some(message) = socket.next().await {
+            while let Some(message) = self.socket.next().await {
                 let text = message.expect("ws message").into_text().unwrap_or_default();
-                let Ok(event) = serde_json::from_str::<Value>(&text) else {
+                let Ok(mut event) = serde_json::from_str::<Value>(&text) else {
                     continue;
                 };
-                if event["type"] == "task_update"
-                    && event["data"]["task_id"] == task_id
-                    && is_terminal(&event["data"])
-                {
-                    return self
-                        .get(&format!("/api/v1/tasks/{task_id}"), Some(token))
-                        .await
-                        .1;
+                if event["type"] != "task_update" {
+                    continue;
+                }
+                let data = event["data"].take();
+                let found = matches(&data);
+                self.seen.push(data);
+                if found {
+                    return;
                 }
             }
-            panic!("socket closed before task {task_id} finished");
+            panic!("socket closed before the awaited update of task {task_id}");
         })
         .await
-        .unwrap_or_else(|_| panic!("task {task_id} did not finish within {DEADLINE:?}"))
+        .unwrap_or_else(|_| panic!("no awaited update of task {task_id} within {DEADLINE:?}"))
+    }
+
+    /// Waits until `task_id` is running.
+    pub async fn until_running(&mut self, task_id: &str) {
+        self.until(task_id, |t| t["status"] == "running").await
     }
 }
 

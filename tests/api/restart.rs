@@ -80,8 +80,7 @@ async fn a_task_running_at_shutdown_is_requeued_and_finishes_after_restart() {
     );
     let agent = app.publish(&token, "Slow", slow, "slow", 0.0).await;
 
-    let url = format!("{}/api/v1/ws/connect?token={token}", app.ws_base);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut updates = app.task_updates(&token).await;
     let id = app
         .submit(
             &token,
@@ -89,14 +88,7 @@ async fn a_task_running_at_shutdown_is_requeued_and_finishes_after_restart() {
         )
         .await;
     // Wait until it runs, then shut down with no grace period.
-    use futures_util::StreamExt;
-    loop {
-        let text = socket.next().await.unwrap().unwrap().into_text().unwrap();
-        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if event["data"]["status"] == "running" {
-            break;
-        }
-    }
+    updates.until_running(&id).await;
     let dir = app.stop().await;
 
     let app = spawn_with(settings(dir.path(), 1), dir.clone()).await;

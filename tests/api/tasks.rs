@@ -707,8 +707,7 @@ async fn cancel_stops_queued_and_running_tasks_and_refuses_finished_ones() {
     };
 
     // Two workers: two sleepers occupy them, so the third task stays queued.
-    let url = format!("{}/api/v1/ws/connect?token={token}", app.ws_base);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut updates = app.task_updates(&token).await;
     let running = app
         .submit(
             &token,
@@ -721,15 +720,8 @@ async fn cancel_stops_queued_and_running_tasks_and_refuses_finished_ones() {
             json!({"query": "b", "agent_id": sleeper, "budget": 0, "timeout": 60}),
         )
         .await;
-    let mut started = 0;
-    while started < 2 {
-        use futures_util::StreamExt;
-        let text = socket.next().await.unwrap().unwrap().into_text().unwrap();
-        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if event["data"]["status"] == "running" {
-            started += 1;
-        }
-    }
+    updates.until_running(&running).await;
+    updates.until_running(&busy).await;
     let queued = app
         .submit(&token, json!({"query": "c", "agent_id": echo, "budget": 0}))
         .await;
@@ -836,22 +828,14 @@ async fn a_full_queue_refuses_submits_with_503_and_retry_after() {
         .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
         .await;
     // The one worker is busy, so the next task stays queued and fills the queue.
-    let url = format!("{}/api/v1/ws/connect?token={token}", app.ws_base);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut updates = app.task_updates(&token).await;
     let busy = app
         .submit(
             &token,
             json!({"query": "a", "agent_id": sleeper, "budget": 0, "timeout": 60}),
         )
         .await;
-    loop {
-        use futures_util::StreamExt;
-        let text = socket.next().await.unwrap().unwrap().into_text().unwrap();
-        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if event["data"]["status"] == "running" {
-            break;
-        }
-    }
+    updates.until_running(&busy).await;
     let queued = app
         .submit(&token, json!({"query": "b", "agent_id": echo, "budget": 0}))
         .await;
