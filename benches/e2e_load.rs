@@ -1,18 +1,16 @@
-//! End to end: many concurrent HTTP clients submit tasks to a no-op agent on a server running
-//! in this process (loopback, real HTTP, real disk); measures completed tasks per second and
-//! submit latency. Run: `cargo bench --bench e2e_load -- [TASKS] [CLIENTS]` (defaults 5,000
-//! and 64).
+//! End to end: many concurrent HTTP clients submit tasks to a no-op agent on the real
+//! `zerostate` binary, started by this bench as a separate process (loopback, real HTTP, real
+//! disk, default settings); measures completed tasks per second, submit latency and the
+//! server's CPU per task. The load generator shares the machine (a 2-thread runtime).
+//! Run: `cargo bench --bench e2e_load -- [TASKS] [CLIENTS]` (defaults 5,000 and 64);
+//! `E2E_BINARY=path` loads another build (a release artifact, a profiling build).
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use zerostate::Application;
-use zerostate::config::Settings;
-
-/// The same allocator as the `zerostate` binary.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Reads nothing, writes nothing, exits 0.
 const NOOP_AGENT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
@@ -21,24 +19,80 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
     let tasks: usize = args.next().map_or(5_000, |a| a.parse().expect("TASKS"));
     let clients: usize = args.next().map_or(64, |a| a.parse().expect("CLIENTS"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(tasks, clients));
+    runtime.block_on(run(&server, tasks, clients));
 }
 
-async fn run(tasks: usize, clients: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        ..Settings::default()
-    };
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let stop = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
+/// The server process; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts the binary on port 0 and reads the bound address from its JSON log.
+    fn start(data_dir: &std::path::Path) -> Self {
+        let binary = std::env::var_os("E2E_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_zerostate").into());
+        let mut child = Command::new(binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("ZEROSTATE_LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn zerostate");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Ok(event) = serde_json::from_str::<Value>(&line)
+                && event["message"] == "zerostate listening"
+            {
+                break event["addr"].as_str().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// The process's user + system CPU time so far.
+    fn cpu(&self) -> Duration {
+        process_cpu(&self.child.id().to_string())
+    }
+}
+
+/// A process's user + system CPU time so far (`pid` or `self`).
+fn process_cpu(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn run(server: &Server, tasks: usize, clients: usize) {
+    let base = server.base.clone();
     let client = reqwest::Client::new();
 
     let session: Value = client
@@ -68,21 +122,32 @@ async fn run(tasks: usize, clients: usize) {
         .unwrap();
     assert_eq!(upload.status(), 201);
 
+    let cpu_before = (server.cpu(), process_cpu("self"));
     println!("end to end: {tasks} tasks, {clients} concurrent clients, no-op agent");
+    let submit_url = reqwest::Url::parse(&format!("{base}/api/v1/tasks/submit")).unwrap();
+    let body = bytes::Bytes::from(
+        json!({"query": "noop", "capabilities": ["noop"], "budget": 0}).to_string(),
+    );
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..clients {
-        let (client, base, token, next) =
-            (client.clone(), base.clone(), token.clone(), next.clone());
+        let (client, url, body, token, next) = (
+            client.clone(),
+            submit_url.clone(),
+            body.clone(),
+            token.clone(),
+            next.clone(),
+        );
         handles.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < tasks {
                 let sent = Instant::now();
                 let resp = client
-                    .post(format!("{base}/api/v1/tasks/submit"))
+                    .post(url.clone())
                     .bearer_auth(&token)
-                    .json(&json!({"query": "noop", "capabilities": ["noop"], "budget": 0}))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
                     .send()
                     .await
                     .unwrap();
@@ -113,19 +178,107 @@ async fn run(tasks: usize, clients: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let completed = started.elapsed();
+    let cpu = |now: Duration, before: Duration| (now - before).as_secs_f64() * 1e6 / tasks as f64;
+    let (server_cpu, load_cpu) = (
+        cpu(server.cpu(), cpu_before.0),
+        cpu(process_cpu("self"), cpu_before.1),
+    );
+
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
     println!(
-        "submits:   {:>8.0} /s   p50 {:.2} ms   p99 {:.2} ms",
+        "submits:   {:>8.0} /s   p50 {:.2} ms   p99 {:.2} ms   p99.9 {:.2} ms   max {:.2} ms",
         tasks as f64 / submitted.as_secs_f64(),
         pct(0.5),
-        pct(0.99)
+        pct(0.99),
+        pct(0.999),
+        pct(1.0)
     );
     println!(
         "completed: {:>8.0} tasks/s ({:.2} s for all)",
         tasks as f64 / completed.as_secs_f64(),
         completed.as_secs_f64()
     );
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    println!("CPU per task: server {server_cpu:.1} µs, load generator {load_cpu:.1} µs");
+
+    // The server's own view, from its Prometheus histograms.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let submit = Histogram::read(
+        &metrics,
+        "zerostate_http_request_duration_seconds",
+        "route=\"/api/v1/tasks/submit\"",
+    );
+    println!(
+        "server-side submit: p50 ≤ {} s, p99 ≤ {} s",
+        submit.bucket_at(0.5),
+        submit.bucket_at(0.99)
+    );
+    let sync = Histogram::read(&metrics, "zerostate_wal_sync_seconds", "");
+    println!(
+        "WAL: {} group commits ({:.1} records each), write + fdatasync mean {:.2} ms, p99 ≤ {} s",
+        sync.count,
+        Histogram::read(&metrics, "zerostate_wal_batch_records", "").sum / sync.count as f64,
+        sync.sum / sync.count as f64 * 1e3,
+        sync.bucket_at(0.99)
+    );
+    let apply = Histogram::read(&metrics, "zerostate_task_apply_seconds", "");
+    println!(
+        "redb view: {} batches, {:.1} µs per task, p99 batch ≤ {} s",
+        apply.count,
+        apply.sum * 1e6 / tasks as f64,
+        apply.bucket_at(0.99)
+    );
+}
+
+/// One Prometheus histogram (or summary) from a `/metrics` page.
+struct Histogram<'a> {
+    /// `(le, cumulative count)`, ascending.
+    buckets: Vec<(&'a str, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl<'a> Histogram<'a> {
+    /// The series `name` whose labels contain `labels`.
+    fn read(metrics: &'a str, name: &str, labels: &str) -> Self {
+        let mut h = Histogram {
+            buckets: Vec::new(),
+            sum: 0.0,
+            count: 0,
+        };
+        for line in metrics.lines().filter(|l| l.contains(labels)) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            if series.starts_with(&format!("{name}_bucket{{")) {
+                let le = series
+                    .split("le=\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next());
+                if let (Some(le), Ok(n)) = (le, value.parse()) {
+                    h.buckets.push((le, n));
+                }
+            } else if series.split('{').next() == Some(&format!("{name}_sum")) {
+                h.sum = value.parse().unwrap_or(0.0);
+            } else if series.split('{').next() == Some(&format!("{name}_count")) {
+                h.count = value.parse().unwrap_or(0);
+            }
+        }
+        h
+    }
+
+    /// The upper bound of the bucket holding quantile `q`.
+    fn bucket_at(&self, q: f64) -> &str {
+        self.buckets
+            .iter()
+            .find(|b| b.1 as f64 >= q * self.count as f64)
+            .map_or("-", |b| b.0)
+    }
 }

@@ -616,7 +616,10 @@ impl Ledger {
         let outcomes = batch.outcomes.clone();
         let written_down = async {
             self.shared.wal.synced_through(target).await?;
+            let started = Instant::now();
             self.shared.store.apply_tasks(batch).await?;
+            metrics::histogram!("zerostate_task_apply_seconds").record(started.elapsed());
+            crate::telemetry::histogram_recorded();
             Ok::<_, LedgerError>(())
         };
         if let Err(e) = written_down.await {

@@ -393,7 +393,11 @@ impl Writer {
                     offset,
                 });
             }
+            let started = std::time::Instant::now();
             let result = self.write_and_sync(&buf);
+            metrics::histogram!("zerostate_wal_sync_seconds").record(started.elapsed());
+            metrics::histogram!("zerostate_wal_batch_records").record(batch.len() as f64);
+            crate::telemetry::histogram_recorded();
             match result {
                 Ok(()) => {
                     self.position.offset = offset;

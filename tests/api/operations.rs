@@ -1,4 +1,6 @@
-use crate::helpers::spawn_app;
+use serde_json::json;
+
+use crate::helpers::{ECHO_AGENT, spawn_app, wasm};
 
 #[tokio::test]
 async fn health_ready_metrics_and_openapi() {
@@ -13,8 +15,18 @@ async fn health_ready_metrics_and_openapi() {
     let (status, ready) = app.get("/ready", None).await;
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
 
-    // One request first, so the HTTP series exist.
+    // One request and one task first, so the HTTP, WAL and view series exist (listing waits
+    // for the view).
     app.get("/api/v1/agents", None).await;
+    let token = app.signup("ops@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let id = app
+        .submit(&token, json!({"query": "q", "agent_id": echo, "budget": 0}))
+        .await;
+    app.wait_for_task(&token, &id).await;
+    app.get("/api/v1/tasks", Some(&token)).await;
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert!(
         metrics.headers()["content-type"]
@@ -28,6 +40,9 @@ async fn health_ready_metrics_and_openapi() {
         "zerostate_http_request_duration_seconds_bucket{",
         "zerostate_queue_depth{priority=\"critical\"}",
         "zerostate_tasks{status=\"completed\"}",
+        "zerostate_wal_sync_seconds_bucket{",
+        "zerostate_wal_batch_records{",
+        "zerostate_task_apply_seconds_bucket{",
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
     }
