@@ -102,15 +102,14 @@ pub struct TaskBatch {
     pub durable: bool,
 }
 
-/// Adds a task that just reached a terminal state to the retention index.
-fn index_finished(txn: &WriteTransaction, task: &Task) -> Result<(), StoreError> {
+/// The retention index key of a task that just reached a terminal state: (finished at, in
+/// Unix ms; seq).
+fn finished_key(task: &Task) -> (u64, u64) {
     let at = task
         .completed_at
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
-    txn.open_table(tables::FINISHED_TASKS)?
-        .insert((ms, task.seq), task.id.to_string().as_str())?;
-    Ok(())
+    (ms, task.seq)
 }
 
 /// A status move of one owner's task: from (`None`: new) → to.
@@ -159,6 +158,7 @@ impl Store {
                 let mut tasks = txn.open_table(tables::TASKS)?;
                 let mut by_owner = txn.open_table(tables::TASKS_BY_OWNER)?;
                 let mut active = txn.open_table(tables::ACTIVE_TASKS)?;
+                let mut finished = txn.open_table(tables::FINISHED_TASKS)?;
                 for TaskWrite { task, stored } in &batch.writes {
                     let id = task.id.to_string();
                     tasks.insert(id.as_str(), encode(task).as_slice())?;
@@ -169,8 +169,11 @@ impl Store {
                     let was_terminal = stored.is_some_and(TaskStatus::is_terminal);
                     if task.status.is_terminal() {
                         if !was_terminal {
-                            active.remove(task.seq)?;
-                            index_finished(&txn, task)?;
+                            // A task new to the store was never in the active set.
+                            if stored.is_some() {
+                                active.remove(task.seq)?;
+                            }
+                            finished.insert(finished_key(task), id.as_str())?;
                         }
                     } else if stored.is_none() {
                         active.insert(task.seq, id.as_str())?;
