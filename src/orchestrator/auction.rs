@@ -86,12 +86,29 @@ impl Criterion {
         neutral: f64::NAN,
     };
 
+    /// Branch-free: comparisons with NaN are false, so an unmeasured value moves neither
+    /// bound, and it adds nothing to the sum.
     fn add(&mut self, v: f64) {
-        if !v.is_nan() {
-            self.range.add(v);
-            self.sum += v;
-            self.measured += 1;
-        }
+        let measured = !v.is_nan();
+        self.range.min = if v < self.range.min {
+            v
+        } else {
+            self.range.min
+        };
+        self.range.max = if v > self.range.max {
+            v
+        } else {
+            self.range.max
+        };
+        self.sum += if measured { v } else { 0.0 };
+        self.measured += measured as usize;
+    }
+
+    fn merge(&mut self, other: &Criterion) {
+        self.range.min = self.range.min.min(other.range.min);
+        self.range.max = self.range.max.max(other.range.max);
+        self.sum += other.sum;
+        self.measured += other.measured;
     }
 
     /// Fixes the neutral value once every bidder is added; `fallback` when none is measured
@@ -167,10 +184,39 @@ pub fn run_auction(
     )
 }
 
+/// Price, quality, reputation and duration over the bidders at `eligible`: four interleaved
+/// lanes, so the loop is four short dependency chains rather than one long one.
+fn criteria(eligible: &[u32], figures: &[Bidder]) -> [Criterion; 4] {
+    const LANES: usize = 4;
+    let add = |c: &mut [Criterion; 4], b: &Bidder| {
+        c[0].add(b.price);
+        c[1].add(b.quality);
+        c[2].add(b.reputation);
+        c[3].add(b.duration_ms);
+    };
+    let mut lanes = [[Criterion::EMPTY; 4]; LANES];
+    let mut chunks = eligible.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &at) in lanes.iter_mut().zip(chunk) {
+            add(lane, &figures[at as usize]);
+        }
+    }
+    for &at in chunks.remainder() {
+        add(&mut lanes[0], &figures[at as usize]);
+    }
+    let [mut all, rest @ ..] = lanes;
+    for lane in &rest {
+        for (c, other) in all.iter_mut().zip(lane) {
+            c.merge(other);
+        }
+    }
+    all
+}
+
 /// Ranks `capable` (positions in `figures` of agents that offer every required capability)
 /// by the weighted score over those within `budget`; `identity` names a position's agent.
-/// Two passes over the compact figures and no allocation per bidder: one for the criteria's
-/// ranges, one scoring into a fixed top-[`MAX_BIDS`] list.
+/// Three passes over the compact figures: who is within budget (one list of positions), the
+/// criteria's ranges, and the totals into a fixed top-[`MAX_BIDS`] list.
 pub fn rank<'a, I, F>(
     capable: I,
     figures: &[Bidder],
@@ -183,27 +229,18 @@ where
     I: Iterator<Item = u32> + Clone,
     F: Fn(u32) -> (Uuid, &'a str),
 {
-    let (mut n_capable, mut n_bidders) = (0usize, 0usize);
+    let mut n_capable = 0usize;
     let mut cheapest = f64::INFINITY;
-    let (mut price, mut quality, mut reputation, mut duration) = (
-        Criterion::EMPTY,
-        Criterion::EMPTY,
-        Criterion::EMPTY,
-        Criterion::EMPTY,
-    );
-    for at in capable.clone() {
-        let b = &figures[at as usize];
+    let mut eligible: Vec<u32> = Vec::with_capacity(capable.size_hint().1.unwrap_or(0));
+    for at in capable {
+        let price = figures[at as usize].price;
         n_capable += 1;
-        cheapest = cheapest.min(b.price);
-        if b.price > budget {
-            continue;
+        cheapest = cheapest.min(price);
+        if price <= budget {
+            eligible.push(at);
         }
-        n_bidders += 1;
-        price.add(b.price);
-        quality.add(b.quality);
-        reputation.add(b.reputation);
-        duration.add(b.duration_ms);
     }
+    let n_bidders = eligible.len();
     if n_capable == 0 {
         return Err(NoEligibleAgent(if required.is_empty() {
             "no agent is published yet".into()
@@ -219,6 +256,7 @@ where
             "{n_capable} agent(s) offer the capabilities, but all are above the budget {budget} (cheapest costs {cheapest})"
         )));
     }
+    let [mut price, mut quality, mut reputation, mut duration] = criteria(&eligible, figures);
     price.finish(0.0);
     quality.finish(0.5);
     reputation.finish(0.5);
@@ -273,12 +311,8 @@ where
             .then_with(|| identity(a.1).0.cmp(&identity(b.1).0))
     };
     let mut top: Vec<(f64, u32)> = Vec::with_capacity(MAX_BIDS + 1);
-    for at in capable {
-        let b = &figures[at as usize];
-        if b.price > budget {
-            continue;
-        }
-        let entry = (rank_total(b), at);
+    for &at in &eligible {
+        let entry = (rank_total(&figures[at as usize]), at);
         if top.len() == MAX_BIDS
             && (entry.0 < top[MAX_BIDS - 1].0 || better(&entry, &top[MAX_BIDS - 1]).is_ge())
         {
