@@ -5,12 +5,14 @@
 //! Run: `cargo bench --bench e2e_load -- [TASKS] [CLIENTS]` (defaults 5,000 and 64);
 //! `E2E_BINARY=path` loads another build (a release artifact, a profiling build).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+#[path = "../tests/api/child.rs"]
+mod child;
+use child::Server;
 
 /// Reads nothing, writes nothing, exits 0.
 const NOOP_AGENT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
@@ -20,7 +22,9 @@ fn main() {
     let tasks: usize = args.next().map_or(5_000, |a| a.parse().expect("TASKS"));
     let clients: usize = args.next().map_or(64, |a| a.parse().expect("CLIENTS"));
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let binary =
+        std::env::var_os("E2E_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_zerostate").into());
+    let server = Server::start(&binary, dir.path(), &[]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -29,45 +33,7 @@ fn main() {
     runtime.block_on(run(&server, tasks, clients));
 }
 
-/// The server process; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
 impl Server {
-    /// Starts the binary on port 0 and reads the bound address from its JSON log.
-    fn start(data_dir: &std::path::Path) -> Self {
-        let binary = std::env::var_os("E2E_BINARY")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_zerostate").into());
-        let mut child = Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("ZEROSTATE_LOG__FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn zerostate");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
-            if let Ok(event) = serde_json::from_str::<Value>(&line)
-                && event["message"] == "zerostate listening"
-            {
-                break event["addr"].as_str().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
     /// The process's user + system CPU time so far.
     fn cpu(&self) -> Duration {
         process_cpu(&self.child.id().to_string())
@@ -82,13 +48,6 @@ fn process_cpu(pid: &str) -> Duration {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn run(server: &Server, tasks: usize, clients: usize) {

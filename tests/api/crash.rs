@@ -3,14 +3,13 @@
 //! announcement over the WebSocket across all restarts, one outcome in the agent's statistics.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use crate::child::Server;
 use crate::helpers::{DEADLINE, ECHO_AGENT, read, wasm};
 
 /// Kill-restart cycles; `ZEROSTATE_CRASH_CYCLES=200 cargo test --test api crash` runs longer.
@@ -22,54 +21,13 @@ fn cycles() -> u64 {
 }
 const SUBMITTERS: usize = 8;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the real binary on port 0 and reads the bound address from its JSON log.
+/// Starts the real binary with two workers.
 fn start(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zerostate"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("ZEROSTATE_LOG__FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn zerostate");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Ok(event) = serde_json::from_str::<Value>(&line)
-            && event["message"] == "zerostate listening"
-        {
-            break event["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
+    Server::start(
+        env!("CARGO_BIN_EXE_zerostate").as_ref(),
+        data_dir,
+        &["--workers", "2"],
+    )
 }
 
 /// A small deterministic generator, so a failing run can be replayed from its printed seed.

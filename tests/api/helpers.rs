@@ -271,6 +271,18 @@ impl TaskUpdates {
         .unwrap_or_else(|_| panic!("no awaited update of task {task_id} within {DEADLINE:?}"))
     }
 
+    /// Submits a 60 s task to `agent_id` and waits until a worker runs it; returns its id.
+    pub async fn occupy_worker(&mut self, app: &TestApp, token: &str, agent_id: &str) -> String {
+        let id = app
+            .submit(
+                token,
+                serde_json::json!({"query": "occupy", "agent_id": agent_id, "budget": 0, "timeout": 60}),
+            )
+            .await;
+        self.until_running(&id).await;
+        id
+    }
+
     /// Waits until `task_id` is running.
     pub async fn until_running(&mut self, task_id: &str) {
         self.until(task_id, |t| t["status"] == "running").await

@@ -2,6 +2,7 @@
 //! time down on small machines.
 
 mod agents;
+mod child;
 mod crash;
 mod errors;
 mod helpers;

@@ -708,20 +708,8 @@ async fn cancel_stops_queued_and_running_tasks_and_refuses_finished_ones() {
 
     // Two workers: two sleepers occupy them, so the third task stays queued.
     let mut updates = app.task_updates(&token).await;
-    let running = app
-        .submit(
-            &token,
-            json!({"query": "a", "agent_id": sleeper, "budget": 0, "timeout": 60}),
-        )
-        .await;
-    let busy = app
-        .submit(
-            &token,
-            json!({"query": "b", "agent_id": sleeper, "budget": 0, "timeout": 60}),
-        )
-        .await;
-    updates.until_running(&running).await;
-    updates.until_running(&busy).await;
+    let running = updates.occupy_worker(&app, &token, &sleeper).await;
+    let busy = updates.occupy_worker(&app, &token, &sleeper).await;
     let queued = app
         .submit(&token, json!({"query": "c", "agent_id": echo, "budget": 0}))
         .await;
@@ -829,13 +817,7 @@ async fn a_full_queue_refuses_submits_with_503_and_retry_after() {
         .await;
     // The one worker is busy, so the next task stays queued and fills the queue.
     let mut updates = app.task_updates(&token).await;
-    let busy = app
-        .submit(
-            &token,
-            json!({"query": "a", "agent_id": sleeper, "budget": 0, "timeout": 60}),
-        )
-        .await;
-    updates.until_running(&busy).await;
+    let busy = updates.occupy_worker(&app, &token, &sleeper).await;
     let queued = app
         .submit(&token, json!({"query": "b", "agent_id": echo, "budget": 0}))
         .await;
