@@ -174,7 +174,6 @@ impl Catalog {
 
 /// The positions of one ascending list that are in every one of the other lists: walks the
 /// first and advances a cursor in each other list, so the cost is linear in their lengths.
-#[derive(Clone)]
 struct Intersection<'a> {
     walk: std::slice::Iter<'a, u32>,
     others: Vec<(&'a [u32], usize)>,
@@ -223,7 +222,7 @@ impl Inner {
     /// Ranks the agents at `capable` positions, minus `exclude`.
     fn rank(
         &self,
-        capable: impl Iterator<Item = u32> + Clone,
+        capable: impl Iterator<Item = u32>,
         required: &[String],
         budget: f64,
         weights: Weights,

@@ -86,27 +86,16 @@ impl Criterion {
         neutral: f64::NAN,
     };
 
-    /// Branch-free: comparisons with NaN are false, so an unmeasured value moves neither
-    /// bound, and it adds nothing to the sum.
+    /// Branch-free: an unmeasured (NaN) value moves neither bound and adds nothing.
     fn add(&mut self, v: f64) {
         let measured = !v.is_nan();
-        self.range.min = if v < self.range.min {
-            v
-        } else {
-            self.range.min
-        };
-        self.range.max = if v > self.range.max {
-            v
-        } else {
-            self.range.max
-        };
+        self.range.add(v);
         self.sum += if measured { v } else { 0.0 };
         self.measured += measured as usize;
     }
 
     fn merge(&mut self, other: &Criterion) {
-        self.range.min = self.range.min.min(other.range.min);
-        self.range.max = self.range.max.max(other.range.max);
+        self.range.merge(other.range);
         self.sum += other.sum;
         self.measured += other.measured;
     }
@@ -143,9 +132,25 @@ impl Range {
         max: f64::NEG_INFINITY,
     };
 
+    /// Comparisons with NaN are false, so NaN leaves the range as it is; selects, not
+    /// `f64::min`, whose NaN handling costs several instructions on the auction's hot loop.
     fn add(&mut self, v: f64) {
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
+        self.min = if v < self.min { v } else { self.min };
+        self.max = if v > self.max { v } else { self.max };
+    }
+
+    /// Both ranges' values (an empty one has min +inf and max -inf, and changes nothing).
+    fn merge(&mut self, other: Range) {
+        self.min = if other.min < self.min {
+            other.min
+        } else {
+            self.min
+        };
+        self.max = if other.max > self.max {
+            other.max
+        } else {
+            self.max
+        };
     }
 
     /// Scales `v` to 0..=1 where 1 is best. When all values are equal, all score 1.
@@ -226,7 +231,7 @@ pub fn rank<'a, I, F>(
     weights: Weights,
 ) -> Result<Vec<Bid>, NoEligibleAgent>
 where
-    I: Iterator<Item = u32> + Clone,
+    I: Iterator<Item = u32>,
     F: Fn(u32) -> (Uuid, &'a str),
 {
     let mut n_capable = 0usize;

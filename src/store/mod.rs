@@ -61,13 +61,13 @@ impl From<StoreError> for crate::error::ApiError {
     }
 }
 
-/// Shared handle to the database. Cheap to clone.
 /// redb's page cache. The kernel's page cache holds the file too, so a large one mostly
 /// duplicates memory, and every page it takes is fresh memory, slow to fault in under a write
 /// burst: with redb's 1 GiB default the task engine ran 20-25 % slower than with this
 /// (`cargo bench --bench queue_throughput -- 500000 engine`).
 const CACHE_BYTES: usize = 256 * 1024 * 1024;
 
+/// Shared handle to the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
