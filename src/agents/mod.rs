@@ -10,6 +10,6 @@ pub mod manifest;
 mod marketplace;
 
 pub use agent::{Agent, AgentStats, AgentStatus};
-pub use catalog::{Bidder, Catalog, wilson_lower_bound};
+pub use catalog::{Bidder, Bidders, Catalog, wilson_lower_bound};
 pub use manifest::{Manifest, ManifestError, parse_capabilities};
 pub use marketplace::{AgentError, AgentList, AgentQuery, Marketplace};

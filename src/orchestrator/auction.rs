@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agents::{Agent, Bidder};
+use crate::agents::{Agent, Bidder, Bidders};
 
 /// Criterion weights; they sum to 1.
 #[derive(Debug, Clone, Copy)]
@@ -67,55 +67,137 @@ pub struct Bid {
 #[error("{0}")]
 pub struct NoEligibleAgent(pub String);
 
+/// One figure of every bidder summed up: the range of the measured values, their sum and
+/// count. An unmeasured value (NaN) moves nothing: `v < min` is false for NaN.
+#[derive(Clone, Copy)]
+struct Figure {
+    min: f64,
+    max: f64,
+    sum: f64,
+    measured: f64,
+}
+
+impl Figure {
+    /// The criterion over this figure; `fallback` is the neutral value when no bidder is
+    /// measured on it (then every bidder scores the same).
+    fn criterion(&self, fallback: f64) -> Criterion {
+        let neutral = if self.measured > 0.0 {
+            self.sum / self.measured
+        } else {
+            fallback
+        };
+        let mut range = Range {
+            min: self.min,
+            max: self.max,
+        };
+        range.add(neutral);
+        Criterion { range, neutral }
+    }
+}
+
+/// Values summed at once: two vector registers' worth with AVX2, so each running figure is
+/// two dependency chains.
+const LANES: usize = 8;
+
+/// [`Figure`] in [`LANES`] lanes, so summing is `LANES` short dependency chains the
+/// compiler turns into vector instructions.
+#[derive(Clone, Copy)]
+struct Lanes {
+    min: [f64; LANES],
+    max: [f64; LANES],
+    sum: [f64; LANES],
+    measured: [f64; LANES],
+}
+
+impl Lanes {
+    const EMPTY: Lanes = Lanes {
+        min: [f64::INFINITY; LANES],
+        max: [f64::NEG_INFINITY; LANES],
+        sum: [0.0; LANES],
+        measured: [0.0; LANES],
+    };
+
+    /// Branch-free; selects rather than `f64::min`, whose NaN handling costs several
+    /// instructions per value.
+    #[inline(always)]
+    fn add(&mut self, l: usize, v: f64) {
+        let is_measured = !v.is_nan();
+        self.min[l] = if v < self.min[l] { v } else { self.min[l] };
+        self.max[l] = if v > self.max[l] { v } else { self.max[l] };
+        self.sum[l] += if is_measured { v } else { 0.0 };
+        self.measured[l] += if is_measured { 1.0 } else { 0.0 };
+    }
+
+    /// Adds `values`, each gated: `gate` is 0 for a bidder and NaN for anyone else, so
+    /// `value + gate` is the value or nothing.
+    #[inline(always)]
+    fn add_gated(&mut self, values: &[f64], gate: &[f64]) {
+        let mut vs = values.chunks_exact(LANES);
+        let mut gs = gate.chunks_exact(LANES);
+        for (v, g) in (&mut vs).zip(&mut gs) {
+            for l in 0..LANES {
+                self.add(l, v[l] + g[l]);
+            }
+        }
+        for (v, g) in vs.remainder().iter().zip(gs.remainder()) {
+            self.add(0, v + g);
+        }
+    }
+
+    fn reduce(&self) -> Figure {
+        let mut f = Figure {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            measured: 0.0,
+        };
+        for l in 0..LANES {
+            f.min = if self.min[l] < f.min {
+                self.min[l]
+            } else {
+                f.min
+            };
+            f.max = if self.max[l] > f.max {
+                self.max[l]
+            } else {
+                f.max
+            };
+            f.sum += self.sum[l];
+            f.measured += self.measured[l];
+        }
+        f
+    }
+}
+
 /// One criterion over the bidders: the range of its values and the neutral value that
 /// newcomers (NaN: not measured yet) bid, the mean of the measured ones, so a newcomer is
 /// neither rewarded nor punished on it. The neutral value lies inside the range.
 #[derive(Clone, Copy)]
 struct Criterion {
     range: Range,
-    sum: f64,
-    measured: usize,
     neutral: f64,
 }
 
 impl Criterion {
-    const EMPTY: Criterion = Criterion {
-        range: Range::EMPTY,
-        sum: 0.0,
-        measured: 0,
-        neutral: f64::NAN,
-    };
-
-    /// Branch-free: an unmeasured (NaN) value moves neither bound and adds nothing.
-    fn add(&mut self, v: f64) {
-        let measured = !v.is_nan();
-        self.range.add(v);
-        self.sum += if measured { v } else { 0.0 };
-        self.measured += measured as usize;
-    }
-
-    fn merge(&mut self, other: &Criterion) {
-        self.range.merge(other.range);
-        self.sum += other.sum;
-        self.measured += other.measured;
-    }
-
-    /// Fixes the neutral value once every bidder is added; `fallback` when none is measured
-    /// (then every bidder scores the same).
-    fn finish(&mut self, fallback: f64) {
-        self.neutral = match self.measured {
-            0 => fallback,
-            n => self.sum / n as f64,
-        };
-        self.range.add(self.neutral);
-    }
-
     fn value(&self, v: f64) -> f64 {
         if v.is_nan() { self.neutral } else { v }
     }
 
     fn score(&self, v: f64, higher_is_better: bool) -> f64 {
         self.range.score(self.value(v), higher_is_better)
+    }
+
+    /// The weighted score as `slope · value + intercept`.
+    fn affine(&self, higher_is_better: bool, weight: f64) -> (f64, f64) {
+        let Range { min, max } = self.range;
+        let span = max - min;
+        if span <= f64::EPSILON {
+            (0.0, weight)
+        } else if higher_is_better {
+            (weight / span, -weight * min / span)
+        } else {
+            (-weight / span, weight * max / span)
+        }
     }
 }
 
@@ -127,30 +209,10 @@ struct Range {
 }
 
 impl Range {
-    const EMPTY: Range = Range {
-        min: f64::INFINITY,
-        max: f64::NEG_INFINITY,
-    };
-
-    /// Comparisons with NaN are false, so NaN leaves the range as it is; selects, not
-    /// `f64::min`, whose NaN handling costs several instructions on the auction's hot loop.
+    /// Comparisons with NaN are false, so NaN leaves the range as it is.
     fn add(&mut self, v: f64) {
         self.min = if v < self.min { v } else { self.min };
         self.max = if v > self.max { v } else { self.max };
-    }
-
-    /// Both ranges' values (an empty one has min +inf and max -inf, and changes nothing).
-    fn merge(&mut self, other: Range) {
-        self.min = if other.min < self.min {
-            other.min
-        } else {
-            self.min
-        };
-        self.max = if other.max > self.max {
-            other.max
-        } else {
-            self.max
-        };
     }
 
     /// Scales `v` to 0..=1 where 1 is best. When all values are equal, all score 1.
@@ -177,75 +239,144 @@ pub fn run_auction(
     budget: f64,
     weights: Weights,
 ) -> Result<Vec<Bid>, NoEligibleAgent> {
-    let figures: Vec<Bidder> = agents.iter().map(Bidder::from).collect();
-    let capable = (0..agents.len() as u32).filter(|&i| agents[i as usize].offers_all(required));
+    let mut bidders = Bidders::default();
+    for (at, agent) in agents.iter().enumerate() {
+        if agent.offers_all(required) {
+            bidders.push(at as u32, Bidder::from(agent));
+        }
+    }
+    let ids: Vec<Uuid> = agents.iter().map(|a| a.id).collect();
     rank(
-        capable,
-        &figures,
-        |i| (agents[i as usize].id, agents[i as usize].name.as_str()),
+        &bidders,
+        &[],
+        &ids,
+        |at| agents[at as usize].name.as_str(),
         required,
         budget,
         weights,
     )
 }
 
-/// Price, quality, reputation and duration over the bidders at `eligible`: four interleaved
-/// lanes, so the loop is four short dependency chains rather than one long one.
-fn criteria(eligible: &[u32], figures: &[Bidder]) -> [Criterion; 4] {
-    const LANES: usize = 4;
-    let add = |c: &mut [Criterion; 4], b: &Bidder| {
-        c[0].add(b.price);
-        c[1].add(b.quality);
-        c[2].add(b.reputation);
-        c[3].add(b.duration_ms);
-    };
-    let mut lanes = [[Criterion::EMPTY; 4]; LANES];
-    let mut chunks = eligible.chunks_exact(LANES);
+/// Bidders handled at once: their gates and totals stay in the L1 cache between the passes
+/// over a block's columns.
+const BLOCK: usize = 512;
+
+/// The largest of `values`, ignoring NaN (-inf if all are NaN, so never NaN).
+#[inline(always)]
+fn max_of(values: &[f64]) -> f64 {
+    let mut lanes = [f64::NEG_INFINITY; LANES];
+    let mut chunks = values.chunks_exact(LANES);
     for chunk in &mut chunks {
-        for (lane, &at) in lanes.iter_mut().zip(chunk) {
-            add(lane, &figures[at as usize]);
+        for l in 0..LANES {
+            lanes[l] = if chunk[l] > lanes[l] {
+                chunk[l]
+            } else {
+                lanes[l]
+            };
         }
     }
-    for &at in chunks.remainder() {
-        add(&mut lanes[0], &figures[at as usize]);
-    }
-    let [mut all, rest @ ..] = lanes;
-    for lane in &rest {
-        for (c, other) in all.iter_mut().zip(lane) {
-            c.merge(other);
-        }
-    }
-    all
+    chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
-/// Ranks `capable` (positions in `figures` of agents that offer every required capability)
-/// by the weighted score over those within `budget`; `identity` names a position's agent.
-/// Three passes over the compact figures: who is within budget (one list of positions), the
-/// criteria's ranges, and the totals into a fixed top-[`MAX_BIDS`] list.
-pub fn rank<'a, I, F>(
-    capable: I,
-    figures: &[Bidder],
-    identity: F,
+/// Gates the bidders `first..first + price.len()`: 0 within budget and not excluded, else
+/// NaN (see [`Lanes::add_gated`]).
+#[inline(always)]
+fn gate(price: &[f64], budget: f64, first: usize, excluded: &[usize], out: &mut [f64]) {
+    for (g, &p) in out.iter_mut().zip(price) {
+        *g = if p <= budget { 0.0 } else { f64::NAN };
+    }
+    for &e in excluded {
+        if let Some(g) = e.checked_sub(first).and_then(|i| out.get_mut(i)) {
+            *g = f64::NAN;
+        }
+    }
+}
+
+/// Ranks `bidders` (the agents that offer every required capability) but those at the
+/// `excluded` indices, by the weighted score over those within `budget`. `ids` holds the
+/// agent id of each catalog position (read on ties), `name` names the agent at a position
+/// (read for the bids kept).
+///
+/// Two passes over the columns, block by block, without data-dependent branches: the first
+/// sums up the figures of the bidders within budget (ranges, means), the second computes
+/// their totals into a buffer and keeps the best [`MAX_BIDS`].
+pub fn rank<'a, F>(
+    bidders: &Bidders,
+    excluded: &[usize],
+    ids: &[Uuid],
+    name: F,
     required: &[String],
     budget: f64,
     weights: Weights,
 ) -> Result<Vec<Bid>, NoEligibleAgent>
 where
-    I: Iterator<Item = u32>,
-    F: Fn(u32) -> (Uuid, &'a str),
+    F: Fn(u32) -> &'a str,
 {
-    let mut n_capable = 0usize;
-    let mut cheapest = f64::INFINITY;
-    let mut eligible: Vec<u32> = Vec::with_capacity(capable.size_hint().1.unwrap_or(0));
-    for at in capable {
-        let price = figures[at as usize].price;
-        n_capable += 1;
-        cheapest = cheapest.min(price);
-        if price <= budget {
-            eligible.push(at);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the one feature `rank_avx2` is compiled for.
+        return unsafe { rank_avx2(bidders, excluded, ids, name, required, budget, weights) };
+    }
+    rank_columns(bidders, excluded, ids, name, required, budget, weights)
+}
+
+/// [`rank_columns`] compiled for AVX2: four figures per vector instruction rather than two.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn rank_avx2<'a, F>(
+    bidders: &Bidders,
+    excluded: &[usize],
+    ids: &[Uuid],
+    name: F,
+    required: &[String],
+    budget: f64,
+    weights: Weights,
+) -> Result<Vec<Bid>, NoEligibleAgent>
+where
+    F: Fn(u32) -> &'a str,
+{
+    rank_columns(bidders, excluded, ids, name, required, budget, weights)
+}
+
+#[inline(always)]
+fn rank_columns<'a, F>(
+    bidders: &Bidders,
+    excluded: &[usize],
+    ids: &[Uuid],
+    name: F,
+    required: &[String],
+    budget: f64,
+    weights: Weights,
+) -> Result<Vec<Bid>, NoEligibleAgent>
+where
+    F: Fn(u32) -> &'a str,
+{
+    let n = bidders.len();
+    let columns = [
+        &bidders.price,
+        &bidders.quality,
+        &bidders.reputation,
+        &bidders.duration_ms,
+    ];
+    let mut gates = [0.0f64; BLOCK];
+    let mut lanes = [Lanes::EMPTY; 4];
+    for first in (0..n).step_by(BLOCK) {
+        let end = (first + BLOCK).min(n);
+        let gates = &mut gates[..end - first];
+        gate(&bidders.price[first..end], budget, first, excluded, gates);
+        // One column at a time: four accumulators, all in registers.
+        for (lanes, column) in lanes.iter_mut().zip(columns) {
+            lanes.add_gated(&column[first..end], gates);
         }
     }
-    let n_bidders = eligible.len();
+    let [price, quality, reputation, duration] = lanes.map(|l| l.reduce());
+    let n_capable = n - excluded.len();
+    // Prices are never NaN, so every bidder counts on price.
+    let n_bidders = price.measured as usize;
     if n_capable == 0 {
         return Err(NoEligibleAgent(if required.is_empty() {
             "no agent is published yet".into()
@@ -257,15 +388,18 @@ where
         }));
     }
     if n_bidders == 0 {
+        let cheapest = (0..n)
+            .filter(|i| excluded.binary_search(i).is_err())
+            .map(|i| bidders.price[i])
+            .fold(f64::INFINITY, f64::min);
         return Err(NoEligibleAgent(format!(
             "{n_capable} agent(s) offer the capabilities, but all are above the budget {budget} (cheapest costs {cheapest})"
         )));
     }
-    let [mut price, mut quality, mut reputation, mut duration] = criteria(&eligible, figures);
-    price.finish(0.0);
-    quality.finish(0.5);
-    reputation.finish(0.5);
-    duration.finish(0.0);
+    let price = price.criterion(0.0);
+    let quality = quality.criterion(0.5);
+    let reputation = reputation.criterion(0.5);
+    let duration = duration.criterion(0.0);
 
     let scores = |b: &Bidder| BidScores {
         price: price.score(b.price, false),
@@ -282,62 +416,74 @@ where
     // The weighted total is affine in each figure, so ranking needs one multiply-add per
     // criterion: total = Σ slope·value + Σ intercept. Scores are computed only for the bids
     // kept.
-    let affine = |criterion: &Criterion, higher_is_better: bool, weight: f64| {
-        let range = criterion.range;
-        let span = range.max - range.min;
-        if span <= f64::EPSILON {
-            (0.0, weight)
-        } else if higher_is_better {
-            (weight / span, -weight * range.min / span)
-        } else {
-            (-weight / span, weight * range.max / span)
-        }
-    };
-    let (p_slope, p_icpt) = affine(&price, false, weights.price);
-    let (q_slope, q_icpt) = affine(&quality, true, weights.quality);
-    let (r_slope, r_icpt) = affine(&reputation, true, weights.reputation);
-    let (d_slope, d_icpt) = affine(&duration, false, weights.speed);
+    let (p_slope, p_icpt) = price.affine(false, weights.price);
+    let (q_slope, q_icpt) = quality.affine(true, weights.quality);
+    let (r_slope, r_icpt) = reputation.affine(true, weights.reputation);
+    let (d_slope, d_icpt) = duration.affine(false, weights.speed);
     let intercept = p_icpt + q_icpt + r_icpt + d_icpt;
-    let rank_total = |b: &Bidder| {
-        intercept
-            + p_slope * b.price
-            + q_slope * quality.value(b.quality)
-            + r_slope * reputation.value(b.reputation)
-            + d_slope * duration.value(b.duration_ms)
-    };
     // Best first: higher total, then cheaper, then older id (looked up only on a tie).
-    let better = |a: &(f64, u32), b: &(f64, u32)| {
+    let better = |a: &(f64, usize), b: &(f64, usize)| {
         b.0.total_cmp(&a.0)
-            .then(
-                figures[a.1 as usize]
-                    .price
-                    .total_cmp(&figures[b.1 as usize].price),
-            )
-            .then_with(|| identity(a.1).0.cmp(&identity(b.1).0))
+            .then(bidders.price[a.1].total_cmp(&bidders.price[b.1]))
+            .then_with(|| {
+                ids[bidders.position[a.1] as usize].cmp(&ids[bidders.position[b.1] as usize])
+            })
     };
-    let mut top: Vec<(f64, u32)> = Vec::with_capacity(MAX_BIDS + 1);
-    for &at in &eligible {
-        let entry = (rank_total(&figures[at as usize]), at);
-        if top.len() == MAX_BIDS
-            && (entry.0 < top[MAX_BIDS - 1].0 || better(&entry, &top[MAX_BIDS - 1]).is_ge())
-        {
+    let mut top: Vec<(f64, usize)> = Vec::with_capacity(MAX_BIDS + 1);
+    // The total of the last bid kept once the list is full: below it, a bidder is out.
+    let mut floor = f64::NEG_INFINITY;
+    let mut totals = [0.0f64; BLOCK];
+    // Last block first: the blocks the first pass read last are still in the cache. The
+    // order changes nothing else, as `better` is a total order.
+    for first in (0..n).step_by(BLOCK).rev() {
+        let end = (first + BLOCK).min(n);
+        let totals = &mut totals[..end - first];
+        gate(&bidders.price[first..end], budget, first, excluded, totals);
+        let figures = bidders.price[first..end]
+            .iter()
+            .zip(&bidders.quality[first..end])
+            .zip(&bidders.reputation[first..end])
+            .zip(&bidders.duration_ms[first..end]);
+        // NaN (gated out) stays NaN, and NaN is never at or above the floor.
+        for (t, (((&p, &q), &r), &d)) in totals.iter_mut().zip(figures) {
+            *t += intercept
+                + p_slope * p
+                + q_slope * quality.value(q)
+                + r_slope * reputation.value(r)
+                + d_slope * duration.value(d);
+        }
+        // Most blocks hold no total at or above the floor once the list is full: one
+        // vectorised maximum rules a block out.
+        if max_of(totals) < floor {
             continue;
         }
-        let at = top.partition_point(|t| better(t, &entry).is_lt());
-        top.insert(at, entry);
-        top.truncate(MAX_BIDS);
+        for (i, &t) in totals.iter().enumerate() {
+            if t.is_nan() || t < floor {
+                continue;
+            }
+            let entry = (t, first + i);
+            if top.len() == MAX_BIDS && better(&entry, &top[MAX_BIDS - 1]).is_ge() {
+                continue;
+            }
+            let at = top.partition_point(|t| better(t, &entry).is_lt());
+            top.insert(at, entry);
+            top.truncate(MAX_BIDS);
+            if top.len() == MAX_BIDS {
+                floor = top[MAX_BIDS - 1].0;
+            }
+        }
     }
     // Ranked on exact values; shown rounded, so clients see 0.9 rather than 0.8999999999999999.
     let round = |v: f64| (v * 1e4).round() / 1e4;
     Ok(top
         .into_iter()
-        .map(|(_, at)| {
-            let b = &figures[at as usize];
-            let s = scores(b);
-            let (agent_id, name) = identity(at);
+        .map(|(_, i)| {
+            let b = bidders.get(i);
+            let s = scores(&b);
+            let at = bidders.position[i];
             Bid {
-                agent_id,
-                agent_name: name.to_owned(),
+                agent_id: ids[at as usize],
+                agent_name: name(at).to_owned(),
                 price: b.price,
                 total: round(total(&s)),
                 scores: BidScores {
