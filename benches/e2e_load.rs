@@ -2,8 +2,13 @@
 //! `zerostate` binary, started by this bench as a separate process (loopback, real HTTP, real
 //! disk, default settings); measures completed tasks per second, submit latency and the
 //! server's CPU per task. The load generator shares the machine (a 2-thread runtime).
-//! Run: `cargo bench --bench e2e_load -- [TASKS] [CLIENTS]` (defaults 5,000 and 64);
+//! Run: `cargo bench --bench e2e_load -- [TASKS] [CLIENTS] [RATE]` (defaults 5,000, 64, 0);
 //! `E2E_BINARY=path` loads another build (a release artifact, a profiling build).
+//!
+//! RATE 0 is a closed loop: each client sends its next submit when the last one answers, so
+//! the server runs flat out. A RATE (submits/s) is an open loop, as `wrk2` does it: submit `i`
+//! is due at `i / RATE` s, clients take them in turn, and latency counts from when a submit
+//! was due, so a stall shows in every submit it delays (no coordinated omission).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +26,7 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
     let tasks: usize = args.next().map_or(5_000, |a| a.parse().expect("TASKS"));
     let clients: usize = args.next().map_or(64, |a| a.parse().expect("CLIENTS"));
+    let rate: f64 = args.next().map_or(0.0, |a| a.parse().expect("RATE"));
     let dir = tempfile::tempdir().unwrap();
     let binary =
         std::env::var_os("E2E_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_zerostate").into());
@@ -30,7 +36,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(&server, tasks, clients));
+    runtime.block_on(run(&server, tasks, clients, rate));
 }
 
 impl Server {
@@ -50,7 +56,7 @@ fn process_cpu(pid: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-async fn run(server: &Server, tasks: usize, clients: usize) {
+async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
     let base = server.base.clone();
     let client = reqwest::Client::new();
 
@@ -82,13 +88,20 @@ async fn run(server: &Server, tasks: usize, clients: usize) {
     assert_eq!(upload.status(), 201);
 
     let cpu_before = (server.cpu(), process_cpu("self"));
-    println!("end to end: {tasks} tasks, {clients} concurrent clients, no-op agent");
+    if rate > 0.0 {
+        println!(
+            "end to end: {tasks} tasks offered at {rate:.0}/s by {clients} clients, no-op agent"
+        );
+    } else {
+        println!("end to end: {tasks} tasks, {clients} concurrent clients, no-op agent");
+    }
     let submit_url = reqwest::Url::parse(&format!("{base}/api/v1/tasks/submit")).unwrap();
     let body = bytes::Bytes::from(
         json!({"query": "noop", "capabilities": ["noop"], "budget": 0}).to_string(),
     );
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
+    let start = tokio::time::Instant::from_std(started);
     let mut handles = Vec::new();
     for _ in 0..clients {
         let (client, url, body, token, next) = (
@@ -100,8 +113,18 @@ async fn run(server: &Server, tasks: usize, clients: usize) {
         );
         handles.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < tasks {
-                let sent = Instant::now();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= tasks {
+                    break;
+                }
+                let sent = if rate > 0.0 {
+                    let due = start + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due).await;
+                    due.into_std()
+                } else {
+                    Instant::now()
+                };
                 let resp = client
                     .post(url.clone())
                     .bearer_auth(&token)

@@ -257,6 +257,9 @@ struct Shared {
     applying: tokio::sync::Mutex<Applying>,
     /// Asks the applier to apply now rather than after [`APPLY_DELAY`].
     apply_now: tokio::sync::Notify,
+    /// A reader waits for the store to hold every change, unfinished tasks included: the next
+    /// step must be full.
+    full_requested: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
 }
 
@@ -302,6 +305,7 @@ impl Ledger {
                 applied: watch::channel(0).0,
                 applying: tokio::sync::Mutex::default(),
                 apply_now: tokio::sync::Notify::new(),
+                full_requested: std::sync::atomic::AtomicBool::new(false),
                 stop: CancellationToken::new(),
             }),
         };
@@ -509,6 +513,9 @@ impl Ledger {
         if *self.shared.applied.borrow() >= target {
             return Ok(());
         }
+        self.shared
+            .full_requested
+            .store(true, std::sync::atomic::Ordering::Release);
         self.shared.apply_now.notify_one();
         self.shared.wal.synced_through(target).await?;
         let mut applied = self.shared.applied.subscribe();
@@ -557,21 +564,31 @@ impl Ledger {
         }
     }
 
-    /// One apply: the latest state of every changed task, pending claims and outcomes, in
-    /// one store transaction, written once their records are on disk (the store never holds
-    /// a change the WAL could lose). Everything appended to the WAL when it starts is in the
-    /// store when it returns. The transaction is synced and the WAL checkpointed when
+    /// One apply: the latest state of changed tasks, pending claims and outcomes, in one
+    /// store transaction, written once their records are on disk (the store never holds a
+    /// change the WAL could lose). The transaction is synced and the WAL checkpointed when
     /// `force_sync` or when the last sync is [`CHECKPOINT_EVERY`] old.
+    ///
+    /// A full step writes every changed task: everything appended to the WAL when it starts
+    /// is in the store when it returns. Other steps write only the tasks that finished and
+    /// leave unfinished ones in memory (where readers find them) until they finish or a full
+    /// step comes: most tasks then reach the store once, in their final state. A step is full
+    /// when it syncs or a reader waits in [`Ledger::settled`].
     async fn apply_step(&self, force_sync: bool) -> Result<(), LedgerError> {
         let mut state = self.shared.applying.lock().await;
         let sync = force_sync
             || state
                 .last_sync
                 .is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
+        let full = self
+            .shared
+            .full_requested
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+            || sync;
         // The checkpoint position is read before the batch is taken: every record before it
         // was queued (and its task marked) before this point, so the batch covers it.
         let checkpoint_at = *self.shared.wal.durable().borrow();
-        let (batch, written, target) = {
+        let (batch, written, target, complete) = {
             let mut live = self.live();
             // Every change appended so far marked its task under this lock: the batch holds
             // them all, and nothing later.
@@ -579,8 +596,13 @@ impl Ledger {
             let ids = std::mem::take(&mut live.dirty);
             let mut writes = Vec::with_capacity(ids.len());
             let mut written = Vec::with_capacity(ids.len());
+            let mut deferred = Vec::new();
             for id in ids {
                 if let Some(entry) = live.tasks.get_mut(&id) {
+                    if !full && !entry.task.status.is_terminal() {
+                        deferred.push(id);
+                        continue;
+                    }
                     entry.dirty = false;
                     writes.push(TaskWrite {
                         task: entry.task.clone(),
@@ -589,6 +611,9 @@ impl Ledger {
                     written.push((id, entry.task.version, entry.task.status));
                 }
             }
+            // Still marked dirty: they stay in the list for a later step.
+            let complete = deferred.is_empty();
+            live.dirty = deferred;
             let batch = TaskBatch {
                 writes,
                 claims: live.claims.values().cloned().collect(),
@@ -596,14 +621,17 @@ impl Ledger {
                 next_seq: live.next_seq,
                 durable: sync,
             };
-            (batch, written, target)
+            (batch, written, target, complete)
         };
         let empty = batch.writes.is_empty() && batch.outcomes.is_empty() && batch.claims.is_empty();
         if empty && !(sync && state.unsynced) {
-            // Earlier steps wrote everything appended so far, and nothing needs syncing: an
-            // idle server's checkpoint does no I/O.
-            self.mark_applied(target);
+            // Earlier steps wrote everything appended so far (but what this one deferred),
+            // and nothing needs syncing: an idle server's checkpoint does no I/O.
+            if complete {
+                self.mark_applied(target);
+            }
             if sync {
+                state.last_sync = Some(Instant::now());
                 self.checkpoint_wal(checkpoint_at).await?;
             }
             return Ok(());
@@ -650,7 +678,9 @@ impl Ledger {
                 live.claim_epoch += 1;
             }
         }
-        self.mark_applied(target);
+        if complete {
+            self.mark_applied(target);
+        }
         state.unsynced = !sync;
         if sync {
             state.last_sync = Some(Instant::now());
@@ -914,6 +944,48 @@ mod tests {
             1
         );
         ledger.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unfinished_tasks_reach_the_store_once_finished_or_when_a_reader_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let (ledger, _) = Ledger::open(store.clone(), &dir.path().join("wal"))
+            .await
+            .unwrap();
+        // A synced step now, so the steps below are not checkpoints (those write everything).
+        ledger.checkpoint().await.unwrap();
+        let submit = async || match ledger
+            .submit(task(Uuid::new_v4(), Uuid::nil()), None)
+            .await
+            .unwrap()
+        {
+            Submitted::New(t) => t,
+            Submitted::Existing(_) => panic!("new task expected"),
+        };
+        let (waiting, done) = (submit().await, submit().await);
+        ledger.start(done.id).unwrap().unwrap();
+        let (_, durable) = ledger
+            .transition(done.id, TaskStatus::Running, None, |t| {
+                t.status = TaskStatus::Completed
+            })
+            .unwrap()
+            .unwrap();
+        durable.wait().await.unwrap();
+        ledger.apply_step(false).await.unwrap();
+        let stored = |id| {
+            let store = store.clone();
+            async move { store.task(id).await.unwrap().map(|t| t.status) }
+        };
+        assert_eq!(stored(done.id).await, Some(TaskStatus::Completed));
+        assert_eq!(stored(waiting.id).await, None, "left in memory");
+        assert_eq!(
+            ledger.task(waiting.id).await.unwrap().unwrap().status,
+            TaskStatus::Queued,
+            "readers see it"
+        );
+        ledger.settled().await.unwrap();
+        assert_eq!(stored(waiting.id).await, Some(TaskStatus::Queued));
     }
 
     #[tokio::test]
