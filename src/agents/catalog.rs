@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 use super::agent::{Agent, AgentStatus};
-use crate::orchestrator::{Bid, NoEligibleAgent, Weights, rank};
+use crate::orchestrator::{Bid, NoEligibleAgent, Pool, Weights, rank};
 
 /// What the auction ranks one agent by. Identity (id, name) is looked up only for the best
 /// bids.
@@ -259,10 +259,13 @@ impl Catalog {
             .collect();
         excluded.sort_unstable();
         excluded.dedup();
-        let name = |at: u32| inner.agents[at as usize].name.as_str();
-        rank(
-            bidders, &excluded, &inner.ids, name, required, budget, weights,
-        )
+        let pool = Pool {
+            bidders,
+            excluded: &excluded,
+            ids: &inner.ids,
+            name: |at: u32| inner.agents[at as usize].name.as_str(),
+        };
+        rank(pool, required, budget, weights)
     }
 }
 

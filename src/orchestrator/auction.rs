@@ -68,11 +68,10 @@ pub struct Bid {
 pub struct NoEligibleAgent(pub String);
 
 /// One figure of every bidder summed up: the range of the measured values, their sum and
-/// count. An unmeasured value (NaN) moves nothing: `v < min` is false for NaN.
+/// count.
 #[derive(Clone, Copy)]
 struct Figure {
-    min: f64,
-    max: f64,
+    range: Range,
     sum: f64,
     measured: f64,
 }
@@ -86,10 +85,7 @@ impl Figure {
         } else {
             fallback
         };
-        let mut range = Range {
-            min: self.min,
-            max: self.max,
-        };
+        let mut range = self.range;
         range.add(neutral);
         Criterion { range, neutral }
     }
@@ -117,13 +113,12 @@ impl Lanes {
         measured: [0.0; LANES],
     };
 
-    /// Branch-free; selects rather than `f64::min`, whose NaN handling costs several
-    /// instructions per value.
+    /// Branch-free (see [`lower`]).
     #[inline(always)]
     fn add(&mut self, l: usize, v: f64) {
         let is_measured = !v.is_nan();
-        self.min[l] = if v < self.min[l] { v } else { self.min[l] };
-        self.max[l] = if v > self.max[l] { v } else { self.max[l] };
+        self.min[l] = lower(v, self.min[l]);
+        self.max[l] = higher(v, self.max[l]);
         self.sum[l] += if is_measured { v } else { 0.0 };
         self.measured[l] += if is_measured { 1.0 } else { 0.0 };
     }
@@ -146,22 +141,15 @@ impl Lanes {
 
     fn reduce(&self) -> Figure {
         let mut f = Figure {
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
+            range: Range::EMPTY,
             sum: 0.0,
             measured: 0.0,
         };
         for l in 0..LANES {
-            f.min = if self.min[l] < f.min {
-                self.min[l]
-            } else {
-                f.min
-            };
-            f.max = if self.max[l] > f.max {
-                self.max[l]
-            } else {
-                f.max
-            };
+            f.range.merge(Range {
+                min: self.min[l],
+                max: self.max[l],
+            });
             f.sum += self.sum[l];
             f.measured += self.measured[l];
         }
@@ -201,6 +189,20 @@ impl Criterion {
     }
 }
 
+/// The smaller of `v` and `m`, or `m` if `v` is NaN (a comparison with NaN is false): one
+/// select, where `f64::min`'s NaN handling costs several instructions on the auction's hot
+/// loops.
+#[inline(always)]
+fn lower(v: f64, m: f64) -> f64 {
+    if v < m { v } else { m }
+}
+
+/// The larger of `v` and `m`, or `m` if `v` is NaN (see [`lower`]).
+#[inline(always)]
+fn higher(v: f64, m: f64) -> f64 {
+    if v > m { v } else { m }
+}
+
 /// Running minimum and maximum of one criterion.
 #[derive(Clone, Copy)]
 struct Range {
@@ -209,10 +211,21 @@ struct Range {
 }
 
 impl Range {
-    /// Comparisons with NaN are false, so NaN leaves the range as it is.
+    const EMPTY: Range = Range {
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    /// NaN leaves the range as it is.
     fn add(&mut self, v: f64) {
-        self.min = if v < self.min { v } else { self.min };
-        self.max = if v > self.max { v } else { self.max };
+        self.min = lower(v, self.min);
+        self.max = higher(v, self.max);
+    }
+
+    /// Both ranges' values (an empty one changes nothing).
+    fn merge(&mut self, other: Range) {
+        self.min = lower(other.min, self.min);
+        self.max = higher(other.max, self.max);
     }
 
     /// Scales `v` to 0..=1 where 1 is best. When all values are equal, all score 1.
@@ -246,15 +259,13 @@ pub fn run_auction(
         }
     }
     let ids: Vec<Uuid> = agents.iter().map(|a| a.id).collect();
-    rank(
-        &bidders,
-        &[],
-        &ids,
-        |at| agents[at as usize].name.as_str(),
-        required,
-        budget,
-        weights,
-    )
+    let pool = Pool {
+        bidders: &bidders,
+        excluded: &[],
+        ids: &ids,
+        name: |at: u32| agents[at as usize].name.as_str(),
+    };
+    rank(pool, required, budget, weights)
 }
 
 /// Bidders handled at once: their gates and totals stay in the L1 cache between the passes
@@ -268,18 +279,14 @@ fn max_of(values: &[f64]) -> f64 {
     let mut chunks = values.chunks_exact(LANES);
     for chunk in &mut chunks {
         for l in 0..LANES {
-            lanes[l] = if chunk[l] > lanes[l] {
-                chunk[l]
-            } else {
-                lanes[l]
-            };
+            lanes[l] = higher(chunk[l], lanes[l]);
         }
     }
     chunks
         .remainder()
         .iter()
         .chain(&lanes)
-        .fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+        .fold(f64::NEG_INFINITY, |m, &v| higher(v, m))
 }
 
 /// Gates the bidders `first..first + price.len()`: 0 within budget and not excluded, else
@@ -296,65 +303,62 @@ fn gate(price: &[f64], budget: f64, first: usize, excluded: &[usize], out: &mut 
     }
 }
 
-/// Ranks `bidders` (the agents that offer every required capability) but those at the
-/// `excluded` indices, by the weighted score over those within `budget`. `ids` holds the
-/// agent id of each catalog position (read on ties), `name` names the agent at a position
-/// (read for the bids kept).
+/// The agents an auction ranks.
+pub struct Pool<'a, F> {
+    /// The agents that offer every required capability.
+    pub bidders: &'a Bidders,
+    /// Indices in `bidders` of agents that may not bid (tried already), ascending.
+    pub excluded: &'a [usize],
+    /// The agent id of each catalog position: read on ties.
+    pub ids: &'a [Uuid],
+    /// Names the agent at a catalog position: read for the bids kept.
+    pub name: F,
+}
+
+/// Ranks the pool's bidders by the weighted score over those within `budget`.
 ///
 /// Two passes over the columns, block by block, without data-dependent branches: the first
 /// sums up the figures of the bidders within budget (ranges, means), the second computes
 /// their totals into a buffer and keeps the best [`MAX_BIDS`].
-pub fn rank<'a, F>(
-    bidders: &Bidders,
-    excluded: &[usize],
-    ids: &[Uuid],
-    name: F,
+pub fn rank<'a>(
+    pool: Pool<'a, impl Fn(u32) -> &'a str>,
     required: &[String],
     budget: f64,
     weights: Weights,
-) -> Result<Vec<Bid>, NoEligibleAgent>
-where
-    F: Fn(u32) -> &'a str,
-{
+) -> Result<Vec<Bid>, NoEligibleAgent> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, the one feature `rank_avx2` is compiled for.
-        return unsafe { rank_avx2(bidders, excluded, ids, name, required, budget, weights) };
+        return unsafe { rank_avx2(pool, required, budget, weights) };
     }
-    rank_columns(bidders, excluded, ids, name, required, budget, weights)
+    rank_columns(pool, required, budget, weights)
 }
 
 /// [`rank_columns`] compiled for AVX2: four figures per vector instruction rather than two.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn rank_avx2<'a, F>(
-    bidders: &Bidders,
-    excluded: &[usize],
-    ids: &[Uuid],
-    name: F,
+fn rank_avx2<'a>(
+    pool: Pool<'a, impl Fn(u32) -> &'a str>,
     required: &[String],
     budget: f64,
     weights: Weights,
-) -> Result<Vec<Bid>, NoEligibleAgent>
-where
-    F: Fn(u32) -> &'a str,
-{
-    rank_columns(bidders, excluded, ids, name, required, budget, weights)
+) -> Result<Vec<Bid>, NoEligibleAgent> {
+    rank_columns(pool, required, budget, weights)
 }
 
 #[inline(always)]
-fn rank_columns<'a, F>(
-    bidders: &Bidders,
-    excluded: &[usize],
-    ids: &[Uuid],
-    name: F,
+fn rank_columns<'a>(
+    pool: Pool<'a, impl Fn(u32) -> &'a str>,
     required: &[String],
     budget: f64,
     weights: Weights,
-) -> Result<Vec<Bid>, NoEligibleAgent>
-where
-    F: Fn(u32) -> &'a str,
-{
+) -> Result<Vec<Bid>, NoEligibleAgent> {
+    let Pool {
+        bidders,
+        excluded,
+        ids,
+        name,
+    } = pool;
     let n = bidders.len();
     let columns = [
         &bidders.price,

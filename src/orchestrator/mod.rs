@@ -12,7 +12,7 @@ pub mod ledger;
 mod runs;
 mod task;
 
-pub use auction::{Bid, BidScores, MAX_BIDS, NoEligibleAgent, Weights, rank, run_auction};
+pub use auction::{Bid, BidScores, MAX_BIDS, NoEligibleAgent, Pool, Weights, rank, run_auction};
 pub use engine::{Orchestrator, Submission, TaskError};
 pub use runs::RecentStats;
 pub use task::{Attempt, Priority, Task, TaskCounts, TaskStatus};
