@@ -1,5 +1,5 @@
-//! Hot paths of the task pipeline that do not touch the disk: ranking an auction and moving
-//! tasks through the priority queue. Run with `cargo bench`.
+//! Hot paths of the task pipeline that do not touch the disk: ranking an auction, moving tasks
+//! through the priority queue and checking a request's session token. Run with `cargo bench`.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
@@ -118,5 +118,23 @@ fn queue(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, auction, auction_tail, queue);
+/// Every API request checks its bearer token: in full the first time, from memory after.
+fn token(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = zerostate::auth::TokenKeys::load_or_create(dir.path(), 3600).unwrap();
+    // Tokens issued in the same second for the same user are identical: a new user each time.
+    c.bench_function("token/verify a new token", |b| {
+        b.iter_batched(
+            || keys.issue(Uuid::new_v4()),
+            |token| keys.verify(&token).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let token = keys.issue(Uuid::new_v4());
+    c.bench_function("token/verify a remembered token", |b| {
+        b.iter(|| keys.verify(&token).unwrap())
+    });
+}
+
+criterion_group!(benches, auction, auction_tail, queue, token);
 criterion_main!(benches);
