@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -263,7 +264,7 @@ struct Shared {
     apply_now: tokio::sync::Notify,
     /// A reader waits for the store to hold every change, unfinished tasks included: the next
     /// step must be full.
-    full_requested: std::sync::atomic::AtomicBool,
+    full_requested: AtomicBool,
     stop: CancellationToken,
 }
 
@@ -309,7 +310,7 @@ impl Ledger {
                 applied: watch::channel(0).0,
                 applying: tokio::sync::Mutex::default(),
                 apply_now: tokio::sync::Notify::new(),
-                full_requested: std::sync::atomic::AtomicBool::new(false),
+                full_requested: AtomicBool::new(false),
                 stop: CancellationToken::new(),
             }),
         };
@@ -517,9 +518,7 @@ impl Ledger {
         if *self.shared.applied.borrow() >= target {
             return Ok(());
         }
-        self.shared
-            .full_requested
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.shared.full_requested.store(true, Ordering::Release);
         self.shared.apply_now.notify_one();
         self.shared.wal.synced_through(target).await?;
         let mut applied = self.shared.applied.subscribe();
@@ -584,11 +583,7 @@ impl Ledger {
             || state
                 .last_sync
                 .is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
-        let full = self
-            .shared
-            .full_requested
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-            || sync;
+        let full = self.shared.full_requested.swap(false, Ordering::AcqRel) || sync;
         // The checkpoint position is read before the batch is taken: every record before it
         // was queued (and its task marked) before this point, so the batch covers it.
         let checkpoint_at = *self.shared.wal.durable().borrow();
@@ -821,6 +816,25 @@ mod tests {
         }
     }
 
+    /// A store and a ledger over an empty data dir.
+    async fn open_fresh(dir: &Path) -> (Store, Ledger) {
+        let store = Store::open(&dir.join("t.redb")).unwrap();
+        let (ledger, _) = Ledger::open(store.clone(), &dir.join("wal")).await.unwrap();
+        (store, ledger)
+    }
+
+    /// Submits a new task (no idempotency key) and returns it.
+    async fn submit_new(ledger: &Ledger) -> Task {
+        match ledger
+            .submit(task(Uuid::new_v4(), Uuid::nil()), None)
+            .await
+            .unwrap()
+        {
+            Submitted::New(t) => *t,
+            Submitted::Existing(_) => panic!("new task expected"),
+        }
+    }
+
     fn snapshot(
         task: &Task,
         claim: Option<IdempotencyClaim>,
@@ -953,21 +967,10 @@ mod tests {
     #[tokio::test]
     async fn unfinished_tasks_reach_the_store_once_finished_or_when_a_reader_settles() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let (ledger, _) = Ledger::open(store.clone(), &dir.path().join("wal"))
-            .await
-            .unwrap();
+        let (store, ledger) = open_fresh(dir.path()).await;
         // A synced step now, so the steps below are not checkpoints (those write everything).
         ledger.checkpoint().await.unwrap();
-        let submit = async || match ledger
-            .submit(task(Uuid::new_v4(), Uuid::nil()), None)
-            .await
-            .unwrap()
-        {
-            Submitted::New(t) => t,
-            Submitted::Existing(_) => panic!("new task expected"),
-        };
-        let (waiting, done) = (submit().await, submit().await);
+        let (waiting, done) = (submit_new(&ledger).await, submit_new(&ledger).await);
         ledger.start(done.id).unwrap().unwrap();
         let (_, durable) = ledger
             .transition(done.id, TaskStatus::Running, None, |t| {
@@ -995,17 +998,8 @@ mod tests {
     #[tokio::test]
     async fn a_change_from_the_wrong_status_is_refused_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let (ledger, _) = Ledger::open(store.clone(), &dir.path().join("wal"))
-            .await
-            .unwrap();
-        let Submitted::New(t) = ledger
-            .submit(task(Uuid::new_v4(), Uuid::nil()), None)
-            .await
-            .unwrap()
-        else {
-            panic!("new task expected");
-        };
+        let (store, ledger) = open_fresh(dir.path()).await;
+        let t = submit_new(&ledger).await;
         let finish =
             |status| ledger.transition(t.id, TaskStatus::Running, None, move |t| t.status = status);
         assert!(
