@@ -158,6 +158,37 @@ struct Inner {
     running: Mutex<HashMap<Uuid, CancellationToken>>,
     /// Live per-user run statistics (in memory: they restart empty).
     recent: RecentRuns,
+    metrics: TaskMetrics,
+}
+
+/// The engine's metric series, registered once: a labelled lookup in the recorder on every
+/// submit and run costs more than the increment.
+struct TaskMetrics {
+    /// By [`Priority`] discriminant.
+    submitted: [metrics::Counter; 4],
+    /// In [`TaskStatus::ALL`] order.
+    finished: [metrics::Counter; 6],
+    duration: metrics::Histogram,
+}
+
+impl TaskMetrics {
+    fn register() -> Self {
+        crate::telemetry::metrics_handle();
+        Self {
+            submitted: Priority::ALL.map(
+                |p| metrics::counter!("zerostate_tasks_submitted_total", "priority" => p.as_str()),
+            ),
+            finished: TaskStatus::ALL.map(
+                |s| metrics::counter!("zerostate_tasks_finished_total", "status" => s.as_str()),
+            ),
+            duration: metrics::histogram!("zerostate_task_duration_seconds"),
+        }
+    }
+
+    fn finished(&self, status: TaskStatus) -> &metrics::Counter {
+        let i = TaskStatus::ALL.iter().position(|s| *s == status);
+        &self.finished[i.expect("every status is in ALL")]
+    }
 }
 
 impl Orchestrator {
@@ -184,6 +215,7 @@ impl Orchestrator {
                 finished: broadcast::channel(1024).0,
                 running: Mutex::default(),
                 recent: RecentRuns::default(),
+                metrics: TaskMetrics::register(),
             }),
         }
     }
@@ -290,8 +322,7 @@ impl Orchestrator {
             // A concurrent submit with the same key won the race: answer with its task.
             Submitted::Existing(id) => return self.claimed_task(owner, id).await,
         };
-        metrics::counter!("zerostate_tasks_submitted_total", "priority" => task.priority.as_str())
-            .increment(1);
+        inner.metrics.submitted[task.priority as usize].increment(1);
         // Announced before it is queued, so `queued` always reaches the owner before `running`.
         inner.hub.send_to_user(owner, || Event::task_update(&task));
         // Durable: from here the task survives a crash even if queueing fails (recovery
@@ -834,10 +865,8 @@ impl Orchestrator {
             })?;
         if let Some((task, durable)) = finished {
             self.record_outcome(outcome);
-            metrics::counter!("zerostate_tasks_finished_total", "status" => task.status.as_str())
-                .increment(1);
-            metrics::histogram!("zerostate_task_duration_seconds")
-                .record(output.duration.as_secs_f64());
+            inner.metrics.finished(task.status).increment(1);
+            inner.metrics.duration.record(output.duration.as_secs_f64());
             crate::telemetry::histogram_recorded();
             tracing::debug!(task_id = %task.id, agent = %agent.name, status = task.status.as_str(), duration_ms, "task finished");
             self.inner.recent.record(

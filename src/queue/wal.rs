@@ -368,6 +368,9 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Append>) {
         let mut buf = Vec::with_capacity(1024 * 1024);
+        crate::telemetry::metrics_handle();
+        let sync_seconds = metrics::histogram!("zerostate_wal_sync_seconds");
+        let batch_records = metrics::histogram!("zerostate_wal_batch_records");
         while let Ok(first) = rx.recv() {
             // Everything that queued while the previous batch synced joins this one.
             let mut batch = vec![first];
@@ -395,8 +398,8 @@ impl Writer {
             }
             let started = std::time::Instant::now();
             let result = self.write_and_sync(&buf);
-            metrics::histogram!("zerostate_wal_sync_seconds").record(started.elapsed());
-            metrics::histogram!("zerostate_wal_batch_records").record(batch.len() as f64);
+            sync_seconds.record(started.elapsed());
+            batch_records.record(batch.len() as f64);
             crate::telemetry::histogram_recorded();
             match result {
                 Ok(()) => {
