@@ -1,7 +1,7 @@
 //! Queue throughput: enqueue + dequeue + ack of N tasks with 1 KB payloads, every step durable.
 //!
 //! - **ZeroState engine** (the headline figure): the path a task takes in the server minus HTTP
-//!   and wasm. Submit = the ledger journals the whole task as JSON (WAL group commit,
+//!   and wasm. Submit = the ledger journals the whole task (binary record; WAL group commit,
 //!   fdatasync) and pushes it onto the priority queue; a worker pops it, marks it running and
 //!   acks by journaling its completed state, waiting for that record's sync. The ledger's
 //!   applier writes the redb view and checkpoints meanwhile, as in the server.

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::codec;
 use super::task::{Task, TaskState, TaskStatus};
 use crate::queue::wal::{Pending, Synced, Wal, WalError, WalOptions};
 use crate::store::{AgentOutcome, IdempotencyClaim, Store, StoreError, TaskBatch, TaskWrite};
@@ -58,37 +59,37 @@ pub enum LedgerError {
     BadRecord(String),
 }
 
-// WAL record payloads (the log frames them; see `queue::wal`):
+// WAL record payloads (the log frames them; see `queue::wal`). The first byte is the kind;
+// `task` and `state` are the binary encodings of [`codec`], `x?` is a 0/1 flag then `x`,
+// integers are little-endian.
 //
-//   offset  size  field
-//   0       1     kind
+// kind 4, snapshot: the whole task, as submitted, and the idempotency claim riding on it.
+//   task · claim?    claim = uuid owner · u32 len · key bytes · uuid task_id
+//                            · u64 claimed_at (unix s)
 //
-// kind 1, snapshot: the whole task, as submitted.
-//   1       …     JSON {"task": Task, "claim": IdempotencyClaim | null,
-//                       "outcome": null}
-//                 `claim` rides on the submit. (Older logs also used it for later changes,
-//                 with `outcome` on the end of a run; replay still reads those.)
+// kind 5, changed: any later change but a start; the submission is not repeated.
+//   state · outcome?    outcome = uuid agent_id · u8 success · u64 duration_ms
 //
-// kind 3, changed: any later change but a start; the submission is not repeated.
-//   1       …     JSON {"state": TaskState, "outcome": AgentOutcome | null}
-//                 `outcome` rides on the end of a run.
-//
-// kind 2, started: a worker took the task (the hot path, so not JSON).
-//   1       16    task id, UUID bytes
-//   17      8     task version after the change, u64 LE
-//   25      4     starts, u32 LE
-//   29      8     started_at, unix nanoseconds, i64 LE
+// kind 2, started: a worker took the task (the hot path, so the fewest bytes).
+//   uuid id · u64 version after the change · u32 starts · i64 started_at (unix ns)
 //   (37 bytes in all)
+//
+// Logs written before the binary encoding hold kinds 1 and 3, read still: the snapshot and
+// the change as JSON, `{"task": Task, "claim": IdempotencyClaim | null, "outcome":
+// AgentOutcome | null}` and `{"state": TaskState, "outcome": AgentOutcome | null}`.
 
-const SNAPSHOT: u8 = 1;
+const SNAPSHOT_JSON: u8 = 1;
 const STARTED: u8 = 2;
-const CHANGED: u8 = 3;
+const CHANGED_JSON: u8 = 3;
+const SNAPSHOT: u8 = 4;
+const CHANGED: u8 = 5;
 const STARTED_LEN: usize = 37;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Snapshot {
     task: Task,
     claim: Option<IdempotencyClaim>,
+    /// Only in kind 1 records of older logs.
     outcome: Option<AgentOutcome>,
 }
 
@@ -122,23 +123,39 @@ impl Change {
     }
 }
 
-/// `kind`, then `value` as JSON, in a buffer of `size_hint` bytes to start with: records are
-/// encoded on the submit path, where growing the buffer step by step costs more than the
-/// encoding.
-fn encode_json(kind: u8, value: &impl serde::Serialize, size_hint: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size_hint);
-    out.push(kind);
-    serde_json::to_writer(&mut out, value).expect("tasks serialise infallibly");
+fn encode_snapshot(task: &Task, claim: Option<&IdempotencyClaim>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + task.query.len());
+    out.push(SNAPSHOT);
+    codec::put_task(&mut out, task);
+    match claim {
+        None => out.push(0),
+        Some(c) => {
+            out.push(1);
+            out.extend_from_slice(c.owner.as_bytes());
+            out.extend_from_slice(&(c.key.len() as u32).to_le_bytes());
+            out.extend_from_slice(c.key.as_bytes());
+            out.extend_from_slice(c.task_id.as_bytes());
+            out.extend_from_slice(&c.claimed_at.to_le_bytes());
+        }
+    }
     out
 }
 
-/// Room for a task's fixed fields, its bids and its query (escaping aside).
-fn snapshot_size_hint(task: &Task) -> usize {
-    2048 + task.query.len() + task.bids.len() * 256
-}
-
-fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
-    encode_json(SNAPSHOT, snapshot, snapshot_size_hint(&snapshot.task))
+/// A change of `task` to its current state, with the run's outcome if it ended one.
+fn encode_changed(task: &Task, outcome: Option<&AgentOutcome>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(CHANGED);
+    codec::put_state_of(&mut out, task);
+    match outcome {
+        None => out.push(0),
+        Some(o) => {
+            out.push(1);
+            out.extend_from_slice(o.agent_id.as_bytes());
+            out.push(o.success as u8);
+            out.extend_from_slice(&o.duration_ms.to_le_bytes());
+        }
+    }
+    out
 }
 
 fn encode_started(s: &Started) -> Vec<u8> {
@@ -153,29 +170,73 @@ fn encode_started(s: &Started) -> Vec<u8> {
 }
 
 fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
-    match payload.first() {
-        Some(&SNAPSHOT) => serde_json::from_slice(&payload[1..])
-            .map(|s| Change::Snapshot(Box::new(s)))
-            .map_err(|e| LedgerError::BadRecord(e.to_string())),
-        Some(&CHANGED) => serde_json::from_slice(&payload[1..])
-            .map(|c| Change::Changed(Box::new(c)))
-            .map_err(|e| LedgerError::BadRecord(e.to_string())),
+    let bad = |e: codec::CodecError| LedgerError::BadRecord(e.to_string());
+    let json = |e: serde_json::Error| LedgerError::BadRecord(e.to_string());
+    let mut r = codec::Reader::new(payload.get(1..).unwrap_or_default());
+    let change = match payload.first() {
+        Some(&SNAPSHOT) => {
+            let task = codec::read_task(&mut r).map_err(bad)?;
+            let claim = r
+                .opt(|r| {
+                    let owner = r.uuid()?;
+                    let key = r.str()?;
+                    Ok(IdempotencyClaim {
+                        owner,
+                        key,
+                        task_id: r.uuid()?,
+                        claimed_at: r.u64()?,
+                    })
+                })
+                .map_err(bad)?;
+            Change::Snapshot(Box::new(Snapshot {
+                task,
+                claim,
+                outcome: None,
+            }))
+        }
+        Some(&CHANGED) => {
+            let state = codec::read_state(&mut r).map_err(bad)?;
+            let outcome = r
+                .opt(|r| {
+                    Ok(AgentOutcome {
+                        agent_id: r.uuid()?,
+                        success: r.bool()?,
+                        duration_ms: r.u64()?,
+                    })
+                })
+                .map_err(bad)?;
+            Change::Changed(Box::new(Changed { state, outcome }))
+        }
         Some(&STARTED) if payload.len() == STARTED_LEN => {
             let field = |range: std::ops::Range<usize>| &payload[range];
             let nanos = i64::from_le_bytes(field(29..37).try_into().expect("8 bytes"));
-            Ok(Change::Started(Started {
+            return Ok(Change::Started(Started {
                 id: Uuid::from_slice(field(1..17)).expect("16 bytes"),
                 version: u64::from_le_bytes(field(17..25).try_into().expect("8 bytes")),
                 starts: u32::from_le_bytes(field(25..29).try_into().expect("4 bytes")),
                 started_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
                     .map_err(|e| LedgerError::BadRecord(e.to_string()))?,
-            }))
+            }));
         }
-        other => Err(LedgerError::BadRecord(format!(
-            "unknown kind {other:?} ({} bytes)",
-            payload.len()
-        ))),
-    }
+        Some(&SNAPSHOT_JSON) => {
+            return serde_json::from_slice(&payload[1..])
+                .map(|s| Change::Snapshot(Box::new(s)))
+                .map_err(json);
+        }
+        Some(&CHANGED_JSON) => {
+            return serde_json::from_slice(&payload[1..])
+                .map(|c| Change::Changed(Box::new(c)))
+                .map_err(json);
+        }
+        other => {
+            return Err(LedgerError::BadRecord(format!(
+                "unknown kind {other:?} ({} bytes)",
+                payload.len()
+            )));
+        }
+    };
+    r.finish().map_err(bad)?;
+    Ok(change)
 }
 
 /// What [`Ledger::submit`] did.
@@ -418,11 +479,7 @@ impl Ledger {
             live.next_seq += 1;
             task.status = TaskStatus::Queued;
             task.version = 1;
-            let record = encode_snapshot(&Snapshot {
-                task: task.clone(),
-                claim,
-                outcome: None,
-            });
+            let record = encode_snapshot(&task, claim.as_ref());
             let durable = self.shared.wal.append_nowait(record)?;
             live.tasks.insert(
                 task.id,
@@ -490,14 +547,7 @@ impl Ledger {
         let mut task = entry.task.clone();
         change(&mut task);
         task.version = entry.task.version + 1;
-        let record = encode_json(
-            CHANGED,
-            &Changed {
-                state: TaskState::of(&task),
-                outcome,
-            },
-            1024,
-        );
+        let record = encode_changed(&task, outcome.as_ref());
         let durable = self.shared.wal.append_nowait(record)?;
         entry.task = task.clone();
         entry.record = durable.number;
@@ -835,20 +885,21 @@ mod tests {
         }
     }
 
-    fn snapshot(
-        task: &Task,
-        claim: Option<IdempotencyClaim>,
-        outcome: Option<AgentOutcome>,
-    ) -> Vec<u8> {
-        encode_snapshot(&Snapshot {
+    /// A kind 1 record, as logs written before the binary encoding hold them.
+    fn json_snapshot(task: &Task, claim: Option<IdempotencyClaim>) -> Vec<u8> {
+        let mut out = vec![SNAPSHOT_JSON];
+        let snapshot = Snapshot {
             task: task.clone(),
             claim,
-            outcome,
-        })
+            outcome: None,
+        };
+        serde_json::to_writer(&mut out, &snapshot).unwrap();
+        out
     }
 
-    /// Writes what a server that crashed right after its WAL syncs would leave: three submits,
-    /// one start, one finish with an outcome; the store never saw any of it.
+    /// Writes what a server that crashed right after its WAL syncs would leave: three submits
+    /// (the first in the JSON form of older logs), one start, one finish with an outcome; the
+    /// store never saw any of it.
     fn crashed_log(dir: &Path, owner: Uuid, agent: Uuid) -> Vec<Task> {
         let (wal, _) = Wal::open(dir, WalOptions::default()).unwrap();
         let mut tasks = Vec::new();
@@ -862,7 +913,12 @@ mod tests {
                 task_id: t.id,
                 claimed_at: t.created_at.unix_timestamp() as u64,
             });
-            wal.append_blocking(snapshot(&t, claim, None)).unwrap();
+            let record = if seq == 1 {
+                json_snapshot(&t, claim)
+            } else {
+                encode_snapshot(&t, claim.as_ref())
+            };
+            wal.append_blocking(record).unwrap();
             tasks.push(t);
         }
         let started = Started {
@@ -881,11 +937,7 @@ mod tests {
             success: true,
             duration_ms: 5,
         };
-        let changed = Changed {
-            state: TaskState::of(&done),
-            outcome: Some(outcome),
-        };
-        wal.append_blocking(encode_json(CHANGED, &changed, 0))
+        wal.append_blocking(encode_changed(&done, Some(&outcome)))
             .unwrap();
         tasks
     }
@@ -1044,5 +1096,39 @@ mod tests {
             _ => panic!("decoded the wrong kind"),
         }
         assert!(matches!(decode(&[9, 1, 2]), Err(LedgerError::BadRecord(_))));
+    }
+
+    #[test]
+    fn snapshot_and_change_records_round_trip_with_their_claim_and_outcome() {
+        let owner = Uuid::new_v4();
+        let t = task(owner, Uuid::new_v4());
+        let claim = IdempotencyClaim {
+            owner,
+            key: "order-17 ✓".into(),
+            task_id: t.id,
+            claimed_at: 1_700_000_000,
+        };
+        match decode(&encode_snapshot(&t, Some(&claim))).unwrap() {
+            Change::Snapshot(s) => {
+                assert_eq!((s.task.id, s.task.seq), (t.id, t.seq));
+                assert_eq!(s.claim, Some(claim));
+            }
+            _ => panic!("decoded the wrong kind"),
+        }
+        let outcome = AgentOutcome {
+            agent_id: t.agent_id,
+            success: false,
+            duration_ms: 9,
+        };
+        match decode(&encode_changed(&t, Some(&outcome))).unwrap() {
+            Change::Changed(c) => {
+                assert_eq!((c.state.id, c.state.version), (t.id, t.version));
+                assert_eq!(c.outcome, Some(outcome));
+            }
+            _ => panic!("decoded the wrong kind"),
+        }
+        let mut longer = encode_changed(&t, None);
+        longer.push(0);
+        assert!(matches!(decode(&longer), Err(LedgerError::BadRecord(_))));
     }
 }

@@ -7,6 +7,7 @@
 //! the journal to the store in batches. Status changes are announced on the hub to the owner.
 
 mod auction;
+pub mod codec;
 mod engine;
 pub mod ledger;
 mod runs;

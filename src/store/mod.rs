@@ -22,8 +22,10 @@ use serde::de::DeserializeOwned;
 
 pub use tasks::{AgentOutcome, IdempotencyClaim, Page, TaskBatch, TaskFilter, TaskWrite};
 
-/// The layout version this build reads and writes.
-const CURRENT_SCHEMA: u64 = 1;
+/// The layout version this build writes. Version 1 files (task rows as JSON) open too: their
+/// rows read as they are, and the file is marked 2, so an older build refuses it instead of
+/// misreading a binary row.
+const CURRENT_SCHEMA: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,7 +36,9 @@ pub enum StoreError {
         table: String,
         source: serde_json::Error,
     },
-    #[error("data file has schema version {found}, this build supports {CURRENT_SCHEMA}")]
+    #[error(transparent)]
+    CorruptTask(#[from] crate::orchestrator::codec::CodecError),
+    #[error("data file has schema version {found}, this build supports 1 to {CURRENT_SCHEMA}")]
     Schema { found: u64 },
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -96,7 +100,7 @@ impl Store {
             let mut meta = txn.open_table(tables::META)?;
             let found = meta.get(tables::SCHEMA_VERSION)?.map(|v| v.value());
             match found {
-                None => {
+                None | Some(1) => {
                     meta.insert(tables::SCHEMA_VERSION, CURRENT_SCHEMA)?;
                 }
                 Some(CURRENT_SCHEMA) => {}

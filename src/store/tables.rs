@@ -26,7 +26,8 @@ pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 /// `(sha256 hex, chunk index)` → raw bytes, at most [`crate::blob::CHUNK_SIZE`] each.
 pub const BLOB_CHUNKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("blob_chunks");
 
-/// `task id` → JSON [`crate::orchestrator::Task`]. The task tables are a view of the task WAL
+/// `task id` → [`crate::orchestrator::Task`] in the binary encoding of
+/// [`crate::orchestrator::codec`] (JSON in rows written by schema 1). The task tables are a view of the task WAL
 /// (`<data_dir>/wal`), written in batches by [`crate::orchestrator::ledger`]; a row's `version`
 /// tells replay which WAL changes it already holds.
 pub const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
-use super::{Store, StoreError, decode, encode, read_json, tables};
+use super::{Store, StoreError, encode, read_json, tables};
 use crate::agents::Agent;
+use crate::orchestrator::codec;
 use crate::orchestrator::{Priority, Task, TaskCounts, TaskStatus};
 
 /// Which tasks a listing returns; `None` matches all.
@@ -102,6 +103,17 @@ pub struct TaskBatch {
     pub durable: bool,
 }
 
+/// The task stored under `id` (binary rows, or JSON ones of older files).
+fn read_task(
+    tasks: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<Task>, StoreError> {
+    Ok(tasks
+        .get(id)?
+        .map(|row| codec::decode_row(row.value()))
+        .transpose()?)
+}
+
 /// The retention index key of a task that just reached a terminal state: (finished at, in
 /// Unix ms; seq).
 fn finished_key(task: &Task) -> (u64, u64) {
@@ -161,7 +173,7 @@ impl Store {
                 let mut finished = txn.open_table(tables::FINISHED_TASKS)?;
                 for TaskWrite { task, stored } in &batch.writes {
                     let id = task.id.to_string();
-                    tasks.insert(id.as_str(), encode(task).as_slice())?;
+                    tasks.insert(id.as_str(), codec::encode_row(task).as_slice())?;
                     if stored.is_none() {
                         by_owner
                             .insert((task.owner_id.to_string().as_str(), task.seq), id.as_str())?;
@@ -222,7 +234,11 @@ impl Store {
     }
 
     pub async fn task(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
-        self.get_json(tables::TASKS, id.to_string()).await
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            read_task(&txn.open_table(tables::TASKS)?, &id.to_string())
+        })
+        .await
     }
 
     /// The stored tasks among `ids`.
@@ -232,7 +248,7 @@ impl Store {
             let tasks = txn.open_table(tables::TASKS)?;
             let mut found = Vec::new();
             for id in ids {
-                if let Some(task) = read_json(&tasks, "tasks", &id.to_string())? {
+                if let Some(task) = read_task(&tasks, &id.to_string())? {
                     found.push(task);
                 }
             }
@@ -250,7 +266,7 @@ impl Store {
             let mut found = Vec::new();
             for entry in active.iter()? {
                 let (_, id) = entry?;
-                if let Some(task) = read_json::<Task>(&tasks, "tasks", id.value())?
+                if let Some(task) = read_task(&tasks, id.value())?
                     && !task.status.is_terminal()
                 {
                     found.push(task);
@@ -338,7 +354,7 @@ impl Store {
                 .rev()
             {
                 let (key, id) = entry?;
-                let Some(task) = read_json::<Task>(&tasks, "tasks", id.value())? else {
+                let Some(task) = read_task(&tasks, id.value())? else {
                     continue;
                 };
                 if !filter.matches(&task) {
@@ -407,7 +423,7 @@ impl Store {
                     let Some(bytes) = tasks.remove(id.as_str())?.map(|v| v.value().to_vec()) else {
                         continue;
                     };
-                    let task: Task = decode("tasks", &bytes)?;
+                    let task = codec::decode_row(&bytes)?;
                     by_owner.remove((task.owner_id.to_string().as_str(), task.seq))?;
                     pruned.push((task.owner_id, task.status));
                 }
@@ -521,6 +537,33 @@ mod tests {
             store.task(b.id).await.unwrap().unwrap().status,
             TaskStatus::Completed
         );
+    }
+
+    #[tokio::test]
+    async fn a_schema_1_file_opens_and_its_json_task_rows_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let old = task(Uuid::new_v4(), 1);
+        {
+            let store = Store::open(&path).unwrap();
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(tables::META).unwrap();
+                meta.insert(tables::SCHEMA_VERSION, 1).unwrap();
+                let mut tasks = txn.open_table(tables::TASKS).unwrap();
+                let row = serde_json::to_vec(&old).unwrap();
+                tasks
+                    .insert(old.id.to_string().as_str(), row.as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.task(old.id).await.unwrap().unwrap().seq, 1);
+        let txn = store.db.begin_read().unwrap();
+        let meta = txn.open_table(tables::META).unwrap();
+        let version = meta.get(tables::SCHEMA_VERSION).unwrap().unwrap().value();
+        assert_eq!(version, 2, "marked so older builds refuse it");
     }
 
     #[tokio::test]
