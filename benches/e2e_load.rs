@@ -22,6 +22,9 @@ use serde_json::{Value, json};
 mod child;
 use child::Server;
 
+/// A submit slower than this counts as slow in the timeline the bench prints.
+const SLOW: Duration = Duration::from_millis(10);
+
 /// Reads nothing, writes nothing, exits 0.
 const NOOP_AGENT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
@@ -132,7 +135,7 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
                     Instant::now()
                 };
                 assert_eq!(connection.exchange(&request).await, 202);
-                latencies.push(sent.elapsed());
+                latencies.push((sent - started, sent.elapsed()));
             }
             latencies
         }));
@@ -164,6 +167,17 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
         cpu(process_cpu("self"), cpu_before.1),
     );
 
+    // When the slow submits were sent: a stall shows as one busy slot, a steady overload as
+    // many.
+    let slot = Duration::from_millis(250);
+    let slots = (submitted.as_nanos() / slot.as_nanos()) as usize + 1;
+    let mut slow = vec![0usize; slots];
+    for (at, latency) in &latencies {
+        if *latency > SLOW {
+            slow[(at.as_nanos() / slot.as_nanos()) as usize] += 1;
+        }
+    }
+    let mut latencies: Vec<Duration> = latencies.into_iter().map(|(_, l)| l).collect();
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
     println!(
@@ -180,6 +194,13 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
         completed.as_secs_f64()
     );
     println!("CPU per task: server {server_cpu:.1} µs, load generator {load_cpu:.1} µs");
+    let slow: Vec<String> = slow.iter().map(usize::to_string).collect();
+    println!(
+        "submits over {} ms, per {} ms of the run: {}",
+        SLOW.as_millis(),
+        slot.as_millis(),
+        slow.join(" ")
+    );
 
     // The server's own view, from its Prometheus histograms.
     let metrics = client
