@@ -122,7 +122,11 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-static ROUTE_METRICS: LazyLock<RouteMetrics> = LazyLock::new(RouteMetrics::default);
+static ROUTE_METRICS: LazyLock<RouteMetrics> = LazyLock::new(|| {
+    // Series registered before the recorder is installed would stay disabled.
+    crate::telemetry::metrics_handle();
+    RouteMetrics::default()
+});
 
 /// The request counter and latency histogram of every (method, route, status) seen, each
 /// registered with the recorder once: looking a labelled series up in the recorder costs

@@ -288,7 +288,16 @@ impl Orchestrator {
                 _ => return Err(TaskError::InvalidPriority(p)),
             },
         };
-        if sub.deadline.is_some_and(|d| d <= OffsetDateTime::now_utc()) {
+        // Kept in UTC, as every other time: a deadline is an instant, and one whose UTC year
+        // passes 9999 cannot be represented (nor stored).
+        let deadline = match sub.deadline {
+            None => None,
+            Some(d) => Some(
+                d.checked_to_offset(time::UtcOffset::UTC)
+                    .ok_or_else(|| TaskError::Invalid("deadline is beyond the year 9999".into()))?,
+            ),
+        };
+        if deadline.is_some_and(|d| d <= OffsetDateTime::now_utc()) {
             return Err(TaskError::Invalid("deadline is in the past".into()));
         }
         inner.queue.check_capacity().map_err(queue_error)?;
@@ -314,7 +323,7 @@ impl Orchestrator {
             price: winner.price,
             bids: bids.into(),
             pinned: sub.agent_id.is_some(),
-            deadline: sub.deadline,
+            deadline,
             ..Task::blank(owner)
         };
         let task = match inner.ledger.submit(task, idempotency_key).await? {

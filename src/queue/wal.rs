@@ -191,6 +191,7 @@ impl Wal {
     /// checkpoint, in order, each with the position just after it. Blocking.
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Self, Vec<Record>), WalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        remove_half_deleted(dir)?;
         let start = read_checkpoint(dir)?;
         let mut segments = list_segments(dir)?;
         segments.retain(|&id| start.is_none_or(|s| id >= s.segment));
@@ -336,7 +337,7 @@ impl Wal {
         for id in list_segments(&self.dir)? {
             if id < lsn.segment {
                 let path = segment_path(&self.dir, id);
-                remove_segment(&path)?;
+                remove_segment(&self.dir, &path)?;
             }
         }
         *last = Some(lsn);
@@ -641,25 +642,43 @@ fn read_checkpoint(dir: &Path) -> Result<Option<Lsn>, WalError> {
 /// Freed per step when a segment is deleted.
 const DELETE_SLICE: u64 = 4 * 1024 * 1024;
 
+/// Suffix of a checkpointed segment being deleted; [`list_segments`] does not list it.
+const DELETING: &str = "deleting";
+
 /// Deletes a checkpointed segment a slice at a time. A filesystem frees a file's blocks in
 /// one journal transaction (ext4 with `discard` trims them there too), and the writer's next
 /// `fdatasync` waits for it: unlinking a whole 64 MiB segment at once held submits 20-50 ms.
-/// Truncated by [`DELETE_SLICE`], each step synced, the wait is a slice's (about 1 ms). A
-/// crash midway leaves a shortened segment older than the checkpoint, which opening ignores
-/// and the next checkpoint deletes.
-fn remove_segment(path: &Path) -> Result<(), WalError> {
+/// Truncated by [`DELETE_SLICE`], each step synced, the wait is a slice's (about 1 ms). The
+/// segment is renamed out of the log first, so a crash midway leaves no shortened segment
+/// for a replay to trip over (even one from scratch, with the checkpoint deleted); opening
+/// deletes what is left.
+fn remove_segment(dir: &Path, path: &Path) -> Result<(), WalError> {
+    let doomed = path.with_extension(format!("wal.{DELETING}"));
+    std::fs::rename(path, &doomed).map_err(io(path))?;
+    sync_dir(dir)?;
     let file = OpenOptions::new()
         .write(true)
-        .open(path)
-        .map_err(io(path))?;
-    let mut len = file.metadata().map_err(io(path))?.len();
+        .open(&doomed)
+        .map_err(io(&doomed))?;
+    let mut len = file.metadata().map_err(io(&doomed))?.len();
     while len > DELETE_SLICE {
         len -= DELETE_SLICE;
-        file.set_len(len).map_err(io(path))?;
-        file.sync_data().map_err(io(path))?;
+        file.set_len(len).map_err(io(&doomed))?;
+        file.sync_data().map_err(io(&doomed))?;
     }
     drop(file);
-    std::fs::remove_file(path).map_err(io(path))
+    std::fs::remove_file(&doomed).map_err(io(&doomed))
+}
+
+/// Deletes segments a crash left half deleted (see [`remove_segment`]).
+fn remove_half_deleted(dir: &Path) -> Result<(), WalError> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.extension().is_some_and(|e| e == DELETING) {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
@@ -919,7 +938,7 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_deletion_cut_short_by_a_crash_is_ignored_then_finished() {
+    fn a_segment_deletion_cut_short_by_a_crash_is_finished_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let options = WalOptions { segment_bytes: 256 };
         let (wal, _) = open_with(dir.path(), options);
@@ -933,12 +952,10 @@ mod tests {
         drop(wal);
 
         // The crash: a checkpointed segment left half truncated, mid-record.
-        let stale = segment_path(dir.path(), keep_from.segment - 1);
-        std::fs::write(&stale, &MAGIC[..5]).unwrap();
-        let (wal, replay) = open_with(dir.path(), options);
+        let half = segment_path(dir.path(), keep_from.segment - 1).with_extension("wal.deleting");
+        std::fs::write(&half, &MAGIC[..5]).unwrap();
+        let (_wal, replay) = open_with(dir.path(), options);
         assert_eq!(replay, payloads(100)[81..].to_vec());
-        let more = append(&wal, 1);
-        wal.checkpoint(more[0]).unwrap();
-        assert!(!stale.exists());
+        assert!(!half.exists());
     }
 }

@@ -800,6 +800,31 @@ async fn a_deadline_bounds_the_run_and_must_be_in_the_future() {
         )
         .await;
     assert_error(&resp, 400, "invalid_request");
+    // Valid RFC 3339, but past the year 9999 in UTC.
+    let resp = app
+        .post_json(
+            "/api/v1/tasks/submit",
+            Some(&token),
+            &json!({"query": "q", "budget": 0, "deadline": "9999-12-31T23:30:00-01:00"}),
+        )
+        .await;
+    assert_error(&resp, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn a_deadline_with_an_offset_is_kept_as_the_same_instant_in_utc() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    app.publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let task = app
+        .run_task(
+            &token,
+            json!({"query": "q", "capabilities": ["echo"], "budget": 0, "deadline": "2999-01-01T02:00:00+02:00"}),
+        )
+        .await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["deadline"], "2999-01-01T00:00:00Z");
 }
 
 #[tokio::test]
