@@ -44,6 +44,8 @@ pub const DB_FILE: &str = "zerostate.redb";
 pub const INDEX_DIR: &str = "search";
 /// Name of the task write-ahead log directory inside the data dir.
 pub const WAL_DIR: &str = "wal";
+/// Name of the compiled-module cache directory inside the data dir.
+pub const MODULES_DIR: &str = "modules";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -111,7 +113,9 @@ impl Application {
                 search: SearchIndex::open(&data_dir.join(INDEX_DIR))?,
                 keys: TokenKeys::load_or_create(&data_dir, ttl)?,
                 executor: Executor::new(agent_threads)
-                    .map_err(|e| StartError::Runtime(e.to_string()))?,
+                    .map_err(|e| StartError::Runtime(e.to_string()))?
+                    .with_module_cache(&data_dir.join(MODULES_DIR))
+                    .map_err(|e| StartError::Runtime(format!("module cache: {e}")))?,
             })
         })
         .await

@@ -689,11 +689,24 @@ impl Orchestrator {
             },
         };
         if !inner.executor.has_module(&agent.binary_hash) {
-            let bytes = inner.marketplace.module_bytes(&agent).await?;
+            // Compiled code from the cache needs no module bytes (a blob read of up to the
+            // module size limit).
             let (executor, hash) = (inner.executor.clone(), agent.binary_hash.clone());
-            let prepared = tokio::task::spawn_blocking(move || executor.prepare(&hash, &bytes))
+            let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&hash))
                 .await
                 .map_err(StoreError::from)?;
+            let prepared = match cached {
+                Ok(Some(_)) => Ok(()),
+                Err(reason) => Err(reason),
+                Ok(None) => {
+                    let bytes = inner.marketplace.module_bytes(&agent).await?;
+                    let (executor, hash) = (inner.executor.clone(), agent.binary_hash.clone());
+                    tokio::task::spawn_blocking(move || executor.prepare(&hash, &bytes))
+                        .await
+                        .map_err(StoreError::from)?
+                        .map(|_| ())
+                }
+            };
             if let Err(reason) = prepared {
                 return self
                     .finish_without_run(&task, TaskStatus::Failed, &reason)

@@ -13,6 +13,7 @@
 //! cancels runs the same way.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
+use super::cache::ModuleCache;
 use super::pipes::{CappedPipe, Overflow};
 
 /// Epoch tick: the resolution of timeouts and how often a running guest yields.
@@ -137,6 +139,18 @@ pub struct Executor {
     stopping: CancellationToken,
     /// One permit per pooled instance slot: a run waits for a free slot instead of failing.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Compiled modules kept across restarts, if configured.
+    cache: Option<ModuleCache>,
+}
+
+/// Where [`Executor::prepare`] got a module's compiled code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// Already in memory.
+    Loaded,
+    /// From the on-disk cache: no compile.
+    Cached,
+    Compiled,
 }
 
 /// Most table elements a module may define; pooled slots reserve this many (8 bytes each).
@@ -182,7 +196,15 @@ impl Executor {
             runtime: Some(runtime),
             stopping: CancellationToken::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
+            cache: None,
         })
+    }
+
+    /// Keeps compiled modules in `dir` (see [`ModuleCache`]), so that after a restart a
+    /// module is loaded instead of compiled again. Blocking.
+    pub fn with_module_cache(mut self, dir: &Path) -> std::io::Result<Self> {
+        self.cache = Some(ModuleCache::open(dir, &self.engine)?);
+        Ok(self)
     }
 
     pub fn has_module(&self, hash: &str) -> bool {
@@ -192,17 +214,42 @@ impl Executor {
             .contains_key(hash)
     }
 
-    /// Compiles and links a module once; later runs reuse it. CPU-heavy and blocking: call
-    /// from the blocking pool.
-    pub fn prepare(&self, hash: &str, bytes: &[u8]) -> Result<(), String> {
+    /// Makes a module runnable from memory or the on-disk cache, without its bytes; `None`
+    /// if it must be compiled ([`Executor::prepare`]). Blocking.
+    pub fn prepare_cached(&self, hash: &str) -> Result<Option<Prepared>, String> {
         if self.has_module(hash) {
-            return Ok(());
+            return Ok(Some(Prepared::Loaded));
+        }
+        let Some(module) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, hash))
+        else {
+            return Ok(None);
+        };
+        self.link(hash, &module)?;
+        Ok(Some(Prepared::Cached))
+    }
+
+    /// Compiles (unless it is in memory or the cache) and links a module once; later runs
+    /// reuse it. CPU-heavy and blocking: call from the blocking pool.
+    pub fn prepare(&self, hash: &str, bytes: &[u8]) -> Result<Prepared, String> {
+        if let Some(prepared) = self.prepare_cached(hash)? {
+            return Ok(prepared);
         }
         let module =
             Module::new(&self.engine, bytes).map_err(|e| format!("compile failed: {e}"))?;
+        if let Some(cache) = &self.cache {
+            cache.store(hash, &module);
+        }
+        self.link(hash, &module)?;
+        Ok(Prepared::Compiled)
+    }
+
+    fn link(&self, hash: &str, module: &Module) -> Result<(), String> {
         let pre = self
             .linker
-            .instantiate_pre(&module)
+            .instantiate_pre(module)
             .map_err(|e| format!("link failed: {e}"))?;
         self.modules
             .lock()
@@ -620,5 +667,57 @@ mod tests {
         for run in runs {
             assert_eq!(run.await.unwrap().outcome, Outcome::Interrupted);
         }
+    }
+
+    #[tokio::test]
+    async fn a_restart_loads_compiled_code_from_the_cache_and_a_damaged_entry_is_recompiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = wat::parse_str(echo_then_exit(0)).unwrap();
+        let cached = |dir: &Path| Executor::new(1).unwrap().with_module_cache(dir).unwrap();
+
+        let first = cached(dir.path());
+        assert_eq!(first.prepare("m", &bytes), Ok(Prepared::Compiled));
+        assert_eq!(first.prepare("m", &bytes), Ok(Prepared::Loaded));
+        drop(first);
+
+        // A restart: the code comes from disk, without the module bytes.
+        let second = cached(dir.path());
+        assert_eq!(second.prepare_cached("m"), Ok(Some(Prepared::Cached)));
+        assert_eq!(second.prepare_cached("other"), Ok(None));
+        let out = second
+            .run(
+                "m",
+                Vec::new(),
+                Vec::new(),
+                b"hi".to_vec(),
+                LIMITS,
+                CancellationToken::new(),
+            )
+            .await;
+        assert_eq!(
+            (out.outcome, out.stdout),
+            (Outcome::Completed, b"hi".to_vec())
+        );
+        drop(second);
+
+        // A flipped bit in the compiled code fails the checksum: compiled again, not run.
+        let entry = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .unwrap();
+        let mut code = std::fs::read(&entry).unwrap();
+        let last = code.len() - 1;
+        code[last] ^= 1;
+        std::fs::write(&entry, code).unwrap();
+        let third = cached(dir.path());
+        assert_eq!(third.prepare_cached("m"), Ok(None));
+        assert_eq!(third.prepare("m", &bytes), Ok(Prepared::Compiled));
+
+        // Files of another engine build are deleted at open.
+        let foreign = dir.path().join("m-0123456789abcdef.cwasm");
+        std::fs::write(&foreign, b"old").unwrap();
+        drop(cached(dir.path()));
+        assert!(!foreign.exists());
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Both are CPU-bound and blocking; callers run them on the blocking pool.
 
+mod cache;
 mod executor;
 mod pipes;
 mod validate;
 
-pub use executor::{Executor, Outcome, RunLimits, RunOutput};
+pub use executor::{Executor, Outcome, Prepared, RunLimits, RunOutput};
 pub use validate::{ValidationError, validate};
