@@ -4,6 +4,7 @@
 mod agents;
 mod child;
 mod crash;
+mod demo_agents;
 mod errors;
 mod helpers;
 mod operations;

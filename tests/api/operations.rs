@@ -110,7 +110,10 @@ async fn demo_agents_are_published_once_and_run() {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["Sentiment-Analyzer", "Text-Statistics"]);
+    assert_eq!(
+        names,
+        ["Anomaly-Detector", "Sentiment-Analyzer", "Text-Statistics"]
+    );
 
     let body = serde_json::json!({"query": "This is not good. The food was awful!", "capabilities": ["sentiment-analysis"], "budget": 1});
     let task = app.run_task(&token, body).await;
