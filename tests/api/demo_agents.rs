@@ -104,3 +104,47 @@ async fn the_anomaly_detector_reads_plain_text_copes_with_a_zero_mad_and_refuses
         "{task}"
     );
 }
+
+#[tokio::test]
+async fn the_csv_agents_keep_quoted_newlines_and_name_the_line_of_a_ragged_row() {
+    let app = spawn_app().await;
+    let token = app.signup("demo@example.com").await;
+    let mut agents = Vec::new();
+    for (dir, name) in [
+        ("document-parser", "Document-Parser"),
+        ("data-analyzer", "Data-Analyzer"),
+    ] {
+        let module = std::fs::read(repo_file(&format!("assets/agents/{dir}/agent.wasm"))).unwrap();
+        agents.push(app.publish(&token, name, module, "csv", 0.01).await);
+    }
+    let run = |agent: &str, query: &str| {
+        app.run_task(
+            &token,
+            json!({"query": query, "agent_id": agent, "budget": 1}),
+        )
+    };
+
+    let csv = "id,text\r\n1,\"two\nlines\"\r\n\r\n-2.5e3,plain\r\n";
+    let task = run(&agents[0], csv).await;
+    assert_eq!(
+        task["result"],
+        json!({"columns": ["id", "text"], "rows": [{"id": 1, "text": "two\nlines"}, {"id": -2.5e3, "text": "plain"}], "row_count": 2}),
+        "{task}"
+    );
+    let task = run(&agents[1], csv).await;
+    assert_eq!(task["result"]["columns"][0]["type"], "number", "{task}");
+    assert_eq!(task["result"]["columns"][0]["min"], -2500);
+    assert_eq!(task["result"]["columns"][1]["distinct"], 2);
+
+    for agent in &agents {
+        let task = run(agent, "a,b\n1,2\n3\n").await;
+        assert_eq!(task["status"], "failed", "{task}");
+        assert!(
+            task["stderr"]
+                .as_str()
+                .unwrap()
+                .contains("line 3 has 1 field"),
+            "{task}"
+        );
+    }
+}

@@ -112,7 +112,13 @@ async fn demo_agents_are_published_once_and_run() {
     names.sort();
     assert_eq!(
         names,
-        ["Anomaly-Detector", "Sentiment-Analyzer", "Text-Statistics"]
+        [
+            "Anomaly-Detector",
+            "Data-Analyzer",
+            "Document-Parser",
+            "Sentiment-Analyzer",
+            "Text-Statistics"
+        ]
     );
 
     let body = serde_json::json!({"query": "This is not good. The food was awful!", "capabilities": ["sentiment-analysis"], "budget": 1});

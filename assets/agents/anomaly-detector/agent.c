@@ -35,6 +35,7 @@
 #define DEFAULT_THRESHOLD 3.5
 
 #include "../common/agent.h"
+#include "../common/num.h"
 
 /* ------------------------------------------------------------------------ */
 /* Input: a cursor over the text.                                           */
@@ -264,17 +265,6 @@ static int cmp_double(const void *a, const void *b) {
 static double median(double *v, size_t n) {
     qsort(v, n, sizeof(double), cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Output                                                                   */
-
-/* A finite double, 6 significant digits; -0 is written as 0. */
-static void buf_num(Buf *b, double v) {
-    char tmp[32];
-    if (v == 0) v = 0;
-    int n = snprintf(tmp, sizeof(tmp), "%.6g", v);
-    buf_put(b, tmp, (size_t)n);
 }
 
 int main(void) {

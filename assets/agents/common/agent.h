@@ -114,4 +114,90 @@ static inline void buf_fixed(Buf *b, int64_t num, unsigned decimals) {
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* UTF-8                                                                    */
+
+#define UTF8_INVALID 0x110000u
+
+/* Decodes one code point at s[i]; returns its length in bytes (>= 1).
+ * An invalid sequence yields UTF8_INVALID and consumes its maximal valid
+ * prefix (at least one byte), as recommended by Unicode; it counts as one
+ * character and is written out as U+FFFD. */
+static inline size_t utf8_next(const uint8_t *s, size_t n, size_t i, uint32_t *cp) {
+    uint8_t c = s[i];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t need;
+    uint32_t v;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        v = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        v = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *cp = UTF8_INVALID;
+        return 1;
+    }
+    size_t k = 1;
+    for (; k <= need; k++) {
+        if (i + k >= n) break;
+        uint8_t d = s[i + k];
+        if (d < lo || d > hi) break;
+        v = (v << 6) | (d & 0x3F);
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    if (k <= need) {
+        *cp = UTF8_INVALID;
+        return k;
+    }
+    *cp = v;
+    return need + 1;
+}
+
+/* Appends s as a JSON string literal; invalid UTF-8 becomes U+FFFD. */
+static inline void buf_json_str(Buf *b, const uint8_t *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    buf_put(b, "\"", 1);
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t len = utf8_next(s, n, i, &cp);
+        if (cp == UTF8_INVALID) {
+            buf_put(b, "\xEF\xBF\xBD", 3);
+        } else if (cp == '"') {
+            buf_put(b, "\\\"", 2);
+        } else if (cp == '\\') {
+            buf_put(b, "\\\\", 2);
+        } else if (cp < 0x20) {
+            switch (cp) {
+            case '\b': buf_put(b, "\\b", 2); break;
+            case '\f': buf_put(b, "\\f", 2); break;
+            case '\n': buf_put(b, "\\n", 2); break;
+            case '\r': buf_put(b, "\\r", 2); break;
+            case '\t': buf_put(b, "\\t", 2); break;
+            default: {
+                char e[6] = {'\\', 'u', '0', '0', hex[cp >> 4], hex[cp & 15]};
+                buf_put(b, e, 6);
+            }
+            }
+        } else {
+            buf_put(b, s + i, len);
+        }
+        i += len;
+    }
+    buf_put(b, "\"", 1);
+}
+
 #endif
