@@ -117,7 +117,8 @@ async fn demo_agents_are_published_once_and_run() {
             "Data-Analyzer",
             "Document-Parser",
             "Sentiment-Analyzer",
-            "Text-Statistics"
+            "Text-Statistics",
+            "Text-Summarizer"
         ]
     );
 
