@@ -148,3 +148,58 @@ async fn the_csv_agents_keep_quoted_newlines_and_name_the_line_of_a_ragged_row()
         );
     }
 }
+
+#[tokio::test]
+async fn the_recommendation_engine_ranks_by_a_vector_and_refuses_ragged_vectors() {
+    let app = spawn_app().await;
+    let token = app.signup("demo@example.com").await;
+    let module =
+        std::fs::read(repo_file("assets/agents/recommendation-engine/agent.wasm")).unwrap();
+    let agent = app
+        .publish(
+            &token,
+            "Recommendation-Engine",
+            module,
+            "recommendation",
+            0.03,
+        )
+        .await;
+    let run = |input: Value| {
+        app.run_task(
+            &token,
+            json!({"query": "recommend", "input": input, "agent_id": agent, "budget": 1}),
+        )
+    };
+
+    // [1, 1] is 45° from both axes; "b" points the same way; ties go by name.
+    let items = json!({"x": [1, 0], "y": [0, 1], "b": [2, 2], "a": [3, 0]});
+    let task = run(json!({"items": items, "vector": [1, 1], "k": 10})).await;
+    assert_eq!(
+        task["result"],
+        json!({"like": null, "dimensions": 2, "recommendations": [
+            {"item": "b", "similarity": 1},
+            {"item": "a", "similarity": 0.707107},
+            {"item": "x", "similarity": 0.707107},
+            {"item": "y", "similarity": 0.707107}]}),
+        "{task}"
+    );
+
+    for (input, reason) in [
+        (
+            json!({"items": {"x": [1, 0], "y": [1]}, "like": "x"}),
+            "same length",
+        ),
+        (
+            json!({"items": {"x": [1, 0]}, "like": "nobody"}),
+            "names no item",
+        ),
+        (json!({"items": {"x": [1, 0]}}), "either \"like\""),
+    ] {
+        let task = run(input).await;
+        assert_eq!(task["status"], "failed", "{task}");
+        assert!(
+            task["stderr"].as_str().unwrap().contains(reason),
+            "{reason}: {task}"
+        );
+    }
+}
