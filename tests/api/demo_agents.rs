@@ -174,15 +174,17 @@ async fn the_recommendation_engine_ranks_by_a_vector_and_refuses_ragged_vectors(
     // [1, 1] is 45° from both axes; "b" points the same way; ties go by name.
     let items = json!({"x": [1, 0], "y": [0, 1], "b": [2, 2], "a": [3, 0]});
     let task = run(json!({"items": items, "vector": [1, 1], "k": 10})).await;
-    assert_eq!(
-        task["result"],
-        json!({"like": null, "dimensions": 2, "recommendations": [
+    // The agent's figures have 6 significant digits (written as text: clippy would take
+    // 0.707107 for an approximation of 1/√2).
+    let expected: Value = serde_json::from_str(
+        r#"{"like": null, "dimensions": 2, "recommendations": [
             {"item": "b", "similarity": 1},
             {"item": "a", "similarity": 0.707107},
             {"item": "x", "similarity": 0.707107},
-            {"item": "y", "similarity": 0.707107}]}),
-        "{task}"
-    );
+            {"item": "y", "similarity": 0.707107}]}"#,
+    )
+    .unwrap();
+    assert_eq!(task["result"], expected, "{task}");
 
     for (input, reason) in [
         (
