@@ -48,9 +48,17 @@ async fn bundled_agents_answer_their_samples_exactly() {
         assert_eq!(task["result"], expected, "{name}");
         checked.push(name);
     }
-    assert!(
-        checked.iter().any(|n| n == "Anomaly-Detector"),
-        "{checked:?}"
+    // text-stats and sentiment have exact-output tests of their own (tasks.rs, operations.rs).
+    assert_eq!(
+        checked,
+        [
+            "Anomaly-Detector",
+            "Data-Analyzer",
+            "Document-Parser",
+            "Image-Processor",
+            "Recommendation-Engine",
+            "Text-Summarizer"
+        ]
     );
 }
 
@@ -198,6 +206,65 @@ async fn the_recommendation_engine_ranks_by_a_vector_and_refuses_ragged_vectors(
         (json!({"items": {"x": [1, 0]}}), "either \"like\""),
     ] {
         let task = run(input).await;
+        assert_eq!(task["status"], "failed", "{task}");
+        assert!(
+            task["stderr"].as_str().unwrap().contains(reason),
+            "{reason}: {task}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_image_processor_reports_inverts_resizes_and_names_malformed_images() {
+    let app = spawn_app().await;
+    let token = app.signup("demo@example.com").await;
+    let module = std::fs::read(repo_file("assets/agents/image-processor/agent.wasm")).unwrap();
+    let agent = app
+        .publish(&token, "Image-Processor", module, "image-processing", 0.05)
+        .await;
+    let run = |query: String| {
+        app.run_task(
+            &token,
+            json!({"query": query, "agent_id": agent, "budget": 1}),
+        )
+    };
+    let image = "P2\n2 2\n10\n1 2\n3 4\n";
+
+    let task = run(image.to_owned()).await;
+    assert_eq!(
+        task["result"],
+        json!({"operation": "stats", "width": 2, "height": 2, "maxval": 10, "min": 1, "max": 4, "mean": 2.5}),
+        "{task}"
+    );
+    let request = |op: Value| {
+        let mut r = json!({"pgm": image});
+        r.as_object_mut()
+            .unwrap()
+            .extend(op.as_object().unwrap().clone());
+        r.to_string()
+    };
+    let task = run(request(json!({"operation": "invert"}))).await;
+    assert_eq!(task["result"]["pgm"], "P2\n2 2\n10\n9 8\n7 6\n", "{task}");
+    let task = run(request(
+        json!({"operation": "resize", "width": 4, "height": 1}),
+    ))
+    .await;
+    assert_eq!(task["result"]["pgm"], "P2\n4 1\n10\n3 3 4 4\n", "{task}");
+
+    for (query, reason) in [
+        ("P2\n2 2\n10\n1 2 3\n".to_owned(), "expected a sample"),
+        ("P2\n1 1\n10\n11\n".to_owned(), "a sample is over 10"),
+        ("P5\n1 1\n10\n1\n".to_owned(), "expected \"P2\""),
+        (
+            request(json!({"operation": "resize"})),
+            "resize needs \"width\"",
+        ),
+        (
+            request(json!({"operation": "sharpen"})),
+            "unknown operation",
+        ),
+    ] {
+        let task = run(query).await;
         assert_eq!(task["status"], "failed", "{task}");
         assert!(
             task["stderr"].as_str().unwrap().contains(reason),

@@ -116,6 +116,7 @@ async fn demo_agents_are_published_once_and_run() {
             "Anomaly-Detector",
             "Data-Analyzer",
             "Document-Parser",
+            "Image-Processor",
             "Recommendation-Engine",
             "Sentiment-Analyzer",
             "Text-Statistics",

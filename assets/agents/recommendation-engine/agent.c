@@ -31,33 +31,7 @@
 #include "../common/agent.h"
 #include "../common/num.h"
 #include "../common/text.h"
-
-static _Noreturn void bad(const char *why) { die(1, why); }
-
-/* A decoded JSON string, NUL-terminated (a NUL inside it is refused). */
-static char *string(Json *j) {
-    size_t len = 0, at = j->i;
-    if (!j_string(j, NULL, 0, &len)) bad("expected a JSON string");
-    char *out = xmalloc(len + 1);
-    j->i = at;
-    j_string(j, (uint8_t *)out, len, &len);
-    if (memchr(out, '\0', len)) bad("a name holds a NUL character");
-    out[len] = '\0';
-    return out;
-}
-
-static double number(Json *j) {
-    size_t start = j->i;
-    if (!j_number(j)) bad("expected a number");
-    size_t len = j->i - start;
-    char *text = xmalloc(len + 1);
-    memcpy(text, j->s + start, len);
-    text[len] = '\0';
-    double v = strtod(text, NULL);
-    free(text);
-    if (!isfinite(v)) bad("a number is too large");
-    return v;
-}
+#include "../common/json.h"
 
 typedef struct {
     double *v;
@@ -100,38 +74,6 @@ typedef struct {
     Vector v;
     double norm, similarity;
 } Item;
-
-/* Calls `member(j, key, ctx)` with j at each member's value of the object at j. */
-static void object(Json *j, void (*member)(Json *, const char *, void *), void *ctx) {
-    j_ws(j);
-    if (j->i >= j->n || j->s[j->i] != '{') bad("expected a JSON object");
-    j->i++;
-    j_ws(j);
-    if (j->i < j->n && j->s[j->i] == '}') {
-        j->i++;
-        return;
-    }
-    for (;;) {
-        j_ws(j);
-        char *key = string(j);
-        j_ws(j);
-        if (j->i >= j->n || j->s[j->i] != ':') bad("expected ':' in an object");
-        j->i++;
-        j_ws(j);
-        member(j, key, ctx);
-        free(key);
-        j_ws(j);
-        if (j->i < j->n && j->s[j->i] == ',') {
-            j->i++;
-            continue;
-        }
-        if (j->i < j->n && j->s[j->i] == '}') {
-            j->i++;
-            return;
-        }
-        bad("expected ',' or '}' in an object");
-    }
-}
 
 typedef struct {
     Item *items;
