@@ -1,5 +1,8 @@
 //! Hot paths of the task pipeline that do not touch the disk: ranking an auction, moving tasks
-//! through the priority queue and checking a request's session token. Run with `cargo bench`.
+//! through the priority queue, checking a request's session token and starting an agent. Run
+//! with `cargo bench --bench engine`.
+
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
@@ -136,5 +139,112 @@ fn token(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, auction, auction_tail, queue, token);
+/// Exports `_start`, does nothing.
+const NOOP_AGENT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+
+/// p50 and p99 of `runs` timings of `f`.
+fn percentiles(runs: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
+    (at(0.5), at(0.99))
+}
+
+/// Starting an agent: instantiate + run + tear down a no-op module through a pooling
+/// allocator and a pre-linked `InstancePre` (what the executor does), against a baseline that
+/// builds a fresh store and links and instantiates with the default on-demand allocator; then
+/// the executor's whole per-task overhead (WASI context, limits, a hop to the agent runtime
+/// and back), through `Executor::run`. Prints p50/p99 of single runs, and the ratio.
+fn executor(_: &mut Criterion) {
+    use wasmtime::{
+        Config, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store,
+    };
+    const RUNS: usize = 20_000;
+    let wasm = wat::parse_str(NOOP_AGENT).unwrap();
+
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(4)
+        .total_memories(4)
+        .total_tables(4)
+        .total_stacks(4)
+        .total_component_instances(0);
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config).unwrap();
+    let module = Module::new(&engine, &wasm).unwrap();
+    let pre = Linker::<()>::new(&engine).instantiate_pre(&module).unwrap();
+    let pooled = percentiles(RUNS, || {
+        let mut store = Store::new(&engine, ());
+        store.set_epoch_deadline(1);
+        let instance = pre.instantiate(&mut store).unwrap();
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .unwrap();
+        start.call(&mut store, ()).unwrap();
+    });
+
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let plain = Engine::new(&config).unwrap();
+    let module = Module::new(&plain, &wasm).unwrap();
+    let baseline = percentiles(RUNS, || {
+        let mut store = Store::new(&plain, ());
+        store.set_epoch_deadline(1);
+        let instance = Linker::new(&plain)
+            .instantiate(&mut store, &module)
+            .unwrap();
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .unwrap();
+        start.call(&mut store, ()).unwrap();
+    });
+    println!(
+        "executor/start a no-op agent, pooling + InstancePre: p50 {:?}, p99 {:?}",
+        pooled.0, pooled.1
+    );
+    println!(
+        "executor/start a no-op agent, fresh store + on-demand allocator: p50 {:?}, p99 {:?} \
+         ({:.1}x the pooled p50)",
+        baseline.0,
+        baseline.1,
+        baseline.0.as_secs_f64() / pooled.0.as_secs_f64()
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let executor = zerostate::runtime::Executor::new(4).unwrap();
+    executor.prepare("noop", &wasm).unwrap();
+    let limits = zerostate::runtime::RunLimits {
+        timeout: Duration::from_secs(30),
+        memory_bytes: 256 * 1024 * 1024,
+        stdout_bytes: 1024 * 1024,
+        stderr_bytes: 64 * 1024,
+    };
+    let task = percentiles(RUNS, || {
+        let out = runtime.block_on(executor.run(
+            "noop",
+            vec!["noop".into()],
+            vec![("ZEROSTATE_TASK_ID".into(), Uuid::new_v4().to_string())],
+            b"input".to_vec(),
+            limits,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        assert_eq!(out.outcome, zerostate::runtime::Outcome::Completed);
+    });
+    println!(
+        "executor/whole task through Executor::run (WASI, limits, runtime hop): p50 {:?}, p99 {:?}",
+        task.0, task.1
+    );
+}
+
+criterion_group!(benches, auction, auction_tail, queue, token, executor);
 criterion_main!(benches);
