@@ -13,19 +13,20 @@
 //!             · u32 n · bid × n · time? deadline · u8 pinned · u64 seq · time created_at
 //! state     = uuid id · u64 version · u8 status · uuid agent_id · str agent_name · f64 price
 //!             · u32 n · (u32 m · bid × m) × n  failover_bids
-//!             · json? result · str? error · str? stderr · i32? exit_code
+//!             · json? result · str? error · u8? error_code · str? stderr · i32? exit_code
 //!             · u32 n · attempt × n · u32 starts · time? started_at · time? completed_at
 //!             · u64? duration_ms
 //! bid       = uuid agent_id · str agent_name · f64 price
 //!             · f64 price_score · f64 quality · f64 speed · f64 reputation · f64 total
-//! attempt   = uuid agent_id · str agent_name · str outcome · str? error · u64 duration_ms
-//!             · time started_at
+//! attempt   = uuid agent_id · str agent_name · str outcome · str? error · u8? error_code
+//!             · u64 duration_ms · time started_at
 //! uuid      = 16 bytes          str  = u32 length · UTF-8 bytes
 //! json      = str (JSON text)   time = i64 unix seconds · u32 nanoseconds (UTC)
 //! x?        = u8 0 (none) | u8 1 · x
 //! ```
 //!
-//! `priority` and `status` are the positions in [`Priority::ALL`] and [`TaskStatus::ALL`].
+//! `priority`, `status` and `error_code` are the positions in [`Priority::ALL`],
+//! [`TaskStatus::ALL`] and [`FailureCode::ALL`].
 //! A JSON row starts with `{`, never with a format byte, so readers take both (rows written
 //! before this encoding stay readable). A new field means a new format number.
 
@@ -36,7 +37,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::auction::{Bid, BidScores};
-use super::task::{Attempt, Priority, Task, TaskState, TaskStatus};
+use super::task::{Attempt, FailureCode, Priority, Task, TaskState, TaskStatus};
 
 /// The format byte of this layout.
 pub const FORMAT: u8 = 1;
@@ -61,6 +62,7 @@ struct StateRef<'a> {
     failover_bids: &'a [Vec<Bid>],
     result: Option<&'a Value>,
     error: Option<&'a str>,
+    error_code: Option<FailureCode>,
     stderr: Option<&'a str>,
     exit_code: Option<i32>,
     attempts: &'a [Attempt],
@@ -82,6 +84,7 @@ impl<'a> StateRef<'a> {
             failover_bids: &t.failover_bids,
             result: t.result.as_ref(),
             error: t.error.as_deref(),
+            error_code: t.error_code,
             stderr: t.stderr.as_deref(),
             exit_code: t.exit_code,
             attempts: &t.attempts,
@@ -103,6 +106,7 @@ impl<'a> StateRef<'a> {
             failover_bids: &s.failover_bids,
             result: s.result.as_ref(),
             error: s.error.as_deref(),
+            error_code: s.error_code,
             stderr: s.stderr.as_deref(),
             exit_code: s.exit_code,
             attempts: &s.attempts,
@@ -177,6 +181,7 @@ pub fn read_task(r: &mut Reader<'_>) -> Result<Task, CodecError> {
         failover_bids,
         result,
         error,
+        error_code,
         stderr,
         exit_code,
         attempts,
@@ -203,6 +208,7 @@ pub fn read_task(r: &mut Reader<'_>) -> Result<Task, CodecError> {
         failover_bids,
         result,
         error,
+        error_code,
         stderr,
         exit_code,
         deadline,
@@ -322,6 +328,7 @@ impl Writer<'_> {
         }
         self.opt(s.result, Self::json);
         self.opt(s.error, Self::str);
+        self.opt(s.error_code, |w, c| w.u8(code_index(c)));
         self.opt(s.stderr, Self::str);
         self.opt(s.exit_code, |w, c| w.u32(c as u32));
         self.u32(s.attempts.len() as u32);
@@ -330,6 +337,7 @@ impl Writer<'_> {
             self.str(&a.agent_name);
             self.str(&a.outcome);
             self.opt(a.error.as_deref(), Self::str);
+            self.opt(a.error_code, |w, c| w.u8(code_index(c)));
             self.u64(a.duration_ms);
             self.time(a.started_at);
         }
@@ -338,6 +346,13 @@ impl Writer<'_> {
         self.opt(s.completed_at, Self::time);
         self.opt(s.duration_ms, Self::u64);
     }
+}
+
+fn code_index(code: FailureCode) -> u8 {
+    FailureCode::ALL
+        .iter()
+        .position(|c| *c == code)
+        .expect("every code is in ALL") as u8
 }
 
 fn status_index(status: TaskStatus) -> u8 {
@@ -466,6 +481,14 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.error(format!("unknown priority {i}")))
     }
 
+    fn code(&mut self) -> Result<FailureCode, CodecError> {
+        let i = self.u8()?;
+        FailureCode::ALL
+            .get(i as usize)
+            .copied()
+            .ok_or_else(|| self.error(format!("unknown failure code {i}")))
+    }
+
     fn status(&mut self) -> Result<TaskStatus, CodecError> {
         let i = self.u8()?;
         TaskStatus::ALL
@@ -506,10 +529,11 @@ impl<'a> Reader<'a> {
         let failover_bids = (0..n).map(|_| self.bids()).collect::<Result<_, _>>()?;
         let result = self.opt(Self::json)?;
         let error = self.opt(Self::str)?;
+        let error_code = self.opt(Self::code)?;
         let stderr = self.opt(Self::str)?;
         let exit_code = self.opt(|r| r.u32().map(|c| c as i32))?;
-        // uuid, two string lengths, a flag, the duration and a time at least.
-        let n = self.len(16 + 4 + 4 + 1 + 8 + 12)?;
+        // uuid, two string lengths, two flags, the duration and a time at least.
+        let n = self.len(16 + 4 + 4 + 2 + 8 + 12)?;
         let attempts = (0..n)
             .map(|_| {
                 Ok(Attempt {
@@ -517,6 +541,7 @@ impl<'a> Reader<'a> {
                     agent_name: self.str()?,
                     outcome: self.str()?,
                     error: self.opt(Self::str)?,
+                    error_code: self.opt(Self::code)?,
                     duration_ms: self.u64()?,
                     started_at: self.time()?,
                 })
@@ -532,6 +557,7 @@ impl<'a> Reader<'a> {
             failover_bids,
             result,
             error,
+            error_code,
             stderr,
             exit_code,
             attempts,
@@ -578,6 +604,7 @@ mod tests {
             failover_bids: vec![vec![bid("B")], vec![]],
             result: Some(serde_json::json!("plain text")),
             error: Some("exit code 3".into()),
+            error_code: Some(FailureCode::ExitCode),
             stderr: Some("boom\n".into()),
             exit_code: Some(-3),
             deadline: Some(now + time::Duration::hours(1)),
@@ -587,6 +614,7 @@ mod tests {
                 agent_name: "A".into(),
                 outcome: "failed".into(),
                 error: Some("trap".into()),
+                error_code: Some(FailureCode::StackOverflow),
                 duration_ms: 17,
                 started_at: now,
             }],

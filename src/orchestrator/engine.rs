@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::auction::{Bid, NoEligibleAgent, Weights};
 use super::ledger::{Ledger, LedgerError, Submitted};
 use super::runs::{RecentRuns, RecentStats};
-use super::task::{Attempt, Priority, Task, TaskCounts, TaskStatus};
+use super::task::{Attempt, FailureCode, Priority, Task, TaskCounts, TaskStatus};
 use crate::agents::{AgentError, Marketplace, parse_capabilities};
 use crate::config::TaskSettings;
 use crate::error::{ApiError, Code};
@@ -400,6 +400,7 @@ impl Orchestrator {
                         t.status = TaskStatus::Canceled;
                         t.completed_at = Some(OffsetDateTime::now_utc());
                         t.error = Some("canceled by its owner before it ran".into());
+                        t.error_code = Some(FailureCode::Canceled);
                     })?;
                     if let Some((canceled, durable)) = canceled {
                         inner.queue.remove(id);
@@ -513,6 +514,7 @@ impl Orchestrator {
                         ledger.transition(task.id, TaskStatus::Running, None, |t| {
                             t.status = TaskStatus::Failed;
                             t.error = Some(error);
+                            t.error_code = Some(FailureCode::Interrupted);
                             t.completed_at = Some(OffsetDateTime::now_utc());
                         })?
                     {
@@ -655,6 +657,7 @@ impl Orchestrator {
                     self.finish_without_run(
                         &task,
                         TaskStatus::Failed,
+                        FailureCode::Internal,
                         "internal error while running the task; see the server log",
                     )
                     .await
@@ -682,7 +685,12 @@ impl Orchestrator {
                 Ok(agent) => Arc::new(agent),
                 Err(AgentError::NotFound) => {
                     return self
-                        .finish_without_run(&task, TaskStatus::Failed, "the agent no longer exists")
+                        .finish_without_run(
+                            &task,
+                            TaskStatus::Failed,
+                            FailureCode::AgentUnavailable,
+                            "the agent no longer exists",
+                        )
                         .await;
                 }
                 Err(e) => return Err(e.into()),
@@ -709,7 +717,12 @@ impl Orchestrator {
             };
             if let Err(reason) = prepared {
                 return self
-                    .finish_without_run(&task, TaskStatus::Failed, &reason)
+                    .finish_without_run(
+                        &task,
+                        TaskStatus::Failed,
+                        FailureCode::AgentUnavailable,
+                        &reason,
+                    )
                     .await;
             }
         }
@@ -723,6 +736,7 @@ impl Orchestrator {
                     .finish_without_run(
                         &task,
                         TaskStatus::TimedOut,
+                        FailureCode::DeadlinePassed,
                         "the deadline passed before the task could run",
                     )
                     .await;
@@ -797,6 +811,7 @@ impl Orchestrator {
                         t.completed_at = Some(OffsetDateTime::now_utc());
                         t.duration_ms = Some(duration_ms);
                         t.error = Some("canceled by its owner while running".into());
+                        t.error_code = Some(FailureCode::Canceled);
                     })?
             {
                 durable.wait().await?;
@@ -820,6 +835,7 @@ impl Orchestrator {
             }
             .to_owned(),
             error: error.clone(),
+            error_code: failure_code(&output.outcome),
             duration_ms,
             started_at,
         };
@@ -879,6 +895,7 @@ impl Orchestrator {
                 t.completed_at = Some(OffsetDateTime::now_utc());
                 t.result = parse_result(&output.stdout);
                 t.error = error;
+                t.error_code = failure_code(&output.outcome);
                 t.status = status;
                 t.exit_code = match output.outcome {
                     Outcome::Exited(code) => Some(code),
@@ -954,6 +971,7 @@ impl Orchestrator {
         &self,
         task: &Task,
         status: TaskStatus,
+        code: FailureCode,
         reason: &str,
     ) -> Result<(), TaskError> {
         let ended = self
@@ -962,6 +980,7 @@ impl Orchestrator {
             .transition(task.id, task.status, None, |t| {
                 t.status = status;
                 t.error = Some(reason.to_owned());
+                t.error_code = Some(code);
                 t.completed_at = Some(OffsetDateTime::now_utc());
             })?;
         if let Some((task, durable)) = ended {
@@ -1037,6 +1056,20 @@ fn tail(text: &str, max_chars: usize) -> String {
     text.chars().skip(count.saturating_sub(max_chars)).collect()
 }
 
+/// The stable code of a run that did not complete.
+fn failure_code(outcome: &Outcome) -> Option<FailureCode> {
+    Some(match outcome {
+        Outcome::Completed | Outcome::Interrupted => return None,
+        Outcome::Exited(_) => FailureCode::ExitCode,
+        Outcome::TimedOut => FailureCode::Timeout,
+        Outcome::MemoryLimit => FailureCode::MemoryLimit,
+        Outcome::OutputLimit => FailureCode::OutputLimit,
+        Outcome::StackOverflow => FailureCode::StackOverflow,
+        Outcome::Trapped(_) => FailureCode::Trap,
+        Outcome::Canceled => FailureCode::Canceled,
+    })
+}
+
 fn describe_failure(outcome: &Outcome, limits: &RunLimits, stderr: &str) -> String {
     let base = match outcome {
         Outcome::Exited(code) => format!("agent exited with code {code}"),
@@ -1049,6 +1082,7 @@ fn describe_failure(outcome: &Outcome, limits: &RunLimits, stderr: &str) -> Stri
             limits.memory_bytes / (1024 * 1024)
         ),
         Outcome::OutputLimit => format!("output limit of {} bytes exceeded", limits.stdout_bytes),
+        Outcome::StackOverflow => "agent trapped: call stack exhausted".to_owned(),
         Outcome::Trapped(message) => format!("agent trapped: {message}"),
         Outcome::Completed | Outcome::Interrupted | Outcome::Canceled => {
             unreachable!("not a failure")

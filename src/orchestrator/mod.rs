@@ -16,4 +16,4 @@ mod task;
 pub use auction::{Bid, BidScores, MAX_BIDS, NoEligibleAgent, Pool, Weights, rank, run_auction};
 pub use engine::{Orchestrator, Submission, TaskError};
 pub use runs::RecentStats;
-pub use task::{Attempt, Priority, Task, TaskCounts, TaskStatus};
+pub use task::{Attempt, FailureCode, Priority, Task, TaskCounts, TaskStatus};

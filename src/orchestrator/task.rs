@@ -99,6 +99,50 @@ impl TaskStatus {
     }
 }
 
+/// Why a task (or one attempt) did not complete: a stable code beside the error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    /// The run used up its timeout, or the deadline passed while it ran.
+    Timeout,
+    /// The guest grew its memory past the limit.
+    MemoryLimit,
+    /// The guest wrote more than the stdout limit (the first bytes are kept).
+    OutputLimit,
+    /// The guest's call stack overflowed (unbounded recursion).
+    StackOverflow,
+    /// Any other trap (`unreachable`, an out-of-bounds access, a failed instantiation).
+    Trap,
+    /// `proc_exit` with a non-zero code (see `exit_code`).
+    ExitCode,
+    /// Canceled by its owner.
+    Canceled,
+    /// The deadline passed before the task could run.
+    DeadlinePassed,
+    /// The agent was deleted, or its module could not be compiled.
+    AgentUnavailable,
+    /// The server stopped while it ran too many times.
+    Interrupted,
+    /// A fault of the server; see its log.
+    Internal,
+}
+
+impl FailureCode {
+    pub const ALL: [FailureCode; 11] = [
+        FailureCode::Timeout,
+        FailureCode::MemoryLimit,
+        FailureCode::OutputLimit,
+        FailureCode::StackOverflow,
+        FailureCode::Trap,
+        FailureCode::ExitCode,
+        FailureCode::Canceled,
+        FailureCode::DeadlinePassed,
+        FailureCode::AgentUnavailable,
+        FailureCode::Interrupted,
+        FailureCode::Internal,
+    ];
+}
+
 /// A task: stored as JSON in `tasks`; also the API shape.
 ///
 /// The submission's fields never change after submit and may be large (`input` up to 4 MiB):
@@ -137,6 +181,9 @@ pub struct Task {
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// Why it did not complete, when it failed, timed out or was canceled.
+    #[serde(default)]
+    pub error_code: Option<FailureCode>,
     /// The last bytes the agent wrote to stderr, if any.
     pub stderr: Option<String>,
     pub exit_code: Option<i32>,
@@ -191,6 +238,7 @@ impl Task {
             failover_bids: Vec::new(),
             result: None,
             error: None,
+            error_code: None,
             stderr: None,
             exit_code: None,
             pinned: false,
@@ -222,6 +270,8 @@ pub struct TaskState {
     pub failover_bids: Vec<Vec<Bid>>,
     pub result: Option<Value>,
     pub error: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<FailureCode>,
     pub stderr: Option<String>,
     pub exit_code: Option<i32>,
     pub attempts: Vec<Attempt>,
@@ -245,6 +295,7 @@ impl TaskState {
             failover_bids: task.failover_bids.clone(),
             result: task.result.clone(),
             error: task.error.clone(),
+            error_code: task.error_code,
             stderr: task.stderr.clone(),
             exit_code: task.exit_code,
             attempts: task.attempts.clone(),
@@ -267,6 +318,7 @@ impl TaskState {
             failover_bids,
             result,
             error,
+            error_code,
             stderr,
             exit_code,
             attempts,
@@ -283,6 +335,7 @@ impl TaskState {
         task.failover_bids = failover_bids;
         task.result = result;
         task.error = error;
+        task.error_code = error_code;
         task.stderr = stderr;
         task.exit_code = exit_code;
         task.attempts = attempts;
@@ -301,6 +354,8 @@ pub struct Attempt {
     /// `completed`, `failed` or `timed_out`.
     pub outcome: String,
     pub error: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<FailureCode>,
     pub duration_ms: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,

@@ -53,7 +53,9 @@ pub enum Outcome {
     MemoryLimit,
     /// The guest wrote more than the stdout limit.
     OutputLimit,
-    /// A trap (`unreachable`, stack overflow, out-of-bounds access…) or a failed instantiation.
+    /// The guest's call stack overflowed.
+    StackOverflow,
+    /// Another trap (`unreachable`, an out-of-bounds access…) or a failed instantiation.
     Trapped(String),
     /// Stopped because the server is shutting down; the task should run again later.
     Interrupted,
@@ -429,6 +431,9 @@ fn classify(
         return Outcome::OutputLimit;
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
+        if *trap == Trap::StackOverflow {
+            return Outcome::StackOverflow;
+        }
         return Outcome::Trapped(trap.to_string());
     }
     Outcome::Trapped(
@@ -605,8 +610,9 @@ mod tests {
 
         let recurse =
             r#"(module (memory (export "memory") 1) (func $f (export "_start") (call $f)))"#;
-        assert!(
-            matches!(run(recurse, b"", LIMITS).await.outcome, Outcome::Trapped(m) if m.contains("stack"))
+        assert_eq!(
+            run(recurse, b"", LIMITS).await.outcome,
+            Outcome::StackOverflow
         );
 
         let unreachable =

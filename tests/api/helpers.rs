@@ -192,6 +192,18 @@ impl TestApp {
         self.wait_for_task(token, &id).await
     }
 
+    /// Publishes `module` as a free agent named `name` and runs one task on it to its end.
+    pub async fn run_on_new_agent(&self, token: &str, name: &str, module: Vec<u8>) -> Value {
+        let agent = self
+            .publish(token, name, module, &name.to_lowercase(), 0.0)
+            .await;
+        self.run_task(
+            token,
+            serde_json::json!({"query": "x", "agent_id": agent, "budget": 0}),
+        )
+        .await
+    }
+
     /// Waits, over the WebSocket (no polling), until the task is completed or failed.
     pub async fn wait_for_task(&self, token: &str, task_id: &str) -> Value {
         // Subscribed before the GET, so a finish between the two cannot be missed.

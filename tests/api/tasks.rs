@@ -135,6 +135,7 @@ async fn agents_that_spin_or_sleep_forever_time_out_within_their_timeout() {
         let task = app.run_task(&token, body).await;
         let waited = submitted.elapsed();
         assert_eq!(task["status"], "timed_out", "{name}: {task}");
+        assert_eq!(task["error_code"], "timeout", "{name}: {task}");
         assert!(
             task["error"]
                 .as_str()
@@ -170,6 +171,8 @@ async fn a_memory_bomb_fails_and_the_server_keeps_serving() {
             .contains("memory limit of 256 MiB exceeded"),
         "{task}"
     );
+    assert_eq!(task["error_code"], "memory_limit");
+    assert_eq!(task["attempts"][0]["error_code"], "memory_limit");
 
     let (_, agent) = app
         .get(&format!("/api/v1/agents/{bomb}"), Some(&token))
@@ -201,26 +204,15 @@ async fn non_zero_exits_and_traps_fail_with_readable_errors() {
           (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
           (call $exit (i32.const 3))))"#,
     );
-    let agent = app.publish(&token, "Exit3", exit3, "exit", 0.0).await;
-    let task = app
-        .run_task(
-            &token,
-            json!({"query": "x", "agent_id": agent, "budget": 0}),
-        )
-        .await;
+    let task = app.run_on_new_agent(&token, "Exit3", exit3).await;
     assert_eq!(task["status"], "failed");
     assert_eq!(task["exit_code"], 3);
     assert_eq!(task["error"], "agent exited with code 3; stderr: bad input");
+    assert_eq!(task["error_code"], "exit_code");
 
     let trap =
         wasm(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#);
-    let agent = app.publish(&token, "Trap", trap, "trap", 0.0).await;
-    let task = app
-        .run_task(
-            &token,
-            json!({"query": "x", "agent_id": agent, "budget": 0}),
-        )
-        .await;
+    let task = app.run_on_new_agent(&token, "Trap", trap).await;
     assert_eq!(task["status"], "failed");
     assert!(
         task["error"]
@@ -233,6 +225,40 @@ async fn non_zero_exits_and_traps_fail_with_readable_errors() {
         task["error"].as_str().unwrap().contains("unreachable"),
         "{task}"
     );
+    assert_eq!(task["error_code"], "trap");
+
+    // Unbounded recursion overflows the guest's stack, not the server's.
+    let recurse =
+        wasm(r#"(module (memory (export "memory") 1) (func $f (export "_start") (call $f)))"#);
+    let task = app.run_on_new_agent(&token, "Recurse", recurse).await;
+    assert_eq!(
+        (&task["status"], &task["error_code"]),
+        (&json!("failed"), &json!("stack_overflow")),
+        "{task}"
+    );
+
+    // An output flood fails with the first bytes kept as the result.
+    let flood = wasm(
+        r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 100) "yyyyyyyyyyyyyyyy")
+        (func (export "_start")
+          (i32.store (i32.const 0) (i32.const 100))
+          (i32.store (i32.const 4) (i32.const 16))
+          (loop (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0))))"#,
+    );
+    let task = app.run_on_new_agent(&token, "Flood", flood).await;
+    assert_eq!(
+        (&task["status"], &task["error_code"]),
+        (&json!("failed"), &json!("output_limit")),
+        "{task}"
+    );
+    let kept = task["result"].as_str().unwrap();
+    assert_eq!(kept.len(), 1024 * 1024, "the first MiB is kept");
+    assert!(kept.bytes().all(|b| b == b'y'));
+    let (status, _) = app.get("/health", None).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
@@ -730,6 +756,7 @@ async fn cancel_stops_queued_and_running_tasks_and_refuses_finished_ones() {
     assert!(task["duration_ms"].as_u64().unwrap() < 5000);
     let (_, task) = cancel(&token, &busy).await;
     assert_eq!(task["status"], "canceled");
+    assert_eq!(task["error_code"], "canceled");
 
     assert_error(&cancel(&token, &queued).await, 409, "task_finished");
     let (_, stats) = app.get("/api/v1/tasks/stats", Some(&token)).await;
