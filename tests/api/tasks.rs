@@ -210,6 +210,28 @@ async fn non_zero_exits_and_traps_fail_with_readable_errors() {
     assert_eq!(task["error"], "agent exited with code 3; stderr: bad input");
     assert_eq!(task["error_code"], "exit_code");
 
+    // proc_exit(0) is success, with what was written before it.
+    let exit0 = wasm(
+        r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 100) "{\"ok\": true}")
+        (func (export "_start")
+          (i32.store (i32.const 0) (i32.const 100))
+          (i32.store (i32.const 4) (i32.const 12))
+          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+          (call $exit (i32.const 0))
+          unreachable))"#,
+    );
+    let task = app.run_on_new_agent(&token, "Exit0", exit0).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["result"], json!({"ok": true}));
+    assert!(
+        task["error_code"].is_null() && task["exit_code"].is_null(),
+        "{task}"
+    );
+
     let trap =
         wasm(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#);
     let task = app.run_on_new_agent(&token, "Trap", trap).await;
