@@ -188,22 +188,31 @@ async fn a_memory_bomb_fails_and_the_server_keeps_serving() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
-async fn non_zero_exits_and_traps_fail_with_readable_errors() {
-    let app = spawn_app().await;
-    let token = app.signup("user@example.com").await;
-    let exit3 = wasm(
+/// A module that writes `text` to file descriptor `fd`, then calls `proc_exit(code)` (and traps
+/// should that return).
+fn write_then_exit(fd: u32, text: &str, code: i32) -> Vec<u8> {
+    let data: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
+    wasm(&format!(
         r#"(module
         (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
         (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
         (memory (export "memory") 1)
-        (data (i32.const 100) "bad input\n")
+        (data (i32.const 100) "{data}")
         (func (export "_start")
           (i32.store (i32.const 0) (i32.const 100))
-          (i32.store (i32.const 4) (i32.const 10))
-          (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
-          (call $exit (i32.const 3))))"#,
-    );
+          (i32.store (i32.const 4) (i32.const {len}))
+          (drop (call $write (i32.const {fd}) (i32.const 0) (i32.const 1) (i32.const 8)))
+          (call $exit (i32.const {code}))
+          unreachable))"#,
+        len = text.len()
+    ))
+}
+
+#[tokio::test]
+async fn non_zero_exits_and_traps_fail_with_readable_errors() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let exit3 = write_then_exit(2, "bad input\n", 3);
     let task = app.run_on_new_agent(&token, "Exit3", exit3).await;
     assert_eq!(task["status"], "failed");
     assert_eq!(task["exit_code"], 3);
@@ -211,19 +220,7 @@ async fn non_zero_exits_and_traps_fail_with_readable_errors() {
     assert_eq!(task["error_code"], "exit_code");
 
     // proc_exit(0) is success, with what was written before it.
-    let exit0 = wasm(
-        r#"(module
-        (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-        (memory (export "memory") 1)
-        (data (i32.const 100) "{\"ok\": true}")
-        (func (export "_start")
-          (i32.store (i32.const 0) (i32.const 100))
-          (i32.store (i32.const 4) (i32.const 12))
-          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
-          (call $exit (i32.const 0))
-          unreachable))"#,
-    );
+    let exit0 = write_then_exit(1, r#"{"ok": true}"#, 0);
     let task = app.run_on_new_agent(&token, "Exit0", exit0).await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["result"], json!({"ok": true}));
