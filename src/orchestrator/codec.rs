@@ -25,8 +25,8 @@
 //! x?        = u8 0 (none) | u8 1 · x
 //! ```
 //!
-//! `priority`, `status` and `error_code` are the positions in [`Priority::ALL`],
-//! [`TaskStatus::ALL`] and [`FailureCode::ALL`].
+//! `priority`, `status` and `error_code` are the enums' discriminants, which are their
+//! positions in [`Priority::ALL`], [`TaskStatus::ALL`] and [`FailureCode::ALL`] (a test checks).
 //! A JSON row starts with `{`, never with a format byte, so readers take both (rows written
 //! before this encoding stay readable). A new field means a new format number.
 
@@ -50,74 +50,6 @@ pub struct CodecError {
     pub reason: String,
 }
 
-/// The fields of a task that change after submit, borrowed from a [`Task`] or a
-/// [`TaskState`] (so encoding a change copies nothing).
-struct StateRef<'a> {
-    id: Uuid,
-    version: u64,
-    status: TaskStatus,
-    agent_id: Uuid,
-    agent_name: &'a str,
-    price: f64,
-    failover_bids: &'a [Vec<Bid>],
-    result: Option<&'a Value>,
-    error: Option<&'a str>,
-    error_code: Option<FailureCode>,
-    stderr: Option<&'a str>,
-    exit_code: Option<i32>,
-    attempts: &'a [Attempt],
-    starts: u32,
-    started_at: Option<OffsetDateTime>,
-    completed_at: Option<OffsetDateTime>,
-    duration_ms: Option<u64>,
-}
-
-impl<'a> StateRef<'a> {
-    fn of_task(t: &'a Task) -> Self {
-        Self {
-            id: t.id,
-            version: t.version,
-            status: t.status,
-            agent_id: t.agent_id,
-            agent_name: &t.agent_name,
-            price: t.price,
-            failover_bids: &t.failover_bids,
-            result: t.result.as_ref(),
-            error: t.error.as_deref(),
-            error_code: t.error_code,
-            stderr: t.stderr.as_deref(),
-            exit_code: t.exit_code,
-            attempts: &t.attempts,
-            starts: t.starts,
-            started_at: t.started_at,
-            completed_at: t.completed_at,
-            duration_ms: t.duration_ms,
-        }
-    }
-
-    fn of_state(s: &'a TaskState) -> Self {
-        Self {
-            id: s.id,
-            version: s.version,
-            status: s.status,
-            agent_id: s.agent_id,
-            agent_name: &s.agent_name,
-            price: s.price,
-            failover_bids: &s.failover_bids,
-            result: s.result.as_ref(),
-            error: s.error.as_deref(),
-            error_code: s.error_code,
-            stderr: s.stderr.as_deref(),
-            exit_code: s.exit_code,
-            attempts: &s.attempts,
-            starts: s.starts,
-            started_at: s.started_at,
-            completed_at: s.completed_at,
-            duration_ms: s.duration_ms,
-        }
-    }
-}
-
 /// Appends `task` (format byte included) to `out`.
 pub fn put_task(out: &mut Vec<u8>, task: &Task) {
     let mut w = Writer(out);
@@ -138,17 +70,12 @@ pub fn put_task(out: &mut Vec<u8>, task: &Task) {
     w.u8(task.pinned as u8);
     w.u64(task.seq);
     w.time(task.created_at);
-    w.state(&StateRef::of_task(task));
+    w.state(task);
 }
 
 /// A task's changing fields (what [`TaskState::of`] takes), appended to `out`.
 pub fn put_state_of(out: &mut Vec<u8>, task: &Task) {
-    Writer(out).state(&StateRef::of_task(task));
-}
-
-/// Appends `state` to `out`, as [`put_state_of`] does.
-pub fn put_state(out: &mut Vec<u8>, state: &TaskState) {
-    Writer(out).state(&StateRef::of_state(state));
+    Writer(out).state(task);
 }
 
 /// The task at the start of `r`, as [`put_task`] wrote it.
@@ -162,7 +89,7 @@ pub fn read_task(r: &mut Reader<'_>) -> Result<Task, CodecError> {
     let input = r.opt(Reader::json)?.map(Arc::new);
     let n = r.len(4)?;
     let capabilities = (0..n).map(|_| r.str()).collect::<Result<Vec<_>, _>>()?;
-    let priority = r.priority()?;
+    let priority = r.pick(&Priority::ALL, "priority")?;
     let budget = r.f64()?;
     let timeout_secs = r.u64()?;
     let constraints = r.opt(Reader::json)?.map(Arc::new);
@@ -171,29 +98,10 @@ pub fn read_task(r: &mut Reader<'_>) -> Result<Task, CodecError> {
     let pinned = r.bool()?;
     let seq = r.u64()?;
     let created_at = r.time()?;
-    let TaskState {
-        id,
-        version,
-        status,
-        agent_id,
-        agent_name,
-        price,
-        failover_bids,
-        result,
-        error,
-        error_code,
-        stderr,
-        exit_code,
-        attempts,
-        starts,
-        started_at,
-        completed_at,
-        duration_ms,
-    } = r.state()?;
-    Ok(Task {
-        id,
+    let state = r.state()?;
+    let mut task = Task {
+        id: state.id,
         owner_id,
-        status,
         query,
         input,
         capabilities: capabilities.into(),
@@ -201,30 +109,18 @@ pub fn read_task(r: &mut Reader<'_>) -> Result<Task, CodecError> {
         budget,
         timeout_secs,
         constraints,
-        agent_id,
-        agent_name,
-        price,
         bids: bids.into(),
-        failover_bids,
-        result,
-        error,
-        error_code,
-        stderr,
-        exit_code,
         deadline,
         pinned,
-        attempts,
-        starts,
         seq,
         created_at,
-        started_at,
-        completed_at,
-        duration_ms,
-        version,
-    })
+        ..Task::blank(owner_id)
+    };
+    state.apply(&mut task);
+    Ok(task)
 }
 
-/// The state at the start of `r`, as [`put_state`] wrote it.
+/// The state at the start of `r`, as [`put_state_of`] wrote it.
 pub fn read_state(r: &mut Reader<'_>) -> Result<TaskState, CodecError> {
     r.state()
 }
@@ -250,18 +146,19 @@ pub fn encode_row(task: &Task) -> Vec<u8> {
     out
 }
 
-struct Writer<'a>(&'a mut Vec<u8>);
+/// Appends the encoding's primitives to a buffer (the counterpart of [`Reader`]).
+pub struct Writer<'a>(pub &'a mut Vec<u8>);
 
 impl Writer<'_> {
-    fn u8(&mut self, v: u8) {
+    pub fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
 
-    fn u32(&mut self, v: u32) {
+    pub fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
 
-    fn u64(&mut self, v: u64) {
+    pub fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
 
@@ -269,11 +166,11 @@ impl Writer<'_> {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
 
-    fn uuid(&mut self, v: Uuid) {
+    pub fn uuid(&mut self, v: Uuid) {
         self.0.extend_from_slice(v.as_bytes());
     }
 
-    fn str(&mut self, v: &str) {
+    pub fn str(&mut self, v: &str) {
         self.u32(v.len() as u32);
         self.0.extend_from_slice(v.as_bytes());
     }
@@ -291,7 +188,7 @@ impl Writer<'_> {
         self.u32(v.nanosecond());
     }
 
-    fn opt<T>(&mut self, v: Option<T>, put: impl FnOnce(&mut Self, T)) {
+    pub fn opt<T>(&mut self, v: Option<T>, put: impl FnOnce(&mut Self, T)) {
         match v {
             None => self.u8(0),
             Some(v) => {
@@ -315,29 +212,29 @@ impl Writer<'_> {
         }
     }
 
-    fn state(&mut self, s: &StateRef<'_>) {
+    fn state(&mut self, s: &Task) {
         self.uuid(s.id);
         self.u64(s.version);
-        self.u8(status_index(s.status));
+        self.u8(s.status as u8);
         self.uuid(s.agent_id);
-        self.str(s.agent_name);
+        self.str(&s.agent_name);
         self.f64(s.price);
         self.u32(s.failover_bids.len() as u32);
-        for bids in s.failover_bids {
+        for bids in &s.failover_bids {
             self.bids(bids);
         }
-        self.opt(s.result, Self::json);
-        self.opt(s.error, Self::str);
-        self.opt(s.error_code, |w, c| w.u8(code_index(c)));
-        self.opt(s.stderr, Self::str);
+        self.opt(s.result.as_ref(), Self::json);
+        self.opt(s.error.as_deref(), Self::str);
+        self.opt(s.error_code, |w, c| w.u8(c as u8));
+        self.opt(s.stderr.as_deref(), Self::str);
         self.opt(s.exit_code, |w, c| w.u32(c as u32));
         self.u32(s.attempts.len() as u32);
-        for a in s.attempts {
+        for a in &s.attempts {
             self.uuid(a.agent_id);
             self.str(&a.agent_name);
             self.str(&a.outcome);
             self.opt(a.error.as_deref(), Self::str);
-            self.opt(a.error_code, |w, c| w.u8(code_index(c)));
+            self.opt(a.error_code, |w, c| w.u8(c as u8));
             self.u64(a.duration_ms);
             self.time(a.started_at);
         }
@@ -346,20 +243,6 @@ impl Writer<'_> {
         self.opt(s.completed_at, Self::time);
         self.opt(s.duration_ms, Self::u64);
     }
-}
-
-fn code_index(code: FailureCode) -> u8 {
-    FailureCode::ALL
-        .iter()
-        .position(|c| *c == code)
-        .expect("every code is in ALL") as u8
-}
-
-fn status_index(status: TaskStatus) -> u8 {
-    TaskStatus::ALL
-        .iter()
-        .position(|s| *s == status)
-        .expect("every status is in ALL") as u8
 }
 
 /// Reads the encoding; every read checks the bounds, so damaged bytes are an error, never a
@@ -473,28 +356,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn priority(&mut self) -> Result<Priority, CodecError> {
+    /// The entry of `all` at the index in the next byte (`what` names it in an error).
+    fn pick<T: Copy>(&mut self, all: &[T], what: &str) -> Result<T, CodecError> {
         let i = self.u8()?;
-        Priority::ALL
-            .get(i as usize)
+        all.get(i as usize)
             .copied()
-            .ok_or_else(|| self.error(format!("unknown priority {i}")))
-    }
-
-    fn code(&mut self) -> Result<FailureCode, CodecError> {
-        let i = self.u8()?;
-        FailureCode::ALL
-            .get(i as usize)
-            .copied()
-            .ok_or_else(|| self.error(format!("unknown failure code {i}")))
-    }
-
-    fn status(&mut self) -> Result<TaskStatus, CodecError> {
-        let i = self.u8()?;
-        TaskStatus::ALL
-            .get(i as usize)
-            .copied()
-            .ok_or_else(|| self.error(format!("unknown status {i}")))
+            .ok_or_else(|| self.error(format!("unknown {what} {i}")))
     }
 
     fn bids(&mut self) -> Result<Vec<Bid>, CodecError> {
@@ -521,7 +388,7 @@ impl<'a> Reader<'a> {
     fn state(&mut self) -> Result<TaskState, CodecError> {
         let id = self.uuid()?;
         let version = self.u64()?;
-        let status = self.status()?;
+        let status = self.pick(&TaskStatus::ALL, "status")?;
         let agent_id = self.uuid()?;
         let agent_name = self.str()?;
         let price = self.f64()?;
@@ -529,7 +396,7 @@ impl<'a> Reader<'a> {
         let failover_bids = (0..n).map(|_| self.bids()).collect::<Result<_, _>>()?;
         let result = self.opt(Self::json)?;
         let error = self.opt(Self::str)?;
-        let error_code = self.opt(Self::code)?;
+        let error_code = self.opt(|r| r.pick(&FailureCode::ALL, "failure code"))?;
         let stderr = self.opt(Self::str)?;
         let exit_code = self.opt(|r| r.u32().map(|c| c as i32))?;
         // uuid, two string lengths, two flags, the duration and a time at least.
@@ -541,7 +408,7 @@ impl<'a> Reader<'a> {
                     agent_name: self.str()?,
                     outcome: self.str()?,
                     error: self.opt(Self::str)?,
-                    error_code: self.opt(Self::code)?,
+                    error_code: self.opt(|r| r.pick(&FailureCode::ALL, "failure code"))?,
                     duration_ms: self.u64()?,
                     started_at: self.time()?,
                 })
@@ -652,9 +519,6 @@ mod tests {
         let task = full_task();
         let mut out = Vec::new();
         put_state_of(&mut out, &task);
-        let mut via_state = Vec::new();
-        put_state(&mut via_state, &TaskState::of(&task));
-        assert_eq!(out, via_state, "both writers agree");
         let mut r = Reader::new(&out);
         let state = read_state(&mut r).unwrap();
         r.finish().unwrap();
@@ -664,6 +528,28 @@ mod tests {
         copy.result = None;
         state.apply(&mut copy);
         assert_eq!(json(&copy), json(&task));
+    }
+
+    #[test]
+    fn enums_are_written_as_their_position_in_all() {
+        assert!(
+            Priority::ALL
+                .iter()
+                .enumerate()
+                .all(|(i, p)| *p as usize == i)
+        );
+        assert!(
+            TaskStatus::ALL
+                .iter()
+                .enumerate()
+                .all(|(i, s)| *s as usize == i)
+        );
+        assert!(
+            FailureCode::ALL
+                .iter()
+                .enumerate()
+                .all(|(i, c)| *c as usize == i)
+        );
     }
 
     #[test]

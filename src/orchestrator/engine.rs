@@ -166,7 +166,7 @@ struct Inner {
 struct TaskMetrics {
     /// By [`Priority`] discriminant.
     submitted: [metrics::Counter; 4],
-    /// In [`TaskStatus::ALL`] order.
+    /// By [`TaskStatus`] discriminant ([`TaskStatus::ALL`] order).
     finished: [metrics::Counter; 6],
     duration: metrics::Histogram,
 }
@@ -186,8 +186,7 @@ impl TaskMetrics {
     }
 
     fn finished(&self, status: TaskStatus) -> &metrics::Counter {
-        let i = TaskStatus::ALL.iter().position(|s| *s == status);
-        &self.finished[i.expect("every status is in ALL")]
+        &self.finished[status as usize]
     }
 }
 
@@ -709,7 +708,7 @@ impl Orchestrator {
                 Ok(None) => {
                     let bytes = inner.marketplace.module_bytes(&agent).await?;
                     let (executor, hash) = (inner.executor.clone(), agent.binary_hash.clone());
-                    tokio::task::spawn_blocking(move || executor.prepare(&hash, &bytes))
+                    tokio::task::spawn_blocking(move || executor.compile(&hash, &bytes))
                         .await
                         .map_err(StoreError::from)?
                         .map(|_| ())

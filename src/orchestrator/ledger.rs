@@ -127,17 +127,12 @@ fn encode_snapshot(task: &Task, claim: Option<&IdempotencyClaim>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + task.query.len());
     out.push(SNAPSHOT);
     codec::put_task(&mut out, task);
-    match claim {
-        None => out.push(0),
-        Some(c) => {
-            out.push(1);
-            out.extend_from_slice(c.owner.as_bytes());
-            out.extend_from_slice(&(c.key.len() as u32).to_le_bytes());
-            out.extend_from_slice(c.key.as_bytes());
-            out.extend_from_slice(c.task_id.as_bytes());
-            out.extend_from_slice(&c.claimed_at.to_le_bytes());
-        }
-    }
+    codec::Writer(&mut out).opt(claim, |w, c| {
+        w.uuid(c.owner);
+        w.str(&c.key);
+        w.uuid(c.task_id);
+        w.u64(c.claimed_at);
+    });
     out
 }
 
@@ -146,15 +141,11 @@ fn encode_changed(task: &Task, outcome: Option<&AgentOutcome>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.push(CHANGED);
     codec::put_state_of(&mut out, task);
-    match outcome {
-        None => out.push(0),
-        Some(o) => {
-            out.push(1);
-            out.extend_from_slice(o.agent_id.as_bytes());
-            out.push(o.success as u8);
-            out.extend_from_slice(&o.duration_ms.to_le_bytes());
-        }
-    }
+    codec::Writer(&mut out).opt(outcome, |w, o| {
+        w.uuid(o.agent_id);
+        w.u8(o.success as u8);
+        w.u64(o.duration_ms);
+    });
     out
 }
 

@@ -236,9 +236,15 @@ impl Executor {
     /// Compiles (unless it is in memory or the cache) and links a module once; later runs
     /// reuse it. CPU-heavy and blocking: call from the blocking pool.
     pub fn prepare(&self, hash: &str, bytes: &[u8]) -> Result<Prepared, String> {
-        if let Some(prepared) = self.prepare_cached(hash)? {
-            return Ok(prepared);
+        match self.prepare_cached(hash)? {
+            Some(prepared) => Ok(prepared),
+            None => self.compile(hash, bytes),
         }
+    }
+
+    /// Compiles and links a module that [`Executor::prepare_cached`] did not find, and saves
+    /// its code to the cache. Blocking.
+    pub fn compile(&self, hash: &str, bytes: &[u8]) -> Result<Prepared, String> {
         let module =
             Module::new(&self.engine, bytes).map_err(|e| format!("compile failed: {e}"))?;
         if let Some(cache) = &self.cache {
