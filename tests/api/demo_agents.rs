@@ -38,12 +38,7 @@ async fn bundled_agents_answer_their_samples_exactly() {
             )
             .await;
         let input = String::from_utf8(read("sample-input.txt")).unwrap();
-        let task = app
-            .run_task(
-                &token,
-                json!({"query": input, "agent_id": agent, "budget": 1}),
-            )
-            .await;
+        let task = app.run_on(&token, &agent, &input).await;
         assert_eq!(task["status"], "completed", "{name}: {task}");
         assert_eq!(task["result"], expected, "{name}");
         checked.push(name);
@@ -76,14 +71,8 @@ async fn the_anomaly_detector_reads_plain_text_copes_with_a_zero_mad_and_refuses
             0.03,
         )
         .await;
-    let run = |query: &str| {
-        app.run_task(
-            &token,
-            json!({"query": query, "agent_id": agent, "budget": 1}),
-        )
-    };
 
-    let task = run("1 2 3, 2; 1\n2 50").await;
+    let task = app.run_on(&token, &agent, "1 2 3, 2; 1\n2 50").await;
     assert_eq!(task["result"]["method"], "modified_z_mad", "{task}");
     assert_eq!(
         task["result"]["anomalies"],
@@ -91,17 +80,17 @@ async fn the_anomaly_detector_reads_plain_text_copes_with_a_zero_mad_and_refuses
     );
 
     // More than half the points equal: the mean absolute deviation stands in for the MAD.
-    let task = run("[5, 5, 5, 5, 9]").await;
+    let task = app.run_on(&token, &agent, "[5, 5, 5, 5, 9]").await;
     assert_eq!(task["result"]["method"], "modified_z_meanad", "{task}");
     assert_eq!(
         task["result"]["anomalies"],
         json!([{"index": 4, "value": 9, "score": 3.98942}])
     );
 
-    let task = run("[7, 7, 7]").await;
+    let task = app.run_on(&token, &agent, "[7, 7, 7]").await;
     assert_eq!(task["result"]["anomalies"], json!([]), "a constant series");
 
-    let task = run("1 2 three").await;
+    let task = app.run_on(&token, &agent, "1 2 three").await;
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["exit_code"], 1);
     assert!(
@@ -125,27 +114,21 @@ async fn the_csv_agents_keep_quoted_newlines_and_name_the_line_of_a_ragged_row()
         let module = std::fs::read(repo_file(&format!("assets/agents/{dir}/agent.wasm"))).unwrap();
         agents.push(app.publish(&token, name, module, "csv", 0.01).await);
     }
-    let run = |agent: &str, query: &str| {
-        app.run_task(
-            &token,
-            json!({"query": query, "agent_id": agent, "budget": 1}),
-        )
-    };
 
     let csv = "id,text\r\n1,\"two\nlines\"\r\n\r\n-2.5e3,plain\r\n";
-    let task = run(&agents[0], csv).await;
+    let task = app.run_on(&token, &agents[0], csv).await;
     assert_eq!(
         task["result"],
         json!({"columns": ["id", "text"], "rows": [{"id": 1, "text": "two\nlines"}, {"id": -2.5e3, "text": "plain"}], "row_count": 2}),
         "{task}"
     );
-    let task = run(&agents[1], csv).await;
+    let task = app.run_on(&token, &agents[1], csv).await;
     assert_eq!(task["result"]["columns"][0]["type"], "number", "{task}");
     assert_eq!(task["result"]["columns"][0]["min"], -2500);
     assert_eq!(task["result"]["columns"][1]["distinct"], 2);
 
     for agent in &agents {
-        let task = run(agent, "a,b\n1,2\n3\n").await;
+        let task = app.run_on(&token, agent, "a,b\n1,2\n3\n").await;
         assert_eq!(task["status"], "failed", "{task}");
         assert!(
             task["stderr"]
@@ -222,15 +205,9 @@ async fn the_image_processor_reports_inverts_resizes_and_names_malformed_images(
     let agent = app
         .publish(&token, "Image-Processor", module, "image-processing", 0.05)
         .await;
-    let run = |query: String| {
-        app.run_task(
-            &token,
-            json!({"query": query, "agent_id": agent, "budget": 1}),
-        )
-    };
     let image = "P2\n2 2\n10\n1 2\n3 4\n";
 
-    let task = run(image.to_owned()).await;
+    let task = app.run_on(&token, &agent, image).await;
     assert_eq!(
         task["result"],
         json!({"operation": "stats", "width": 2, "height": 2, "maxval": 10, "min": 1, "max": 4, "mean": 2.5}),
@@ -243,12 +220,12 @@ async fn the_image_processor_reports_inverts_resizes_and_names_malformed_images(
             .extend(op.as_object().unwrap().clone());
         r.to_string()
     };
-    let task = run(request(json!({"operation": "invert"}))).await;
+    let task = app
+        .run_on(&token, &agent, &request(json!({"operation": "invert"})))
+        .await;
     assert_eq!(task["result"]["pgm"], "P2\n2 2\n10\n9 8\n7 6\n", "{task}");
-    let task = run(request(
-        json!({"operation": "resize", "width": 4, "height": 1}),
-    ))
-    .await;
+    let resize = request(json!({"operation": "resize", "width": 4, "height": 1}));
+    let task = app.run_on(&token, &agent, &resize).await;
     assert_eq!(task["result"]["pgm"], "P2\n4 1\n10\n3 3 4 4\n", "{task}");
 
     for (query, reason) in [
@@ -264,7 +241,7 @@ async fn the_image_processor_reports_inverts_resizes_and_names_malformed_images(
             "unknown operation",
         ),
     ] {
-        let task = run(query).await;
+        let task = app.run_on(&token, &agent, &query).await;
         assert_eq!(task["status"], "failed", "{task}");
         assert!(
             task["stderr"].as_str().unwrap().contains(reason),

@@ -192,16 +192,21 @@ impl TestApp {
         self.wait_for_task(token, &id).await
     }
 
+    /// Runs a task with `query` on the agent `agent_id` to its end.
+    pub async fn run_on(&self, token: &str, agent_id: &str, query: &str) -> Value {
+        self.run_task(
+            token,
+            serde_json::json!({"query": query, "agent_id": agent_id, "budget": 1}),
+        )
+        .await
+    }
+
     /// Publishes `module` as a free agent named `name` and runs one task on it to its end.
     pub async fn run_on_new_agent(&self, token: &str, name: &str, module: Vec<u8>) -> Value {
         let agent = self
             .publish(token, name, module, &name.to_lowercase(), 0.0)
             .await;
-        self.run_task(
-            token,
-            serde_json::json!({"query": "x", "agent_id": agent, "budget": 0}),
-        )
-        .await
+        self.run_on(token, &agent, "x").await
     }
 
     /// Waits, over the WebSocket (no polling), until the task is completed or failed.
