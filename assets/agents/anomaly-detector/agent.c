@@ -31,225 +31,47 @@
 
 #define AGENT_NAME "anomaly-detector"
 #define MAX_INPUT ((size_t)4 * 1024 * 1024)
-#define MAX_DEPTH 64
 #define DEFAULT_THRESHOLD 3.5
 
 #include "../common/agent.h"
 #include "../common/num.h"
+#include "../common/text.h"
+#include "../common/json.h"
 
 /* ------------------------------------------------------------------------ */
-/* Input: a cursor over the text.                                           */
+/* Input                                                                    */
 
 typedef struct {
-    const char *s;
-    size_t i, n;
-} Cursor;
+    Numbers *series;
+    double *threshold;
+    int seen;
+} Request;
 
-static char peek(const Cursor *c) { return c->i < c->n ? c->s[c->i] : '\0'; }
-
-static void skip_ws(Cursor *c) {
-    while (c->i < c->n && (c->s[c->i] == ' ' || c->s[c->i] == '\t' || c->s[c->i] == '\n' ||
-                           c->s[c->i] == '\r'))
-        c->i++;
-}
-
-static _Noreturn void bad_input(const char *why) { die(1, why); }
-
-/* A number in JSON syntax (also the plain-text form); dies unless finite. */
-static double number(Cursor *c) {
-    size_t start = c->i;
-    if (peek(c) == '-') c->i++;
-    if (peek(c) == '0') {
-        c->i++;
-    } else if (peek(c) >= '1' && peek(c) <= '9') {
-        while (peek(c) >= '0' && peek(c) <= '9') c->i++;
-    } else {
-        bad_input("expected a number");
-    }
-    if (peek(c) == '.') {
-        c->i++;
-        if (!(peek(c) >= '0' && peek(c) <= '9')) bad_input("expected digits after '.'");
-        while (peek(c) >= '0' && peek(c) <= '9') c->i++;
-    }
-    if (peek(c) == 'e' || peek(c) == 'E') {
-        c->i++;
-        if (peek(c) == '+' || peek(c) == '-') c->i++;
-        if (!(peek(c) >= '0' && peek(c) <= '9')) bad_input("expected digits in the exponent");
-        while (peek(c) >= '0' && peek(c) <= '9') c->i++;
-    }
-    /* strtod needs a terminated copy: the input is not NUL-terminated. */
-    char tmp[64];
-    size_t len = c->i - start;
-    char *text = len < sizeof(tmp) ? tmp : xmalloc(len + 1);
-    memcpy(text, c->s + start, len);
-    text[len] = '\0';
-    double v = strtod(text, NULL);
-    if (text != tmp) free(text);
-    if (!isfinite(v)) bad_input("a number is too large");
-    return v;
-}
-
-/* Skips a JSON string; returns whether it equals `key` (compared unescaped bytes only). */
-static int string_is(Cursor *c, const char *key) {
-    if (peek(c) != '"') bad_input("expected a string");
-    c->i++;
-    size_t start = c->i;
-    int escaped = 0;
-    for (;;) {
-        if (c->i >= c->n) bad_input("unterminated string");
-        char ch = c->s[c->i++];
-        if (ch == '"') break;
-        if (ch == '\\') {
-            escaped = 1;
-            if (c->i >= c->n) bad_input("unterminated string");
-            c->i++;
-        } else if ((unsigned char)ch < 0x20) {
-            bad_input("control character in a string");
-        }
-    }
-    size_t len = c->i - 1 - start;
-    return !escaped && len == strlen(key) && memcmp(c->s + start, key, len) == 0;
-}
-
-static void skip_value(Cursor *c, int depth);
-
-static void skip_literal(Cursor *c, const char *word) {
-    size_t len = strlen(word);
-    if (c->n - c->i < len || memcmp(c->s + c->i, word, len) != 0) bad_input("invalid JSON");
-    c->i += len;
-}
-
-/* Skips any JSON value. */
-static void skip_value(Cursor *c, int depth) {
-    if (depth > MAX_DEPTH) bad_input("JSON nested too deeply");
-    skip_ws(c);
-    char ch = peek(c);
-    if (ch == '{' || ch == '[') {
-        char close = ch == '{' ? '}' : ']';
-        c->i++;
-        skip_ws(c);
-        if (peek(c) == close) {
-            c->i++;
-            return;
-        }
-        for (;;) {
-            if (close == '}') {
-                skip_ws(c);
-                string_is(c, "");
-                skip_ws(c);
-                if (peek(c) != ':') bad_input("expected ':'");
-                c->i++;
-            }
-            skip_value(c, depth + 1);
-            skip_ws(c);
-            if (peek(c) == ',') {
-                c->i++;
-                continue;
-            }
-            if (peek(c) != close) bad_input("invalid JSON");
-            c->i++;
-            return;
-        }
-    }
-    if (ch == '"') {
-        string_is(c, "");
-    } else if (ch == 't') {
-        skip_literal(c, "true");
-    } else if (ch == 'f') {
-        skip_literal(c, "false");
-    } else if (ch == 'n') {
-        skip_literal(c, "null");
-    } else {
-        number(c);
+/* {"series": [...], "threshold": n, ...}; the last "series" wins, as in most JSON readers. */
+static void request_member(Json *j, const char *key, void *ctx) {
+    Request *r = ctx;
+    if (strcmp(key, "series") == 0) {
+        free(r->series->v);
+        *r->series = numbers(j, "\"series\"");
+        r->seen = 1;
+    } else if (strcmp(key, "threshold") == 0) {
+        *r->threshold = number(j);
+        if (*r->threshold <= 0) bad("\"threshold\" must be positive");
+    } else if (!j_value(j, 1)) {
+        bad("invalid JSON");
     }
 }
 
-typedef struct {
-    double *v;
-    size_t len, cap;
-} Series;
-
-static void push(Series *s, double v) {
-    if (s->len == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 256;
-        s->v = xrealloc(s->v, s->cap * sizeof(double));
-    }
-    s->v[s->len++] = v;
-}
-
-/* A JSON array of numbers. */
-static void json_series(Cursor *c, Series *out) {
-    skip_ws(c);
-    if (peek(c) != '[') bad_input("\"series\" must be an array of numbers");
-    c->i++;
-    skip_ws(c);
-    if (peek(c) == ']') {
-        c->i++;
-        return;
-    }
-    for (;;) {
-        skip_ws(c);
-        push(out, number(c));
-        skip_ws(c);
-        if (peek(c) == ',') {
-            c->i++;
-            continue;
-        }
-        if (peek(c) != ']') bad_input("\"series\" must be an array of numbers");
-        c->i++;
-        return;
-    }
-}
-
-/* {"series": [...], "threshold": n, ...} */
-static void json_object(Cursor *c, Series *out, double *threshold) {
-    int seen = 0;
-    c->i++;
-    skip_ws(c);
-    if (peek(c) == '}') bad_input("the object has no \"series\"");
-    for (;;) {
-        skip_ws(c);
-        int is_series = 0, is_threshold = 0;
-        size_t key = c->i;
-        is_series = string_is(c, "series");
-        if (!is_series) {
-            c->i = key;
-            is_threshold = string_is(c, "threshold");
-        }
-        skip_ws(c);
-        if (peek(c) != ':') bad_input("expected ':'");
-        c->i++;
-        skip_ws(c);
-        if (is_series) {
-            out->len = 0; /* the last one wins, as in most JSON readers */
-            json_series(c, out);
-            seen = 1;
-        } else if (is_threshold) {
-            *threshold = number(c);
-            if (*threshold <= 0) bad_input("\"threshold\" must be positive");
-        } else {
-            skip_value(c, 1);
-        }
-        skip_ws(c);
-        if (peek(c) == ',') {
-            c->i++;
-            continue;
-        }
-        if (peek(c) != '}') bad_input("invalid JSON object");
-        c->i++;
-        break;
-    }
-    if (!seen) bad_input("the object has no \"series\"");
-}
+static int is_separator(uint8_t c) { return c && strchr(" \t\r\n,;", c) != NULL; }
 
 /* Numbers separated by whitespace, commas or semicolons. */
-static void text_series(Cursor *c, Series *out) {
+static void text_series(Json *j, Numbers *out) {
     for (;;) {
-        while (c->i < c->n && strchr(" \t\r\n,;", c->s[c->i])) c->i++;
-        if (c->i >= c->n) return;
-        push(out, number(c));
-        if (c->i < c->n && !strchr(" \t\r\n,;", c->s[c->i]))
-            bad_input("expected numbers separated by spaces, commas or semicolons");
+        while (j->i < j->n && is_separator(j->s[j->i])) j->i++;
+        if (j->i >= j->n) return;
+        numbers_push(out, number(j));
+        if (j->i < j->n && !is_separator(j->s[j->i]))
+            bad("expected numbers separated by spaces, commas or semicolons");
     }
 }
 
@@ -269,23 +91,25 @@ static double median(double *v, size_t n) {
 
 int main(void) {
     size_t len;
-    const char *input = (const char *)read_stdin(&len);
-    Cursor c = {input, 0, len};
-    Series s = {0};
+    const uint8_t *input = read_stdin(&len);
+    Json j = {input, len, 0};
+    Numbers s = {0};
     double threshold = DEFAULT_THRESHOLD;
 
-    if (len >= 3 && memcmp(input, "\xEF\xBB\xBF", 3) == 0) c.i = 3;
-    skip_ws(&c);
-    if (peek(&c) == '{') {
-        json_object(&c, &s, &threshold);
-    } else if (peek(&c) == '[') {
-        json_series(&c, &s);
+    if (len >= 3 && memcmp(input, "\xEF\xBB\xBF", 3) == 0) j.i = 3;
+    j_ws(&j);
+    if (j.i < j.n && j.s[j.i] == '{') {
+        Request r = {&s, &threshold, 0};
+        object(&j, request_member, &r);
+        if (!r.seen) bad("the object has no \"series\"");
+    } else if (j.i < j.n && j.s[j.i] == '[') {
+        s = numbers(&j, "\"series\"");
     } else {
-        text_series(&c, &s);
+        text_series(&j, &s);
     }
-    skip_ws(&c);
-    if (c.i != c.n) bad_input("unexpected text after the series");
-    if (s.len == 0) bad_input("the series is empty");
+    j_ws(&j);
+    if (j.i != j.n) bad("unexpected text after the series");
+    if (s.len == 0) bad("the series is empty");
 
     size_t n = s.len;
     double sum = 0;

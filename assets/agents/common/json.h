@@ -66,4 +66,51 @@ static inline void object(Json *j, void (*member)(Json *, const char *, void *),
     }
 }
 
+/* A growable array of numbers. */
+typedef struct {
+    double *v;
+    size_t len, cap;
+} Numbers;
+
+static inline void numbers_push(Numbers *n, double v) {
+    if (n->len == n->cap) {
+        n->cap = n->cap ? n->cap * 2 : 16;
+        n->v = xrealloc(n->v, n->cap * sizeof(double));
+    }
+    n->v[n->len++] = v;
+}
+
+/* A JSON array of numbers; `what` names it in the error ("a vector", "\"series\""). */
+static inline Numbers numbers(Json *j, const char *what) {
+    Numbers out = {0};
+    j_ws(j);
+    if (j->i < j->n && j->s[j->i] == '[') {
+        j->i++;
+        j_ws(j);
+        if (j->i < j->n && j->s[j->i] == ']') {
+            j->i++;
+            return out;
+        }
+        for (;;) {
+            j_ws(j);
+            numbers_push(&out, number(j));
+            j_ws(j);
+            if (j->i < j->n && j->s[j->i] == ',') {
+                j->i++;
+                continue;
+            }
+            if (j->i < j->n && j->s[j->i] == ']') {
+                j->i++;
+                return out;
+            }
+            break;
+        }
+    }
+    Buf msg = {0};
+    buf_puts(&msg, what);
+    buf_puts(&msg, " must be an array of numbers");
+    buf_put(&msg, "", 1);
+    bad(msg.p);
+}
+
 #endif

@@ -34,44 +34,8 @@
 #include "../common/json.h"
 
 typedef struct {
-    double *v;
-    size_t len;
-} Vector;
-
-static Vector vector(Json *j) {
-    Vector out = {0};
-    size_t cap = 0;
-    j_ws(j);
-    if (j->i >= j->n || j->s[j->i] != '[') bad("a vector must be an array of numbers");
-    j->i++;
-    j_ws(j);
-    if (j->i < j->n && j->s[j->i] == ']') {
-        j->i++;
-        return out;
-    }
-    for (;;) {
-        j_ws(j);
-        if (out.len == cap) {
-            cap = cap ? cap * 2 : 16;
-            out.v = xrealloc(out.v, cap * sizeof(double));
-        }
-        out.v[out.len++] = number(j);
-        j_ws(j);
-        if (j->i < j->n && j->s[j->i] == ',') {
-            j->i++;
-            continue;
-        }
-        if (j->i < j->n && j->s[j->i] == ']') {
-            j->i++;
-            return out;
-        }
-        bad("a vector must be an array of numbers");
-    }
-}
-
-typedef struct {
     char *name;
-    Vector v;
+    Numbers v;
     double norm, similarity;
 } Item;
 
@@ -80,7 +44,7 @@ typedef struct {
     size_t count, cap;
     int has_items, has_vector;
     char *like;
-    Vector vector;
+    Numbers vector;
     size_t k;
 } Request;
 
@@ -93,7 +57,7 @@ static void item_member(Json *j, const char *key, void *ctx) {
         r->items = xrealloc(r->items, r->cap * sizeof(Item));
     }
     size_t n = strlen(key);
-    r->items[r->count++] = (Item){memcpy(xmalloc(n + 1), key, n + 1), vector(j), 0, 0};
+    r->items[r->count++] = (Item){memcpy(xmalloc(n + 1), key, n + 1), numbers(j, "a vector"), 0, 0};
 }
 
 static void request_member(Json *j, const char *key, void *ctx) {
@@ -105,7 +69,7 @@ static void request_member(Json *j, const char *key, void *ctx) {
     } else if (strcmp(key, "like") == 0) {
         r->like = string(j);
     } else if (strcmp(key, "vector") == 0) {
-        r->vector = vector(j);
+        r->vector = numbers(j, "a vector");
         r->has_vector = 1;
     } else if (strcmp(key, "k") == 0) {
         double k = number(j);
@@ -116,7 +80,7 @@ static void request_member(Json *j, const char *key, void *ctx) {
     }
 }
 
-static double norm(const Vector *v) {
+static double norm(const Numbers *v) {
     double sq = 0;
     for (size_t i = 0; i < v->len; i++) sq += v->v[i] * v->v[i];
     return sqrt(sq);
@@ -148,7 +112,7 @@ int main(void) {
         r.items[i].norm = norm(&r.items[i].v);
         if (r.items[i].norm == 0) bad("an item's vector is all zeros");
     }
-    const Vector *query = &r.vector;
+    const Numbers *query = &r.vector;
     const Item *liked = NULL;
     if (r.like) {
         for (size_t i = 0; i < r.count; i++)
