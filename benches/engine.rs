@@ -6,23 +6,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
-use zerostate::agents::{Agent, AgentStats, AgentStatus, Catalog};
+use zerostate::agents::{Agent, AgentStats, Catalog};
 use zerostate::orchestrator::{Priority, Weights};
 use zerostate::queue::{QueuedTask, TaskQueue};
 
 fn agents(n: usize) -> Vec<Agent> {
     (0..n)
         .map(|i| Agent {
-            id: Uuid::new_v4(),
-            owner_id: Uuid::nil(),
-            name: format!("agent-{i}"),
-            description: String::new(),
-            version: "1.0.0".into(),
-            capabilities: vec!["nlp".into(), format!("cap-{}", i % 10)],
-            price: (i % 100) as f64 / 100.0,
-            binary_hash: String::new(),
-            binary_size: 0,
-            status: AgentStatus::Ready,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             stats: AgentStats {
                 tasks_completed: (i * 7 % 50) as u64,
@@ -33,6 +23,11 @@ fn agents(n: usize) -> Vec<Agent> {
                 ema_success: Some(((i * 7) % 10) as f64 / 10.0),
                 ema_duration_ms: (i % 3 != 0).then_some((i % 400) as f64),
             },
+            ..Agent::fixture(
+                &format!("agent-{i}"),
+                (i % 100) as f64 / 100.0,
+                &["nlp", &format!("cap-{}", i % 10)],
+            )
         })
         .collect()
 }
@@ -226,8 +221,10 @@ fn executor(_: &mut Criterion) {
     let limits = zerostate::runtime::RunLimits {
         timeout: Duration::from_secs(30),
         memory_bytes: 256 * 1024 * 1024,
+        stdin_bytes: 4 * 1024 * 1024,
         stdout_bytes: 1024 * 1024,
         stderr_bytes: 64 * 1024,
+        fuel: None,
     };
     let task = percentiles(RUNS, || {
         let out = runtime.block_on(executor.run(

@@ -11,6 +11,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::Policy;
+
+const MIB: u64 = 1024 * 1024;
+
 /// The configuration file read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "config/zerostate.toml";
 
@@ -29,6 +33,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub agents: AgentSettings,
     pub tasks: TaskSettings,
+    pub limits: LimitSettings,
     pub auction: AuctionSettings,
 }
 
@@ -70,6 +75,36 @@ pub struct AuthSettings {
 pub struct AgentSettings {
     /// Largest accepted `.wasm` upload.
     pub max_binary_bytes: usize,
+    /// A module still compiling after this long is rejected (`compile_timeout`).
+    pub compile_timeout_secs: u64,
+    /// What an uploaded module may contain.
+    pub validation: Policy,
+}
+
+/// Limits of one agent run. A manifest may ask for any value up to the `max_*` (more is
+/// refused at upload); what it leaves out gets the default. The defaults of stdin, stdout and
+/// stderr are their maxima.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Linear memory of an instance.
+    pub memory_bytes: u64,
+    pub max_memory_bytes: u64,
+    /// Wall time of a run (the task's own timeout and deadline can only shorten it).
+    pub timeout_secs: u64,
+    pub max_timeout_secs: u64,
+    /// Largest input (stdin) an agent accepts.
+    pub max_stdin_bytes: u64,
+    /// stdout beyond this fails the run with `output_limit`; the first bytes are kept.
+    pub max_stdout_bytes: u64,
+    /// stderr beyond this is dropped (its last bytes are kept).
+    pub max_stderr_bytes: u64,
+    /// wasm call stack of every run. wasmtime fixes it per engine, so it is server-wide.
+    pub wasm_stack_bytes: u64,
+    /// Fuel metering: 0 leaves it off (no cost). Otherwise a run gets its manifest's `fuel`,
+    /// at most this, and this when the manifest names none; running out fails it with
+    /// `fuel_exhausted`.
+    pub max_fuel: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,12 +114,6 @@ pub struct TaskSettings {
     pub default_timeout_secs: u64,
     /// Largest timeout a submit may ask for.
     pub max_timeout_secs: u64,
-    /// Linear-memory cap of one agent instance.
-    pub memory_limit_bytes: usize,
-    /// stdout beyond this fails the task with `output_limit`; the first bytes are kept.
-    pub stdout_limit_bytes: usize,
-    /// stderr beyond this is dropped (the tail is kept).
-    pub stderr_limit_bytes: usize,
     /// Most tasks waiting in the queue; beyond it submit answers 503 `queue_full`.
     pub queue_capacity: usize,
     /// How long shutdown waits for running tasks before re-queueing them.
@@ -114,18 +143,28 @@ impl Default for Settings {
             },
             agents: AgentSettings {
                 max_binary_bytes: 50 * 1024 * 1024,
+                compile_timeout_secs: 300,
+                validation: Policy::default(),
             },
             tasks: TaskSettings {
                 default_timeout_secs: 30,
                 max_timeout_secs: 300,
-                memory_limit_bytes: 256 * 1024 * 1024,
-                stdout_limit_bytes: 1024 * 1024,
-                stderr_limit_bytes: 64 * 1024,
                 queue_capacity: 100_000,
                 shutdown_grace_secs: 10,
                 max_attempts: 3,
                 retention_max_finished: 1_000_000,
                 retention_days: 30,
+            },
+            limits: LimitSettings {
+                memory_bytes: 256 * MIB,
+                max_memory_bytes: 1024 * MIB,
+                timeout_secs: 30,
+                max_timeout_secs: 300,
+                max_stdin_bytes: 4 * MIB,
+                max_stdout_bytes: MIB,
+                max_stderr_bytes: 64 * 1024,
+                wasm_stack_bytes: 512 * 1024,
+                max_fuel: 0,
             },
             auction: AuctionSettings {
                 price_weight: 0.3,
@@ -200,9 +239,37 @@ impl Settings {
             (1..=t.max_timeout_secs).contains(&t.default_timeout_secs),
             "tasks.default_timeout_secs must be between 1 and tasks.max_timeout_secs",
         )?;
+        let l = &self.limits;
         rule(
-            t.memory_limit_bytes >= 64 * 1024,
-            "tasks.memory_limit_bytes must be at least 64 KiB",
+            (64 * 1024..=l.max_memory_bytes).contains(&l.memory_bytes)
+                && l.max_memory_bytes <= 4 * 1024 * MIB,
+            "limits.memory_bytes must be between 64 KiB and limits.max_memory_bytes (at most 4 GiB)",
+        )?;
+        rule(
+            (1..=l.max_timeout_secs).contains(&l.timeout_secs),
+            "limits.timeout_secs must be between 1 and limits.max_timeout_secs",
+        )?;
+        rule(
+            (64 * 1024..=64 * MIB).contains(&l.wasm_stack_bytes),
+            "limits.wasm_stack_bytes must be between 64 KiB and 64 MiB",
+        )?;
+        rule(
+            l.max_stdin_bytes <= 4 * MIB,
+            "limits.max_stdin_bytes must be at most 4 MiB (the largest task input)",
+        )?;
+        let v = &self.agents.validation;
+        if let Some(name) = v.unknown_import() {
+            return Err(ConfigError::Rule(format!(
+                "agents.validation.allowed_imports: `{name}` is not a WASI preview1 function"
+            )));
+        }
+        rule(
+            v.max_table_elements <= 10_000_000,
+            "agents.validation.max_table_elements must be at most 10000000",
+        )?;
+        rule(
+            self.agents.compile_timeout_secs > 0,
+            "agents.compile_timeout_secs must be positive",
         )?;
         rule(
             t.queue_capacity > 0,

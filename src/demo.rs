@@ -5,8 +5,10 @@
 use bytes::Bytes;
 use rust_embed::RustEmbed;
 
-use crate::agents::Marketplace;
+use std::time::Duration;
+
 use crate::agents::manifest::RawManifest;
+use crate::agents::{AgentStatus, Marketplace};
 use crate::auth::Accounts;
 
 /// The account that owns the demo agents. Nobody can sign in as it.
@@ -50,7 +52,12 @@ pub fn bundled() -> Result<Vec<(String, RawManifest, Bytes)>, DemoError> {
     Ok(agents)
 }
 
-/// Publishes every bundled agent the demo account does not have yet.
+/// Longest wait for a demo agent's build (they are small: milliseconds from the cache, well
+/// under a second to compile).
+const BUILD_WAIT: Duration = Duration::from_secs(120);
+
+/// Publishes every bundled agent the demo account does not have yet, and waits for their
+/// builds, so they can run as soon as the server listens.
 pub async fn publish(accounts: &Accounts, marketplace: &Marketplace) -> Result<(), DemoError> {
     let owner = accounts
         .system_user(DEMO_EMAIL, "ZeroState demo")
@@ -58,7 +65,19 @@ pub async fn publish(accounts: &Accounts, marketplace: &Marketplace) -> Result<(
         .map_err(|e| DemoError::Publish(e.to_string()))?;
     for (dir, raw, module) in bundled()? {
         match marketplace.publish_if_absent(owner.id, raw, module).await {
-            Ok(Some(agent)) => tracing::info!(agent = %agent.name, "published demo agent"),
+            Ok(Some(agent)) => {
+                let built = marketplace
+                    .wait_built(agent.id, BUILD_WAIT)
+                    .await
+                    .map_err(|e| DemoError::Publish(format!("{dir}: {e}")))?;
+                if built.status != AgentStatus::Ready {
+                    return Err(DemoError::Publish(format!(
+                        "{dir}: build ended {:?}: {:?}",
+                        built.status, built.rejection
+                    )));
+                }
+                tracing::info!(agent = %agent.name, "published demo agent");
+            }
             Ok(None) => tracing::debug!(dir, "demo agent already published"),
             Err(e) => return Err(DemoError::Publish(format!("{dir}: {e}"))),
         }

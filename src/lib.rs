@@ -34,7 +34,7 @@ use crate::http::AppState;
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::ledger::Ledger;
 use crate::realtime::Hub;
-use crate::runtime::Executor;
+use crate::runtime::{Compiler, Executor, ExecutorConfig};
 use crate::search::SearchIndex;
 use crate::store::Store;
 
@@ -102,7 +102,13 @@ impl Application {
     ) -> Result<Self, StartError> {
         let data_dir = settings.data_dir.clone();
         let ttl = settings.auth.token_ttl_secs;
-        let agent_threads = settings.workers;
+        let executor_config = ExecutorConfig {
+            runs: settings.workers,
+            wasm_stack_bytes: settings.limits.wasm_stack_bytes as usize,
+            max_memory_bytes: settings.limits.max_memory_bytes as usize,
+            max_table_elements: settings.agents.validation.max_table_elements as usize,
+            fuel: settings.limits.max_fuel > 0,
+        };
         let opened = tokio::task::spawn_blocking(move || -> Result<Opened, StartError> {
             create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
                 path: data_dir.display().to_string(),
@@ -112,7 +118,9 @@ impl Application {
                 store: Store::open(&data_dir.join(DB_FILE))?,
                 search: SearchIndex::open(&data_dir.join(INDEX_DIR))?,
                 keys: TokenKeys::load_or_create(&data_dir, ttl)?,
-                executor: Executor::new(agent_threads)
+                compiler: Compiler::start()
+                    .map_err(|e| StartError::Runtime(format!("build thread: {e}")))?,
+                executor: Executor::with_config(executor_config)
                     .map_err(|e| StartError::Runtime(e.to_string()))?
                     .with_module_cache(&data_dir.join(MODULES_DIR))
                     .map_err(|e| StartError::Runtime(format!("module cache: {e}")))?,
@@ -129,23 +137,35 @@ impl Application {
                 .map_err(|e| StartError::Component(format!("task WAL: {e}")))?;
         let hub = Hub::default();
         let accounts = Accounts::new(opened.store.clone(), Arc::new(opened.keys));
+        let executor = Arc::new(opened.executor);
+        let rules = agents::Rules {
+            max_binary_bytes: settings.agents.max_binary_bytes,
+            policy: settings.agents.validation.clone(),
+            limits: settings.limits,
+            compile_timeout: Duration::from_secs(settings.agents.compile_timeout_secs),
+        };
         let marketplace = Marketplace::new(
             opened.store.clone(),
             BlobStore::new(opened.store.clone()),
             Arc::new(opened.search),
             hub.clone(),
-            settings.agents.max_binary_bytes,
+            rules,
+            executor.clone(),
+            Arc::new(opened.compiler),
         )
         .await
         .map_err(|e| StartError::Component(format!("agent catalog and search index: {e}")))?;
+        marketplace
+            .resume_builds()
+            .await
+            .map_err(|e| StartError::Component(format!("agent builds: {e}")))?;
         let orchestrator = Orchestrator::new(
             opened.store.clone(),
             ledger,
             marketplace.clone(),
-            Arc::new(opened.executor),
+            executor,
             hub.clone(),
-            settings.tasks.clone(),
-            orchestrator::Weights::from(settings.auction),
+            &settings,
         );
         orchestrator
             .recover(unfinished)
@@ -195,6 +215,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The start-up warm-up's progress: it ends when every ready agent's module is loaded.
+    pub fn warmup(&self) -> tokio::sync::watch::Receiver<agents::Warmup> {
+        self.state.marketplace.warmup()
     }
 
     /// Cancel to begin a graceful shutdown.
@@ -259,6 +284,7 @@ struct Opened {
     search: SearchIndex,
     keys: TokenKeys,
     executor: Executor,
+    compiler: Compiler,
 }
 
 /// Creates the data dir readable by the service user only (it holds password hashes and the

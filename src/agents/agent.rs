@@ -1,8 +1,12 @@
 //! The agent record and its measured statistics.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use super::manifest::Limits;
 
 /// A published agent. Stored as JSON in `agents`; also the API shape.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -18,7 +22,24 @@ pub struct Agent {
     /// sha256 of the module; the key of its blob.
     pub binary_hash: String,
     pub binary_size: u64,
+    /// `validating → compiling → ready`, or `rejected` (see `rejection`). Only ready agents
+    /// bid in auctions.
     pub status: AgentStatus,
+    /// Why the agent was rejected; `null` otherwise.
+    #[serde(default)]
+    pub rejection: Option<Rejection>,
+    /// Progress and timings of the module's validation and compilation.
+    #[serde(default)]
+    pub build: Option<Build>,
+    /// Run limits the manifest asked for; `null` fields take the server's defaults.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Arguments after argv[0], from the manifest.
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// Environment from the manifest (the runtime adds `ZEROSTATE_*`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Measured outcomes, updated in the same transaction that finishes each task.
@@ -28,8 +49,45 @@ pub struct Agent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
-    /// Validated and eligible for auctions.
+    /// Stored; its function bodies are being validated (or wait for the build thread).
+    Validating,
+    /// Valid; being compiled to native code.
+    Compiling,
+    /// Compiled and eligible for auctions.
     Ready,
+    /// Failed validation or compilation; `rejection` says why.
+    Rejected,
+}
+
+impl AgentStatus {
+    /// Ready or rejected: the build is over.
+    pub fn is_built(self) -> bool {
+        matches!(self, AgentStatus::Ready | AgentStatus::Rejected)
+    }
+}
+
+/// Why a module was rejected after upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Rejection {
+    /// `invalid_wasm_module`, `compile_failed` or `compile_timeout`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Timings of an agent's build. Progress while compiling: compare the time since
+/// `compile_started_at` with `estimated_compile_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Build {
+    /// Time spent validating the function bodies.
+    pub validate_ms: Option<u64>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub compile_started_at: Option<OffsetDateTime>,
+    /// The compile's expected length, from this server's measured compile speed; `null` until
+    /// the server has measured one.
+    pub estimated_compile_ms: Option<u64>,
+    pub compile_ms: Option<u64>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -81,9 +139,8 @@ impl AgentStats {
 }
 
 impl Agent {
-    /// A ready agent that has never run, for unit tests.
-    #[cfg(test)]
-    pub(crate) fn fixture(name: &str, price: f64, capabilities: &[&str]) -> Self {
+    /// A ready agent that has never run and has no module, for tests and benchmarks.
+    pub fn fixture(name: &str, price: f64, capabilities: &[&str]) -> Self {
         Self {
             id: Uuid::now_v7(),
             owner_id: Uuid::nil(),
@@ -95,6 +152,11 @@ impl Agent {
             binary_hash: String::new(),
             binary_size: 0,
             status: AgentStatus::Ready,
+            rejection: None,
+            build: None,
+            limits: Limits::default(),
+            argv: Vec::new(),
+            env: BTreeMap::new(),
             created_at: OffsetDateTime::now_utc(),
             stats: AgentStats::default(),
         }

@@ -1,4 +1,11 @@
-//! The agent manifest as uploaded, parsed into checked values.
+//! The agent manifest as uploaded, parsed into checked values. The format is documented in
+//! `docs/agents.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::LimitSettings;
 
 /// A checked manifest. Construct with [`Manifest::parse`].
 #[derive(Debug, Clone)]
@@ -8,10 +15,28 @@ pub struct Manifest {
     pub version: String,
     pub capabilities: Vec<String>,
     pub price: f64,
+    pub limits: Limits,
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
 }
 
-/// Raw manifest fields, as they arrive from a form or a JSON file.
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+/// The run limits an agent asks for; `None` takes the server's default. Each is at most the
+/// server's maximum when uploaded, and is capped by the maximum in force when it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub stdin_bytes: Option<u64>,
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    /// Used only where the server meters fuel (`limits.max_fuel` set).
+    pub fuel: Option<u64>,
+}
+
+/// Raw manifest fields, as they arrive from a form or a JSON file (`manifest.json`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawManifest {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -19,6 +44,14 @@ pub struct RawManifest {
     #[serde(default)]
     pub capabilities: Vec<String>,
     pub price: Option<f64>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Arguments after argv[0] (the agent's name).
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// Environment variables, besides the `ZEROSTATE_*` ones every run gets.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +63,15 @@ const MAX_DESCRIPTION: usize = 4000;
 const MAX_CAPABILITIES: usize = 32;
 const MAX_CAPABILITY: usize = 64;
 const MAX_PRICE: f64 = 1_000_000.0;
+const MAX_ARGS: usize = 64;
+const MAX_VARS: usize = 64;
+const MAX_ARG_BYTES: usize = 4096;
+/// Prefix of the variables the runtime sets; a manifest cannot set or shadow them.
+pub const RESERVED_ENV_PREFIX: &str = "ZEROSTATE_";
 
 impl Manifest {
-    pub fn parse(raw: RawManifest) -> Result<Self, ManifestError> {
+    /// Checks `raw`; its limits must be within `max`.
+    pub fn parse(raw: RawManifest, max: &LimitSettings) -> Result<Self, ManifestError> {
         let err = |m: String| Err(ManifestError(m));
         let name = raw.name.unwrap_or_default().trim().to_owned();
         if name.is_empty() || name.chars().count() > MAX_NAME {
@@ -67,14 +106,115 @@ impl Manifest {
         if !price.is_finite() || !(0.0..=MAX_PRICE).contains(&price) {
             return err(format!("price must be a number between 0 and {MAX_PRICE}"));
         }
+        check_limits(&raw.limits, max)?;
+        check_args(&raw.argv, &raw.env)?;
         Ok(Self {
             name,
             description,
             version,
             capabilities,
             price,
+            limits: raw.limits,
+            argv: raw.argv,
+            env: raw.env,
         })
     }
+}
+
+fn check_limits(limits: &Limits, max: &LimitSettings) -> Result<(), ManifestError> {
+    let rules = [
+        (
+            "memory_bytes",
+            limits.memory_bytes,
+            64 * 1024,
+            max.max_memory_bytes,
+            "limits.max_memory_bytes",
+        ),
+        (
+            "timeout_secs",
+            limits.timeout_secs,
+            1,
+            max.max_timeout_secs,
+            "limits.max_timeout_secs",
+        ),
+        (
+            "stdin_bytes",
+            limits.stdin_bytes,
+            0,
+            max.max_stdin_bytes,
+            "limits.max_stdin_bytes",
+        ),
+        (
+            "stdout_bytes",
+            limits.stdout_bytes,
+            0,
+            max.max_stdout_bytes,
+            "limits.max_stdout_bytes",
+        ),
+        (
+            "stderr_bytes",
+            limits.stderr_bytes,
+            0,
+            max.max_stderr_bytes,
+            "limits.max_stderr_bytes",
+        ),
+        ("fuel", limits.fuel, 1, u64::MAX, ""),
+    ];
+    for (name, value, min, max, setting) in rules {
+        match value {
+            Some(v) if v < min => {
+                return Err(ManifestError(format!(
+                    "limits.{name} must be at least {min}"
+                )));
+            }
+            Some(v) if v > max => {
+                return Err(ManifestError(format!(
+                    "limits.{name} is {v}; this server allows at most {max} ({setting})"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_args(argv: &[String], env: &BTreeMap<String, String>) -> Result<(), ManifestError> {
+    let err = |m: String| Err(ManifestError(m));
+    if argv.len() > MAX_ARGS || env.len() > MAX_VARS {
+        return err(format!(
+            "at most {MAX_ARGS} argv entries and {MAX_VARS} env variables are allowed"
+        ));
+    }
+    for arg in argv {
+        if arg.len() > MAX_ARG_BYTES || arg.contains('\0') {
+            return err(format!(
+                "argv entries must be at most {MAX_ARG_BYTES} bytes without NUL characters"
+            ));
+        }
+    }
+    for (key, value) in env {
+        let mut chars = key.chars();
+        let well_formed = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed || key.len() > 128 {
+            return err(format!(
+                "env name `{key}` must be letters, digits and '_', not starting with a digit"
+            ));
+        }
+        if key.to_ascii_uppercase().starts_with(RESERVED_ENV_PREFIX) {
+            return err(format!(
+                "env name `{key}`: the {RESERVED_ENV_PREFIX} prefix is reserved for the runtime"
+            ));
+        }
+        if value.len() > MAX_ARG_BYTES || value.contains('\0') {
+            return err(format!(
+                "env `{key}` must be at most {MAX_ARG_BYTES} bytes without NUL characters"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Splits comma-separated entries, trims, lowercases, drops duplicates and empties, and checks
@@ -133,9 +273,13 @@ mod tests {
         }
     }
 
+    fn parse(raw: RawManifest) -> Result<Manifest, ManifestError> {
+        Manifest::parse(raw, &crate::config::Settings::default().limits)
+    }
+
     #[test]
     fn capabilities_accept_repeated_and_comma_separated_forms() {
-        let m = Manifest::parse(raw(&["Text, nlp", "text", "sentiment-analysis"])).unwrap();
+        let m = parse(raw(&["Text, nlp", "text", "sentiment-analysis"])).unwrap();
         assert_eq!(m.capabilities, ["text", "nlp", "sentiment-analysis"]);
         assert_eq!(
             (m.name.as_str(), m.version.as_str(), m.price),
@@ -145,27 +289,52 @@ mod tests {
 
     #[test]
     fn bad_manifests_name_the_problem() {
-        assert!(
-            Manifest::parse(raw(&[]))
-                .unwrap_err()
-                .0
-                .contains("capability")
-        );
-        assert!(
-            Manifest::parse(raw(&["a b"]))
-                .unwrap_err()
-                .0
-                .contains("a b")
-        );
+        assert!(parse(raw(&[])).unwrap_err().0.contains("capability"));
+        assert!(parse(raw(&["a b"])).unwrap_err().0.contains("a b"));
         let mut r = raw(&["x"]);
         r.price = Some(-1.0);
-        assert!(Manifest::parse(r).unwrap_err().0.contains("price"));
+        assert!(parse(r).unwrap_err().0.contains("price"));
         let mut r = raw(&["x"]);
         r.version = Some("1.2".into());
-        assert!(Manifest::parse(r).unwrap_err().0.contains("semver"));
+        assert!(parse(r).unwrap_err().0.contains("semver"));
         let mut r = raw(&["x"]);
         r.name = Some("  ".into());
-        assert!(Manifest::parse(r).unwrap_err().0.contains("name"));
+        assert!(parse(r).unwrap_err().0.contains("name"));
+    }
+
+    #[test]
+    fn limits_argv_and_env_are_checked_against_the_server() {
+        let json = r#"{"name": "A", "capabilities": ["x"], "argv": ["--fast"],
+            "env": {"MODE": "strict"}, "limits": {"memory_bytes": 1048576, "timeout_secs": 5}}"#;
+        let m = parse(serde_json::from_str(json).unwrap()).unwrap();
+        assert_eq!(
+            (m.limits.memory_bytes, m.limits.timeout_secs),
+            (Some(1 << 20), Some(5))
+        );
+        assert_eq!(
+            (m.argv, m.env["MODE"].as_str()),
+            (vec!["--fast".to_owned()], "strict")
+        );
+
+        let refused = [
+            (r#"{"memory_bytes": 2147483648}"#, "limits.max_memory_bytes"),
+            (r#"{"timeout_secs": 301}"#, "at most 300"),
+            (r#"{"timeout_secs": 0}"#, "at least 1"),
+            (r#"{"stdout_bytes": 2097152}"#, "limits.max_stdout_bytes"),
+        ];
+        for (limits, expected) in refused {
+            let mut r = raw(&["x"]);
+            r.limits = serde_json::from_str(limits).unwrap();
+            let e = parse(r).unwrap_err().0;
+            assert!(e.contains(expected), "{limits}: {e}");
+        }
+        for key in ["ZEROSTATE_TASK_ID", "zerostate_x", "1X", "A-B", ""] {
+            let mut r = raw(&["x"]);
+            r.env.insert(key.into(), "v".into());
+            assert!(parse(r).is_err(), "{key}");
+        }
+        let unknown = serde_json::from_str::<RawManifest>(r#"{"name": "A", "limit": {}}"#);
+        assert!(unknown.unwrap_err().to_string().contains("limit"));
     }
 
     #[test]

@@ -1,18 +1,27 @@
-//! The marketplace component: publishing, lookup, listing and search over agents.
+//! The marketplace component: publishing, building, lookup, listing and search over agents.
+//!
+//! Publishing answers once the module's declarations pass [`runtime::check`] and its bytes are
+//! durable; the build (body validation, then compilation) runs in the background on the
+//! [`Compiler`] thread, moving the agent `validating → compiling → ready` (or `rejected`), with
+//! each step stored and announced on the hub. At start, unfinished builds are resumed and the
+//! ready agents' compiled code is loaded from the module cache ("warm-up").
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use time::OffsetDateTime;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use super::agent::{Agent, AgentStats, AgentStatus};
+use super::agent::{Agent, AgentStats, AgentStatus, Build, Rejection};
 use super::catalog::Catalog;
 use super::manifest::{Manifest, ManifestError, RawManifest};
 use crate::blob::{BlobError, BlobStore};
+use crate::config::LimitSettings;
 use crate::error::{ApiError, Code};
 use crate::realtime::{Event, Hub};
-use crate::runtime;
+use crate::runtime::{self, Compiler, Executor, Policy};
 use crate::search::{SearchError, SearchIndex};
 use crate::store::{Store, StoreError};
 
@@ -28,6 +37,8 @@ pub enum AgentError {
     NameTaken(String),
     #[error("agent not found")]
     NotFound,
+    #[error("the build thread stopped")]
+    BuildStopped,
     #[error(transparent)]
     Search(#[from] SearchError),
     #[error(transparent)]
@@ -44,6 +55,7 @@ impl From<AgentError> for ApiError {
             AgentError::TooLarge { .. } => Code::PayloadTooLarge,
             AgentError::NameTaken(_) => Code::AgentNameTaken,
             AgentError::NotFound => Code::AgentNotFound,
+            AgentError::BuildStopped => return ApiError::internal(&e),
             AgentError::Search(e) => return ApiError::internal(e),
             AgentError::Blob(e) => return ApiError::internal(e),
             AgentError::Store(e) => return ApiError::internal(e),
@@ -68,6 +80,26 @@ pub struct AgentList {
     pub total: usize,
 }
 
+/// What the marketplace enforces on uploads.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub max_binary_bytes: usize,
+    pub policy: Policy,
+    pub limits: LimitSettings,
+    pub compile_timeout: Duration,
+}
+
+/// Progress of the start-up warm-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Warmup {
+    /// Ready agents whose code is loaded (or known not to load).
+    pub loaded: usize,
+    /// Of those, how many had to be compiled (their cached code was missing or stale).
+    pub compiled: usize,
+    pub total: usize,
+    pub done: bool,
+}
+
 /// The marketplace component. Cheap to clone.
 #[derive(Clone)]
 pub struct Marketplace {
@@ -77,18 +109,31 @@ pub struct Marketplace {
     hub: Hub,
     /// Ready agents in memory, for auctions.
     catalog: Catalog,
-    max_binary_bytes: usize,
+    rules: Arc<Rules>,
+    executor: Arc<Executor>,
+    compiler: Arc<Compiler>,
+    /// Ids of agents whose build just ended.
+    built: broadcast::Sender<Uuid>,
+    /// Measured compile speed, bytes of module per millisecond (a moving average).
+    compile_speed: Arc<Mutex<Option<f64>>>,
+    warmup: Arc<watch::Sender<Warmup>>,
 }
+
+/// Weight of the newest compile in the compile-speed average.
+const SPEED_ALPHA: f64 = 0.3;
 
 impl Marketplace {
     /// Loads the agents once: they become the in-memory catalog, and the search index is
-    /// rebuilt from them if it does not hold exactly the stored agents.
+    /// rebuilt from them if it does not hold exactly the stored agents. Call
+    /// [`Marketplace::resume_builds`] next.
     pub async fn new(
         store: Store,
         blobs: BlobStore,
         search: Arc<SearchIndex>,
         hub: Hub,
-        max_binary_bytes: usize,
+        rules: Rules,
+        executor: Arc<Executor>,
+        compiler: Arc<Compiler>,
     ) -> Result<Self, AgentError> {
         let agents = store.all_agents().await?;
         let agents = {
@@ -104,8 +149,249 @@ impl Marketplace {
             search,
             hub,
             catalog,
-            max_binary_bytes,
+            rules: Arc::new(rules),
+            executor,
+            compiler,
+            built: broadcast::channel(1024).0,
+            compile_speed: Arc::default(),
+            warmup: Arc::new(watch::channel(Warmup::default()).0),
         })
+    }
+
+    /// In the background: restarts the builds a stop interrupted, then loads every ready
+    /// agent's compiled code (from the module cache; compiled again only on a cache miss).
+    pub async fn resume_builds(&self) -> Result<(), AgentError> {
+        let agents = self.store.all_agents().await?;
+        let (ready, unbuilt): (Vec<Agent>, Vec<Agent>) = agents
+            .into_iter()
+            .filter(|a| a.status != AgentStatus::Rejected)
+            .partition(|a| a.status == AgentStatus::Ready);
+        for agent in unbuilt {
+            tracing::info!(agent_id = %agent.id, "resuming an interrupted build");
+            let this = self.clone();
+            tokio::spawn(async move { this.build(agent, None).await });
+        }
+        self.warmup.send_modify(|w| {
+            w.total = ready.len();
+            w.done = ready.is_empty();
+        });
+        let this = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            for agent in &ready {
+                let compiled = match this.load(agent).await {
+                    Ok(prepared) => prepared == runtime::Prepared::Compiled,
+                    Err(e) => {
+                        tracing::error!(agent_id = %agent.id, error = %e, "cannot load a ready agent's module; its tasks will fail");
+                        false
+                    }
+                };
+                this.warmup.send_modify(|w| {
+                    w.loaded += 1;
+                    w.compiled += usize::from(compiled);
+                });
+            }
+            this.warmup.send_modify(|w| w.done = true);
+            let w = *this.warmup.borrow();
+            tracing::info!(
+                agents = w.total,
+                compiled = w.compiled,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "agent modules loaded"
+            );
+        });
+        Ok(())
+    }
+
+    /// Makes a ready agent's module runnable: from memory or the cache, else compiled.
+    async fn load(&self, agent: &Agent) -> Result<runtime::Prepared, String> {
+        let (executor, hash) = (self.executor.clone(), agent.binary_hash.clone());
+        let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&hash))
+            .await
+            .map_err(|e| e.to_string())??;
+        if let Some(prepared) = cached {
+            return Ok(prepared);
+        }
+        tracing::info!(agent_id = %agent.id, "compiled code not cached; compiling again");
+        let bytes = self.module_bytes(agent).await.map_err(|e| e.to_string())?;
+        let (executor, hash) = (self.executor.clone(), agent.binary_hash.clone());
+        self.compiler
+            .run(move || executor.compile(&hash, &bytes))
+            .await
+            .map_err(|_| "the build thread stopped".to_owned())?
+    }
+
+    /// Progress of the start-up warm-up, now and as it changes.
+    pub fn warmup(&self) -> watch::Receiver<Warmup> {
+        self.warmup.subscribe()
+    }
+
+    /// Validates the bodies of a published agent's module and compiles it, storing and
+    /// announcing each step. Runs to the end (a store failure leaves the agent unbuilt, and the
+    /// next start resumes it).
+    async fn build(&self, agent: Agent, wasm: Option<Bytes>) {
+        let id = agent.id;
+        if let Err(e) = self.try_build(agent, wasm).await {
+            tracing::error!(agent_id = %id, error = %e, "agent build failed; it resumes at the next start");
+        }
+        let _ = self.built.send(id);
+    }
+
+    async fn try_build(&self, agent: Agent, wasm: Option<Bytes>) -> Result<(), AgentError> {
+        let id = agent.id;
+        let hash = agent.binary_hash.clone();
+        // The same bytes compiled before (another agent, or an earlier upload): nothing to do.
+        let (executor, key) = (self.executor.clone(), hash.clone());
+        let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&key))
+            .await
+            .map_err(StoreError::from)?;
+        if let Ok(Some(_)) = cached {
+            return self.finish_build(id, Ok(0)).await;
+        }
+        let bytes = match wasm {
+            Some(bytes) => bytes,
+            None => self.module_bytes(&agent).await?,
+        };
+
+        let started = Instant::now();
+        let (module, rules) = (bytes.clone(), self.rules.clone());
+        let validated = self
+            .compiler
+            .run(move || runtime::validate(&module, &rules.policy))
+            .await
+            .map_err(|_| AgentError::BuildStopped)?;
+        if let Err(e) = validated {
+            return self
+                .reject(
+                    id,
+                    "invalid_wasm_module",
+                    format!("invalid WebAssembly module: {e}"),
+                )
+                .await;
+        }
+        let validate_ms = started.elapsed().as_millis() as u64;
+        let estimate = self
+            .compile_speed
+            .lock()
+            .expect("compile speed")
+            .map(|bytes_per_ms| (bytes.len() as f64 / bytes_per_ms) as u64);
+        self.set_status(id, move |a| {
+            a.status = AgentStatus::Compiling;
+            let build = a.build.get_or_insert_with(Build::default);
+            build.validate_ms = Some(validate_ms);
+            build.compile_started_at = Some(OffsetDateTime::now_utc());
+            build.estimated_compile_ms = estimate;
+        })
+        .await?;
+
+        let started = Instant::now();
+        let size = bytes.len();
+        let executor = self.executor.clone();
+        let compiled = self.compiler.run(move || executor.compile(&hash, &bytes));
+        let timeout = self.rules.compile_timeout;
+        let result = match tokio::time::timeout(timeout, compiled).await {
+            Err(_) => {
+                return self
+                    .reject(
+                        id,
+                        "compile_timeout",
+                        format!(
+                            "compilation did not finish within {} s (agents.compile_timeout_secs)",
+                            timeout.as_secs()
+                        ),
+                    )
+                    .await;
+            }
+            Ok(Err(_)) => return Err(AgentError::BuildStopped),
+            Ok(Ok(result)) => result,
+        };
+        match result {
+            Ok(_) => {
+                let ms = started.elapsed().as_millis() as u64;
+                self.record_compile_speed(size, ms);
+                self.finish_build(id, Ok(ms)).await
+            }
+            Err(message) => self.reject(id, "compile_failed", message).await,
+        }
+    }
+
+    fn record_compile_speed(&self, size: usize, ms: u64) {
+        let speed = size as f64 / ms.max(1) as f64;
+        let mut average = self.compile_speed.lock().expect("compile speed");
+        *average = Some(average.map_or(speed, |a| SPEED_ALPHA * speed + (1.0 - SPEED_ALPHA) * a));
+    }
+
+    async fn reject(&self, id: Uuid, code: &str, message: String) -> Result<(), AgentError> {
+        tracing::info!(agent_id = %id, code, %message, "agent rejected");
+        let rejection = Rejection {
+            code: code.to_owned(),
+            message,
+        };
+        self.finish_build(id, Err(rejection)).await
+    }
+
+    /// Ends a build: ready (after `compile_ms` of compiling) or rejected.
+    async fn finish_build(
+        &self,
+        id: Uuid,
+        outcome: Result<u64, Rejection>,
+    ) -> Result<(), AgentError> {
+        let agent = self
+            .set_status(id, move |a| {
+                let build = a.build.get_or_insert_with(Build::default);
+                build.finished_at = Some(OffsetDateTime::now_utc());
+                match outcome {
+                    Ok(ms) => {
+                        build.compile_ms = Some(ms);
+                        a.status = AgentStatus::Ready;
+                    }
+                    Err(rejection) => {
+                        a.status = AgentStatus::Rejected;
+                        a.rejection = Some(rejection);
+                    }
+                }
+            })
+            .await?;
+        if let Some(agent) = agent
+            && agent.status == AgentStatus::Ready
+        {
+            tracing::info!(agent_id = %agent.id, name = %agent.name, "agent ready");
+            self.catalog.upsert(agent);
+        }
+        Ok(())
+    }
+
+    /// Stores a build step and announces it.
+    async fn set_status(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut Agent) + Send + 'static,
+    ) -> Result<Option<Agent>, AgentError> {
+        let agent = self.store.update_agent(id, change).await?;
+        if let Some(agent) = &agent {
+            self.hub.broadcast(Event::agent_update(agent, "updated"));
+        }
+        Ok(agent)
+    }
+
+    /// Waits up to `timeout` for the agent's build to end; returns the agent as it then is.
+    pub async fn wait_built(&self, id: Uuid, timeout: Duration) -> Result<Agent, AgentError> {
+        let mut built = self.built.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let agent = self.get(id).await?;
+            if agent.status.is_built() {
+                return Ok(agent);
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, built.recv()).await {
+                    Err(_) => return self.get(id).await,
+                    Ok(Ok(done)) if done != id => continue,
+                    // This agent, or missed messages: look again.
+                    Ok(_) => break,
+                }
+            }
+        }
     }
 
     /// The ready agents, in memory.
@@ -114,31 +400,33 @@ impl Marketplace {
     }
 
     pub fn max_binary_bytes(&self) -> usize {
-        self.max_binary_bytes
+        self.rules.max_binary_bytes
     }
 
-    /// Validates and publishes an agent owned by `owner`.
+    /// Checks and stores an agent owned by `owner`; it is `validating`, and builds in the
+    /// background ([`Marketplace::wait_built`] waits for the end).
     pub async fn publish(
         &self,
         owner: Uuid,
         raw: RawManifest,
         wasm: Bytes,
     ) -> Result<Agent, AgentError> {
-        let manifest = Manifest::parse(raw)?;
-        if wasm.len() > self.max_binary_bytes {
+        let manifest = Manifest::parse(raw, &self.rules.limits)?;
+        let max = self.rules.max_binary_bytes;
+        if wasm.len() > max {
             return Err(AgentError::TooLarge {
                 size: wasm.len(),
-                max: self.max_binary_bytes,
+                max,
             });
         }
-        let module = wasm.clone();
-        tokio::task::spawn_blocking(move || runtime::validate(&module))
+        let (module, rules) = (wasm.clone(), self.rules.clone());
+        tokio::task::spawn_blocking(move || runtime::check(&module, &rules.policy))
             .await
             .map_err(StoreError::from)?
             .map_err(|e| AgentError::InvalidWasm(e.to_string()))?;
 
         let binary_size = wasm.len() as u64;
-        let binary_hash = self.blobs.put(wasm).await?;
+        let binary_hash = self.blobs.put(wasm.clone()).await?;
         let now = OffsetDateTime::now_utc();
         let agent = Agent {
             // Time-ordered, so ids sort by age (the auction breaks ties on it).
@@ -151,14 +439,18 @@ impl Marketplace {
             price: manifest.price,
             binary_hash,
             binary_size,
-            status: AgentStatus::Ready,
+            status: AgentStatus::Validating,
+            rejection: None,
+            build: None,
+            limits: manifest.limits,
+            argv: manifest.argv,
+            env: manifest.env,
             created_at: now,
             stats: AgentStats::default(),
         };
         if !self.store.insert_agent(agent.clone()).await? {
             return Err(AgentError::NameTaken(agent.name));
         }
-        self.catalog.upsert(agent.clone());
         let search = self.search.clone();
         let indexed = agent.clone();
         tokio::task::spawn_blocking(move || search.upsert(&indexed))
@@ -167,6 +459,8 @@ impl Marketplace {
         tracing::info!(agent_id = %agent.id, name = %agent.name, hash = %agent.binary_hash, "agent published");
         self.hub
             .broadcast(Event::agent_update(&agent, "registered"));
+        let (this, building) = (self.clone(), agent.clone());
+        tokio::spawn(async move { this.build(building, Some(wasm)).await });
         Ok(agent)
     }
 

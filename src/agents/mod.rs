@@ -9,7 +9,7 @@ mod catalog;
 pub mod manifest;
 mod marketplace;
 
-pub use agent::{Agent, AgentStats, AgentStatus};
+pub use agent::{Agent, AgentStats, AgentStatus, Build, Rejection};
 pub use catalog::{Bidder, Bidders, Catalog, wilson_lower_bound};
-pub use manifest::{Manifest, ManifestError, parse_capabilities};
-pub use marketplace::{AgentError, AgentList, AgentQuery, Marketplace};
+pub use manifest::{Limits, Manifest, ManifestError, parse_capabilities};
+pub use marketplace::{AgentError, AgentList, AgentQuery, Marketplace, Rules, Warmup};

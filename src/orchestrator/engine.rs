@@ -22,8 +22,8 @@ use super::auction::{Bid, NoEligibleAgent, Weights};
 use super::ledger::{Ledger, LedgerError, Submitted};
 use super::runs::{RecentRuns, RecentStats};
 use super::task::{Attempt, FailureCode, Priority, Task, TaskCounts, TaskStatus};
-use crate::agents::{AgentError, Marketplace, parse_capabilities};
-use crate::config::TaskSettings;
+use crate::agents::{AgentError, Limits, Marketplace, parse_capabilities};
+use crate::config::{LimitSettings, Settings, TaskSettings};
 use crate::error::{ApiError, Code};
 use crate::queue::{QueueError, QueuedTask, TaskQueue};
 use crate::realtime::{Event, Hub};
@@ -149,6 +149,7 @@ struct Inner {
     executor: Arc<Executor>,
     hub: Hub,
     settings: TaskSettings,
+    limits: LimitSettings,
     weights: Weights,
     /// Cleared at shutdown: submits answer 503 and workers stop taking tasks.
     accepting: AtomicBool,
@@ -197,9 +198,9 @@ impl Orchestrator {
         marketplace: Marketplace,
         executor: Arc<Executor>,
         hub: Hub,
-        settings: TaskSettings,
-        weights: Weights,
+        config: &Settings,
     ) -> Self {
+        let settings = config.tasks.clone();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -209,7 +210,8 @@ impl Orchestrator {
                 executor,
                 hub,
                 settings,
-                weights,
+                limits: config.limits,
+                weights: Weights::from(config.auction),
                 accepting: AtomicBool::new(true),
                 finished: broadcast::channel(1024).0,
                 running: Mutex::default(),
@@ -758,27 +760,23 @@ impl Orchestrator {
             Some(input) => serde_json::to_vec(input).expect("JSON values serialise"),
             None => task.query.as_bytes().to_vec(),
         };
-        let env = vec![
+        let mut env: Vec<(String, String)> = agent
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend([
             ("ZEROSTATE_TASK_ID".to_owned(), task.id.to_string()),
             ("ZEROSTATE_AGENT_ID".to_owned(), agent.id.to_string()),
             ("ZEROSTATE_QUERY".to_owned(), task.query.to_string()),
-        ];
-        let limits = RunLimits {
-            timeout,
-            memory_bytes: inner.settings.memory_limit_bytes,
-            stdout_bytes: inner.settings.stdout_limit_bytes,
-            stderr_bytes: inner.settings.stderr_limit_bytes,
-        };
+        ]);
+        let mut args = Vec::with_capacity(1 + agent.argv.len());
+        args.push(agent.name.clone());
+        args.extend(agent.argv.iter().cloned());
+        let limits = run_limits(&inner.limits, &agent.limits, timeout);
         let output = inner
             .executor
-            .run(
-                &agent.binary_hash,
-                vec![agent.name.clone()],
-                env,
-                stdin,
-                limits,
-                cancel.clone(),
-            )
+            .run(&agent.binary_hash, args, env, stdin, limits, cancel.clone())
             .await;
 
         if output.outcome == Outcome::Interrupted {
@@ -1056,6 +1054,22 @@ fn tail(text: &str, max_chars: usize) -> String {
 }
 
 /// The stable code of a run that did not complete.
+/// An agent's limits for one run: what its manifest asked for (else the server's default),
+/// capped by the server's maxima in force now; the wall time also by the task's `timeout`.
+fn run_limits(server: &LimitSettings, agent: &Limits, task_timeout: Duration) -> RunLimits {
+    let pick = |asked: Option<u64>, default: u64, max: u64| asked.unwrap_or(default).min(max);
+    let l = server;
+    let agent_timeout = pick(agent.timeout_secs, l.timeout_secs, l.max_timeout_secs);
+    RunLimits {
+        timeout: task_timeout.min(Duration::from_secs(agent_timeout)),
+        memory_bytes: pick(agent.memory_bytes, l.memory_bytes, l.max_memory_bytes) as usize,
+        stdin_bytes: pick(agent.stdin_bytes, l.max_stdin_bytes, l.max_stdin_bytes) as usize,
+        stdout_bytes: pick(agent.stdout_bytes, l.max_stdout_bytes, l.max_stdout_bytes) as usize,
+        stderr_bytes: pick(agent.stderr_bytes, l.max_stderr_bytes, l.max_stderr_bytes) as usize,
+        fuel: (l.max_fuel > 0).then(|| pick(agent.fuel, l.max_fuel, l.max_fuel)),
+    }
+}
+
 fn failure_code(outcome: &Outcome) -> Option<FailureCode> {
     Some(match outcome {
         Outcome::Completed | Outcome::Interrupted => return None,
@@ -1064,6 +1078,8 @@ fn failure_code(outcome: &Outcome) -> Option<FailureCode> {
         Outcome::MemoryLimit => FailureCode::MemoryLimit,
         Outcome::OutputLimit => FailureCode::OutputLimit,
         Outcome::StackOverflow => FailureCode::StackOverflow,
+        Outcome::FuelExhausted => FailureCode::FuelExhausted,
+        Outcome::InputLimit => FailureCode::InputLimit,
         Outcome::Trapped(_) => FailureCode::Trap,
         Outcome::Canceled => FailureCode::Canceled,
     })
@@ -1082,6 +1098,11 @@ fn describe_failure(outcome: &Outcome, limits: &RunLimits, stderr: &str) -> Stri
         ),
         Outcome::OutputLimit => format!("output limit of {} bytes exceeded", limits.stdout_bytes),
         Outcome::StackOverflow => "agent trapped: call stack exhausted".to_owned(),
+        Outcome::FuelExhausted => "agent ran out of fuel".to_owned(),
+        Outcome::InputLimit => format!(
+            "the input is larger than the agent accepts ({} bytes)",
+            limits.stdin_bytes
+        ),
         Outcome::Trapped(message) => format!("agent trapped: {message}"),
         Outcome::Completed | Outcome::Interrupted | Outcome::Canceled => {
             unreachable!("not a failure")
@@ -1097,6 +1118,36 @@ fn describe_failure(outcome: &Outcome, limits: &RunLimits, stderr: &str) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_limits_take_the_manifest_capped_by_the_server() {
+        let mut server = Settings::default().limits;
+        let defaults = run_limits(&server, &Limits::default(), Duration::from_secs(60));
+        assert_eq!(
+            (
+                defaults.timeout,
+                defaults.memory_bytes,
+                defaults.stdout_bytes,
+                defaults.fuel
+            ),
+            (Duration::from_secs(30), 256 << 20, 1 << 20, None)
+        );
+        let asked = Limits {
+            memory_bytes: Some(900 << 20),
+            timeout_secs: Some(100),
+            stdout_bytes: Some(10),
+            fuel: Some(5),
+            ..Limits::default()
+        };
+        // The task's own timeout is shorter; the server lowered its memory maximum since.
+        server.max_memory_bytes = 512 << 20;
+        server.max_fuel = 1000;
+        let run = run_limits(&server, &asked, Duration::from_secs(20));
+        assert_eq!(
+            (run.timeout, run.memory_bytes, run.stdout_bytes, run.fuel),
+            (Duration::from_secs(20), 512 << 20, 10, Some(5))
+        );
+    }
 
     #[test]
     fn results_are_json_when_they_parse() {
@@ -1116,8 +1167,10 @@ mod tests {
         let limits = RunLimits {
             timeout: Duration::from_secs(2),
             memory_bytes: 256 << 20,
+            stdin_bytes: 4 << 20,
             stdout_bytes: 1 << 20,
             stderr_bytes: 1 << 16,
+            fuel: None,
         };
         assert_eq!(
             describe_failure(

@@ -125,10 +125,15 @@ pub enum FailureCode {
     Interrupted,
     /// A fault of the server; see its log.
     Internal,
+    /// The run used up its fuel (only where the server meters fuel).
+    FuelExhausted,
+    /// The input is larger than the agent accepts (its `limits.stdin_bytes`).
+    InputLimit,
 }
 
 impl FailureCode {
-    pub const ALL: [FailureCode; 11] = [
+    /// In the order of their discriminants, which the binary encoding stores: append only.
+    pub const ALL: [FailureCode; 13] = [
         FailureCode::Timeout,
         FailureCode::MemoryLimit,
         FailureCode::OutputLimit,
@@ -140,6 +145,8 @@ impl FailureCode {
         FailureCode::AgentUnavailable,
         FailureCode::Interrupted,
         FailureCode::Internal,
+        FailureCode::FuelExhausted,
+        FailureCode::InputLimit,
     ];
 }
 

@@ -58,7 +58,7 @@ impl Event {
     pub fn agent_update(agent: &Agent, action: &str) -> Self {
         Self::new(
             "agent_update",
-            json!({"agent_id": agent.id, "name": agent.name, "action": action}),
+            json!({"agent_id": agent.id, "name": agent.name, "action": action, "status": agent.status}),
         )
     }
 

@@ -37,8 +37,41 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub struct RunLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
+    /// Larger input is refused before the guest starts ([`Outcome::InputLimit`]).
+    pub stdin_bytes: usize,
     pub stdout_bytes: usize,
     pub stderr_bytes: usize,
+    /// Fuel for the run; used only by an executor built with fuel metering.
+    pub fuel: Option<u64>,
+}
+
+/// Engine-wide settings of an [`Executor`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutorConfig {
+    /// Most guests running at once; also the number of pooled instance slots.
+    pub runs: usize,
+    /// wasm call stack of every guest.
+    pub wasm_stack_bytes: usize,
+    /// Largest linear memory any run may have; each pooled slot reserves (virtual) address
+    /// space for it.
+    pub max_memory_bytes: usize,
+    /// Table elements each pooled slot holds; modules declaring more fail to instantiate, so
+    /// validation must refuse them first.
+    pub max_table_elements: usize,
+    /// Meter fuel (wasmtime instruments every function; 10-20 % slower guests).
+    pub fuel: bool,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            runs: 1,
+            wasm_stack_bytes: 512 * 1024,
+            max_memory_bytes: 1 << 30,
+            max_table_elements: 100_000,
+            fuel: false,
+        }
+    }
 }
 
 /// How a run ended.
@@ -55,6 +88,10 @@ pub enum Outcome {
     OutputLimit,
     /// The guest's call stack overflowed.
     StackOverflow,
+    /// The guest used up its fuel.
+    FuelExhausted,
+    /// The input is larger than the run's stdin limit; the guest did not start.
+    InputLimit,
     /// Another trap (`unreachable`, an out-of-bounds access…) or a failed instantiation.
     Trapped(String),
     /// Stopped because the server is shutting down; the task should run again later.
@@ -143,6 +180,8 @@ pub struct Executor {
     slots: Arc<tokio::sync::Semaphore>,
     /// Compiled modules kept across restarts, if configured.
     cache: Option<ModuleCache>,
+    /// Whether the engine meters fuel.
+    fuel: bool,
 }
 
 /// Where [`Executor::prepare`] got a module's compiled code.
@@ -155,14 +194,21 @@ pub enum Prepared {
     Compiled,
 }
 
-/// Most table elements a module may define; pooled slots reserve this many (8 bytes each).
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-
 impl Executor {
-    /// An executor that runs at most `runs` guests at once, on dedicated threads (no more than
-    /// there are cores). Instances come from a pool of `runs` pre-reserved slots (memory, table,
-    /// stack), so starting a guest maps no memory: its linear memory is a copy-on-write image.
+    /// An executor with the default [`ExecutorConfig`] that runs at most `runs` guests at once.
     pub fn new(runs: usize) -> wasmtime::Result<Self> {
+        Self::with_config(ExecutorConfig {
+            runs,
+            ..ExecutorConfig::default()
+        })
+    }
+
+    /// An executor that runs at most `config.runs` guests at once, on dedicated threads (no
+    /// more than there are cores). Instances come from a pool of pre-reserved slots (memory,
+    /// table, stack), so starting a guest maps no memory: its linear memory is a copy-on-write
+    /// image.
+    pub fn with_config(options: ExecutorConfig) -> wasmtime::Result<Self> {
+        let runs = options.runs;
         let slots = runs.max(1) as u32;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(slots)
@@ -170,10 +216,15 @@ impl Executor {
             .total_tables(slots)
             .total_stacks(slots)
             .total_component_instances(0)
-            .table_elements(MAX_TABLE_ELEMENTS);
+            .max_memory_size(options.max_memory_bytes)
+            .table_elements(options.max_table_elements);
         let mut config = Config::new();
         config.epoch_interruption(true);
+        config.consume_fuel(options.fuel);
         config.wasm_multi_memory(false);
+        config.max_wasm_stack(options.wasm_stack_bytes);
+        // Host calls run on the guest's fiber stack too: room for them above the wasm stack.
+        config.async_stack_size(options.wasm_stack_bytes + 2 * 1024 * 1024);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
@@ -191,6 +242,7 @@ impl Executor {
             .map_err(wasmtime::Error::new)?;
         let ticker = Ticker::start(engine.clone());
         Ok(Self {
+            fuel: options.fuel,
             engine,
             linker,
             modules: Mutex::default(),
@@ -230,6 +282,7 @@ impl Executor {
             return Ok(None);
         };
         self.link(hash, &module)?;
+        metrics::counter!("zerostate_modules_loaded_total").increment(1);
         Ok(Some(Prepared::Cached))
     }
 
@@ -245,8 +298,12 @@ impl Executor {
     /// Compiles and links a module that [`Executor::prepare_cached`] did not find, and saves
     /// its code to the cache. Blocking.
     pub fn compile(&self, hash: &str, bytes: &[u8]) -> Result<Prepared, String> {
+        let started = Instant::now();
         let module =
             Module::new(&self.engine, bytes).map_err(|e| format!("compile failed: {e}"))?;
+        metrics::counter!("zerostate_modules_compiled_total").increment(1);
+        metrics::histogram!("zerostate_module_compile_seconds")
+            .record(started.elapsed().as_secs_f64());
         if let Some(cache) = &self.cache {
             cache.store(hash, &module);
         }
@@ -277,6 +334,14 @@ impl Executor {
         cancel: CancellationToken,
     ) -> RunOutput {
         let started = Instant::now();
+        if stdin.len() > limits.stdin_bytes {
+            return RunOutput {
+                outcome: Outcome::InputLimit,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                duration: started.elapsed(),
+            };
+        }
         let Some(pre) = self
             .modules
             .lock()
@@ -301,6 +366,7 @@ impl Executor {
             ticker: self.ticker.clone(),
             stopping: self.stopping.clone(),
             cancel,
+            fuel: self.fuel.then(|| limits.fuel.unwrap_or(u64::MAX)),
         };
         let runtime = self.runtime.as_ref().expect("runtime lives until drop");
         match runtime.spawn(guest.run(args, env, stdin, limits)).await {
@@ -339,6 +405,8 @@ struct Guest {
     ticker: Arc<Ticker>,
     stopping: CancellationToken,
     cancel: CancellationToken,
+    /// The run's fuel, if the engine meters it.
+    fuel: Option<u64>,
 }
 
 impl Guest {
@@ -370,6 +438,16 @@ impl Guest {
             },
         );
         store.limiter(|s| &mut s.memory);
+        if let Some(fuel) = self.fuel
+            && let Err(e) = store.set_fuel(fuel)
+        {
+            return RunOutput {
+                outcome: Outcome::Trapped(format!("cannot set fuel: {e}")),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                duration: started.elapsed(),
+            };
+        }
         let deadline = started + limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -437,8 +515,10 @@ fn classify(
         return Outcome::OutputLimit;
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
-        if *trap == Trap::StackOverflow {
-            return Outcome::StackOverflow;
+        match trap {
+            Trap::StackOverflow => return Outcome::StackOverflow,
+            Trap::OutOfFuel => return Outcome::FuelExhausted,
+            _ => {}
         }
         return Outcome::Trapped(trap.to_string());
     }
@@ -519,8 +599,10 @@ mod tests {
     const LIMITS: RunLimits = RunLimits {
         timeout: Duration::from_secs(5),
         memory_bytes: 16 * 1024 * 1024,
+        stdin_bytes: 4096,
         stdout_bytes: 1024,
         stderr_bytes: 64,
+        fuel: None,
     };
 
     async fn run(wat: &str, stdin: &[u8], limits: RunLimits) -> RunOutput {

@@ -1,11 +1,18 @@
-//! Upload-time checks: a module must be a valid core module and a WASI preview1 command
-//! (exports `_start` and `memory`) that imports only from `wasi_snapshot_preview1`.
+//! Upload-time checks. A module must be a valid core module and a WASI preview1 command
+//! (exports `_start` and `memory`) that imports only allowed `wasi_snapshot_preview1`
+//! functions, within the [`Policy`] the server is configured with.
+//!
+//! Two passes: [`check`] runs while the upload waits and covers everything except function
+//! bodies (declarations, imports, exports, sizes: fast even for a 30 MB module); [`validate`]
+//! checks every function body too, and runs in the background before compilation.
 
-use wasmparser::{ExternalKind, Parser, Payload, Validator, WasmFeatures};
+use serde::{Deserialize, Serialize};
+use wasmparser::{
+    ExternalKind, FuncValidatorAllocations, Parser, Payload, ValidPayload, Validator, WasmFeatures,
+};
 
 /// The only import module an agent may use.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
-
 /// Every function of WASI preview1, as the runtime links them. Anything else under
 /// [`WASI_MODULE`] would fail to link at run time, so it is refused at upload.
 const WASI_FUNCTIONS: &[&str] = &[
@@ -57,6 +64,56 @@ const WASI_FUNCTIONS: &[&str] = &[
     "sock_shutdown",
 ];
 
+/// What an uploaded module may contain: `[agents.validation]` in the configuration. The
+/// defaults accept language runtimes of tens of MB with 100k+ functions; the wasm features
+/// that break the sandbox's model (threads, shared memory, multiple or 64-bit memories) are
+/// refused whatever the policy says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Most 64 KiB pages a memory may declare as its initial size.
+    pub max_memory_pages: u64,
+    /// Most functions a module may define (imports not counted).
+    pub max_functions: u32,
+    /// Largest single function body, in bytes: the compile time of one function grows with
+    /// its size, so this bounds compile bombs.
+    pub max_function_bytes: u32,
+    /// Deepest nesting of blocks, loops and ifs in a function. Compile time grows with the
+    /// square of the depth (50,000 nested blocks take about a minute to compile).
+    pub max_nesting_depth: u32,
+    /// Most elements a table may declare as its initial size; also the table size each
+    /// pooled instance slot reserves.
+    pub max_table_elements: u64,
+    /// Most bytes of data segments in all.
+    pub max_data_bytes: u64,
+    /// The `wasi_snapshot_preview1` functions a module may import.
+    pub allowed_imports: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            max_memory_pages: 16_384,
+            max_functions: 200_000,
+            max_function_bytes: 2 * 1024 * 1024,
+            max_nesting_depth: 2_000,
+            max_table_elements: 100_000,
+            max_data_bytes: 64 * 1024 * 1024,
+            allowed_imports: WASI_FUNCTIONS.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+}
+
+impl Policy {
+    /// The first entry of `allowed_imports` that is not a WASI preview1 function, if any.
+    pub fn unknown_import(&self) -> Option<&str> {
+        self.allowed_imports
+            .iter()
+            .map(String::as_str)
+            .find(|f| !WASI_FUNCTIONS.contains(f))
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ValidationError {
     #[error("not a WebAssembly module (bad magic number)")]
@@ -69,69 +126,157 @@ pub enum ValidationError {
         "import `{module}::{name}` is not allowed; agents may import only from `{WASI_MODULE}`"
     )]
     DisallowedImport { module: String, name: String },
+    #[error(
+        "import `{WASI_MODULE}::{0}` is not allowed by this server (rule agents.validation.allowed_imports)"
+    )]
+    ImportNotAllowed(String),
+    #[error("import `{WASI_MODULE}::{0}` is not a WASI preview1 function")]
+    UnknownWasiImport(String),
     #[error("missing export `_start`: agents must be WASI commands (a `main` function)")]
     NoStart,
     #[error("missing export `memory`")]
     NoMemory,
     #[error("shared memory (threads) is not allowed")]
     SharedMemory,
-    #[error("import `{WASI_MODULE}::{0}` is not a WASI preview1 function")]
-    UnknownWasiImport(String),
+    /// A [`Policy`] limit; `rule` is its configuration key.
+    #[error("{what} is {actual}; the limit is {limit} (rule agents.validation.{rule})")]
+    Limit {
+        rule: &'static str,
+        what: String,
+        actual: u64,
+        limit: u64,
+    },
 }
 
-/// Validates `bytes`. Cost is linear in the module size.
-pub fn validate(bytes: &[u8]) -> Result<(), ValidationError> {
+/// The wasm features agents may use: the defaults minus threads and shared memory (an agent is
+/// a single-threaded command), multi-memory (so the runtime's memory cap is a per-instance cap)
+/// and memory64.
+fn features() -> WasmFeatures {
+    let mut features = WasmFeatures::default();
+    features.remove(
+        WasmFeatures::THREADS
+            | WasmFeatures::SHARED_EVERYTHING_THREADS
+            | WasmFeatures::MULTI_MEMORY
+            | WasmFeatures::MEMORY64,
+    );
+    features
+}
+
+/// What [`check`] learned about a module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// Functions defined (imports not counted).
+    pub functions: u32,
+    /// Bytes of the code section.
+    pub code_bytes: u64,
+}
+
+/// Checks everything but the function bodies, against `policy`. Cost is linear in the number
+/// of declarations, not in the code size.
+pub fn check(bytes: &[u8], policy: &Policy) -> Result<ModuleInfo, ValidationError> {
     if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
         return Err(ValidationError::NotWasm);
     }
     if bytes[4..8] != [1, 0, 0, 0] {
         return Err(ValidationError::Component);
     }
-    // Threads and shared memory stay off: an agent is a single-threaded command. Multi-memory
-    // stays off so the runtime's memory cap is a per-instance cap.
-    let mut features = WasmFeatures::default();
-    features.remove(
-        WasmFeatures::THREADS
-            | WasmFeatures::SHARED_EVERYTHING_THREADS
-            | WasmFeatures::MULTI_MEMORY,
-    );
-    Validator::new_with_features(features)
-        .validate_all(bytes)
-        .map_err(|e| ValidationError::Invalid(e.to_string()))?;
-
-    let (mut has_start, mut has_memory) = (false, false);
+    let invalid = |e: wasmparser::BinaryReaderError| ValidationError::Invalid(e.to_string());
+    let limit = |rule, what: String, actual: u64, limit: u64| {
+        if actual > limit {
+            Err(ValidationError::Limit {
+                rule,
+                what,
+                actual,
+                limit,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let mut validator = Validator::new_with_features(features());
+    let mut info = ModuleInfo {
+        functions: 0,
+        code_bytes: 0,
+    };
+    let (mut has_start, mut has_memory, mut data_bytes) = (false, false, 0u64);
     for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(|e| ValidationError::Invalid(e.to_string()))? {
+        let payload = payload.map_err(invalid)?;
+        // Declarations are validated here; bodies are counted and measured, and left to
+        // [`validate`].
+        if let ValidPayload::Func(_, body) = validator.payload(&payload).map_err(invalid)? {
+            info.functions += 1;
+            limit(
+                "max_functions",
+                "the number of functions".into(),
+                info.functions.into(),
+                policy.max_functions.into(),
+            )?;
+            let size = body.range().len() as u64;
+            limit(
+                "max_function_bytes",
+                format!("function {} ({size} bytes)", info.functions - 1),
+                size,
+                policy.max_function_bytes.into(),
+            )?;
+        }
+        match payload {
             Payload::ImportSection(reader) => {
                 for import in reader.into_imports() {
-                    let import = import.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+                    let import = import.map_err(invalid)?;
                     if import.module != WASI_MODULE {
                         return Err(ValidationError::DisallowedImport {
                             module: import.module.to_owned(),
                             name: import.name.to_owned(),
                         });
                     }
-                    match import.ty {
-                        wasmparser::TypeRef::Func(_) if WASI_FUNCTIONS.contains(&import.name) => {}
-                        _ => {
-                            return Err(ValidationError::UnknownWasiImport(import.name.to_owned()));
-                        }
+                    let is_function = matches!(import.ty, wasmparser::TypeRef::Func(_));
+                    if !is_function || !WASI_FUNCTIONS.contains(&import.name) {
+                        return Err(ValidationError::UnknownWasiImport(import.name.to_owned()));
+                    }
+                    if !policy.allowed_imports.iter().any(|a| a == import.name) {
+                        return Err(ValidationError::ImportNotAllowed(import.name.to_owned()));
                     }
                 }
             }
             Payload::MemorySection(reader) => {
                 for memory in reader {
-                    if memory
-                        .map_err(|e| ValidationError::Invalid(e.to_string()))?
-                        .shared
-                    {
+                    let memory = memory.map_err(invalid)?;
+                    if memory.shared {
                         return Err(ValidationError::SharedMemory);
                     }
+                    limit(
+                        "max_memory_pages",
+                        "the memory's initial size in 64 KiB pages".into(),
+                        memory.initial,
+                        policy.max_memory_pages,
+                    )?;
                 }
             }
+            Payload::TableSection(reader) => {
+                for table in reader {
+                    limit(
+                        "max_table_elements",
+                        "a table's initial size".into(),
+                        table.map_err(invalid)?.ty.initial,
+                        policy.max_table_elements,
+                    )?;
+                }
+            }
+            Payload::DataSection(reader) => {
+                for data in reader {
+                    data_bytes += data.map_err(invalid)?.data.len() as u64;
+                    limit(
+                        "max_data_bytes",
+                        "the size of the data segments".into(),
+                        data_bytes,
+                        policy.max_data_bytes,
+                    )?;
+                }
+            }
+            Payload::CodeSectionStart { size, .. } => info.code_bytes = size.into(),
             Payload::ExportSection(reader) => {
                 for export in reader {
-                    let export = export.map_err(|e| ValidationError::Invalid(e.to_string()))?;
+                    let export = export.map_err(invalid)?;
                     match (export.name, export.kind) {
                         ("_start", ExternalKind::Func) => has_start = true,
                         ("memory", ExternalKind::Memory) => has_memory = true,
@@ -148,6 +293,50 @@ pub fn validate(bytes: &[u8]) -> Result<(), ValidationError> {
     if !has_memory {
         return Err(ValidationError::NoMemory);
     }
+    Ok(info)
+}
+
+/// Validates every function body of a module [`check`] accepted, and their nesting depth.
+/// Cost is linear in the code size.
+pub fn validate(bytes: &[u8], policy: &Policy) -> Result<(), ValidationError> {
+    let invalid = |e: wasmparser::BinaryReaderError| ValidationError::Invalid(e.to_string());
+    let mut validator = Validator::new_with_features(features());
+    let mut allocs = FuncValidatorAllocations::default();
+    let mut index = 0u32;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let ValidPayload::Func(func, body) = validator
+            .payload(&payload.map_err(invalid)?)
+            .map_err(invalid)?
+        else {
+            continue;
+        };
+        // `FuncValidator::validate`, with a depth check after each operator.
+        let mut func = func.into_validator(allocs);
+        let mut reader = body.get_binary_reader();
+        func.read_locals(&mut reader).map_err(invalid)?;
+        reader.set_features(features());
+        while !reader.eof() {
+            reader
+                .visit_operator(&mut func.visitor(reader.original_position()))
+                .map_err(invalid)?
+                .map_err(invalid)?;
+            // The function's own frame is not a block.
+            let depth = func.control_stack_height().saturating_sub(1);
+            if depth > policy.max_nesting_depth {
+                return Err(ValidationError::Limit {
+                    rule: "max_nesting_depth",
+                    what: format!("the block nesting of function {index}"),
+                    actual: depth.into(),
+                    limit: policy.max_nesting_depth.into(),
+                });
+            }
+        }
+        reader
+            .finish_expression(&func.visitor(reader.original_position()))
+            .map_err(invalid)?;
+        allocs = func.into_allocations();
+        index += 1;
+    }
     Ok(())
 }
 
@@ -159,6 +348,10 @@ mod tests {
         wat::parse_str(wat).unwrap()
     }
 
+    fn checked(wat: &str) -> Result<ModuleInfo, ValidationError> {
+        check(&module(wat), &Policy::default())
+    }
+
     #[test]
     fn accepts_a_minimal_wasi_command() {
         let m = module(
@@ -167,32 +360,115 @@ mod tests {
             (memory (export "memory") 1)
             (func (export "_start")))"#,
         );
-        assert_eq!(validate(&m), Ok(()));
+        let info = check(&m, &Policy::default()).unwrap();
+        assert_eq!(info.functions, 1);
+        assert_eq!(validate(&m, &Policy::default()), Ok(()));
     }
 
     #[test]
     fn rejections_name_their_reason() {
-        assert_eq!(validate(b"hello world"), Err(ValidationError::NotWasm));
-        let env_import = module(
+        assert_eq!(
+            check(b"hello world", &Policy::default()),
+            Err(ValidationError::NotWasm)
+        );
+        let err = checked(
             r#"(module
             (import "env" "system" (func))
             (memory (export "memory") 1)
             (func (export "_start")))"#,
-        );
-        let err = validate(&env_import).unwrap_err();
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("env::system"), "{err}");
-        let no_start = module(r#"(module (memory (export "memory") 1) (func (export "main")))"#);
-        assert_eq!(validate(&no_start), Err(ValidationError::NoStart));
+        let no_start = r#"(module (memory (export "memory") 1) (func (export "main")))"#;
+        assert_eq!(checked(no_start), Err(ValidationError::NoStart));
         let no_memory = module(r#"(module (func (export "_start")))"#);
-        assert_eq!(validate(&no_memory), Err(ValidationError::NoMemory));
-        let shared =
-            module(r#"(module (memory (export "memory") 1 1 shared) (func (export "_start")))"#);
-        assert!(validate(&shared).is_err());
+        assert_eq!(
+            check(&no_memory, &Policy::default()),
+            Err(ValidationError::NoMemory)
+        );
+        let shared = r#"(module (memory (export "memory") 1 1 shared) (func (export "_start")))"#;
+        assert!(checked(shared).is_err());
         let mut truncated = no_memory.clone();
         truncated.truncate(truncated.len() - 3);
         assert!(matches!(
-            validate(&truncated),
+            check(&truncated, &Policy::default()),
             Err(ValidationError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn function_bodies_are_validated_by_the_second_pass_only() {
+        let bad_body = module(
+            r#"(module (memory (export "memory") 1)
+            (func (export "_start") (drop (i32.const 1)) (drop)))"#,
+        );
+        assert!(check(&bad_body, &Policy::default()).is_ok());
+        assert!(matches!(
+            validate(&bad_body, &Policy::default()),
+            Err(ValidationError::Invalid(m)) if m.contains("type mismatch")
+        ));
+        let deep = module(&format!(
+            r#"(module (memory (export "memory") 1) (func (export "_start") {} {}))"#,
+            "block ".repeat(2_001),
+            "end ".repeat(2_001)
+        ));
+        assert!(check(&deep, &Policy::default()).is_ok());
+        let err = validate(&deep, &Policy::default()).unwrap_err().to_string();
+        assert!(err.contains("agents.validation.max_nesting_depth"), "{err}");
+    }
+
+    #[test]
+    fn each_policy_limit_names_its_rule() {
+        let policy = Policy {
+            max_memory_pages: 4,
+            max_functions: 2,
+            max_function_bytes: 64,
+            max_nesting_depth: 10,
+            max_table_elements: 10,
+            max_data_bytes: 8,
+            allowed_imports: vec!["fd_write".into()],
+        };
+        let cases = [
+            (
+                r#"(module (memory (export "memory") 5) (func (export "_start")))"#,
+                "max_memory_pages",
+            ),
+            (
+                r#"(module (memory (export "memory") 1) (func (export "_start")) (func) (func))"#,
+                "max_functions",
+            ),
+            (
+                r#"(module (memory (export "memory") 1) (table 11 funcref) (func (export "_start")))"#,
+                "max_table_elements",
+            ),
+            (
+                r#"(module (memory (export "memory") 1) (data (i32.const 0) "123456789") (func (export "_start")))"#,
+                "max_data_bytes",
+            ),
+            (
+                r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+                (memory (export "memory") 1) (func (export "_start")))"#,
+                "allowed_imports",
+            ),
+        ];
+        for (wat, rule) in cases {
+            let err = check(&module(wat), &policy).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("agents.validation.{rule}")),
+                "{rule}: {err}"
+            );
+        }
+        let long_body = format!(
+            r#"(module (memory (export "memory") 1) (func (export "_start") {}))"#,
+            "(drop (i32.const 1))".repeat(40)
+        );
+        let err = check(&module(&long_body), &policy).unwrap_err().to_string();
+        assert!(err.contains("max_function_bytes"), "{err}");
+        assert_eq!(policy.unknown_import(), None);
+        let typo = Policy {
+            allowed_imports: vec!["fd_wrte".into()],
+            ..Policy::default()
+        };
+        assert_eq!(typo.unknown_import(), Some("fd_wrte"));
     }
 }

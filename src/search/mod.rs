@@ -199,22 +199,12 @@ impl SearchIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::{AgentStats, AgentStatus};
 
     fn agent(name: &str, description: &str, caps: &[&str]) -> Agent {
         Agent {
-            id: Uuid::new_v4(),
             owner_id: Uuid::new_v4(),
-            name: name.into(),
             description: description.into(),
-            version: "1.0.0".into(),
-            capabilities: caps.iter().map(|c| c.to_string()).collect(),
-            price: 0.0,
-            binary_hash: String::new(),
-            binary_size: 0,
-            status: AgentStatus::Ready,
-            created_at: time::OffsetDateTime::now_utc(),
-            stats: AgentStats::default(),
+            ..Agent::fixture(name, 0.0, caps)
         }
     }
 

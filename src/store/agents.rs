@@ -29,6 +29,31 @@ impl Store {
         .await
     }
 
+    /// Applies `change` to the stored agent in one write transaction (so it cannot undo a
+    /// statistics update made meanwhile) and returns the new record; `None` if it is gone.
+    pub async fn update_agent(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut Agent) + Send + 'static,
+    ) -> Result<Option<Agent>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            let key = id.to_string();
+            let updated = {
+                let mut table = txn.open_table(tables::AGENTS)?;
+                let Some(mut agent) = read_json::<Agent>(&table, "agents", &key)? else {
+                    return Ok(None);
+                };
+                change(&mut agent);
+                table.insert(key.as_str(), encode(&agent).as_slice())?;
+                agent
+            };
+            txn.commit()?;
+            Ok(Some(updated))
+        })
+        .await
+    }
+
     pub async fn agent(&self, id: Uuid) -> Result<Option<Agent>, StoreError> {
         self.get_json(tables::AGENTS, id.to_string()).await
     }

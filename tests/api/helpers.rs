@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zerostate::Application;
+use zerostate::agents::Warmup;
 use zerostate::config::Settings;
 
 /// How long a test waits for a condition before failing.
@@ -22,6 +23,8 @@ pub struct TestApp {
     pub data_dir: Arc<tempfile::TempDir>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<()>>,
+    /// How the start-up warm-up ended.
+    pub warmup: Warmup,
 }
 
 pub fn settings(data_dir: &Path, workers: usize) -> Settings {
@@ -42,10 +45,17 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_with(settings: Settings, data_dir: Arc<tempfile::TempDir>) -> TestApp {
     let app = Application::build(settings).await.expect("app builds");
+    // Serving starts at once; the test starts once every ready agent's module is loaded.
+    let mut warming = app.warmup();
     let addr = app.local_addr();
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(async move { app.run_until_stopped().await.expect("server runs") });
+    let warmup = *tokio::time::timeout(DEADLINE, warming.wait_for(|w| w.done))
+        .await
+        .expect("warm-up ends")
+        .expect("the server keeps its marketplace");
     TestApp {
+        warmup,
         base: format!("http://{addr}"),
         ws_base: format!("ws://{addr}"),
         client: reqwest::Client::new(),
@@ -136,7 +146,7 @@ impl TestApp {
         body["token"].as_str().unwrap().to_owned()
     }
 
-    /// Uploads an agent; returns (status, body).
+    /// Uploads an agent and waits for its build to end; returns (status, body).
     pub async fn upload(
         &self,
         token: &str,
@@ -156,11 +166,37 @@ impl TestApp {
             .client
             .post(self.url("/api/v1/agents/upload"))
             .bearer_auth(token)
+            .header("prefer", "wait=60")
             .multipart(form)
             .send()
             .await
             .unwrap();
         read(resp).await
+    }
+
+    /// Uploads `module` with a `manifest` part; `wait` sends `Prefer: wait=60`.
+    pub async fn upload_manifest(
+        &self,
+        token: &str,
+        manifest: &Value,
+        module: Vec<u8>,
+        wait: bool,
+    ) -> (u16, Value) {
+        let form = Form::new()
+            .part("wasm_binary", Part::bytes(module).file_name("agent.wasm"))
+            .part(
+                "manifest",
+                Part::text(manifest.to_string()).file_name("manifest.json"),
+            );
+        let mut request = self
+            .client
+            .post(self.url("/api/v1/agents/upload"))
+            .bearer_auth(token)
+            .multipart(form);
+        if wait {
+            request = request.header("prefer", "wait=60");
+        }
+        read(request.send().await.unwrap()).await
     }
 
     /// Uploads an agent that must be accepted; returns its id.
@@ -173,7 +209,11 @@ impl TestApp {
         price: f64,
     ) -> String {
         let (status, body) = self.upload(token, name, module, capabilities, price).await;
-        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (201, Some("ready")),
+            "{body}"
+        );
         body["agent_id"].as_str().unwrap().to_owned()
     }
 

@@ -6,6 +6,7 @@ mod child;
 mod crash;
 mod demo_agents;
 mod errors;
+mod executor;
 mod helpers;
 mod operations;
 mod restart;

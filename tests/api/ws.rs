@@ -93,8 +93,9 @@ async fn the_owner_sees_running_then_completed() {
     assert!(stats["messages_sent"].as_u64().unwrap() >= 3);
 }
 
+/// The upload, then each step of its build, in order.
 #[tokio::test]
-async fn uploads_are_announced_to_everyone() {
+async fn uploads_and_their_builds_are_announced_to_everyone() {
     let app = spawn_app().await;
     let token = app.signup("user@example.com").await;
     let (mut socket, _) = tokio_tungstenite::connect_async(format!(
@@ -108,12 +109,18 @@ async fn uploads_are_announced_to_everyone() {
     let id = app
         .publish(&other, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
         .await;
-    let event = next_event(&mut socket).await;
-    assert_eq!(event["type"], "agent_update");
-    assert_eq!(
-        event["data"],
-        json!({"agent_id": id, "name": "Echo", "action": "registered"})
-    );
+    for (action, status) in [
+        ("registered", "validating"),
+        ("updated", "compiling"),
+        ("updated", "ready"),
+    ] {
+        let event = next_event(&mut socket).await;
+        assert_eq!(event["type"], "agent_update");
+        assert_eq!(
+            event["data"],
+            json!({"agent_id": id, "name": "Echo", "action": action, "status": status})
+        );
+    }
 }
 
 #[tokio::test]

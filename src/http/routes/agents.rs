@@ -3,15 +3,17 @@
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, tags};
+use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, prefer_wait, tags};
 use crate::agents::manifest::RawManifest;
-use crate::agents::{Agent, AgentQuery, AgentStatus};
+use crate::agents::{Agent, AgentQuery, AgentStatus, Build, Rejection};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
 
@@ -22,7 +24,10 @@ pub struct UploadResponse {
     version: String,
     binary_hash: String,
     binary_size: u64,
+    /// `validating` unless `Prefer: wait` waited for the build's end.
     status: AgentStatus,
+    rejection: Option<Rejection>,
+    build: Option<Build>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
 }
@@ -42,6 +47,9 @@ pub struct UploadForm {
     /// The WASI command module.
     #[schema(value_type = String, format = Binary)]
     wasm_binary: Vec<u8>,
+    /// The whole manifest as JSON (`manifest.json`, see docs/agents.md): name, description,
+    /// version, capabilities, price, limits, argv, env. Fields sent separately override it.
+    manifest: Option<String>,
     name: String,
     description: Option<String>,
     /// Semver; default 1.0.0.
@@ -52,8 +60,12 @@ pub struct UploadForm {
     price: Option<f64>,
 }
 
-/// Upload and publish an agent.
+/// Upload an agent. It answers once the module's declarations are checked and its bytes are
+/// stored (status `validating`); the bodies are validated and the module compiled in the
+/// background (`compiling`, then `ready` or `rejected`). With `Prefer: wait=N` (N ≤ 60) the
+/// answer waits up to N seconds for the build's end.
 #[utoipa::path(post, path = "/api/v1/agents/upload", tag = tags::AGENTS, security(("bearer" = [])),
+    params(("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N ≤ 60 s for the build to end")),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = UploadResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -62,7 +74,7 @@ pub async fn upload(
     user: AuthUser,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<(StatusCode, ApiJson<UploadResponse>), ApiError> {
+) -> Result<(StatusCode, HeaderMap, ApiJson<UploadResponse>), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -76,9 +88,12 @@ pub async fn upload(
             "expected `Content-Type: multipart/form-data`",
         ));
     }
+    let wait = prefer_wait(&headers)?;
     let mut multipart = multipart?;
     let max = state.marketplace.max_binary_bytes();
-    let mut raw = RawManifest::default();
+    // Separate fields override the `manifest` part, whatever the order of the parts.
+    let mut fields = RawManifest::default();
+    let mut manifest: Option<RawManifest> = None;
     let mut wasm: Option<Bytes> = None;
     while let Some(mut field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
@@ -96,13 +111,20 @@ pub async fn upload(
                 }
                 wasm = Some(buf.freeze());
             }
+            "manifest" => {
+                let text = field.text().await?;
+                let parsed = serde_json::from_str::<RawManifest>(&text).map_err(|e| {
+                    ApiError::new(Code::InvalidRequest, format!("manifest is not valid: {e}"))
+                })?;
+                manifest = Some(parsed);
+            }
             "name" | "description" | "version" | "capabilities" | "price" => {
                 let text = field.text().await?;
                 match name.as_str() {
-                    "name" => raw.name = Some(text),
-                    "description" => raw.description = Some(text),
-                    "version" => raw.version = Some(text),
-                    "capabilities" => raw.capabilities.push(text),
+                    "name" => fields.name = Some(text),
+                    "description" => fields.description = Some(text),
+                    "version" => fields.version = Some(text),
+                    "capabilities" => fields.capabilities.push(text),
                     _ => {
                         let price = text.trim().parse::<f64>().map_err(|_| {
                             ApiError::new(
@@ -110,7 +132,7 @@ pub async fn upload(
                                 format!("price `{}` is not a number", text.trim()),
                             )
                         })?;
-                        raw.price = Some(price);
+                        fields.price = Some(price);
                     }
                 }
             }
@@ -124,9 +146,34 @@ pub async fn upload(
     }
     let wasm = wasm
         .ok_or_else(|| ApiError::new(Code::InvalidRequest, "missing file field `wasm_binary`"))?;
-    let agent = state.marketplace.publish(user.id, raw, wasm).await?;
+    let mut raw = manifest.unwrap_or_default();
+    raw.name = fields.name.or(raw.name);
+    raw.description = fields.description.or(raw.description);
+    raw.version = fields.version.or(raw.version);
+    raw.price = fields.price.or(raw.price);
+    if !fields.capabilities.is_empty() {
+        raw.capabilities = fields.capabilities;
+    }
+    let mut agent = state.marketplace.publish(user.id, raw, wasm).await?;
+    let mut headers = HeaderMap::new();
+    let location = format!("/api/v1/agents/{}", agent.id);
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).expect("a path is a header value"),
+    );
+    if let Some(secs) = wait {
+        agent = state
+            .marketplace
+            .wait_built(agent.id, Duration::from_secs(secs))
+            .await?;
+        headers.insert(
+            HeaderName::from_static("preference-applied"),
+            HeaderValue::from_str(&format!("wait={secs}")).expect("ASCII"),
+        );
+    }
     Ok((
         StatusCode::CREATED,
+        headers,
         ApiJson(UploadResponse {
             agent_id: agent.id,
             name: agent.name,
@@ -134,6 +181,8 @@ pub async fn upload(
             binary_hash: agent.binary_hash,
             binary_size: agent.binary_size,
             status: agent.status,
+            rejection: agent.rejection,
+            build: agent.build,
             created_at: agent.created_at,
         }),
     ))

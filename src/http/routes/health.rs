@@ -48,17 +48,21 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, ApiJson<Healt
     (status, ApiJson(body))
 }
 
-/// Readiness: 200 while the server accepts work, 503 once it is shutting down.
+/// Readiness: 200 once every ready agent's compiled code is loaded (the start-up warm-up) and
+/// while the server accepts work; 503 before, and once it is shutting down.
 #[utoipa::path(get, path = "/ready", tag = tags::OPERATIONS, responses((status = 200), (status = 503)))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.shutdown.is_cancelled() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiJson(json!({"status": "shutting_down"})),
-        )
+    let warmup = *state.marketplace.warmup().borrow();
+    let agents =
+        json!({"loaded": warmup.loaded, "compiled": warmup.compiled, "total": warmup.total});
+    let (status, word) = if state.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+    } else if !warmup.done {
+        (StatusCode::SERVICE_UNAVAILABLE, "warming_up")
     } else {
-        (StatusCode::OK, ApiJson(json!({"status": "ready"})))
-    }
+        (StatusCode::OK, "ready")
+    };
+    (status, ApiJson(json!({"status": word, "agents": agents})))
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -1,5 +1,7 @@
 //! One module per resource.
 
+use axum::http::HeaderMap;
+
 use crate::error::{ApiError, Code};
 
 pub mod agents;
@@ -35,4 +37,33 @@ pub fn parse_bounded(name: &str, value: &str, min: usize, max: usize) -> Result<
             format!("{name} must be an integer between {min} and {max}"),
         )),
     }
+}
+
+/// Longest `Prefer: wait=N` honoured.
+pub const MAX_WAIT_SECS: u64 = 60;
+
+/// The `wait=N` preference of a `Prefer` header (RFC 7240), if any. Other preferences are
+/// ignored, as the RFC asks.
+pub fn prefer_wait(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    for value in headers.get_all("prefer") {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::new(Code::InvalidRequest, "Prefer header is not ASCII"))?;
+        for preference in value.split([',', ';']) {
+            if let Some((name, secs)) = preference.split_once('=')
+                && name.trim().eq_ignore_ascii_case("wait")
+            {
+                return match secs.trim().parse::<u64>() {
+                    Ok(n) if n <= MAX_WAIT_SECS => Ok(Some(n)),
+                    _ => Err(ApiError::new(
+                        Code::InvalidRequest,
+                        format!(
+                            "Prefer: wait must be a whole number of seconds between 0 and {MAX_WAIT_SECS}"
+                        ),
+                    )),
+                };
+            }
+        }
+    }
+    Ok(None)
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, tags};
+use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, prefer_wait, tags};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
 use crate::orchestrator::{Priority, RecentStats, Submission, Task, TaskError, TaskStatus};
@@ -58,9 +58,6 @@ pub struct QueueDepth {
     high: usize,
     critical: usize,
 }
-
-/// Longest `Prefer: wait=N` honoured.
-const MAX_WAIT_SECS: u64 = 60;
 
 /// Submit a task: the auction picks an agent and the task is queued. With `Prefer: wait=N`
 /// (N ≤ 60) the answer is the finished task (200) if it ends within N seconds.
@@ -115,32 +112,6 @@ pub async fn submit(
         price: task.price,
     };
     Ok((StatusCode::ACCEPTED, ApiJson(accepted)).into_response())
-}
-
-/// The `wait=N` preference of a `Prefer` header (RFC 7240), if any. Other preferences are
-/// ignored, as the RFC asks.
-fn prefer_wait(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    for value in headers.get_all("prefer") {
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::new(Code::InvalidRequest, "Prefer header is not ASCII"))?;
-        for preference in value.split([',', ';']) {
-            if let Some((name, secs)) = preference.split_once('=')
-                && name.trim().eq_ignore_ascii_case("wait")
-            {
-                return match secs.trim().parse::<u64>() {
-                    Ok(n) if n <= MAX_WAIT_SECS => Ok(Some(n)),
-                    _ => Err(ApiError::new(
-                        Code::InvalidRequest,
-                        format!(
-                            "Prefer: wait must be a whole number of seconds between 0 and {MAX_WAIT_SECS}"
-                        ),
-                    )),
-                };
-            }
-        }
-    }
-    Ok(None)
 }
 
 /// The caller's tasks, newest first, optionally filtered.
