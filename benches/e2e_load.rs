@@ -87,6 +87,7 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
     let upload = client
         .post(format!("{base}/api/v1/agents/upload"))
         .bearer_auth(&token)
+        .header("prefer", "wait=60")
         .multipart(form)
         .send()
         .await

@@ -1,6 +1,7 @@
-//! Hot paths of the task pipeline that do not touch the disk: ranking an auction, moving tasks
-//! through the priority queue, checking a request's session token and starting an agent. Run
-//! with `cargo bench --bench engine`.
+//! Hot paths of the task pipeline: ranking an auction, moving tasks through the priority queue,
+//! checking a request's session token and starting an agent (none touch the disk), and the
+//! synchronous work of a 30 MB upload (which writes to a temp redb). Run with
+//! `cargo bench --bench engine` (`-- upload` for the upload alone).
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,9 @@ use uuid::Uuid;
 use zerostate::agents::{Agent, AgentStats, Catalog};
 use zerostate::orchestrator::{Priority, Weights};
 use zerostate::queue::{QueuedTask, TaskQueue};
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
 
 fn agents(n: usize) -> Vec<Agent> {
     (0..n)
@@ -243,5 +247,54 @@ fn executor(_: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, auction, auction_tail, queue, token, executor);
+/// An upload's synchronous work on a 30 MB module (50,000 functions): the declaration checks,
+/// sha256, and the durable store into redb (chunks, one fsynced transaction). Each stored
+/// module differs (a new salt per iteration), so nothing is deduplicated.
+fn upload(c: &mut Criterion) {
+    let module = synthetic::module(50_000, 0);
+    let policy = zerostate::runtime::Policy::default();
+    let mut group = c.benchmark_group("upload 30 MB");
+    group.sample_size(10);
+    group.bench_function("check declarations", |b| {
+        b.iter(|| zerostate::runtime::check(&module, &policy).unwrap())
+    });
+    group.bench_function("sha256", |b| {
+        b.iter(|| zerostate::blob::sha256_hex(&module))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = zerostate::store::Store::open(&dir.path().join("bench.redb")).unwrap();
+    let blobs = zerostate::blob::BlobStore::new(store);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut salt = 1;
+    group.bench_function("check + sha256 + store", |b| {
+        b.iter_batched(
+            || {
+                salt += 1;
+                bytes::Bytes::from(synthetic::module(50_000, salt))
+            },
+            |bytes| {
+                zerostate::runtime::check(&bytes, &policy).unwrap();
+                runtime.block_on(blobs.put(bytes)).unwrap()
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("validate bodies (background)", |b| {
+        b.iter(|| zerostate::runtime::validate(&module, &policy).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    auction,
+    auction_tail,
+    queue,
+    token,
+    executor,
+    upload
+);
 criterion_main!(benches);

@@ -2,10 +2,10 @@
 //! under a demo account, so a fresh install can run a task at once. Idempotent: an agent the
 //! demo account already has is left alone.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use rust_embed::RustEmbed;
-
-use std::time::Duration;
 
 use crate::agents::manifest::RawManifest;
 use crate::agents::{AgentStatus, Marketplace};

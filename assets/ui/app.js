@@ -278,6 +278,7 @@ function agentCard(a) {
       a.status ? statusBadge(a.status, 'agent-status') : null,
     ),
     h('p', { class: 'agent-desc', 'data-testid': 'agent-description' }, a.description || 'No description provided.'),
+    buildNote(a),
     caps.length
       ? h('ul', { class: 'chips', 'aria-label': 'Capabilities', 'data-testid': 'agent-capabilities' },
         caps.map((c) => h('li', { class: 'chip' }, c)))
@@ -294,6 +295,8 @@ function agentCard(a) {
         type: 'button',
         class: 'btn btn-primary btn-small',
         'data-testid': 'run-task',
+        disabled: a.status && a.status !== 'ready' ? true : null,
+        title: a.status && a.status !== 'ready' ? 'The agent runs once its build is ready.' : null,
         'aria-label': `Run task with ${a.name || 'this agent'}`,
         onclick: () => chooseAgent(a.id),
       }, 'Run task'),
@@ -434,6 +437,35 @@ function wireUpload() {
       restore();
     }
   });
+}
+
+/**
+ * A build in progress (what step, and how far the compile is against the server's estimate)
+ * or the reason for a rejection; nothing for a ready agent.
+ */
+function buildNote(a) {
+  const b = a.build || {};
+  if (a.status === 'rejected') {
+    const why = a.rejection ? `${a.rejection.message} (${a.rejection.code})` : 'no reason given';
+    return h('p', { class: 'agent-build', 'data-status': 'rejected', 'data-testid': 'agent-rejection' },
+      `Rejected: ${why}`);
+  }
+  if (a.status === 'validating') {
+    return h('p', { class: 'agent-build', 'data-testid': 'agent-build' }, 'Validating the module…');
+  }
+  if (a.status !== 'compiling') return null;
+  const started = b.compile_started_at ? Date.parse(b.compile_started_at) : NaN;
+  const elapsed = Number.isNaN(started) ? null : Math.max(0, Date.now() - started);
+  const estimate = Number(b.estimated_compile_ms) || null;
+  const parts = ['Compiling'];
+  if (elapsed !== null) parts.push(`for ${fmtDuration(elapsed)}`);
+  if (estimate) parts.push(`of about ${fmtDuration(estimate)}`);
+  return h('div', { class: 'agent-build', 'data-testid': 'agent-build' },
+    h('p', null, `${parts.join(' ')}…`),
+    estimate && elapsed !== null
+      ? h('progress', { max: String(estimate), value: String(Math.min(elapsed, estimate)) })
+      : null,
+  );
 }
 
 function renderUploadResult(r) {
@@ -815,8 +847,10 @@ function handleWsMessage(msg) {
       break;
     case 'agent_update': {
       const name = data.name || shortId(data.agent_id) || 'An agent';
-      const action = data.action || 'updated';
-      toast(`Agent “${name}” ${action}.`, 'info');
+      if (data.status === 'ready') toast(`Agent “${name}” is ready.`, 'success');
+      else if (data.status === 'rejected') toast(`Agent “${name}” was rejected; see its card.`, 'error');
+      else if (data.action === 'registered') toast(`Agent “${name}” uploaded; building…`, 'info');
+      else if (data.action && data.action !== 'updated') toast(`Agent “${name}” ${data.action}.`, 'info');
       loadAgents();
       break;
     }

@@ -1,8 +1,10 @@
-//! The marketplace: agent records, their manifests, publishing and listing.
+//! The marketplace: agent records, their manifests, publishing, building and listing.
 //!
-//! Publishing validates the manifest and the module (on the blocking pool), stores the module
-//! as a content-addressed blob, writes the record, indexes it for search and announces it on
-//! the hub, in that order: an agent is never visible before its binary is durable.
+//! Publishing checks the manifest and the module's declarations (on the blocking pool), stores
+//! the module as a content-addressed blob, writes the record (`validating`), indexes it for
+//! search and announces it on the hub, in that order: an agent is never visible before its
+//! binary is durable. Its build (body validation, compilation) follows in the background; only
+//! a `ready` agent enters the catalog the auctions read.
 
 mod agent;
 mod catalog;

@@ -8,7 +8,8 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-/// Nice value of build threads (the server's own threads run at 0).
+/// Nice value of build threads (the server's own threads run at 0, agent threads at
+/// [`super::executor::AGENT_NICE`]).
 const BUILD_NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -25,7 +26,7 @@ impl Compiler {
         std::thread::Builder::new()
             .name("agent-build".into())
             .spawn(move || {
-                lower_this_thread();
+                lower_this_thread(BUILD_NICE);
                 for job in rx {
                     job();
                 }
@@ -51,17 +52,17 @@ impl Compiler {
     }
 }
 
-/// Lowers the calling thread's CPU priority (Linux nice values are per thread).
-fn lower_this_thread() {
+/// Lowers the calling thread's CPU priority to `nice` (Linux nice values are per thread).
+pub(super) fn lower_this_thread(nice: i32) {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
         let result = unsafe {
             let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BUILD_NICE)
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
         };
         if result != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a build thread's priority");
+            tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a thread's priority");
         }
     }
 }

@@ -10,10 +10,12 @@
 //! advances the epoch every [`TICK`] while any guest runs, and sleeps otherwise, so an idle
 //! server burns no CPU; the guest yields at every tick), and a guest parked in a host call
 //! (e.g. `poll_oneoff` sleeping) is dropped by the timeout around the whole run. Shutdown
-//! cancels runs the same way.
+//! cancels runs the same way. A guest still running after two ticks gives way to new guests
+//! (see [`Lanes`]), so spinning agents cannot make short tasks wait for a thread.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,11 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::cache::ModuleCache;
 use super::pipes::{CappedPipe, Overflow};
+
+/// Nice value of the threads guests run on. Below the server's own threads (0), so agents
+/// burning CPU never delay accepting, journaling and answering requests; above the build
+/// thread's.
+pub(super) const AGENT_NICE: i32 = 5;
 
 /// Epoch tick: the resolution of timeouts and how often a running guest yields.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -178,6 +185,7 @@ pub struct Executor {
     stopping: CancellationToken,
     /// One permit per pooled instance slot: a run waits for a free slot instead of failing.
     slots: Arc<tokio::sync::Semaphore>,
+    lanes: Arc<Lanes>,
     /// Compiled modules kept across restarts, if configured.
     cache: Option<ModuleCache>,
     /// Whether the engine meters fuel.
@@ -234,9 +242,11 @@ impl Executor {
         // wake-ups and context switches (2 threads instead of 4 on 2 cores: server CPU per
         // task 1-6 % lower in each of three alternating e2e runs at 10,000 tasks/s).
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = runs.clamp(1, cores);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(runs.clamp(1, cores))
+            .worker_threads(threads)
             .thread_name("agent-runtime")
+            .on_thread_start(|| super::compiler::lower_this_thread(AGENT_NICE))
             .enable_all()
             .build()
             .map_err(wasmtime::Error::new)?;
@@ -250,6 +260,12 @@ impl Executor {
             runtime: Some(runtime),
             stopping: CancellationToken::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
+            lanes: Arc::new(Lanes {
+                fresh: AtomicUsize::new(0),
+                long_turns: Arc::new(tokio::sync::Semaphore::new(
+                    threads.saturating_sub(1).max(1),
+                )),
+            }),
             cache: None,
         })
     }
@@ -364,6 +380,8 @@ impl Executor {
             engine: self.engine.clone(),
             pre,
             ticker: self.ticker.clone(),
+            // Counted as fresh from now: long runs make room before it is first polled.
+            turns: Turns::new(self.lanes.clone()),
             stopping: self.stopping.clone(),
             cancel,
             fuel: self.fuel.then(|| limits.fuel.unwrap_or(u64::MAX)),
@@ -403,6 +421,7 @@ struct Guest {
     engine: Engine,
     pre: InstancePre<AgentState>,
     ticker: Arc<Ticker>,
+    turns: Turns,
     stopping: CancellationToken,
     cancel: CancellationToken,
     /// The run's fuel, if the engine meters it.
@@ -450,11 +469,12 @@ impl Guest {
         }
         let deadline = started + limits.timeout;
         store.set_epoch_deadline(1);
+        let mut turns = self.turns;
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 return Err(wasmtime::Error::new(TimedOut));
             }
-            Ok(UpdateDeadline::Yield(1))
+            Ok(turns.next())
         });
 
         let result = {
@@ -529,6 +549,77 @@ fn classify(
             .collect::<Vec<_>>()
             .join(": "),
     )
+}
+
+/// Guests that run past their first ticks ("long runs") give way to new ones: while any guest
+/// is in its first ticks, long runs take turns on all the runtime's threads but one (one thread
+/// when there is only one), so a fresh task waits at most about a tick for a thread however
+/// many guests spin. Without fresh guests, long runs use every thread.
+struct Lanes {
+    /// Guests in their first [`LONG_AFTER_TICKS`] ticks.
+    fresh: AtomicUsize,
+    /// One permit per thread long runs may hold while fresh guests wait.
+    long_turns: Arc<tokio::sync::Semaphore>,
+}
+
+/// Ticks after which a guest counts as a long run.
+const LONG_AFTER_TICKS: u32 = 2;
+
+/// One guest's place in the [`Lanes`], advanced at each epoch tick.
+struct Turns {
+    lanes: Arc<Lanes>,
+    ticks: u32,
+    /// Whether the guest still counts in `lanes.fresh`.
+    fresh: bool,
+    /// The long-run turn held until the next tick.
+    held: Arc<Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
+}
+
+impl Turns {
+    fn new(lanes: Arc<Lanes>) -> Self {
+        lanes.fresh.fetch_add(1, Ordering::Relaxed);
+        Self {
+            lanes,
+            ticks: 0,
+            fresh: true,
+            held: Arc::default(),
+        }
+    }
+
+    /// What the guest does at a tick: yield, and as a long run with fresh guests about, queue
+    /// for its next turn.
+    fn next(&mut self) -> UpdateDeadline {
+        self.ticks += 1;
+        if self.ticks < LONG_AFTER_TICKS {
+            return UpdateDeadline::Yield(1);
+        }
+        if std::mem::take(&mut self.fresh) {
+            self.lanes.fresh.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Its turn ends at each tick; the semaphore is fair, so long runs alternate.
+        self.held.lock().expect("turn").take();
+        if self.lanes.fresh.load(Ordering::Relaxed) == 0 {
+            return UpdateDeadline::Yield(1);
+        }
+        let (turns, held) = (self.lanes.long_turns.clone(), self.held.clone());
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                let Ok(permit) = turns.acquire_owned().await else {
+                    unreachable!("the turn semaphore is never closed");
+                };
+                *held.lock().expect("turn") = Some(permit);
+            }),
+        )
+    }
+}
+
+impl Drop for Turns {
+    fn drop(&mut self) {
+        if self.fresh {
+            self.lanes.fresh.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Advances the engine epoch every [`TICK`] while any guest runs.

@@ -1,6 +1,9 @@
-//! The agent runtime: validation of uploaded modules (wasmparser) and execution (wasmtime).
+//! The agent runtime: validation of uploaded modules against the configured policy
+//! (wasmparser), the low-priority build thread, the compiled-module cache, and execution
+//! (wasmtime) under per-run limits.
 //!
-//! Both are CPU-bound and blocking; callers run them on the blocking pool.
+//! Validation and compilation are CPU-bound and blocking: callers run them on the blocking pool
+//! or the [`Compiler`]'s thread, never on async threads.
 
 mod cache;
 mod compiler;

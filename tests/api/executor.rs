@@ -11,8 +11,8 @@ use zerostate::runtime::Policy;
 use zerostate::store::Store;
 
 use crate::helpers::{
-    DEADLINE, ECHO_AGENT, GROW_BOMB_AGENT, LOOP_AGENT, TestApp, assert_error, settings, spawn_app,
-    spawn_with, wasm,
+    DEADLINE, ECHO_AGENT, GROW_BOMB_AGENT, LOOP_AGENT, TestApp, assert_error, repo_file, settings,
+    spawn_app, spawn_with, wasm,
 };
 
 /// Prints argv and the environment, each as the NUL-separated strings WASI hands over, on one
@@ -501,4 +501,38 @@ async fn a_restart_loads_compiled_code_and_resumes_interrupted_builds() {
     }
     let task = app.run_on(&token, &env, "x").await;
     assert_eq!(task["status"], "completed", "{task}");
+}
+
+/// The C and Zig examples of docs/agents.md, from their committed (CI-rebuilt) modules and
+/// manifests, do what the document says.
+#[tokio::test]
+async fn the_documented_examples_answer_as_documented() {
+    let app = spawn_app().await;
+    let token = app.signup("author@example.com").await;
+    for example in ["word-count-c", "word-count-zig"] {
+        let dir = repo_file(&format!("docs/examples/{example}"));
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let module = std::fs::read(dir.join("agent.wasm")).unwrap();
+        let (status, body) = app.upload_manifest(&token, &manifest, module, true).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (201, Some("ready")),
+            "{body}"
+        );
+        let task = app
+            .run_on(
+                &token,
+                body["agent_id"].as_str().unwrap(),
+                "the quick  brown\nfox",
+            )
+            .await;
+        let id = task["id"].as_str().unwrap();
+        assert_eq!(
+            task["result"],
+            json!({"words": 4, "bytes": 20, "task_id": id}),
+            "{example}: {task}"
+        );
+        assert_eq!(task["stderr"], "counted 4 words in 20 bytes\n", "{example}");
+    }
 }
