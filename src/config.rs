@@ -142,7 +142,7 @@ impl Default for Settings {
                 token_ttl_secs: 86_400,
             },
             agents: AgentSettings {
-                max_binary_bytes: 50 * 1024 * 1024,
+                max_binary_bytes: 128 * 1024 * 1024,
                 compile_timeout_secs: 300,
                 validation: Policy::default(),
             },
@@ -258,6 +258,10 @@ impl Settings {
             "limits.max_stdin_bytes must be at most 4 MiB (the largest task input)",
         )?;
         let v = &self.agents.validation;
+        rule(
+            v.max_memory_pages.saturating_mul(65_536) <= l.max_memory_bytes,
+            "agents.validation.max_memory_pages must fit in limits.max_memory_bytes (64 KiB pages)",
+        )?;
         if let Some(name) = v.unknown_import() {
             return Err(ConfigError::Rule(format!(
                 "agents.validation.allowed_imports: `{name}` is not a WASI preview1 function"

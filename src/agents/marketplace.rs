@@ -6,6 +6,7 @@
 //! each step stored and announced on the hub. At start, unfinished builds are resumed and the
 //! ready agents' compiled code is loaded from the module cache ("warm-up").
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use crate::error::{ApiError, Code};
 use crate::realtime::{Event, Hub};
 use crate::runtime::{self, Compiler, Executor, Policy};
 use crate::search::{SearchError, SearchIndex};
-use crate::store::{Store, StoreError};
+use crate::store::{Inserted, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -166,11 +167,6 @@ impl Marketplace {
             .into_iter()
             .filter(|a| a.status != AgentStatus::Rejected)
             .partition(|a| a.status == AgentStatus::Ready);
-        for agent in unbuilt {
-            tracing::info!(agent_id = %agent.id, "resuming an interrupted build");
-            let this = self.clone();
-            tokio::spawn(async move { this.build(agent, None).await });
-        }
         self.warmup.send_modify(|w| {
             w.total = ready.len();
             w.done = ready.is_empty();
@@ -192,6 +188,12 @@ impl Marketplace {
                 });
             }
             this.warmup.send_modify(|w| w.done = true);
+            // Interrupted builds after the warm-up, so a slow one cannot hold up readiness.
+            for agent in unbuilt {
+                tracing::info!(agent_id = %agent.id, "resuming an interrupted build");
+                let builder = this.clone();
+                tokio::spawn(async move { builder.build(agent, None).await });
+            }
             let w = *this.warmup.borrow();
             tracing::info!(
                 agents = w.total,
@@ -203,8 +205,9 @@ impl Marketplace {
         Ok(())
     }
 
-    /// Makes a ready agent's module runnable: from memory or the cache, else compiled.
-    async fn load(&self, agent: &Agent) -> Result<runtime::Prepared, String> {
+    /// Makes a ready agent's module runnable: from memory or the cache, else compiled on the
+    /// build thread (after the builds queued before it).
+    pub async fn load(&self, agent: &Agent) -> Result<runtime::Prepared, String> {
         let (executor, hash) = (self.executor.clone(), agent.binary_hash.clone());
         let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&hash))
             .await
@@ -240,24 +243,22 @@ impl Marketplace {
     async fn try_build(&self, agent: Agent, wasm: Option<Bytes>) -> Result<(), AgentError> {
         let id = agent.id;
         let hash = agent.binary_hash.clone();
-        // The same bytes compiled before (another agent, or an earlier upload): nothing to do.
-        let (executor, key) = (self.executor.clone(), hash.clone());
-        let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&key))
-            .await
-            .map_err(StoreError::from)?;
-        if let Ok(Some(_)) = cached {
-            return self.finish_build(id, Ok(0)).await;
-        }
         let bytes = match wasm {
             Some(bytes) => bytes,
             None => self.module_bytes(&agent).await?,
         };
 
+        // Validation runs even for bytes compiled before: the policy may have changed since.
         let started = Instant::now();
-        let (module, rules) = (bytes.clone(), self.rules.clone());
+        let (module, rules, executor) = (bytes.clone(), self.rules.clone(), self.executor.clone());
         let validated = self
             .compiler
-            .run(move || runtime::validate(&module, &rules.policy))
+            .run(move || {
+                runtime::validate(&module, &rules.policy).map_err(|e| e.to_string())?;
+                executor
+                    .validate(&module)
+                    .map_err(|e| format!("the runtime does not support it: {e}"))
+            })
             .await
             .map_err(|_| AgentError::BuildStopped)?;
         if let Err(e) = validated {
@@ -270,11 +271,30 @@ impl Marketplace {
                 .await;
         }
         let validate_ms = started.elapsed().as_millis() as u64;
+
+        // The same bytes compiled before (another agent, an earlier upload): no compile.
+        let (executor, key) = (self.executor.clone(), hash.clone());
+        let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&key))
+            .await
+            .map_err(StoreError::from)?;
+        if let Ok(Some(_)) = cached {
+            return self.finish_build(id, Some(validate_ms), Ok(0)).await;
+        }
+
+        let size = bytes.len();
+        let (executor, abandoned) = (self.executor.clone(), Arc::new(AtomicBool::new(false)));
+        let gave_up = abandoned.clone();
+        let (job_started, compiled) = self
+            .compiler
+            .run_timed(move || executor.compile_unless(&hash, &bytes, &abandoned));
+        // The timeout counts from the compile's start, not its wait behind other builds.
+        job_started.await.map_err(|_| AgentError::BuildStopped)?;
+        let started = Instant::now();
         let estimate = self
             .compile_speed
             .lock()
             .expect("compile speed")
-            .map(|bytes_per_ms| (bytes.len() as f64 / bytes_per_ms) as u64);
+            .map(|bytes_per_ms| (size as f64 / bytes_per_ms) as u64);
         self.set_status(id, move |a| {
             a.status = AgentStatus::Compiling;
             let build = a.build.get_or_insert_with(Build::default);
@@ -283,14 +303,11 @@ impl Marketplace {
             build.estimated_compile_ms = estimate;
         })
         .await?;
-
-        let started = Instant::now();
-        let size = bytes.len();
-        let executor = self.executor.clone();
-        let compiled = self.compiler.run(move || executor.compile(&hash, &bytes));
         let timeout = self.rules.compile_timeout;
-        let result = match tokio::time::timeout(timeout, compiled).await {
+        let result = match tokio::time::timeout_at((started + timeout).into(), compiled).await {
             Err(_) => {
+                // The compile cannot be stopped; its code is dropped when it ends.
+                gave_up.store(true, Ordering::Release);
                 return self
                     .reject(
                         id,
@@ -309,7 +326,7 @@ impl Marketplace {
             Ok(_) => {
                 let ms = started.elapsed().as_millis() as u64;
                 self.record_compile_speed(size, ms);
-                self.finish_build(id, Ok(ms)).await
+                self.finish_build(id, Some(validate_ms), Ok(ms)).await
             }
             Err(message) => self.reject(id, "compile_failed", message).await,
         }
@@ -327,18 +344,22 @@ impl Marketplace {
             code: code.to_owned(),
             message,
         };
-        self.finish_build(id, Err(rejection)).await
+        self.finish_build(id, None, Err(rejection)).await
     }
 
     /// Ends a build: ready (after `compile_ms` of compiling) or rejected.
     async fn finish_build(
         &self,
         id: Uuid,
+        validate_ms: Option<u64>,
         outcome: Result<u64, Rejection>,
     ) -> Result<(), AgentError> {
         let agent = self
             .set_status(id, move |a| {
                 let build = a.build.get_or_insert_with(Build::default);
+                if let Some(ms) = validate_ms {
+                    build.validate_ms = Some(ms);
+                }
                 build.finished_at = Some(OffsetDateTime::now_utc());
                 match outcome {
                     Ok(ms) => {
@@ -420,10 +441,24 @@ impl Marketplace {
             });
         }
         let (module, rules) = (wasm.clone(), self.rules.clone());
-        tokio::task::spawn_blocking(move || runtime::check(&module, &rules.policy))
+        let info = tokio::task::spawn_blocking(move || runtime::check(&module, &rules.policy))
             .await
             .map_err(StoreError::from)?
             .map_err(|e| AgentError::InvalidWasm(e.to_string()))?;
+        // A module whose memory starts above its limit could never run.
+        let limits = &self.rules.limits;
+        let memory_limit = manifest
+            .limits
+            .memory_bytes
+            .unwrap_or(limits.memory_bytes)
+            .min(limits.max_memory_bytes);
+        let initial = info.memory_pages * 65_536;
+        if initial > memory_limit {
+            return Err(AgentError::InvalidWasm(format!(
+                "the module's initial memory is {initial} bytes, more than its memory limit of \
+                 {memory_limit} bytes (raise limits.memory_bytes in the manifest)"
+            )));
+        }
 
         let binary_size = wasm.len() as u64;
         let binary_hash = self.blobs.put(wasm.clone()).await?;
@@ -448,8 +483,20 @@ impl Marketplace {
             created_at: now,
             stats: AgentStats::default(),
         };
-        if !self.store.insert_agent(agent.clone()).await? {
-            return Err(AgentError::NameTaken(agent.name));
+        match self
+            .store
+            .insert_agent_replacing_rejected(agent.clone())
+            .await?
+        {
+            Inserted::NameTaken => return Err(AgentError::NameTaken(agent.name)),
+            Inserted::Replaced(old) => {
+                tracing::info!(agent_id = %agent.id, replaced = %old, "a new upload replaces a rejected agent");
+                let search = self.search.clone();
+                tokio::task::spawn_blocking(move || search.remove(old))
+                    .await
+                    .map_err(StoreError::from)??;
+            }
+            Inserted::New => {}
         }
         let search = self.search.clone();
         let indexed = agent.clone();
@@ -464,7 +511,8 @@ impl Marketplace {
         Ok(agent)
     }
 
-    /// Publishes unless `owner` already has an agent with this name (idempotent seeding).
+    /// Publishes unless `owner` already has an agent with this name that was not rejected
+    /// (idempotent seeding).
     pub async fn publish_if_absent(
         &self,
         owner: Uuid,
@@ -472,12 +520,11 @@ impl Marketplace {
         wasm: Bytes,
     ) -> Result<Option<Agent>, AgentError> {
         let name = raw.name.clone().unwrap_or_default();
-        if self
+        let existing = self
             .store
             .agent_by_owner_name(owner, name.trim().to_owned())
-            .await?
-            .is_some()
-        {
+            .await?;
+        if existing.is_some_and(|a| a.status != AgentStatus::Rejected) {
             return Ok(None);
         }
         self.publish(owner, raw, wasm).await.map(Some)

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{Store, StoreError, decode, encode, tables};
 
-/// Size of one stored chunk. Small enough that a read never copies a 50 MiB value at once.
+/// Size of one stored chunk. Small enough that a read never copies a whole module at once.
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
 /// Stored description of a blob.

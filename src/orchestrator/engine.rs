@@ -698,25 +698,9 @@ impl Orchestrator {
             },
         };
         if !inner.executor.has_module(&agent.binary_hash) {
-            // Compiled code from the cache needs no module bytes (a blob read of up to the
-            // module size limit).
-            let (executor, hash) = (inner.executor.clone(), agent.binary_hash.clone());
-            let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&hash))
-                .await
-                .map_err(StoreError::from)?;
-            let prepared = match cached {
-                Ok(Some(_)) => Ok(()),
-                Err(reason) => Err(reason),
-                Ok(None) => {
-                    let bytes = inner.marketplace.module_bytes(&agent).await?;
-                    let (executor, hash) = (inner.executor.clone(), agent.binary_hash.clone());
-                    tokio::task::spawn_blocking(move || executor.compile(&hash, &bytes))
-                        .await
-                        .map_err(StoreError::from)?
-                        .map(|_| ())
-                }
-            };
-            if let Err(reason) = prepared {
+            // Not loaded yet (the start-up warm-up is still running): from the cache, else
+            // compiled on the build thread.
+            if let Err(reason) = inner.marketplace.load(&agent).await {
                 return self
                     .finish_without_run(
                         &task,
@@ -728,8 +712,14 @@ impl Orchestrator {
             }
         }
 
-        // The run may use its timeout, but never go past the deadline.
-        let mut timeout = Duration::from_secs(task.timeout_secs);
+        // The run may use the task's timeout and the agent's, but never go past the deadline.
+        let limits = run_limits(
+            &inner.limits,
+            &agent.limits,
+            Duration::from_secs(task.timeout_secs),
+        );
+        let timeout_cap = limits.timeout;
+        let mut timeout = timeout_cap;
         if let Some(deadline) = task.deadline {
             let left = deadline - OffsetDateTime::now_utc();
             if left <= time::Duration::ZERO {
@@ -773,7 +763,8 @@ impl Orchestrator {
         let mut args = Vec::with_capacity(1 + agent.argv.len());
         args.push(agent.name.clone());
         args.extend(agent.argv.iter().cloned());
-        let limits = run_limits(&inner.limits, &agent.limits, timeout);
+        // A deadline shorter than the timeouts cuts the run.
+        let limits = RunLimits { timeout, ..limits };
         let output = inner
             .executor
             .run(&agent.binary_hash, args, env, stdin, limits, cancel.clone())
@@ -838,8 +829,10 @@ impl Orchestrator {
         };
         // A timeout forced by the caller's deadline is not the agent's fault, and another
         // agent would meet the same deadline.
-        let deadline_cut = timed_out && timeout < Duration::from_secs(task.timeout_secs);
-        let outcome = (!deadline_cut).then_some(AgentOutcome {
+        let deadline_cut = timed_out && timeout < timeout_cap;
+        // Nor is input larger than the agent declares it accepts: it never started.
+        let blameless = deadline_cut || output.outcome == Outcome::InputLimit;
+        let outcome = (!blameless).then_some(AgentOutcome {
             agent_id: agent.id,
             success,
             duration_ms,
@@ -1059,9 +1052,9 @@ fn tail(text: &str, max_chars: usize) -> String {
 fn run_limits(server: &LimitSettings, agent: &Limits, task_timeout: Duration) -> RunLimits {
     let pick = |asked: Option<u64>, default: u64, max: u64| asked.unwrap_or(default).min(max);
     let l = server;
-    let agent_timeout = pick(agent.timeout_secs, l.timeout_secs, l.max_timeout_secs);
+    let timeout_cap = pick(agent.timeout_secs, l.timeout_secs, l.max_timeout_secs);
     RunLimits {
-        timeout: task_timeout.min(Duration::from_secs(agent_timeout)),
+        timeout: task_timeout.min(Duration::from_secs(timeout_cap)),
         memory_bytes: pick(agent.memory_bytes, l.memory_bytes, l.max_memory_bytes) as usize,
         stdin_bytes: pick(agent.stdin_bytes, l.max_stdin_bytes, l.max_stdin_bytes) as usize,
         stdout_bytes: pick(agent.stdout_bytes, l.max_stdout_bytes, l.max_stdout_bytes) as usize,

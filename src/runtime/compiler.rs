@@ -28,7 +28,11 @@ impl Compiler {
             .spawn(move || {
                 lower_this_thread(BUILD_NICE);
                 for job in rx {
-                    job();
+                    // A panicking job drops its result sender (its caller sees the build
+                    // fail) and leaves the thread serving the next one.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("a build job panicked");
+                    }
                 }
             })?;
         Ok(Self {
@@ -42,13 +46,24 @@ impl Compiler {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> oneshot::Receiver<T> {
+        self.run_timed(job).1
+    }
+
+    /// Like [`Compiler::run`], and the first receiver fires when the job starts (so a caller
+    /// can time the job itself, not its wait in the queue).
+    pub fn run_timed<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> (oneshot::Receiver<()>, oneshot::Receiver<T>) {
+        let (started_tx, started_rx) = oneshot::channel();
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
+            let _ = started_tx.send(());
             let _ = tx.send(job());
         });
         // The thread lives as long as the sender, so a send cannot fail.
         let _ = self.jobs.lock().expect("compiler queue").send(job);
-        rx
+        (started_rx, rx)
     }
 }
 
@@ -86,7 +101,15 @@ mod tests {
                 .parse::<i32>()
                 .unwrap()
         });
+        let panics = compiler.run(|| panic!("a bug in a build step"));
+        let after = compiler.run(|| 7);
         assert_eq!(first.await.unwrap().as_deref(), Some("agent-build"));
         assert_eq!(second.await.unwrap(), BUILD_NICE);
+        assert!(panics.await.is_err(), "the caller sees the failure");
+        assert_eq!(
+            after.await.unwrap(),
+            7,
+            "the thread survives a panicking job"
+        );
     }
 }

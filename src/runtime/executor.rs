@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -261,7 +261,8 @@ impl Executor {
             stopping: CancellationToken::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
             lanes: Arc::new(Lanes {
-                fresh: AtomicUsize::new(0),
+                fresh: Mutex::default(),
+                next_id: AtomicU64::new(0),
                 long_turns: Arc::new(tokio::sync::Semaphore::new(
                     threads.saturating_sub(1).max(1),
                 )),
@@ -311,15 +312,39 @@ impl Executor {
         }
     }
 
+    /// Whether wasmtime, as configured, accepts the module (the features it supports can be
+    /// narrower than the validator's). Blocking; linear in the module size.
+    pub fn validate(&self, bytes: &[u8]) -> Result<(), String> {
+        Module::validate(&self.engine, bytes).map_err(|e| format!("{e:#}"))
+    }
+
     /// Compiles and links a module that [`Executor::prepare_cached`] did not find, and saves
     /// its code to the cache. Blocking.
     pub fn compile(&self, hash: &str, bytes: &[u8]) -> Result<Prepared, String> {
+        self.compile_unless(hash, bytes, &AtomicBool::new(false))
+    }
+
+    /// [`Executor::compile`], unless `abandoned` is set by the time the code is ready (the
+    /// caller gave up waiting): then the code is dropped, neither cached nor linked.
+    pub fn compile_unless(
+        &self,
+        hash: &str,
+        bytes: &[u8],
+        abandoned: &AtomicBool,
+    ) -> Result<Prepared, String> {
+        // Another build of the same bytes may have finished while this one waited.
+        if self.has_module(hash) {
+            return Ok(Prepared::Loaded);
+        }
         let started = Instant::now();
         let module =
-            Module::new(&self.engine, bytes).map_err(|e| format!("compile failed: {e}"))?;
+            Module::new(&self.engine, bytes).map_err(|e| format!("compile failed: {e:#}"))?;
         metrics::counter!("zerostate_modules_compiled_total").increment(1);
         metrics::histogram!("zerostate_module_compile_seconds")
             .record(started.elapsed().as_secs_f64());
+        if abandoned.load(Ordering::Acquire) {
+            return Err("compilation abandoned".into());
+        }
         if let Some(cache) = &self.cache {
             cache.store(hash, &module);
         }
@@ -331,7 +356,7 @@ impl Executor {
         let pre = self
             .linker
             .instantiate_pre(module)
-            .map_err(|e| format!("link failed: {e}"))?;
+            .map_err(|e| format!("link failed: {e:#}"))?;
         self.modules
             .lock()
             .expect("module cache")
@@ -551,64 +576,65 @@ fn classify(
     )
 }
 
-/// Guests that run past their first ticks ("long runs") give way to new ones: while any guest
-/// is in its first ticks, long runs take turns on all the runtime's threads but one (one thread
+/// Guests that have run longer than [`FRESH_FOR`] ("long runs") give way to new ones: while
+/// any guest is fresh, long runs take turns on all the runtime's threads but one (one thread
 /// when there is only one), so a fresh task waits at most about a tick for a thread however
 /// many guests spin. Without fresh guests, long runs use every thread.
 struct Lanes {
-    /// Guests in their first [`LONG_AFTER_TICKS`] ticks.
-    fresh: AtomicUsize,
-    /// One permit per thread long runs may hold while fresh guests wait.
+    /// Fresh guests: id → when it was handed to the runtime. Entries older than [`FRESH_FOR`]
+    /// no longer count and are pruned on the next look.
+    fresh: Mutex<HashMap<u64, Instant>>,
+    next_id: AtomicU64,
+    /// One permit per thread long runs may use while fresh guests wait. A turn lasts one tick
+    /// of wall time, whatever the guest does meanwhile (a host call, a sleep).
     long_turns: Arc<tokio::sync::Semaphore>,
 }
 
-/// Ticks after which a guest counts as a long run.
-const LONG_AFTER_TICKS: u32 = 2;
+/// How long a guest counts as fresh.
+const FRESH_FOR: Duration = Duration::from_millis(2 * TICK.as_millis() as u64);
 
-/// One guest's place in the [`Lanes`], advanced at each epoch tick.
+impl Lanes {
+    fn has_fresh(&self, now: Instant) -> bool {
+        let mut fresh = self.fresh.lock().expect("lanes");
+        fresh.retain(|_, since| now.duration_since(*since) < FRESH_FOR);
+        !fresh.is_empty()
+    }
+}
+
+/// One guest's place in the [`Lanes`], consulted at each epoch tick.
 struct Turns {
     lanes: Arc<Lanes>,
-    ticks: u32,
-    /// Whether the guest still counts in `lanes.fresh`.
-    fresh: bool,
-    /// The long-run turn held until the next tick.
-    held: Arc<Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
+    id: u64,
+    started: Instant,
 }
 
 impl Turns {
     fn new(lanes: Arc<Lanes>) -> Self {
-        lanes.fresh.fetch_add(1, Ordering::Relaxed);
-        Self {
-            lanes,
-            ticks: 0,
-            fresh: true,
-            held: Arc::default(),
-        }
+        let id = lanes.next_id.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        lanes.fresh.lock().expect("lanes").insert(id, started);
+        Self { lanes, id, started }
     }
 
-    /// What the guest does at a tick: yield, and as a long run with fresh guests about, queue
-    /// for its next turn.
+    /// What the guest does at a tick: yield, and as a long run while fresh guests are about,
+    /// wait for a turn.
     fn next(&mut self) -> UpdateDeadline {
-        self.ticks += 1;
-        if self.ticks < LONG_AFTER_TICKS {
+        let now = Instant::now();
+        if now.duration_since(self.started) < FRESH_FOR || !self.lanes.has_fresh(now) {
             return UpdateDeadline::Yield(1);
         }
-        if std::mem::take(&mut self.fresh) {
-            self.lanes.fresh.fetch_sub(1, Ordering::Relaxed);
-        }
-        // Its turn ends at each tick; the semaphore is fair, so long runs alternate.
-        self.held.lock().expect("turn").take();
-        if self.lanes.fresh.load(Ordering::Relaxed) == 0 {
-            return UpdateDeadline::Yield(1);
-        }
-        let (turns, held) = (self.lanes.long_turns.clone(), self.held.clone());
+        let turns = self.lanes.long_turns.clone();
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
-                let Ok(permit) = turns.acquire_owned().await else {
+                let Ok(turn) = turns.acquire_owned().await else {
                     unreachable!("the turn semaphore is never closed");
                 };
-                *held.lock().expect("turn") = Some(permit);
+                // The semaphore is fair, so long runs alternate tick by tick.
+                tokio::spawn(async move {
+                    tokio::time::sleep(TICK).await;
+                    drop(turn);
+                });
             }),
         )
     }
@@ -616,9 +642,7 @@ impl Turns {
 
 impl Drop for Turns {
     fn drop(&mut self) {
-        if self.fresh {
-            self.lanes.fresh.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.lanes.fresh.lock().expect("lanes").remove(&self.id);
     }
 }
 
@@ -799,6 +823,69 @@ mod tests {
         assert!(
             matches!(run(unreachable, b"", LIMITS).await.outcome, Outcome::Trapped(m) if m.contains("unreachable"))
         );
+    }
+
+    #[tokio::test]
+    async fn long_runs_take_turns_while_a_fresh_guest_runs_and_give_every_turn_back() {
+        let executor = Arc::new(Executor::new(3).unwrap());
+        let spin =
+            r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
+        executor
+            .prepare("spin", &wat::parse_str(spin).unwrap())
+            .unwrap();
+        executor
+            .prepare("echo", &wat::parse_str(echo_then_exit(0)).unwrap())
+            .unwrap();
+        let short = RunLimits {
+            timeout: Duration::from_millis(300),
+            ..LIMITS
+        };
+        let spinners: Vec<_> = (0..2)
+            .map(|_| {
+                let e = executor.clone();
+                tokio::spawn(async move {
+                    e.run(
+                        "spin",
+                        Vec::new(),
+                        Vec::new(),
+                        Vec::new(),
+                        short,
+                        CancellationToken::new(),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let echo = executor
+            .run(
+                "echo",
+                Vec::new(),
+                Vec::new(),
+                b"hi".to_vec(),
+                LIMITS,
+                CancellationToken::new(),
+            )
+            .await;
+        assert_eq!(
+            (echo.outcome, echo.stdout),
+            (Outcome::Completed, b"hi".to_vec())
+        );
+        for spinner in spinners {
+            assert_eq!(spinner.await.unwrap().outcome, Outcome::TimedOut);
+        }
+        let lanes = &executor.lanes;
+        assert!(
+            lanes.fresh.lock().unwrap().is_empty(),
+            "every guest left the fresh set"
+        );
+        // Each turn is handed back a tick after it was taken.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(3);
+        let turns = threads.saturating_sub(1).max(1) as u32;
+        let back =
+            tokio::time::timeout(Duration::from_secs(1), lanes.long_turns.acquire_many(turns));
+        assert!(back.await.is_ok(), "all {turns} turns are free again");
     }
 
     #[tokio::test]

@@ -149,15 +149,20 @@ pub enum ValidationError {
 }
 
 /// The wasm features agents may use: the defaults minus threads and shared memory (an agent is
-/// a single-threaded command), multi-memory (so the runtime's memory cap is a per-instance cap)
-/// and memory64.
+/// a single-threaded command), multi-memory (so the runtime's memory cap is a per-instance cap),
+/// memory64, and what the runtime is built without (GC, exception handling, stack switching).
+/// The build's last step, [`crate::runtime::Executor::validate`], asks wasmtime itself.
 fn features() -> WasmFeatures {
     let mut features = WasmFeatures::default();
     features.remove(
         WasmFeatures::THREADS
             | WasmFeatures::SHARED_EVERYTHING_THREADS
             | WasmFeatures::MULTI_MEMORY
-            | WasmFeatures::MEMORY64,
+            | WasmFeatures::MEMORY64
+            | WasmFeatures::GC
+            | WasmFeatures::EXCEPTIONS
+            | WasmFeatures::LEGACY_EXCEPTIONS
+            | WasmFeatures::STACK_SWITCHING,
     );
     features
 }
@@ -169,6 +174,8 @@ pub struct ModuleInfo {
     pub functions: u32,
     /// Bytes of the code section.
     pub code_bytes: u64,
+    /// Initial size of the memory, in 64 KiB pages.
+    pub memory_pages: u64,
 }
 
 /// Checks everything but the function bodies, against `policy`. Cost is linear in the number
@@ -197,6 +204,7 @@ pub fn check(bytes: &[u8], policy: &Policy) -> Result<ModuleInfo, ValidationErro
     let mut info = ModuleInfo {
         functions: 0,
         code_bytes: 0,
+        memory_pages: 0,
     };
     let (mut has_start, mut has_memory, mut data_bytes) = (false, false, 0u64);
     for payload in Parser::new(0).parse_all(bytes) {
@@ -250,6 +258,7 @@ pub fn check(bytes: &[u8], policy: &Policy) -> Result<ModuleInfo, ValidationErro
                         memory.initial,
                         policy.max_memory_pages,
                     )?;
+                    info.memory_pages = info.memory_pages.max(memory.initial);
                 }
             }
             Payload::TableSection(reader) => {
@@ -388,6 +397,15 @@ mod tests {
         );
         let shared = r#"(module (memory (export "memory") 1 1 shared) (func (export "_start")))"#;
         assert!(checked(shared).is_err());
+        // Exception handling: the runtime is built without it.
+        let throws =
+            r#"(module (tag $oops) (memory (export "memory") 1) (func (export "_start")))"#;
+        assert!(
+            checked(throws)
+                .unwrap_err()
+                .to_string()
+                .contains("exceptions")
+        );
         let mut truncated = no_memory.clone();
         truncated.truncate(truncated.len() - 3);
         assert!(matches!(

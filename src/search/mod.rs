@@ -121,6 +121,15 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// Removes one agent; searchable without it before returning.
+    pub fn remove(&self, id: Uuid) -> Result<(), SearchError> {
+        let mut writer = self.writer.lock().expect("search writer poisoned");
+        writer.delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
+        writer.commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
     /// Makes the index hold exactly `agents`, rebuilding it if its id set differs.
     pub fn reconcile(&self, agents: &[Agent]) -> Result<(), SearchError> {
         let wanted: HashSet<String> = agents.iter().map(|a| a.id.to_string()).collect();

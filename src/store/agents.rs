@@ -4,27 +4,57 @@ use redb::{ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 use super::{Store, StoreError, decode, encode, read_json, tables};
-use crate::agents::Agent;
+use crate::agents::{Agent, AgentStatus};
+
+/// What [`Store::insert_agent_replacing_rejected`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// Took the name of this rejected agent, which is deleted.
+    Replaced(Uuid),
+    NameTaken,
+}
 
 impl Store {
     /// Inserts a new agent. Returns `false` (and writes nothing) if the owner already has an
     /// agent with this name.
     pub async fn insert_agent(&self, agent: Agent) -> Result<bool, StoreError> {
+        Ok(self.insert_agent_replacing_rejected(agent).await? != Inserted::NameTaken)
+    }
+
+    /// Inserts a new agent. If the owner has an agent with this name that was rejected, the new
+    /// one replaces it (a rejected agent never ran, so nothing refers to it); any other agent
+    /// of that name makes it [`Inserted::NameTaken`], and nothing is written.
+    pub async fn insert_agent_replacing_rejected(
+        &self,
+        agent: Agent,
+    ) -> Result<Inserted, StoreError> {
         self.run(move |db| {
             let txn = db.begin_write()?;
-            {
+            let inserted = {
                 let owner = agent.owner_id.to_string();
                 let id = agent.id.to_string();
                 let mut names = txn.open_table(tables::AGENTS_BY_OWNER_NAME)?;
-                if names.get((owner.as_str(), agent.name.as_str()))?.is_some() {
-                    return Ok(false);
-                }
+                let mut agents = txn.open_table(tables::AGENTS)?;
+                let existing = names
+                    .get((owner.as_str(), agent.name.as_str()))?
+                    .map(|v| v.value().to_owned());
+                let inserted = match existing {
+                    None => Inserted::New,
+                    Some(old) => match read_json::<Agent>(&agents, "agents", &old)? {
+                        Some(a) if a.status == AgentStatus::Rejected => {
+                            agents.remove(old.as_str())?;
+                            Inserted::Replaced(a.id)
+                        }
+                        _ => return Ok(Inserted::NameTaken),
+                    },
+                };
                 names.insert((owner.as_str(), agent.name.as_str()), id.as_str())?;
-                txn.open_table(tables::AGENTS)?
-                    .insert(id.as_str(), encode(&agent).as_slice())?;
-            }
+                agents.insert(id.as_str(), encode(&agent).as_slice())?;
+                inserted
+            };
             txn.commit()?;
-            Ok(true)
+            Ok(inserted)
         })
         .await
     }

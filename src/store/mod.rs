@@ -20,6 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use agents::Inserted;
 pub use tasks::{AgentOutcome, IdempotencyClaim, Page, TaskBatch, TaskFilter, TaskWrite};
 
 /// The layout version this build writes. Version 1 files (task rows as JSON) open too: their

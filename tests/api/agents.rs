@@ -101,10 +101,10 @@ async fn invalid_modules_are_rejected_with_the_reason() {
 }
 
 #[tokio::test]
-async fn modules_over_50_mib_get_413() {
+async fn modules_over_the_size_limit_get_413() {
     let app = spawn_app().await;
     let token = app.signup("owner@example.com").await;
-    let huge = vec![0u8; 50 * 1024 * 1024 + 1];
+    let huge = vec![0u8; 128 * 1024 * 1024 + 1];
     let form = Form::new()
         .part("wasm_binary", Part::bytes(huge).file_name("big.wasm"))
         .text("name", "Big")

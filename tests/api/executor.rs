@@ -81,6 +81,11 @@ impl AgentUpdates {
 
     /// The statuses announced for `agent_id`, until one ends its build.
     async fn until_built(&mut self, agent_id: &str) -> Vec<String> {
+        self.until_status(agent_id, "").await
+    }
+
+    /// The statuses announced for `agent_id`, until `status` (or, for "", the build's end).
+    async fn until_status(&mut self, agent_id: &str, status: &str) -> Vec<String> {
         let mut statuses = Vec::new();
         tokio::time::timeout(DEADLINE * 2, async {
             while let Some(message) = self.socket.next().await {
@@ -89,9 +94,10 @@ impl AgentUpdates {
                 if event["type"] != "agent_update" || event["data"]["agent_id"] != agent_id {
                     continue;
                 }
-                let status = event["data"]["status"].as_str().unwrap().to_owned();
-                let done = status == "ready" || status == "rejected";
-                statuses.push(status);
+                let announced = event["data"]["status"].as_str().unwrap().to_owned();
+                let done = announced == status
+                    || (status.is_empty() && (announced == "ready" || announced == "rejected"));
+                statuses.push(announced);
                 if done {
                     return;
                 }
@@ -179,6 +185,36 @@ async fn invalid_code_is_rejected_after_upload_and_never_bids() {
         )
         .await;
     assert_error(&refused, 422, "no_eligible_agent");
+
+    // The fixed module takes the rejected agent's name, and the rejected one is gone.
+    let rejected = body["agent_id"].as_str().unwrap().to_owned();
+    let (status, fixed) = app
+        .upload_manifest(
+            &token,
+            &manifest("Broken", json!({})),
+            wasm(ECHO_AGENT),
+            true,
+        )
+        .await;
+    assert_eq!(
+        (status, fixed["status"].as_str()),
+        (201, Some("ready")),
+        "{fixed}"
+    );
+    let gone = app
+        .get(&format!("/api/v1/agents/{rejected}"), Some(&token))
+        .await;
+    assert_error(&gone, 404, "agent_not_found");
+    // A ready agent's name stays taken.
+    let again = app
+        .upload_manifest(
+            &token,
+            &manifest("Broken", json!({})),
+            wasm(ECHO_AGENT),
+            true,
+        )
+        .await;
+    assert_error(&again, 409, "agent_name_taken");
 }
 
 #[tokio::test]
@@ -322,6 +358,18 @@ async fn manifest_limits_apply_to_each_run_within_the_server_maxima() {
         }
     }
 
+    // The input refused before the run is not held against the agent.
+    let (_, picky) = app.get("/api/v1/agents?q=Picky", Some(&token)).await;
+    assert_eq!(picky["agents"][0]["stats"]["tasks_failed"], 0, "{picky}");
+
+    // A module whose memory starts above its own limit could never run: refused at upload.
+    let big_start = wasm(r#"(module (memory (export "memory") 300) (func (export "_start")))"#);
+    let small = manifest("Cramped", json!({"limits": {"memory_bytes": 16777216}}));
+    let refused = app.upload_manifest(&token, &small, big_start, true).await;
+    assert_error(&refused, 422, "invalid_wasm_module");
+    let message = refused.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("initial memory"), "{message}");
+
     let greedy = manifest("Greedy", json!({"limits": {"memory_bytes": 2147483648u64}}));
     let refused = app
         .upload_manifest(&token, &greedy, wasm(ECHO_AGENT), true)
@@ -425,6 +473,31 @@ async fn compile_bombs_are_refused_or_built_while_other_tasks_keep_completing() 
         (201, Some("ready")),
         "{body}"
     );
+
+    // A big function within the limits compiles for seconds (in the dev profile the tests
+    // build with); tasks on other agents complete meanwhile.
+    let (_, body) = app
+        .upload_manifest(
+            &token,
+            &manifest("Long", json!({})),
+            long_function(600_000),
+            false,
+        )
+        .await;
+    let long = body["agent_id"].as_str().unwrap().to_owned();
+    updates.until_status(&long, "compiling").await;
+    for i in 0..3 {
+        let task = app.run_on(&token, &echo, &format!("meanwhile {i}")).await;
+        assert_eq!(task["status"], "completed", "{task}");
+    }
+    let (_, agent) = app
+        .get(&format!("/api/v1/agents/{long}"), Some(&token))
+        .await;
+    assert_eq!(
+        agent["status"], "compiling",
+        "the tasks ran during the compile"
+    );
+    assert_eq!(updates.until_built(&long).await.last().unwrap(), "ready");
 }
 
 #[tokio::test]
