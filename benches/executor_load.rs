@@ -353,7 +353,10 @@ async fn hostile(binary: &OsString, phase: Duration) {
                     break;
                 }
                 let task = api.run(agent, "x").await;
-                outcomes.push(task["error_code"].as_str().unwrap_or("none").to_owned());
+                outcomes.push((
+                    task["error_code"].as_str().unwrap_or("none").to_owned(),
+                    task["duration_ms"].as_u64().unwrap_or(0),
+                ));
             }
             outcomes
         }));
@@ -383,12 +386,20 @@ async fn hostile(binary: &OsString, phase: Duration) {
     let attacked = ordinary_phase(&api, &echo, phase, Some(&stop)).await;
     report("under attack", &attacked, phase);
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut timeouts = Vec::new();
     for attacker in attackers {
-        for outcome in attacker.await.unwrap() {
-            *counts.entry(outcome).or_default() += 1;
+        for (code, duration_ms) in attacker.await.unwrap() {
+            if code == "timeout" {
+                timeouts.push(duration_ms);
+            }
+            *counts.entry(code).or_default() += 1;
         }
     }
     println!("  hostile tasks by error code: {counts:?}");
+    timeouts.sort();
+    if let (Some(first), Some(last)) = (timeouts.first(), timeouts.last()) {
+        println!("  spinners (2 s timeout) ran {first}..{last} ms");
+    }
     for (status, took) in bombs.await.unwrap() {
         println!("  compile bomb: {status} after {:.1} s", took.as_secs_f64());
     }

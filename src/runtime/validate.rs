@@ -120,7 +120,8 @@ pub enum ValidationError {
     NotWasm,
     #[error("components are not supported; upload a core module built for wasm32-wasi (preview1)")]
     Component,
-    #[error("invalid module: {0}")]
+    /// wasmparser's reason, with its byte offset.
+    #[error("{0}")]
     Invalid(String),
     #[error(
         "import `{module}::{name}` is not allowed; agents may import only from `{WASI_MODULE}`"
