@@ -70,13 +70,22 @@ pub async fn publish(accounts: &Accounts, marketplace: &Marketplace) -> Result<(
                     .wait_built(agent.id, BUILD_WAIT)
                     .await
                     .map_err(|e| DemoError::Publish(format!("{dir}: {e}")))?;
-                if built.status != AgentStatus::Ready {
-                    return Err(DemoError::Publish(format!(
-                        "{dir}: build ended {:?}: {:?}",
-                        built.status, built.rejection
-                    )));
+                match built.status {
+                    AgentStatus::Ready => {
+                        tracing::info!(agent = %agent.name, "published demo agent")
+                    }
+                    AgentStatus::Rejected => {
+                        return Err(DemoError::Publish(format!(
+                            "{dir}: rejected: {:?}",
+                            built.rejection
+                        )));
+                    }
+                    // Queued behind other builds (a restart compiling many agents): it
+                    // becomes ready in the background.
+                    _ => {
+                        tracing::warn!(agent = %agent.name, "demo agent still building; it bids once ready")
+                    }
                 }
-                tracing::info!(agent = %agent.name, "published demo agent");
             }
             Ok(None) => tracing::debug!(dir, "demo agent already published"),
             Err(e) => return Err(DemoError::Publish(format!("{dir}: {e}"))),

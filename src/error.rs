@@ -71,6 +71,8 @@ error_codes! {
     TaskNotFound => (NOT_FOUND, "task_not_found"),
     /// The task belongs to another user.
     TaskForbidden => (FORBIDDEN, "task_forbidden"),
+    /// The named agent is still validating or compiling, or was rejected.
+    AgentNotReady => (CONFLICT, "agent_not_ready"),
     /// The caller already has an agent with this name.
     AgentNameTaken => (CONFLICT, "agent_name_taken"),
     /// The task already reached a terminal state (e.g. a cancel of a finished task).

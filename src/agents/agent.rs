@@ -60,6 +60,15 @@ pub enum AgentStatus {
 }
 
 impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Validating => "validating",
+            AgentStatus::Compiling => "compiling",
+            AgentStatus::Ready => "ready",
+            AgentStatus::Rejected => "rejected",
+        }
+    }
+
     /// Ready or rejected: the build is over.
     pub fn is_built(self) -> bool {
         matches!(self, AgentStatus::Ready | AgentStatus::Rejected)

@@ -90,6 +90,8 @@ pub enum TaskError {
     NoEligibleAgent(#[from] NoEligibleAgent),
     #[error("agent not found")]
     AgentNotFound,
+    #[error("the agent is {0}; it takes tasks once its build is ready")]
+    AgentNotReady(&'static str),
     #[error("task not found")]
     NotFound,
     #[error("this task belongs to another user")]
@@ -124,6 +126,7 @@ impl From<TaskError> for ApiError {
             TaskError::InvalidPriority(_) => Code::InvalidPriority,
             TaskError::NoEligibleAgent(_) => Code::NoEligibleAgent,
             TaskError::AgentNotFound => Code::AgentNotFound,
+            TaskError::AgentNotReady(_) => Code::AgentNotReady,
             TaskError::NotFound => Code::TaskNotFound,
             TaskError::Forbidden => Code::TaskForbidden,
             TaskError::KeyReused => Code::IdempotencyKeyReused,
@@ -307,7 +310,11 @@ impl Orchestrator {
         if let Some(id) = sub.agent_id
             && catalog.get(id).is_none()
         {
-            return Err(TaskError::AgentNotFound);
+            // Not in the catalog: unknown, or still building (or rejected).
+            return Err(match inner.marketplace.get(id).await {
+                Ok(agent) => TaskError::AgentNotReady(agent.status.as_str()),
+                Err(_) => TaskError::AgentNotFound,
+            });
         }
         let bids = catalog.auction(&capabilities, sub.budget, inner.weights, sub.agent_id, &[])?;
         let winner = &bids[0];
