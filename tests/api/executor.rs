@@ -448,33 +448,19 @@ async fn compile_bombs_are_refused_or_built_while_other_tasks_keep_completing() 
         let task = app.run_on(&token, &echo, &format!("ping {i}")).await;
         assert_eq!(task["status"], "completed", "{task}");
     }
-    // Named while it builds: refused with the reason.
+    // Named while it builds, or once rejected: refused with the reason.
+    let pinned = json!({"query": "x", "agent_id": bomb, "budget": 1});
     let early = app
-        .post_json(
-            "/api/v1/tasks/submit",
-            Some(&token),
-            &json!({"query": "x", "agent_id": bomb, "budget": 1}),
-        )
+        .post_json("/api/v1/tasks/submit", Some(&token), &pinned)
         .await;
-    // Building or already rejected: either way not ready.
     assert_error(&early, 409, "agent_not_ready");
     assert_eq!(updates.until_built(&bomb).await, ["validating", "rejected"]);
     let late = app
-        .post_json(
-            "/api/v1/tasks/submit",
-            Some(&token),
-            &json!({"query": "x", "agent_id": bomb, "budget": 1}),
-        )
+        .post_json("/api/v1/tasks/submit", Some(&token), &pinned)
         .await;
     assert_error(&late, 409, "agent_not_ready");
-    assert!(
-        late.1["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("rejected"),
-        "{}",
-        late.1
-    );
+    let message = late.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("rejected"), "{message}");
     let (_, agent) = app
         .get(&format!("/api/v1/agents/{bomb}"), Some(&token))
         .await;
