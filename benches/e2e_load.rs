@@ -66,16 +66,7 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
     let base = server.base.clone();
     let client = reqwest::Client::new();
 
-    let session: Value = client
-        .post(format!("{base}/api/v1/users/register"))
-        .json(&json!({"email": "load@example.com", "password": "correct horse battery", "full_name": "Load"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
+    let token = server.signup("load@example.com").await;
     let form = reqwest::multipart::Form::new()
         .part(
             "wasm_binary",

@@ -25,9 +25,13 @@ use serde_json::{Value, json};
 
 #[path = "../tests/api/child.rs"]
 mod child;
+#[path = "../tests/api/modules.rs"]
+#[allow(dead_code)]
+mod modules;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 use child::Server;
+use modules::{ECHO_AGENT, GROW_BOMB_AGENT, LOOP_AGENT, RECURSE_AGENT};
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -64,23 +68,9 @@ struct Api {
 
 impl Api {
     async fn signup(server: &Server) -> Self {
-        let client = reqwest::Client::new();
-        let session: Value = client
-            .post(format!("{}/api/v1/users/register", server.base))
-            .json(&json!({"email": "bench@example.com", "password": "correct horse battery", "full_name": "Bench"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Self::new(server, session["token"].as_str().unwrap())
-    }
-
-    fn new(server: &Server, token: &str) -> Self {
         Self {
             base: server.base.clone(),
-            token: token.to_owned(),
+            token: server.signup("bench@example.com").await,
             client: reqwest::Client::new(),
         }
     }
@@ -243,38 +233,27 @@ async fn restart(binary: &OsString) {
         "  then 10 compiled agents, {:.1} MB of modules:",
         bytes as f64 / 1e6
     );
-    for round in 0..3 {
-        let (server, took, ready) = start_until_ready(binary, dir.path()).await;
+    let path = dir.path();
+    let restart = |label: String| async move {
+        let (server, took, ready) = start_until_ready(binary, path).await;
         println!(
-            "  with the module cache ({round}): /ready after {:>7.1} ms, agents {}, compiled counter {}",
+            "  {label:<26} /ready after {:>7.1} ms, agents {}, compiled counter {}",
             took.as_secs_f64() * 1e3,
             ready["agents"],
             compiled_counter(&server).await
         );
+    };
+    for round in 0..3 {
+        restart(format!("with the module cache ({round}):")).await;
     }
-    std::fs::remove_dir_all(dir.path().join("modules")).unwrap();
-    let (server, took, ready) = start_until_ready(binary, dir.path()).await;
-    println!(
-        "  cache deleted:          /ready after {:>7.1} ms, agents {}, compiled counter {}",
-        took.as_secs_f64() * 1e3,
-        ready["agents"],
-        compiled_counter(&server).await
-    );
+    std::fs::remove_dir_all(path.join("modules")).unwrap();
+    restart("cache deleted:".into()).await;
 }
 
 /// Agents that misbehave, each pinned by its own clients.
 const HOSTILE: [(&str, &str, &str); 4] = [
-    (
-        "Spinner",
-        r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#,
-        r#"{"timeout_secs": 2}"#,
-    ),
-    (
-        "Grower",
-        r#"(module (memory (export "memory") 1)
-          (func (export "_start") (loop (br_if 0 (i32.ne (memory.grow (i32.const 256)) (i32.const -1))))))"#,
-        "{}",
-    ),
+    ("Spinner", LOOP_AGENT, r#"{"timeout_secs": 2}"#),
+    ("Grower", GROW_BOMB_AGENT, "{}"),
     (
         "Flooder",
         r#"(module
@@ -286,23 +265,8 @@ const HOSTILE: [(&str, &str, &str); 4] = [
             (loop (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0))))"#,
         "{}",
     ),
-    (
-        "Recurser",
-        r#"(module (memory (export "memory") 1) (func $f (export "_start") (call $f)))"#,
-        "{}",
-    ),
+    ("Recurser", RECURSE_AGENT, "{}"),
 ];
-
-const ECHO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 1024))
-    (i32.store (i32.const 4) (i32.const 65536))
-    (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-    (i32.store (i32.const 4) (i32.load (i32.const 8)))
-    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))))"#;
 
 /// Ordinary clients, each running one echo task after another.
 const ORDINARY_CLIENTS: usize = 4;
@@ -314,7 +278,7 @@ async fn hostile(binary: &OsString, phase: Duration) {
     let server = Server::start(binary, dir.path(), &[]);
     let api = Arc::new(Api::signup(&server).await);
     let echo = api
-        .upload(manifest("Echo"), wat::parse_str(ECHO).unwrap(), true)
+        .upload(manifest("Echo"), wat::parse_str(ECHO_AGENT).unwrap(), true)
         .await["agent_id"]
         .as_str()
         .unwrap()

@@ -155,10 +155,6 @@ impl Application {
         )
         .await
         .map_err(|e| StartError::Component(format!("agent catalog and search index: {e}")))?;
-        marketplace
-            .resume_builds()
-            .await
-            .map_err(|e| StartError::Component(format!("agent builds: {e}")))?;
         let orchestrator = Orchestrator::new(
             opened.store.clone(),
             ledger,

@@ -194,6 +194,11 @@ impl Catalog {
         self.inner.read().expect("catalog lock").agents.len()
     }
 
+    /// Every ready agent, in catalog order.
+    pub fn agents(&self) -> Vec<Arc<Agent>> {
+        self.inner.read().expect("catalog lock").agents.clone()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -125,8 +125,9 @@ const SPEED_ALPHA: f64 = 0.3;
 
 impl Marketplace {
     /// Loads the agents once: they become the in-memory catalog, and the search index is
-    /// rebuilt from them if it does not hold exactly the stored agents. Call
-    /// [`Marketplace::resume_builds`] next.
+    /// rebuilt from them if it does not hold exactly the stored agents. Then, in the
+    /// background, loads every ready agent's compiled code and resumes the builds a stop
+    /// interrupted (see [`Marketplace::warmup`]).
     pub async fn new(
         store: Store,
         blobs: BlobStore,
@@ -143,8 +144,13 @@ impl Marketplace {
                 .await
                 .map_err(StoreError::from)??
         };
+        let unbuilt: Vec<Agent> = agents
+            .iter()
+            .filter(|a| !a.status.is_built())
+            .cloned()
+            .collect();
         let catalog = Catalog::new(agents);
-        Ok(Self {
+        let marketplace = Self {
             store,
             blobs,
             search,
@@ -156,17 +162,15 @@ impl Marketplace {
             built: broadcast::channel(1024).0,
             compile_speed: Arc::default(),
             warmup: Arc::new(watch::channel(Warmup::default()).0),
-        })
+        };
+        marketplace.start_warmup(unbuilt);
+        Ok(marketplace)
     }
 
-    /// In the background: restarts the builds a stop interrupted, then loads every ready
-    /// agent's compiled code (from the module cache; compiled again only on a cache miss).
-    pub async fn resume_builds(&self) -> Result<(), AgentError> {
-        let agents = self.store.all_agents().await?;
-        let (ready, unbuilt): (Vec<Agent>, Vec<Agent>) = agents
-            .into_iter()
-            .filter(|a| a.status != AgentStatus::Rejected)
-            .partition(|a| a.status == AgentStatus::Ready);
+    /// In the background: loads every ready agent's compiled code (from the module cache;
+    /// compiled again only on a cache miss), then restarts the builds in `unbuilt`.
+    fn start_warmup(&self, unbuilt: Vec<Agent>) {
+        let ready = self.catalog.agents();
         self.warmup.send_modify(|w| {
             w.total = ready.len();
             w.done = ready.is_empty();
@@ -202,17 +206,12 @@ impl Marketplace {
                 "agent modules loaded"
             );
         });
-        Ok(())
     }
 
     /// Makes a ready agent's module runnable: from memory or the cache, else compiled on the
     /// build thread (after the builds queued before it).
     pub async fn load(&self, agent: &Agent) -> Result<runtime::Prepared, String> {
-        let (executor, hash) = (self.executor.clone(), agent.binary_hash.clone());
-        let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&hash))
-            .await
-            .map_err(|e| e.to_string())??;
-        if let Some(prepared) = cached {
+        if let Some(prepared) = self.load_cached(&agent.binary_hash).await? {
             return Ok(prepared);
         }
         tracing::info!(agent_id = %agent.id, "compiled code not cached; compiling again");
@@ -222,6 +221,14 @@ impl Marketplace {
             .run(move || executor.compile(&hash, &bytes))
             .await
             .map_err(|_| "the build thread stopped".to_owned())?
+    }
+
+    /// [`Executor::prepare_cached`] on the blocking pool.
+    async fn load_cached(&self, hash: &str) -> Result<Option<runtime::Prepared>, String> {
+        let (executor, hash) = (self.executor.clone(), hash.to_owned());
+        tokio::task::spawn_blocking(move || executor.prepare_cached(&hash))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     /// Progress of the start-up warm-up, now and as it changes.
@@ -273,11 +280,7 @@ impl Marketplace {
         let validate_ms = started.elapsed().as_millis() as u64;
 
         // The same bytes compiled before (another agent, an earlier upload): no compile.
-        let (executor, key) = (self.executor.clone(), hash.clone());
-        let cached = tokio::task::spawn_blocking(move || executor.prepare_cached(&key))
-            .await
-            .map_err(StoreError::from)?;
-        if let Ok(Some(_)) = cached {
+        if let Ok(Some(_)) = self.load_cached(&hash).await {
             return self.finish_build(id, Some(validate_ms), Ok(0)).await;
         }
 

@@ -720,21 +720,31 @@ mod tests {
         fuel: None,
     };
 
-    async fn run(wat: &str, stdin: &[u8], limits: RunLimits) -> RunOutput {
-        let executor = Executor::new(1).unwrap();
-        let bytes = wat::parse_str(wat).unwrap();
-        executor.prepare("m", &bytes).unwrap();
+    /// Runs the prepared module `hash` with `stdin`, no argv or env, and no cancel.
+    async fn run_prepared(
+        executor: &Executor,
+        hash: &str,
+        stdin: &[u8],
+        limits: RunLimits,
+    ) -> RunOutput {
+        let args = vec!["agent".to_owned()];
+        let cancel = CancellationToken::new();
         executor
-            .run(
-                "m",
-                vec!["agent".into()],
-                Vec::new(),
-                stdin.to_vec(),
-                limits,
-                CancellationToken::new(),
-            )
+            .run(hash, args, Vec::new(), stdin.to_vec(), limits, cancel)
             .await
     }
+
+    async fn run(wat: &str, stdin: &[u8], limits: RunLimits) -> RunOutput {
+        let executor = Executor::new(1).unwrap();
+        executor
+            .prepare("m", &wat::parse_str(wat).unwrap())
+            .unwrap();
+        run_prepared(&executor, "m", stdin, limits).await
+    }
+
+    /// Loops forever in wasm.
+    const SPIN: &str =
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
 
     /// Echoes stdin to stdout and stderr (up to 64 KiB), then exits with `code`.
     fn echo_then_exit(code: i32) -> String {
@@ -792,9 +802,7 @@ mod tests {
             timeout: Duration::from_millis(200),
             ..LIMITS
         };
-        let spin =
-            r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
-        assert_eq!(run(spin, b"", short).await.outcome, Outcome::TimedOut);
+        assert_eq!(run(SPIN, b"", short).await.outcome, Outcome::TimedOut);
         let slept = run(HOST_SLEEP, b"", short).await;
         assert_eq!(
             slept.outcome,
@@ -828,10 +836,8 @@ mod tests {
     #[tokio::test]
     async fn long_runs_take_turns_while_a_fresh_guest_runs_and_give_every_turn_back() {
         let executor = Arc::new(Executor::new(3).unwrap());
-        let spin =
-            r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#;
         executor
-            .prepare("spin", &wat::parse_str(spin).unwrap())
+            .prepare("spin", &wat::parse_str(SPIN).unwrap())
             .unwrap();
         executor
             .prepare("echo", &wat::parse_str(echo_then_exit(0)).unwrap())
@@ -843,29 +849,10 @@ mod tests {
         let spinners: Vec<_> = (0..2)
             .map(|_| {
                 let e = executor.clone();
-                tokio::spawn(async move {
-                    e.run(
-                        "spin",
-                        Vec::new(),
-                        Vec::new(),
-                        Vec::new(),
-                        short,
-                        CancellationToken::new(),
-                    )
-                    .await
-                })
+                tokio::spawn(async move { run_prepared(&e, "spin", b"", short).await })
             })
             .collect();
-        let echo = executor
-            .run(
-                "echo",
-                Vec::new(),
-                Vec::new(),
-                b"hi".to_vec(),
-                LIMITS,
-                CancellationToken::new(),
-            )
-            .await;
+        let echo = run_prepared(&executor, "echo", b"hi", LIMITS).await;
         assert_eq!(
             (echo.outcome, echo.stdout),
             (Outcome::Completed, b"hi".to_vec())
@@ -910,11 +897,9 @@ mod tests {
     #[tokio::test]
     async fn interrupt_all_stops_spinning_and_sleeping_guests() {
         let executor = Arc::new(Executor::new(2).unwrap());
-        let spin = wat::parse_str(
-            r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#,
-        )
-        .unwrap();
-        executor.prepare("spin", &spin).unwrap();
+        executor
+            .prepare("spin", &wat::parse_str(SPIN).unwrap())
+            .unwrap();
         executor
             .prepare("sleep", &wat::parse_str(HOST_SLEEP).unwrap())
             .unwrap();
@@ -922,17 +907,7 @@ mod tests {
             .into_iter()
             .map(|hash| {
                 let e = executor.clone();
-                tokio::spawn(async move {
-                    e.run(
-                        hash,
-                        Vec::new(),
-                        Vec::new(),
-                        Vec::new(),
-                        LIMITS,
-                        CancellationToken::new(),
-                    )
-                    .await
-                })
+                tokio::spawn(async move { run_prepared(&e, hash, b"", LIMITS).await })
             })
             .collect();
         executor.interrupt_all();
@@ -956,16 +931,7 @@ mod tests {
         let second = cached(dir.path());
         assert_eq!(second.prepare_cached("m"), Ok(Some(Prepared::Cached)));
         assert_eq!(second.prepare_cached("other"), Ok(None));
-        let out = second
-            .run(
-                "m",
-                Vec::new(),
-                Vec::new(),
-                b"hi".to_vec(),
-                LIMITS,
-                CancellationToken::new(),
-            )
-            .await;
+        let out = run_prepared(&second, "m", b"hi", LIMITS).await;
         assert_eq!(
             (out.outcome, out.stdout),
             (Outcome::Completed, b"hi".to_vec())

@@ -50,6 +50,22 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Registers `email` and returns its session token.
+    pub async fn signup(&self, email: &str) -> String {
+        let session: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/users/register", self.base))
+            .json(&serde_json::json!({"email": email, "password": "correct horse battery", "full_name": "Load"}))
+            .send()
+            .await
+            .expect("register")
+            .json()
+            .await
+            .expect("a JSON session");
+        session["token"].as_str().expect("a token").to_owned()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

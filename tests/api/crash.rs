@@ -46,14 +46,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
     println!("crash test seed: {rng:#x}");
 
     let server = start(dir.path());
-    let register = json!({"email": "crash@example.com", "password": "correct horse battery", "full_name": "C"});
-    let resp = client
-        .post(format!("{}/api/v1/users/register", server.base))
-        .json(&register)
-        .send()
-        .await
-        .unwrap();
-    let token = read(resp).await.1["token"].as_str().unwrap().to_owned();
+    let token = server.signup("crash@example.com").await;
     let form = reqwest::multipart::Form::new()
         .part(
             "wasm_binary",
@@ -64,6 +57,8 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
     let resp = client
         .post(format!("{}/api/v1/agents/upload", server.base))
         .bearer_auth(&token)
+        // Built before the first kill, so every cycle's submits find it.
+        .header("prefer", "wait=60")
         .multipart(form)
         .send()
         .await

@@ -55,6 +55,25 @@ fn long_function(n: usize) -> Vec<u8> {
     ))
 }
 
+/// Uploads `module` with `manifest`; the answer must be 201 at `status`, waiting for the
+/// build's end unless that is `validating`. Returns the body.
+async fn upload_expecting(
+    app: &TestApp,
+    token: &str,
+    manifest: &Value,
+    module: Vec<u8>,
+    status: &str,
+) -> Value {
+    let wait = status != "validating";
+    let (code, body) = app.upload_manifest(token, manifest, module, wait).await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (201, Some(status)),
+        "{body}"
+    );
+    body
+}
+
 fn manifest(name: &str, extra: Value) -> Value {
     let mut m = json!({"name": name, "capabilities": [name.to_lowercase()], "version": "1.0.0"});
     m.as_object_mut()
@@ -116,19 +135,14 @@ async fn an_upload_answers_before_its_build_and_the_build_is_announced_step_by_s
     let mut updates = AgentUpdates::open(&app, &token).await;
 
     let started = Instant::now();
-    let (status, body) = app
-        .upload_manifest(
-            &token,
-            &manifest("Echo", json!({})),
-            wasm(ECHO_AGENT),
-            false,
-        )
-        .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (201, Some("validating")),
-        "{body}"
-    );
+    let body = upload_expecting(
+        &app,
+        &token,
+        &manifest("Echo", json!({})),
+        wasm(ECHO_AGENT),
+        "validating",
+    )
+    .await;
     let id = body["agent_id"].as_str().unwrap().to_owned();
     assert_eq!(
         updates.until_built(&id).await,
@@ -165,14 +179,14 @@ async fn invalid_code_is_rejected_after_upload_and_never_bids() {
         r#"(module (memory (export "memory") 1)
         (func (export "_start") (drop (i32.const 1)) (drop)))"#,
     );
-    let (status, body) = app
-        .upload_manifest(&token, &manifest("Broken", json!({})), bad_body, true)
-        .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (201, Some("rejected")),
-        "{body}"
-    );
+    let body = upload_expecting(
+        &app,
+        &token,
+        &manifest("Broken", json!({})),
+        bad_body,
+        "rejected",
+    )
+    .await;
     assert_eq!(body["rejection"]["code"], "invalid_wasm_module");
     let message = body["rejection"]["message"].as_str().unwrap();
     assert!(message.contains("type mismatch"), "{message}");
@@ -188,19 +202,14 @@ async fn invalid_code_is_rejected_after_upload_and_never_bids() {
 
     // The fixed module takes the rejected agent's name, and the rejected one is gone.
     let rejected = body["agent_id"].as_str().unwrap().to_owned();
-    let (status, fixed) = app
-        .upload_manifest(
-            &token,
-            &manifest("Broken", json!({})),
-            wasm(ECHO_AGENT),
-            true,
-        )
-        .await;
-    assert_eq!(
-        (status, fixed["status"].as_str()),
-        (201, Some("ready")),
-        "{fixed}"
-    );
+    upload_expecting(
+        &app,
+        &token,
+        &manifest("Broken", json!({})),
+        wasm(ECHO_AGENT),
+        "ready",
+    )
+    .await;
     let gone = app
         .get(&format!("/api/v1/agents/{rejected}"), Some(&token))
         .await;
@@ -232,8 +241,7 @@ async fn the_validation_policy_comes_from_config_and_each_rejection_names_its_ru
     let three_functions =
         wasm(r#"(module (memory (export "memory") 1) (func (export "_start")) (func) (func))"#);
     let refused = app.upload(&token, "Many", three_functions, "x", 0.0).await;
-    assert_error(&refused, 422, "invalid_wasm_module");
-    let message = refused.1["error"]["message"].as_str().unwrap();
+    let message = assert_error(&refused, 422, "invalid_wasm_module");
     assert!(
         message.contains("agents.validation.max_functions"),
         "{message}"
@@ -244,8 +252,7 @@ async fn the_validation_policy_comes_from_config_and_each_rejection_names_its_ru
         (memory (export "memory") 1) (func (export "_start")))"#,
     );
     let refused = app.upload(&token, "Exits", exits, "x", 0.0).await;
-    assert_error(&refused, 422, "invalid_wasm_module");
-    let message = refused.1["error"]["message"].as_str().unwrap();
+    let message = assert_error(&refused, 422, "invalid_wasm_module");
     assert!(
         message.contains("proc_exit") && message.contains("agents.validation.allowed_imports"),
         "{message}"
@@ -264,12 +271,7 @@ async fn manifest_argv_and_env_reach_the_agent_and_nothing_else_does() {
         "Env-Agent",
         json!({"argv": ["--mode", "fast"], "env": {"GREETING": "hi there", "A_FLAG": "1"}}),
     );
-    let (status, body) = app.upload_manifest(&token, &m, wasm(ENV_AGENT), true).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (201, Some("ready")),
-        "{body}"
-    );
+    let body = upload_expecting(&app, &token, &m, wasm(ENV_AGENT), "ready").await;
     let agent = body["agent_id"].as_str().unwrap();
     let task = app.run_on(&token, agent, "what is set?").await;
     let id = task["task_id"]
@@ -332,12 +334,7 @@ async fn manifest_limits_apply_to_each_run_within_the_server_maxima() {
     ];
     for (name, module, limits, query, status, code, detail) in cases {
         let m = manifest(name, json!({"limits": limits}));
-        let (up, body) = app.upload_manifest(&token, &m, wasm(module), true).await;
-        assert_eq!(
-            (up, body["status"].as_str()),
-            (201, Some("ready")),
-            "{body}"
-        );
+        let body = upload_expecting(&app, &token, &m, wasm(module), "ready").await;
         let started = Instant::now();
         let task = app
             .run_on(&token, body["agent_id"].as_str().unwrap(), query)
@@ -366,16 +363,14 @@ async fn manifest_limits_apply_to_each_run_within_the_server_maxima() {
     let big_start = wasm(r#"(module (memory (export "memory") 300) (func (export "_start")))"#);
     let small = manifest("Cramped", json!({"limits": {"memory_bytes": 16777216}}));
     let refused = app.upload_manifest(&token, &small, big_start, true).await;
-    assert_error(&refused, 422, "invalid_wasm_module");
-    let message = refused.1["error"]["message"].as_str().unwrap();
+    let message = assert_error(&refused, 422, "invalid_wasm_module");
     assert!(message.contains("initial memory"), "{message}");
 
     let greedy = manifest("Greedy", json!({"limits": {"memory_bytes": 2147483648u64}}));
     let refused = app
         .upload_manifest(&token, &greedy, wasm(ECHO_AGENT), true)
         .await;
-    assert_error(&refused, 400, "invalid_request");
-    let message = refused.1["error"]["message"].as_str().unwrap();
+    let message = assert_error(&refused, 400, "invalid_request");
     assert!(message.contains("limits.max_memory_bytes"), "{message}");
 }
 
@@ -421,8 +416,7 @@ async fn compile_bombs_are_refused_or_built_while_other_tasks_keep_completing() 
     let refused = app
         .upload(&token, "Huge", long_function(800_000), "x", 0.0)
         .await;
-    assert_error(&refused, 422, "invalid_wasm_module");
-    let message = refused.1["error"]["message"].as_str().unwrap();
+    let message = assert_error(&refused, 422, "invalid_wasm_module");
     assert!(
         message.contains("agents.validation.max_function_bytes"),
         "{message}"
@@ -430,19 +424,14 @@ async fn compile_bombs_are_refused_or_built_while_other_tasks_keep_completing() 
 
     // Nesting deeper than the limit: accepted at upload (bodies are not read then), refused by
     // the background validation, while tasks on other agents keep completing.
-    let (status, body) = app
-        .upload_manifest(
-            &token,
-            &manifest("Nested", json!({})),
-            nested_blocks(100_000),
-            false,
-        )
-        .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (201, Some("validating")),
-        "{body}"
-    );
+    let body = upload_expecting(
+        &app,
+        &token,
+        &manifest("Nested", json!({})),
+        nested_blocks(100_000),
+        "validating",
+    )
+    .await;
     let bomb = body["agent_id"].as_str().unwrap().to_owned();
     for i in 0..3 {
         let task = app.run_on(&token, &echo, &format!("ping {i}")).await;
@@ -458,8 +447,7 @@ async fn compile_bombs_are_refused_or_built_while_other_tasks_keep_completing() 
     let late = app
         .post_json("/api/v1/tasks/submit", Some(&token), &pinned)
         .await;
-    assert_error(&late, 409, "agent_not_ready");
-    let message = late.1["error"]["message"].as_str().unwrap();
+    let message = assert_error(&late, 409, "agent_not_ready");
     assert!(message.contains("rejected"), "{message}");
     let (_, agent) = app
         .get(&format!("/api/v1/agents/{bomb}"), Some(&token))
@@ -472,19 +460,14 @@ async fn compile_bombs_are_refused_or_built_while_other_tasks_keep_completing() 
     );
 
     // At the limit: compiled.
-    let (status, body) = app
-        .upload_manifest(
-            &token,
-            &manifest("Deep", json!({})),
-            nested_blocks(2_000),
-            true,
-        )
-        .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (201, Some("ready")),
-        "{body}"
-    );
+    upload_expecting(
+        &app,
+        &token,
+        &manifest("Deep", json!({})),
+        nested_blocks(2_000),
+        "ready",
+    )
+    .await;
 
     // A big function within the limits compiles for seconds (in the dev profile the tests
     // build with); tasks on other agents complete meanwhile.
@@ -520,19 +503,14 @@ async fn a_compile_running_past_its_timeout_rejects_the_agent() {
     let app = spawn_with(s, dir).await;
     let token = app.signup("owner@example.com").await;
     // 1.8 MB of code: about 4 s to compile in the dev profile the tests build with.
-    let (status, body) = app
-        .upload_manifest(
-            &token,
-            &manifest("Slow", json!({})),
-            long_function(600_000),
-            true,
-        )
-        .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (201, Some("rejected")),
-        "{body}"
-    );
+    let body = upload_expecting(
+        &app,
+        &token,
+        &manifest("Slow", json!({})),
+        long_function(600_000),
+        "rejected",
+    )
+    .await;
     assert_eq!(body["rejection"]["code"], "compile_timeout", "{body}");
 }
 
@@ -599,12 +577,7 @@ async fn the_documented_examples_answer_as_documented() {
         let manifest: Value =
             serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
         let module = std::fs::read(dir.join("agent.wasm")).unwrap();
-        let (status, body) = app.upload_manifest(&token, &manifest, module, true).await;
-        assert_eq!(
-            (status, body["status"].as_str()),
-            (201, Some("ready")),
-            "{body}"
-        );
+        let body = upload_expecting(&app, &token, &manifest, module, "ready").await;
         let task = app
             .run_on(
                 &token,

@@ -3,7 +3,8 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::helpers::{
-    ECHO_AGENT, GROW_BOMB_AGENT, LOOP_AGENT, SLEEP_AGENT, assert_error, repo_file, spawn_app, wasm,
+    ECHO_AGENT, GROW_BOMB_AGENT, LOOP_AGENT, RECURSE_AGENT, SLEEP_AGENT, assert_error, repo_file,
+    spawn_app, wasm,
 };
 
 #[tokio::test]
@@ -247,8 +248,7 @@ async fn non_zero_exits_and_traps_fail_with_readable_errors() {
     assert_eq!(task["error_code"], "trap");
 
     // Unbounded recursion overflows the guest's stack, not the server's.
-    let recurse =
-        wasm(r#"(module (memory (export "memory") 1) (func $f (export "_start") (call $f)))"#);
+    let recurse = wasm(RECURSE_AGENT);
     let task = app.run_on_new_agent(&token, "Recurse", recurse).await;
     assert_eq!(
         (&task["status"], &task["error_code"]),
