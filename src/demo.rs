@@ -63,32 +63,33 @@ pub async fn publish(accounts: &Accounts, marketplace: &Marketplace) -> Result<(
         .system_user(DEMO_EMAIL, "ZeroState demo")
         .await
         .map_err(|e| DemoError::Publish(e.to_string()))?;
+    // All published first, so their builds queue back to back; then each is awaited.
+    let mut published = Vec::new();
     for (dir, raw, module) in bundled()? {
         match marketplace.publish_if_absent(owner.id, raw, module).await {
-            Ok(Some(agent)) => {
-                let built = marketplace
-                    .wait_built(agent.id, BUILD_WAIT)
-                    .await
-                    .map_err(|e| DemoError::Publish(format!("{dir}: {e}")))?;
-                match built.status {
-                    AgentStatus::Ready => {
-                        tracing::info!(agent = %agent.name, "published demo agent")
-                    }
-                    AgentStatus::Rejected => {
-                        return Err(DemoError::Publish(format!(
-                            "{dir}: rejected: {:?}",
-                            built.rejection
-                        )));
-                    }
-                    // Queued behind other builds (a restart compiling many agents): it
-                    // becomes ready in the background.
-                    _ => {
-                        tracing::warn!(agent = %agent.name, "demo agent still building; it bids once ready")
-                    }
-                }
-            }
+            Ok(Some(agent)) => published.push((dir, agent)),
             Ok(None) => tracing::debug!(dir, "demo agent already published"),
             Err(e) => return Err(DemoError::Publish(format!("{dir}: {e}"))),
+        }
+    }
+    for (dir, agent) in published {
+        let built = marketplace
+            .wait_built(agent.id, BUILD_WAIT)
+            .await
+            .map_err(|e| DemoError::Publish(format!("{dir}: {e}")))?;
+        match built.status {
+            AgentStatus::Ready => tracing::info!(agent = %agent.name, "published demo agent"),
+            AgentStatus::Rejected => {
+                return Err(DemoError::Publish(format!(
+                    "{dir}: rejected: {:?}",
+                    built.rejection
+                )));
+            }
+            // Queued behind other builds (a restart compiling many agents): it becomes
+            // ready in the background.
+            _ => {
+                tracing::warn!(agent = %agent.name, "demo agent still building; it bids once ready")
+            }
         }
     }
     Ok(())
