@@ -63,10 +63,15 @@ pub async fn publish(accounts: &Accounts, marketplace: &Marketplace) -> Result<(
         .system_user(DEMO_EMAIL, "ZeroState demo")
         .await
         .map_err(|e| DemoError::Publish(e.to_string()))?;
+    let owner = crate::agents::Caller {
+        id: owner.id,
+        name: owner.full_name,
+        admin: false,
+    };
     // All published first, so their builds queue back to back; then each is awaited.
     let mut published = Vec::new();
     for (dir, raw, module) in bundled()? {
-        match marketplace.publish_if_absent(owner.id, raw, module).await {
+        match marketplace.publish_if_absent(&owner, raw, module).await {
             Ok(Some(agent)) => published.push((dir, agent)),
             Ok(None) => tracing::debug!(dir, "demo agent already published"),
             Err(e) => return Err(DemoError::Publish(format!("{dir}: {e}"))),
@@ -74,7 +79,7 @@ pub async fn publish(accounts: &Accounts, marketplace: &Marketplace) -> Result<(
     }
     for (dir, agent) in published {
         let built = marketplace
-            .wait_built(agent.id, BUILD_WAIT)
+            .wait_built(agent.id, None, BUILD_WAIT)
             .await
             .map_err(|e| DemoError::Publish(format!("{dir}: {e}")))?;
         match built.status {

@@ -71,6 +71,27 @@ error_codes! {
     TaskNotFound => (NOT_FOUND, "task_not_found"),
     /// The task belongs to another user.
     TaskForbidden => (FORBIDDEN, "task_forbidden"),
+    /// The task input does not satisfy the agent's input JSON Schema; `error.path` is the JSON
+    /// pointer of the first mismatch.
+    InvalidInput => (UNPROCESSABLE_ENTITY, "invalid_input"),
+    /// The manifest's `input_schema` is not a valid JSON Schema.
+    InvalidInputSchema => (BAD_REQUEST, "invalid_input_schema"),
+    /// Only the agent's owner or an admin may change it.
+    AgentForbidden => (FORBIDDEN, "agent_forbidden"),
+    /// Reviews are open to users who had a task completed by the agent.
+    ReviewNotAllowed => (FORBIDDEN, "review_not_allowed"),
+    /// A download link whose signature does not match what it names.
+    InvalidSignature => (FORBIDDEN, "invalid_signature"),
+    /// A download link past its expiry time.
+    LinkExpired => (FORBIDDEN, "link_expired"),
+    /// The agent has no version with this string.
+    VersionNotFound => (NOT_FOUND, "version_not_found"),
+    /// The agent already has a version with this string.
+    VersionExists => (CONFLICT, "version_exists"),
+    /// The current version cannot be deleted; roll back or add another first.
+    VersionIsCurrent => (CONFLICT, "version_is_current"),
+    /// Only a ready version can become current.
+    VersionNotReady => (CONFLICT, "version_not_ready"),
     /// The named agent is still validating or compiling, or was rejected.
     AgentNotReady => (CONFLICT, "agent_not_ready"),
     /// The caller already has an agent with this name.
@@ -102,6 +123,8 @@ error_codes! {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
+    /// JSON pointer into the request of what is wrong, where one applies.
+    pub path: Option<String>,
 }
 
 impl ApiError {
@@ -109,7 +132,13 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            path: None,
         }
+    }
+
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
     }
 
     /// An internal failure: logs the whole cause chain and answers an opaque 500.
@@ -143,6 +172,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation of what to fix.
     pub message: String,
+    /// JSON pointer of the offending value (`invalid_input`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -151,6 +183,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.name().to_owned(),
                 message: self.message,
+                path: self.path,
             },
         };
         let mut response = (self.code.status(), Json(body)).into_response();

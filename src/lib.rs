@@ -118,6 +118,8 @@ impl Application {
                 store: Store::open(&data_dir.join(DB_FILE))?,
                 search: SearchIndex::open(&data_dir.join(INDEX_DIR))?,
                 keys: TokenKeys::load_or_create(&data_dir, ttl)?,
+                links: blob::links::LinkSigner::load_or_create(&data_dir)
+                    .map_err(|e| StartError::Component(format!("download link secret: {e}")))?,
                 compiler: Compiler::start()
                     .map_err(|e| StartError::Runtime(format!("build thread: {e}")))?,
                 executor: Executor::with_config(executor_config)
@@ -152,6 +154,7 @@ impl Application {
             rules,
             executor.clone(),
             Arc::new(opened.compiler),
+            opened.links,
         )
         .await
         .map_err(|e| StartError::Component(format!("agent catalog and search index: {e}")))?;
@@ -279,13 +282,14 @@ struct Opened {
     store: Store,
     search: SearchIndex,
     keys: TokenKeys,
+    links: blob::links::LinkSigner,
     executor: Executor,
     compiler: Compiler,
 }
 
 /// Creates the data dir readable by the service user only (it holds password hashes and the
 /// signing secret). An existing directory keeps its permissions.
-fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

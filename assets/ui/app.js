@@ -264,6 +264,13 @@ function renderAgents(agents, total, q) {
   list.replaceChildren(...agents.map(agentCard));
 }
 
+/** Mean stars and review count, e.g. "4.5 ★ (12)"; a dash without reviews. */
+function fmtRating(r) {
+  const count = Number(r?.count) || 0;
+  if (!count || r.mean == null) return DASH;
+  return `${Number(r.mean).toFixed(1)} ★ (${fmtNumber(count, 0)})`;
+}
+
 function agentCard(a) {
   const s = a.stats || {};
   const runs = (Number(s.tasks_completed) || 0) + (Number(s.tasks_failed) || 0);
@@ -285,6 +292,7 @@ function agentCard(a) {
       : null,
     h('dl', { class: 'agent-stats' },
       stat('Price', fmtPrice(a.price), 'agent-price'),
+      stat('Rating', fmtRating(a.rating), 'agent-rating'),
       stat('Completed', fmtNumber(s.tasks_completed ?? 0, 0), 'agent-completed'),
       stat('Failed', fmtNumber(s.tasks_failed ?? 0, 0), 'agent-failed'),
       stat('Success', runs ? fmtPercent(s.success_rate) : DASH, 'agent-success'),

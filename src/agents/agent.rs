@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -13,6 +14,10 @@ use super::manifest::Limits;
 pub struct Agent {
     pub id: Uuid,
     pub owner_id: Uuid,
+    /// The owner's display name (full name, else the email's local part), for listings and
+    /// search; refreshed when the agent changes.
+    #[serde(default)]
+    pub owner_name: String,
     pub name: String,
     pub description: String,
     pub version: String,
@@ -40,8 +45,23 @@ pub struct Agent {
     /// Environment from the manifest (the runtime adds `ZEROSTATE_*`).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// JSON Schema the task input must satisfy; `null` accepts any input.
+    #[serde(default)]
+    pub input_schema: Option<Value>,
+    /// Free-form JSON object from the owner (links, tags, notes); not interpreted.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    /// A newer version still building: it becomes current when it is ready, and the agent
+    /// keeps serving `version` until then.
+    #[serde(default)]
+    pub next_version: Option<String>,
+    /// Reviews by users who ran it.
+    #[serde(default)]
+    pub rating: Rating,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub updated_at: Option<OffsetDateTime>,
     /// Measured outcomes, updated in the same transaction that finishes each task.
     pub stats: AgentStats,
 }
@@ -99,6 +119,62 @@ pub struct Build {
     pub finished_at: Option<OffsetDateTime>,
 }
 
+/// The agent's reviews, summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Rating {
+    /// Number of reviews (one per user).
+    pub count: u64,
+    /// Sum of the stars, kept so the mean stays exact as reviews change.
+    pub sum: u64,
+    /// Mean stars, 1 to 5; `null` without reviews.
+    pub mean: Option<f64>,
+    /// Bayesian average: the mean shrunk towards 3 stars by [`PRIOR_REVIEWS`] imaginary
+    /// reviews, so a few reviews move it little and many move it to their mean. What the
+    /// marketplace sorts by and the auction's quality criterion uses.
+    pub score: f64,
+}
+
+/// Weight of the 3-star prior in [`Rating::score`], in reviews. With 5, one 5-star review
+/// scores 3.33 and a hundred 4.5-star reviews 4.43.
+pub const PRIOR_REVIEWS: f64 = 5.0;
+const PRIOR_STARS: f64 = 3.0;
+
+impl Default for Rating {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            sum: 0,
+            mean: None,
+            score: PRIOR_STARS,
+        }
+    }
+}
+
+impl Rating {
+    /// Adds a review of `stars`, or replaces an earlier one of `previous` stars.
+    pub fn apply(&mut self, stars: u8, previous: Option<u8>) {
+        match previous {
+            Some(old) => self.sum = self.sum - u64::from(old) + u64::from(stars),
+            None => {
+                self.count += 1;
+                self.sum += u64::from(stars);
+            }
+        }
+        self.refresh();
+    }
+
+    fn refresh(&mut self) {
+        let (n, sum) = (self.count as f64, self.sum as f64);
+        self.mean = (self.count > 0).then(|| sum / n);
+        self.score = (PRIOR_REVIEWS * PRIOR_STARS + sum) / (PRIOR_REVIEWS + n);
+    }
+
+    /// The score as a fraction: 1 star is 0, 5 stars 1.
+    pub fn quality(&self) -> f64 {
+        (self.score - 1.0) / 4.0
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentStats {
     pub tasks_completed: u64,
@@ -153,6 +229,7 @@ impl Agent {
         Self {
             id: Uuid::now_v7(),
             owner_id: Uuid::nil(),
+            owner_name: String::new(),
             name: name.into(),
             description: String::new(),
             version: "1.0.0".into(),
@@ -166,7 +243,12 @@ impl Agent {
             limits: Limits::default(),
             argv: Vec::new(),
             env: BTreeMap::new(),
+            input_schema: None,
+            metadata: None,
+            next_version: None,
+            rating: Rating::default(),
             created_at: OffsetDateTime::now_utc(),
+            updated_at: None,
             stats: AgentStats::default(),
         }
     }
@@ -180,6 +262,24 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_five_star_review_does_not_beat_a_hundred_four_and_a_halfs() {
+        let mut one = Rating::default();
+        one.apply(5, None);
+        let mut many = Rating::default();
+        for i in 0..100 {
+            many.apply(if i % 2 == 0 { 4 } else { 5 }, None);
+        }
+        assert_eq!(one.mean, Some(5.0));
+        assert_eq!(many.mean, Some(4.5));
+        assert!(many.score > one.score, "{} vs {}", many.score, one.score);
+        assert!((one.score - 10.0 / 3.0).abs() < 1e-9);
+        // Replacing a review moves the sum, not the count.
+        one.apply(1, Some(5));
+        assert_eq!((one.count, one.sum, one.mean), (1, 1, Some(1.0)));
+        assert_eq!(Rating::default().quality(), 0.5);
+    }
 
     #[test]
     fn moving_averages_follow_recent_runs() {

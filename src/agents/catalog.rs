@@ -24,7 +24,8 @@ use crate::orchestrator::{Bid, NoEligibleAgent, Pool, Weights, rank};
 #[derive(Debug, Clone, Copy)]
 pub struct Bidder {
     pub price: f64,
-    /// Moving average of success (recent runs weigh more).
+    /// Mean of the moving average of success (recent runs weigh more) and the Bayesian
+    /// review score as a fraction.
     pub quality: f64,
     /// Lower bound of the 95% Wilson interval of the success rate over all runs.
     pub reputation: f64,
@@ -37,7 +38,11 @@ impl From<&Agent> for Bidder {
     fn from(agent: &Agent) -> Self {
         Self {
             price: agent.price,
-            quality: agent.stats.ema_success.unwrap_or(f64::NAN),
+            // Half measured success, half the users' verdict: the Bayesian review score, so
+            // a single 5-star review barely moves it.
+            quality: agent.stats.ema_success.map_or(f64::NAN, |success| {
+                0.5 * success + 0.5 * agent.rating.quality()
+            }),
             reputation: match agent.stats.runs() {
                 0 => f64::NAN,
                 runs => wilson_lower_bound(agent.stats.tasks_completed, runs),
@@ -157,12 +162,16 @@ impl Catalog {
         catalog
     }
 
-    /// Adds an agent, or replaces it; an agent that is not ready leaves the catalog.
-    pub fn upsert(&self, agent: Agent) {
+    /// Adds an agent, or replaces it keeping the live statistics the catalog has (a stored
+    /// record lags behind them); an agent that is not ready leaves the catalog.
+    pub fn upsert(&self, mut agent: Agent) {
         let mut inner = self.inner.write().expect("catalog lock");
         if agent.status != AgentStatus::Ready {
             inner.remove(agent.id);
             return;
+        }
+        if let Some(&at) = inner.positions.get(&agent.id) {
+            agent.stats = inner.agents[at as usize].stats.clone();
         }
         match inner.positions.get(&agent.id).copied() {
             Some(at) if inner.agents[at as usize].capabilities == agent.capabilities => {

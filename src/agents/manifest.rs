@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use crate::config::LimitSettings;
 
@@ -18,6 +19,9 @@ pub struct Manifest {
     pub limits: Limits,
     pub argv: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Checked to be a JSON object; compiled as a schema by the marketplace.
+    pub input_schema: Option<Value>,
+    pub metadata: Option<Value>,
 }
 
 /// The run limits an agent asks for; `None` takes the server's default. Each is at most the
@@ -52,7 +56,150 @@ pub struct RawManifest {
     /// Environment variables, besides the `ZEROSTATE_*` ones every run gets.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// JSON Schema of the task input.
+    #[serde(default)]
+    pub input_schema: Option<Value>,
+    /// Free-form JSON object.
+    #[serde(default)]
+    pub metadata: Option<Value>,
 }
+
+impl RawManifest {
+    /// The manifest of an agent as stored, for a merge patch (RFC 7396) to edit.
+    pub fn of(agent: &super::Agent) -> Value {
+        json!({
+            "name": agent.name,
+            "description": agent.description,
+            "capabilities": agent.capabilities,
+            "price": agent.price,
+            "limits": agent.limits,
+            "argv": agent.argv,
+            "env": agent.env,
+            "input_schema": agent.input_schema,
+            "metadata": agent.metadata,
+        })
+    }
+
+    /// Reads the seed's registration shape: `{name, description, capabilities[],
+    /// pricing: {per_execution, currency}, resources: {memory_limit, timeout}, input_schema?,
+    /// metadata?, version?}`. `memory_limit` is bytes or a size such as `"128MB"` / `"64Mi"`,
+    /// `timeout` seconds or a duration such as `"30s"` / `"2m"`; prices are in credits.
+    pub fn from_seed(value: Value) -> Result<Self, ManifestError> {
+        let err = |m: &str| ManifestError(m.to_owned());
+        let Value::Object(mut seed) = value else {
+            return Err(err("agent must be a JSON object"));
+        };
+        let mut raw = Map::new();
+        for key in [
+            "name",
+            "description",
+            "capabilities",
+            "input_schema",
+            "metadata",
+            "version",
+        ] {
+            if let Some(v) = seed.remove(key) {
+                raw.insert(key.to_owned(), v);
+            }
+        }
+        if let Some(pricing) = seed.remove("pricing") {
+            let Value::Object(mut pricing) = pricing else {
+                return Err(err("pricing must be an object {per_execution, currency}"));
+            };
+            if let Some(price) = pricing.remove("per_execution") {
+                raw.insert("price".into(), price);
+            }
+            match pricing.remove("currency") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(c)) if c.eq_ignore_ascii_case("credits") => {}
+                Some(other) => {
+                    return Err(ManifestError(format!(
+                        "pricing.currency {other} is not supported: prices and budgets are in credits"
+                    )));
+                }
+            }
+            if let Some(key) = pricing.keys().next() {
+                return Err(ManifestError(format!("unknown field `pricing.{key}`")));
+            }
+        }
+        if let Some(resources) = seed.remove("resources") {
+            let Value::Object(mut resources) = resources else {
+                return Err(err("resources must be an object {memory_limit, timeout}"));
+            };
+            let mut limits = Map::new();
+            if let Some(m) = resources.remove("memory_limit") {
+                let bytes = parse_size(&m).ok_or_else(|| {
+                    ManifestError(format!(
+                        "resources.memory_limit {m} is not a size (bytes, or e.g. \"128MB\")"
+                    ))
+                })?;
+                limits.insert("memory_bytes".into(), bytes.into());
+            }
+            if let Some(t) = resources.remove("timeout") {
+                let secs = parse_seconds(&t).ok_or_else(|| {
+                    ManifestError(format!(
+                        "resources.timeout {t} is not a duration (seconds, or e.g. \"30s\")"
+                    ))
+                })?;
+                limits.insert("timeout_secs".into(), secs.into());
+            }
+            if let Some(key) = resources.keys().next() {
+                return Err(ManifestError(format!("unknown field `resources.{key}`")));
+            }
+            raw.insert("limits".into(), Value::Object(limits));
+        }
+        if let Some(key) = seed.keys().next() {
+            return Err(ManifestError(format!("unknown field `{key}` in agent")));
+        }
+        serde_json::from_value(Value::Object(raw))
+            .map_err(|e| ManifestError(format!("agent is not valid: {e}")))
+    }
+}
+
+/// Bytes from a number or a string with a unit (`KB`/`MB`/`GB` are powers of 1000, `Ki`/
+/// `Mi`/`Gi` and `KiB`… powers of 1024).
+fn parse_size(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let s = v.as_str()?.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// Seconds from a number or a string such as `"30s"`, `"2m"`, `"1h"`.
+fn parse_seconds(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let s = v.as_str()?.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// Largest `input_schema` and `metadata`, encoded.
+const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -108,6 +255,30 @@ impl Manifest {
         }
         check_limits(&raw.limits, max)?;
         check_args(&raw.argv, &raw.env)?;
+        let input_schema = match raw.input_schema {
+            None | Some(Value::Null) => None,
+            Some(schema @ (Value::Object(_) | Value::Bool(_))) => {
+                if serde_json::to_vec(&schema).map_or(0, |v| v.len()) > MAX_SCHEMA_BYTES {
+                    return err(format!(
+                        "input_schema must be at most {MAX_SCHEMA_BYTES} bytes"
+                    ));
+                }
+                Some(schema)
+            }
+            Some(_) => return err("input_schema must be a JSON Schema object".into()),
+        };
+        let metadata = match raw.metadata {
+            None | Some(Value::Null) => None,
+            Some(m @ Value::Object(_)) => {
+                if serde_json::to_vec(&m).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
+                    return err(format!(
+                        "metadata must be at most {MAX_METADATA_BYTES} bytes"
+                    ));
+                }
+                Some(m)
+            }
+            Some(_) => return err("metadata must be a JSON object".into()),
+        };
         Ok(Self {
             name,
             description,
@@ -117,6 +288,8 @@ impl Manifest {
             limits: raw.limits,
             argv: raw.argv,
             env: raw.env,
+            input_schema,
+            metadata,
         })
     }
 }
@@ -248,7 +421,7 @@ pub fn parse_capabilities<'a>(
 }
 
 /// MAJOR.MINOR.PATCH with optional `-pre` / `+build` suffixes.
-fn is_semver(v: &str) -> bool {
+pub fn is_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
@@ -335,6 +508,44 @@ mod tests {
         }
         let unknown = serde_json::from_str::<RawManifest>(r#"{"name": "A", "limit": {}}"#);
         assert!(unknown.unwrap_err().to_string().contains("limit"));
+    }
+
+    #[test]
+    fn the_seed_registration_shape_maps_onto_the_manifest() {
+        let seed = json!({
+            "name": "Sentiment-Analyzer", "description": "Scores text",
+            "capabilities": ["nlp"], "pricing": {"per_execution": 0.05, "currency": "credits"},
+            "resources": {"memory_limit": "64Mi", "timeout": "30s"},
+            "input_schema": {"type": "object"}, "metadata": {"homepage": "https://x"}
+        });
+        let m = parse(RawManifest::from_seed(seed).unwrap()).unwrap();
+        assert_eq!(
+            (m.price, m.limits.memory_bytes, m.limits.timeout_secs),
+            (0.05, Some(64 << 20), Some(30))
+        );
+        assert!(m.input_schema.is_some() && m.metadata.is_some());
+        for (bad, expected) in [
+            (
+                json!({"name": "A", "pricing": {"per_execution": 1, "currency": "USD"}}),
+                "credits",
+            ),
+            (
+                json!({"name": "A", "resources": {"memory_limit": "lots"}}),
+                "memory_limit",
+            ),
+            (
+                json!({"name": "A", "resources": {"cpu": 2}}),
+                "resources.cpu",
+            ),
+            (json!({"name": "A", "owner": "me"}), "owner"),
+            (json!([1]), "object"),
+        ] {
+            let e = RawManifest::from_seed(bad).unwrap_err().0;
+            assert!(e.contains(expected), "{e}");
+        }
+        let mut r = raw(&["x"]);
+        r.metadata = Some(json!([1]));
+        assert!(parse(r).unwrap_err().0.contains("metadata"));
     }
 
     #[test]

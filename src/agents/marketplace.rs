@@ -2,34 +2,46 @@
 //!
 //! Publishing answers once the module's declarations pass [`runtime::check`] and its bytes are
 //! durable; the build (body validation, then compilation) runs in the background on the
-//! [`Compiler`] thread, moving the agent `validating → compiling → ready` (or `rejected`), with
-//! each step stored and announced on the hub. At start, unfinished builds are resumed and the
-//! ready agents' compiled code is loaded from the module cache ("warm-up").
+//! [`Compiler`] thread, moving the version `validating → compiling → ready` (or `rejected`),
+//! with each step stored and announced on the hub. At start, unfinished builds are resumed and
+//! the ready agents' compiled code is loaded from the module cache ("warm-up").
+//!
+//! Edits, versions, deletion and reviews are in [`super::changes`]. Every stored change goes
+//! through [`Marketplace::changed`], which refreshes the in-memory views: the [`Catalog`] the
+//! auctions read, the [`Directory`] listings read, and the compiled input schemas.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use super::agent::{Agent, AgentStats, AgentStatus, Build, Rejection};
+use super::agent::{Agent, AgentStats, AgentStatus, Build, Rating, Rejection};
 use super::catalog::Catalog;
+use super::directory::{Directory, Filter, Sort};
 use super::manifest::{Manifest, ManifestError, RawManifest};
+use super::version::AgentVersion;
+use crate::blob::links::{LinkError, LinkSigner};
 use crate::blob::{BlobError, BlobStore};
 use crate::config::LimitSettings;
 use crate::error::{ApiError, Code};
+use crate::orchestrator::Bid;
 use crate::realtime::{Event, Hub};
 use crate::runtime::{self, Compiler, Executor, Policy};
 use crate::search::{SearchError, SearchIndex};
-use crate::store::{Inserted, Store, StoreError};
+use crate::store::{Inserted, Refusal, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("input_schema is not a valid JSON Schema: {0}")]
+    InvalidSchema(String),
     #[error("invalid WebAssembly module: {0}")]
     InvalidWasm(String),
     #[error("the module is {size} bytes; the limit is {max} bytes")]
@@ -38,6 +50,26 @@ pub enum AgentError {
     NameTaken(String),
     #[error("agent not found")]
     NotFound,
+    #[error("only the agent's owner or an admin may change it")]
+    Forbidden,
+    #[error("the agent has no version `{0}`")]
+    VersionNotFound(String),
+    #[error("the agent already has a version `{0}`; versions are immutable, use a new one")]
+    VersionTaken(String),
+    #[error(
+        "version `{0}` is current; roll back to another version (or add one) before deleting it"
+    )]
+    VersionIsCurrent(String),
+    #[error(
+        "version `{0}` is not ready (still building, or rejected); only a ready version can become current"
+    )]
+    VersionNotReady(String),
+    #[error("only users who had a task completed by this agent may review it")]
+    ReviewNotAllowed,
+    #[error("input at `{path}` does not match the agent's input schema: {message}")]
+    InvalidInput { path: String, message: String },
+    #[error(transparent)]
+    Link(#[from] LinkError),
     #[error("the build thread stopped")]
     BuildStopped,
     #[error(transparent)]
@@ -52,10 +84,23 @@ impl From<AgentError> for ApiError {
     fn from(e: AgentError) -> Self {
         let code = match &e {
             AgentError::Manifest(_) => Code::InvalidRequest,
+            AgentError::InvalidSchema(_) => Code::InvalidInputSchema,
             AgentError::InvalidWasm(_) => Code::InvalidWasmModule,
             AgentError::TooLarge { .. } => Code::PayloadTooLarge,
             AgentError::NameTaken(_) => Code::AgentNameTaken,
             AgentError::NotFound => Code::AgentNotFound,
+            AgentError::Forbidden => Code::AgentForbidden,
+            AgentError::VersionNotFound(_) => Code::VersionNotFound,
+            AgentError::VersionTaken(_) => Code::VersionExists,
+            AgentError::VersionIsCurrent(_) => Code::VersionIsCurrent,
+            AgentError::VersionNotReady(_) => Code::VersionNotReady,
+            AgentError::ReviewNotAllowed => Code::ReviewNotAllowed,
+            AgentError::InvalidInput { path, .. } => {
+                let path = path.clone();
+                return ApiError::new(Code::InvalidInput, e.to_string()).with_path(path);
+            }
+            AgentError::Link(LinkError::BadSignature) => Code::InvalidSignature,
+            AgentError::Link(LinkError::Expired) => Code::LinkExpired,
             AgentError::BuildStopped => return ApiError::internal(&e),
             AgentError::Search(e) => return ApiError::internal(e),
             AgentError::Blob(e) => return ApiError::internal(e),
@@ -65,13 +110,39 @@ impl From<AgentError> for ApiError {
     }
 }
 
+impl AgentError {
+    /// The error for a refused store change concerning `version`.
+    pub(super) fn refused(refusal: Refusal, version: &str) -> Self {
+        let v = version.to_owned();
+        match refusal {
+            Refusal::AgentNotFound => AgentError::NotFound,
+            Refusal::VersionNotFound => AgentError::VersionNotFound(v),
+            Refusal::VersionTaken => AgentError::VersionTaken(v),
+            Refusal::VersionIsCurrent => AgentError::VersionIsCurrent(v),
+            Refusal::VersionNotReady => AgentError::VersionNotReady(v),
+            Refusal::NameTaken => AgentError::NameTaken(v),
+            Refusal::NotEligible => AgentError::ReviewNotAllowed,
+        }
+    }
+}
+
+/// Who is asking, as the marketplace needs to know it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub id: Uuid,
+    /// Display name, recorded as an agent's owner or a review's author.
+    pub name: String,
+    /// Admins may change any agent.
+    pub admin: bool,
+}
+
 /// Listing parameters, already bounded by the HTTP layer.
 #[derive(Debug, Clone, Default)]
 pub struct AgentQuery {
-    /// Full-text query over name, description and capabilities.
+    /// Full-text query over name, description, capabilities and owner.
     pub q: Option<String>,
-    /// Every listed capability must be offered.
-    pub capabilities: Vec<String>,
+    pub filter: Filter,
+    pub sort: Sort,
     pub limit: usize,
     pub offset: usize,
 }
@@ -79,6 +150,8 @@ pub struct AgentQuery {
 pub struct AgentList {
     pub agents: Vec<Agent>,
     pub total: usize,
+    /// Matches per capability over every match.
+    pub capabilities: std::collections::BTreeMap<String, usize>,
 }
 
 /// What the marketplace enforces on uploads.
@@ -101,33 +174,68 @@ pub struct Warmup {
     pub done: bool,
 }
 
+/// One version's bytes to build.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    pub id: Uuid,
+    pub version: String,
+    pub hash: String,
+}
+
+/// How long a completion is remembered in memory, and how many before old ones are dropped;
+/// the task log is applied to the store within milliseconds.
+const COMPLETION_MEMORY: Duration = Duration::from_secs(600);
+const COMPLETIONS_KEPT: usize = 10_000;
+
+/// Most search hits a listing considers.
+const MAX_HITS: usize = 100_000;
+
 /// The marketplace component. Cheap to clone.
 #[derive(Clone)]
 pub struct Marketplace {
-    store: Store,
-    blobs: BlobStore,
-    search: Arc<SearchIndex>,
-    hub: Hub,
+    pub(super) store: Store,
+    pub(super) blobs: BlobStore,
+    pub(super) search: Arc<SearchIndex>,
+    pub(super) hub: Hub,
     /// Ready agents in memory, for auctions.
     catalog: Catalog,
-    rules: Arc<Rules>,
+    /// Every agent in memory, for listings.
+    directory: Directory,
+    /// Compiled input schemas of the agents that have one.
+    schemas: Arc<RwLock<HashMap<Uuid, Arc<jsonschema::Validator>>>>,
+    pub(super) links: Arc<LinkSigner>,
+    /// Held from storing a blob until a version references it, and while deleting blobs no
+    /// version references: so a collection never deletes bytes an upload is about to use.
+    pub(super) blob_gate: Arc<tokio::sync::Mutex<()>>,
+    pub(super) rules: Arc<Rules>,
     executor: Arc<Executor>,
     compiler: Arc<Compiler>,
-    /// Ids of agents whose build just ended.
+    /// Ids of agents one of whose builds just ended.
     built: broadcast::Sender<Uuid>,
     /// Measured compile speed, bytes of module per millisecond (a moving average).
     compile_speed: Arc<Mutex<Option<f64>>>,
+    /// (user, agent) pairs of recently completed tasks: the store learns of a completion
+    /// with the next apply of the task log, a moment after its owner does, and a review
+    /// posted in between must not be refused.
+    pub(super) completions: Arc<Mutex<HashMap<(Uuid, Uuid), Instant>>>,
     warmup: Arc<watch::Sender<Warmup>>,
 }
 
 /// Weight of the newest compile in the compile-speed average.
 const SPEED_ALPHA: f64 = 0.3;
 
+/// Compiles an input schema. Remote `$ref`s are not fetched (the server may be air-gapped).
+pub(super) fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, AgentError> {
+    jsonschema::validator_for(schema).map_err(|e| AgentError::InvalidSchema(e.to_string()))
+}
+
 impl Marketplace {
-    /// Loads the agents once: they become the in-memory catalog, and the search index is
-    /// rebuilt from them if it does not hold exactly the stored agents. Then, in the
+    /// Loads the agents once: they become the in-memory catalog and directory, and the search
+    /// index is rebuilt from them if it does not hold exactly the stored agents. Blobs no
+    /// version uses (a crash between storing and referencing them) are deleted. Then, in the
     /// background, loads every ready agent's compiled code and resumes the builds a stop
     /// interrupted (see [`Marketplace::warmup`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         store: Store,
         blobs: BlobStore,
@@ -136,6 +244,7 @@ impl Marketplace {
         rules: Rules,
         executor: Arc<Executor>,
         compiler: Arc<Compiler>,
+        links: LinkSigner,
     ) -> Result<Self, AgentError> {
         let agents = store.all_agents().await?;
         let agents = {
@@ -144,11 +253,42 @@ impl Marketplace {
                 .await
                 .map_err(StoreError::from)??
         };
-        let unbuilt: Vec<Agent> = agents
-            .iter()
-            .filter(|a| !a.status.is_built())
-            .cloned()
-            .collect();
+        let mut unbuilt = Vec::new();
+        let mut schemas = HashMap::new();
+        for agent in &agents {
+            if !agent.status.is_built() {
+                unbuilt.push(Target {
+                    id: agent.id,
+                    version: agent.version.clone(),
+                    hash: agent.binary_hash.clone(),
+                });
+            }
+            if let Some(next) = &agent.next_version
+                && let Some(v) = store.version(agent.id, next.clone()).await?
+                && !v.status.is_built()
+            {
+                unbuilt.push(Target {
+                    id: agent.id,
+                    version: v.version,
+                    hash: v.sha256,
+                });
+            }
+            if let Some(schema) = &agent.input_schema {
+                match compile_schema(schema) {
+                    Ok(v) => {
+                        schemas.insert(agent.id, Arc::new(v));
+                    }
+                    Err(e) => {
+                        tracing::error!(agent_id = %agent.id, error = %e, "stored input schema does not compile; inputs go unchecked")
+                    }
+                }
+            }
+        }
+        for orphan in store.unreferenced_blobs().await? {
+            tracing::info!(hash = %orphan, "deleting a blob no version uses");
+            blobs.delete(&orphan).await?;
+        }
+        let directory = Directory::new(agents.iter().cloned());
         let catalog = Catalog::new(agents);
         let marketplace = Self {
             store,
@@ -156,11 +296,16 @@ impl Marketplace {
             search,
             hub,
             catalog,
+            directory,
+            schemas: Arc::new(RwLock::new(schemas)),
+            links: Arc::new(links),
+            blob_gate: Arc::default(),
             rules: Arc::new(rules),
             executor,
             compiler,
             built: broadcast::channel(1024).0,
             compile_speed: Arc::default(),
+            completions: Arc::default(),
             warmup: Arc::new(watch::channel(Warmup::default()).0),
         };
         marketplace.start_warmup(unbuilt);
@@ -169,7 +314,7 @@ impl Marketplace {
 
     /// In the background: loads every ready agent's compiled code (from the module cache;
     /// compiled again only on a cache miss), then restarts the builds in `unbuilt`.
-    fn start_warmup(&self, unbuilt: Vec<Agent>) {
+    fn start_warmup(&self, unbuilt: Vec<Target>) {
         let ready = self.catalog.agents();
         self.warmup.send_modify(|w| {
             w.total = ready.len();
@@ -193,10 +338,9 @@ impl Marketplace {
             }
             this.warmup.send_modify(|w| w.done = true);
             // Interrupted builds after the warm-up, so a slow one cannot hold up readiness.
-            for agent in unbuilt {
-                tracing::info!(agent_id = %agent.id, "resuming an interrupted build");
-                let builder = this.clone();
-                tokio::spawn(async move { builder.build(agent, None).await });
+            for target in unbuilt {
+                tracing::info!(agent_id = %target.id, version = %target.version, "resuming an interrupted build");
+                this.start_build(target, None);
             }
             let w = *this.warmup.borrow();
             tracing::info!(
@@ -215,7 +359,11 @@ impl Marketplace {
             return Ok(prepared);
         }
         tracing::info!(agent_id = %agent.id, "compiled code not cached; compiling again");
-        let bytes = self.module_bytes(agent).await.map_err(|e| e.to_string())?;
+        let bytes = self
+            .blobs
+            .get(&agent.binary_hash)
+            .await
+            .map_err(|e| e.to_string())?;
         let (executor, hash) = (self.executor.clone(), agent.binary_hash.clone());
         self.compiler
             .run(move || executor.compile(&hash, &bytes))
@@ -236,23 +384,28 @@ impl Marketplace {
         self.warmup.subscribe()
     }
 
-    /// Validates the bodies of a published agent's module and compiles it, storing and
-    /// announcing each step. Runs to the end (a store failure leaves the agent unbuilt, and the
-    /// next start resumes it).
-    async fn build(&self, agent: Agent, wasm: Option<Bytes>) {
-        let id = agent.id;
-        if let Err(e) = self.try_build(agent, wasm).await {
+    /// Builds a version in the background.
+    pub(super) fn start_build(&self, target: Target, wasm: Option<Bytes>) {
+        let this = self.clone();
+        tokio::spawn(async move { this.build(target, wasm).await });
+    }
+
+    /// Validates the bodies of a version's module and compiles it, storing and announcing
+    /// each step. Runs to the end (a store failure leaves the version unbuilt, and the next
+    /// start resumes it).
+    async fn build(&self, target: Target, wasm: Option<Bytes>) {
+        let id = target.id;
+        if let Err(e) = self.try_build(target, wasm).await {
             tracing::error!(agent_id = %id, error = %e, "agent build failed; it resumes at the next start");
         }
         let _ = self.built.send(id);
     }
 
-    async fn try_build(&self, agent: Agent, wasm: Option<Bytes>) -> Result<(), AgentError> {
-        let id = agent.id;
-        let hash = agent.binary_hash.clone();
+    async fn try_build(&self, target: Target, wasm: Option<Bytes>) -> Result<(), AgentError> {
+        let hash = target.hash.clone();
         let bytes = match wasm {
             Some(bytes) => bytes,
-            None => self.module_bytes(&agent).await?,
+            None => self.blobs.get(&hash).await?,
         };
 
         // Validation runs even for bytes compiled before: the policy may have changed since.
@@ -271,7 +424,7 @@ impl Marketplace {
         if let Err(e) = validated {
             return self
                 .reject(
-                    id,
+                    &target,
                     "invalid_wasm_module",
                     format!("invalid WebAssembly module: {e}"),
                 )
@@ -281,7 +434,7 @@ impl Marketplace {
 
         // The same bytes compiled before (another agent, an earlier upload): no compile.
         if let Ok(Some(_)) = self.load_cached(&hash).await {
-            return self.finish_build(id, Some(validate_ms), Ok(0)).await;
+            return self.finish_build(&target, Some(validate_ms), Ok(0)).await;
         }
 
         let size = bytes.len();
@@ -298,9 +451,9 @@ impl Marketplace {
             .lock()
             .expect("compile speed")
             .map(|bytes_per_ms| (size as f64 / bytes_per_ms) as u64);
-        self.set_status(id, move |a| {
-            a.status = AgentStatus::Compiling;
-            let build = a.build.get_or_insert_with(Build::default);
+        self.set_status(&target, move |v| {
+            v.status = AgentStatus::Compiling;
+            let build = v.build.get_or_insert_with(Build::default);
             build.validate_ms = Some(validate_ms);
             build.compile_started_at = Some(OffsetDateTime::now_utc());
             build.estimated_compile_ms = estimate;
@@ -313,7 +466,7 @@ impl Marketplace {
                 gave_up.store(true, Ordering::Release);
                 return self
                     .reject(
-                        id,
+                        &target,
                         "compile_timeout",
                         format!(
                             "compilation did not finish within {} s (agents.compile_timeout_secs)",
@@ -329,9 +482,9 @@ impl Marketplace {
             Ok(_) => {
                 let ms = started.elapsed().as_millis() as u64;
                 self.record_compile_speed(size, ms);
-                self.finish_build(id, Some(validate_ms), Ok(ms)).await
+                self.finish_build(&target, Some(validate_ms), Ok(ms)).await
             }
-            Err(message) => self.reject(id, "compile_failed", message).await,
+            Err(message) => self.reject(&target, "compile_failed", message).await,
         }
     }
 
@@ -341,25 +494,25 @@ impl Marketplace {
         *average = Some(average.map_or(speed, |a| SPEED_ALPHA * speed + (1.0 - SPEED_ALPHA) * a));
     }
 
-    async fn reject(&self, id: Uuid, code: &str, message: String) -> Result<(), AgentError> {
-        tracing::info!(agent_id = %id, code, %message, "agent rejected");
+    async fn reject(&self, target: &Target, code: &str, message: String) -> Result<(), AgentError> {
+        tracing::info!(agent_id = %target.id, version = %target.version, code, %message, "agent version rejected");
         let rejection = Rejection {
             code: code.to_owned(),
             message,
         };
-        self.finish_build(id, None, Err(rejection)).await
+        self.finish_build(target, None, Err(rejection)).await
     }
 
     /// Ends a build: ready (after `compile_ms` of compiling) or rejected.
     async fn finish_build(
         &self,
-        id: Uuid,
+        target: &Target,
         validate_ms: Option<u64>,
         outcome: Result<u64, Rejection>,
     ) -> Result<(), AgentError> {
         let agent = self
-            .set_status(id, move |a| {
-                let build = a.build.get_or_insert_with(Build::default);
+            .set_status(target, move |v| {
+                let build = v.build.get_or_insert_with(Build::default);
                 if let Some(ms) = validate_ms {
                     build.validate_ms = Some(ms);
                 }
@@ -367,44 +520,98 @@ impl Marketplace {
                 match outcome {
                     Ok(ms) => {
                         build.compile_ms = Some(ms);
-                        a.status = AgentStatus::Ready;
+                        v.status = AgentStatus::Ready;
                     }
                     Err(rejection) => {
-                        a.status = AgentStatus::Rejected;
-                        a.rejection = Some(rejection);
+                        v.status = AgentStatus::Rejected;
+                        v.rejection = Some(rejection);
                     }
                 }
             })
             .await?;
         if let Some(agent) = agent
             && agent.status == AgentStatus::Ready
+            && agent.version == target.version
         {
-            tracing::info!(agent_id = %agent.id, name = %agent.name, "agent ready");
-            self.catalog.upsert(agent);
+            tracing::info!(agent_id = %agent.id, name = %agent.name, version = %agent.version, "agent ready");
         }
         Ok(())
     }
 
-    /// Stores a build step and announces it.
+    /// Stores a build step of a version and announces it.
     async fn set_status(
         &self,
-        id: Uuid,
-        change: impl FnOnce(&mut Agent) + Send + 'static,
+        target: &Target,
+        change: impl FnOnce(&mut AgentVersion) + Send + 'static,
     ) -> Result<Option<Agent>, AgentError> {
-        let agent = self.store.update_agent(id, change).await?;
+        let agent = self
+            .store
+            .record_build(
+                target.id,
+                target.version.clone(),
+                target.hash.clone(),
+                change,
+            )
+            .await?;
         if let Some(agent) = &agent {
+            self.changed(agent);
             self.hub.broadcast(Event::agent_update(agent, "updated"));
         }
         Ok(agent)
     }
 
-    /// Waits up to `timeout` for the agent's build to end; returns the agent as it then is.
-    pub async fn wait_built(&self, id: Uuid, timeout: Duration) -> Result<Agent, AgentError> {
+    /// Refreshes the in-memory views after a stored change to `agent`. The catalog keeps the
+    /// live statistics it has (the store's lag behind them).
+    pub(super) fn changed(&self, agent: &Agent) {
+        self.catalog.upsert(agent.clone());
+        let current = match self.catalog.get(agent.id) {
+            Some(live) => (*live).clone(),
+            None => agent.clone(),
+        };
+        self.directory.upsert(current);
+        let mut schemas = self.schemas.write().expect("schemas lock");
+        match agent.input_schema.as_ref().map(compile_schema) {
+            Some(Ok(validator)) => {
+                schemas.insert(agent.id, Arc::new(validator));
+            }
+            Some(Err(e)) => {
+                tracing::error!(agent_id = %agent.id, error = %e, "input schema does not compile; inputs go unchecked");
+                schemas.remove(&agent.id);
+            }
+            None => {
+                schemas.remove(&agent.id);
+            }
+        }
+    }
+
+    /// Drops a deleted agent from the in-memory views.
+    pub(super) fn forget(&self, id: Uuid) {
+        self.catalog.remove(id);
+        self.directory.remove(id);
+        self.schemas.write().expect("schemas lock").remove(&id);
+    }
+
+    /// Waits up to `timeout` for the build of the agent's `version` (default: its current
+    /// one) to end; returns the agent as it then is.
+    pub async fn wait_built(
+        &self,
+        id: Uuid,
+        version: Option<String>,
+        timeout: Duration,
+    ) -> Result<Agent, AgentError> {
         let mut built = self.built.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let agent = self.get(id).await?;
-            if agent.status.is_built() {
+            let done = match &version {
+                Some(v) if *v != agent.version => self
+                    .store
+                    .version(id, v.clone())
+                    .await?
+                    .is_none_or(|v| v.status.is_built()),
+                _ => agent.status.is_built(),
+            };
+            if done {
                 return Ok(agent);
             }
             loop {
@@ -423,19 +630,34 @@ impl Marketplace {
         &self.catalog
     }
 
+    /// Folds one finished run into the live statistics.
+    pub fn record_outcome(&self, id: Uuid, success: bool, duration_ms: u64) {
+        self.catalog.record_outcome(id, success, duration_ms);
+        self.directory.record_outcome(id, success);
+    }
+
+    /// Notes that `user`'s task completed on `agent` (see `completions`).
+    pub fn record_completion(&self, user: Uuid, agent: Uuid) {
+        let now = Instant::now();
+        let mut completions = self.completions.lock().expect("completions lock");
+        if completions.len() >= COMPLETIONS_KEPT {
+            // The store has long applied these.
+            completions.retain(|_, at| now.duration_since(*at) < COMPLETION_MEMORY);
+        }
+        completions.insert((user, agent), now);
+    }
+
     pub fn max_binary_bytes(&self) -> usize {
         self.rules.max_binary_bytes
     }
 
-    /// Checks and stores an agent owned by `owner`; it is `validating`, and builds in the
-    /// background ([`Marketplace::wait_built`] waits for the end).
-    pub async fn publish(
+    /// Checks a module for `limits` on the blocking pool: declarations and policy, and that
+    /// its initial memory fits the memory limit it will run under.
+    pub(super) async fn check_module(
         &self,
-        owner: Uuid,
-        raw: RawManifest,
-        wasm: Bytes,
-    ) -> Result<Agent, AgentError> {
-        let manifest = Manifest::parse(raw, &self.rules.limits)?;
+        wasm: &Bytes,
+        limits: &super::Limits,
+    ) -> Result<(), AgentError> {
         let max = self.rules.max_binary_bytes;
         if wasm.len() > max {
             return Err(AgentError::TooLarge {
@@ -449,12 +671,11 @@ impl Marketplace {
             .map_err(StoreError::from)?
             .map_err(|e| AgentError::InvalidWasm(e.to_string()))?;
         // A module whose memory starts above its limit could never run.
-        let limits = &self.rules.limits;
-        let memory_limit = manifest
-            .limits
+        let server = &self.rules.limits;
+        let memory_limit = limits
             .memory_bytes
-            .unwrap_or(limits.memory_bytes)
-            .min(limits.max_memory_bytes);
+            .unwrap_or(server.memory_bytes)
+            .min(server.max_memory_bytes);
         let initial = info.memory_pages * 65_536;
         if initial > memory_limit {
             return Err(AgentError::InvalidWasm(format!(
@@ -462,14 +683,31 @@ impl Marketplace {
                  {memory_limit} bytes (raise limits.memory_bytes in the manifest)"
             )));
         }
+        Ok(())
+    }
 
+    /// Checks and stores an agent owned by `owner`; it is `validating`, and builds in the
+    /// background ([`Marketplace::wait_built`] waits for the end).
+    pub async fn publish(
+        &self,
+        owner: &Caller,
+        raw: RawManifest,
+        wasm: Bytes,
+    ) -> Result<Agent, AgentError> {
+        let manifest = Manifest::parse(raw, &self.rules.limits)?;
+        if let Some(schema) = &manifest.input_schema {
+            compile_schema(schema)?;
+        }
+        self.check_module(&wasm, &manifest.limits).await?;
         let binary_size = wasm.len() as u64;
-        let binary_hash = self.blobs.put(wasm.clone()).await?;
         let now = OffsetDateTime::now_utc();
+        let gate = self.blob_gate.clone().lock_owned().await;
+        let binary_hash = self.blobs.put(wasm.clone()).await?;
         let agent = Agent {
             // Time-ordered, so ids sort by age (the auction breaks ties on it).
             id: Uuid::now_v7(),
-            owner_id: owner,
+            owner_id: owner.id,
+            owner_name: owner.name.clone(),
             name: manifest.name,
             description: manifest.description,
             version: manifest.version,
@@ -483,49 +721,87 @@ impl Marketplace {
             limits: manifest.limits,
             argv: manifest.argv,
             env: manifest.env,
+            input_schema: manifest.input_schema,
+            metadata: manifest.metadata,
+            next_version: None,
+            rating: Rating::default(),
             created_at: now,
+            updated_at: None,
             stats: AgentStats::default(),
         };
-        match self
+        let inserted = self
             .store
             .insert_agent_replacing_rejected(agent.clone())
-            .await?
-        {
-            Inserted::NameTaken => return Err(AgentError::NameTaken(agent.name)),
-            Inserted::Replaced(old) => {
+            .await;
+        drop(gate);
+        match inserted? {
+            Inserted::NameTaken => {
+                // The bytes may be used by nothing now.
+                self.collect(vec![agent.binary_hash.clone()]).await?;
+                return Err(AgentError::NameTaken(agent.name));
+            }
+            Inserted::Replaced { old, released } => {
                 tracing::info!(agent_id = %agent.id, replaced = %old, "a new upload replaces a rejected agent");
+                self.forget(old);
                 let search = self.search.clone();
                 tokio::task::spawn_blocking(move || search.remove(old))
                     .await
                     .map_err(StoreError::from)??;
+                self.collect(released).await?;
             }
             Inserted::New => {}
         }
+        self.changed(&agent);
+        self.index(&agent).await?;
+        tracing::info!(agent_id = %agent.id, name = %agent.name, hash = %agent.binary_hash, "agent published");
+        self.hub
+            .broadcast(Event::agent_update(&agent, "registered"));
+        let target = Target {
+            id: agent.id,
+            version: agent.version.clone(),
+            hash: agent.binary_hash.clone(),
+        };
+        self.start_build(target, Some(wasm));
+        Ok(agent)
+    }
+
+    /// Makes the agent's current text searchable.
+    pub(super) async fn index(&self, agent: &Agent) -> Result<(), AgentError> {
         let search = self.search.clone();
         let indexed = agent.clone();
         tokio::task::spawn_blocking(move || search.upsert(&indexed))
             .await
             .map_err(StoreError::from)??;
-        tracing::info!(agent_id = %agent.id, name = %agent.name, hash = %agent.binary_hash, "agent published");
-        self.hub
-            .broadcast(Event::agent_update(&agent, "registered"));
-        let (this, building) = (self.clone(), agent.clone());
-        tokio::spawn(async move { this.build(building, Some(wasm)).await });
-        Ok(agent)
+        Ok(())
+    }
+
+    /// Deletes the blobs in `hashes` that no version uses (any more).
+    pub(super) async fn collect(&self, hashes: Vec<String>) -> Result<(), AgentError> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.blob_gate.lock().await;
+        for hash in hashes {
+            if self.store.blob_refs(hash.clone()).await? == 0 {
+                tracing::info!(%hash, "deleting a blob no version uses");
+                self.blobs.delete(&hash).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Publishes unless `owner` already has an agent with this name that was not rejected
     /// (idempotent seeding).
     pub async fn publish_if_absent(
         &self,
-        owner: Uuid,
+        owner: &Caller,
         raw: RawManifest,
         wasm: Bytes,
     ) -> Result<Option<Agent>, AgentError> {
         let name = raw.name.clone().unwrap_or_default();
         let existing = self
             .store
-            .agent_by_owner_name(owner, name.trim().to_owned())
+            .agent_by_owner_name(owner.id, name.trim().to_owned())
             .await?;
         if existing.is_some_and(|a| a.status != AgentStatus::Rejected) {
             return Ok(None);
@@ -539,43 +815,98 @@ impl Marketplace {
         if let Some(agent) = self.catalog.get(id) {
             return Ok((*agent).clone());
         }
+        if let Some(agent) = self.directory.get(id) {
+            return Ok((*agent).clone());
+        }
         self.store.agent(id).await?.ok_or(AgentError::NotFound)
     }
 
-    /// Lists agents: by relevance when `q` is given, newest first otherwise.
+    /// Lists agents: by relevance when `q` is given, newest first otherwise (see
+    /// [`Sort`]); filtered, with per-capability counts over all matches.
     pub async fn list(&self, query: AgentQuery) -> Result<AgentList, AgentError> {
-        let candidates = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let hits = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             Some(q) => {
                 let search = self.search.clone();
                 let q = q.to_owned();
-                let ids = tokio::task::spawn_blocking(move || search.search(&q))
+                let hits = tokio::task::spawn_blocking(move || search.search(&q, MAX_HITS))
                     .await
                     .map_err(StoreError::from)??;
-                self.store.agents_by_ids(ids).await?
+                Some(
+                    hits.into_iter()
+                        .map(|h| (h.id, h.score))
+                        .collect::<Vec<_>>(),
+                )
             }
-            None => self.store.all_agents().await?,
+            None => None,
         };
-        let matching: Vec<Agent> = candidates
+        let listing = self.directory.list(
+            hits.as_deref(),
+            &query.filter,
+            query.sort,
+            query.offset,
+            query.limit,
+        );
+        let agents = listing
+            .agents
             .into_iter()
-            .filter(|a| a.offers_all(&query.capabilities))
-            .collect();
-        let total = matching.len();
-        let agents = matching
-            .into_iter()
-            .skip(query.offset)
-            .take(query.limit)
-            .map(|mut agent| {
-                if let Some(live) = self.catalog.get(agent.id) {
-                    agent.stats = live.stats.clone();
-                }
-                agent
+            .map(|agent| match self.catalog.get(agent.id) {
+                Some(live) => (*live).clone(),
+                None => (*agent).clone(),
             })
             .collect();
-        Ok(AgentList { agents, total })
+        Ok(AgentList {
+            agents,
+            total: listing.total,
+            capabilities: listing.capabilities,
+        })
     }
 
-    /// The agent's module bytes, hash-verified.
-    pub async fn module_bytes(&self, agent: &Agent) -> Result<Bytes, AgentError> {
-        Ok(self.blobs.get(&agent.binary_hash).await?)
+    /// Checks a task input against the agent's input schema (none: any input passes).
+    pub fn check_input(&self, agent_id: Uuid, input: Option<&Value>) -> Result<(), AgentError> {
+        let validator = self
+            .schemas
+            .read()
+            .expect("schemas lock")
+            .get(&agent_id)
+            .cloned();
+        let Some(validator) = validator else {
+            return Ok(());
+        };
+        let input = input.unwrap_or(&Value::Null);
+        match validator.iter_errors(input).next() {
+            None => Ok(()),
+            Some(error) => {
+                let path = error.instance_path().to_string();
+                Err(AgentError::InvalidInput {
+                    path: if path.is_empty() { "/".into() } else { path },
+                    message: error.masked().to_string(),
+                })
+            }
+        }
+    }
+
+    /// Keeps the bids whose agent accepts `input`; if none does, the best bid's reason.
+    pub fn bids_accepting(
+        &self,
+        bids: Vec<Bid>,
+        input: Option<&Value>,
+    ) -> Result<Vec<Bid>, AgentError> {
+        if self.schemas.read().expect("schemas lock").is_empty() {
+            return Ok(bids);
+        }
+        let mut first_error = None;
+        let mut kept = Vec::with_capacity(bids.len());
+        for bid in bids {
+            match self.check_input(bid.agent_id, input) {
+                Ok(()) => kept.push(bid),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (kept.is_empty(), first_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(kept),
+        }
     }
 }

@@ -8,10 +8,16 @@
 
 mod agent;
 mod catalog;
+mod changes;
+mod directory;
 pub mod manifest;
 mod marketplace;
+mod version;
 
-pub use agent::{Agent, AgentStats, AgentStatus, Build, Rejection};
+pub use agent::{Agent, AgentStats, AgentStatus, Build, PRIOR_REVIEWS, Rating, Rejection};
 pub use catalog::{Bidder, Bidders, Catalog, wilson_lower_bound};
+pub use changes::{Download, Edit, SignedLink};
+pub use directory::{Directory, Filter, Listing, Sort};
 pub use manifest::{Limits, Manifest, ManifestError, parse_capabilities};
-pub use marketplace::{AgentError, AgentList, AgentQuery, Marketplace, Rules, Warmup};
+pub use marketplace::{AgentError, AgentList, AgentQuery, Caller, Marketplace, Rules, Warmup};
+pub use version::{AgentVersion, Review, semver_cmp};

@@ -127,7 +127,7 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn read_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
     match std::fs::read(path) {
         Ok(secret) if secret.len() >= 32 => return Ok(secret),
         Ok(_) => {

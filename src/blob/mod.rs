@@ -4,6 +4,8 @@
 //! Every read re-hashes the bytes and fails loudly on a mismatch rather than running a module
 //! that is not the one that was validated. Blocking: all work runs through [`Store::run`].
 
+pub mod links;
+
 use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
@@ -86,6 +88,45 @@ impl BlobStore {
             .await?)
     }
 
+    /// Deletes a blob; deleting one that does not exist is not an error. The caller checks that
+    /// no version uses it (see [`crate::store::tables::BLOB_REFS`]).
+    pub async fn delete(&self, hash: &str) -> Result<(), BlobError> {
+        let key = hash.to_owned();
+        Ok(self
+            .store
+            .run(move |db| {
+                let txn = db.begin_write()?;
+                {
+                    let mut blobs = txn.open_table(tables::BLOBS)?;
+                    let meta = blobs
+                        .remove(key.as_str())?
+                        .map(|v| decode::<BlobMeta>("blobs", v.value()))
+                        .transpose()?;
+                    if let Some(meta) = meta {
+                        let mut chunks = txn.open_table(tables::BLOB_CHUNKS)?;
+                        for i in 0..meta.chunks {
+                            chunks.remove((key.as_str(), i))?;
+                        }
+                    }
+                }
+                txn.commit()?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    /// Whether a blob is stored.
+    pub async fn exists(&self, hash: &str) -> Result<bool, BlobError> {
+        let key = hash.to_owned();
+        Ok(self
+            .store
+            .run(move |db| {
+                let txn = db.begin_read()?;
+                Ok(txn.open_table(tables::BLOBS)?.get(key.as_str())?.is_some())
+            })
+            .await?)
+    }
+
     /// Reads a blob and verifies its hash (on the blocking pool, like the read).
     pub async fn get(&self, hash: &str) -> Result<Bytes, BlobError> {
         let key = hash.to_owned();
@@ -135,6 +176,13 @@ mod tests {
             blobs.get(&sha256_hex(b"nope")).await,
             Err(BlobError::NotFound(_))
         ));
+        blobs.delete(&hash).await.unwrap();
+        assert!(!blobs.exists(&hash).await.unwrap());
+        assert!(matches!(
+            blobs.get(&hash).await,
+            Err(BlobError::NotFound(_))
+        ));
+        blobs.delete(&hash).await.unwrap();
     }
 
     #[tokio::test]

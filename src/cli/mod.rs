@@ -1,5 +1,7 @@
 //! The command line: a clap `Command` enum, one `*_command` function per subcommand.
 
+mod user;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -7,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::Application;
 use crate::config::{Overrides, Settings};
+
+pub use user::{UserCommand, UserCreateArgs, user_create_command};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: API, web UI, queue and workers.
     Serve(ServeArgs),
+    /// Manage accounts directly in the data directory (the server must be stopped).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,13 @@ const JSON_BODY_LIMIT: usize = 5 * 1024 * 1024;
 pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
     let upload = OpenApiRouter::new()
         .routes(routes!(agents::upload))
+        .routes(routes!(agents::register))
+        .routes(routes!(
+            agents::add_version,
+            agents::replace_binary,
+            agents::download,
+            agents::delete_version
+        ))
         // The module plus room for the other form fields.
         .layer(DefaultBodyLimit::max(max_binary_bytes + 1024 * 1024));
     let (router, mut openapi) = OpenApiRouter::new()
@@ -34,7 +41,18 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
         .routes(routes!(users::login))
         .routes(routes!(users::me))
         .routes(routes!(agents::list))
-        .routes(routes!(agents::get))
+        .routes(routes!(agents::search))
+        .routes(routes!(
+            agents::get,
+            agents::patch,
+            agents::put,
+            agents::delete
+        ))
+        .routes(routes!(agents::signed_url))
+        .routes(routes!(agents::versions))
+        .routes(routes!(agents::rollback))
+        .routes(routes!(agents::post_review, agents::reviews))
+        .routes(routes!(agents::validate_input))
         .routes(routes!(tasks::submit))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::stats))

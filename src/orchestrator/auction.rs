@@ -2,7 +2,8 @@
 //!
 //! Eligible: ready, offers every required capability, price ≤ budget. Each criterion is
 //! min-max normalised over the bidders to 0..=1 (1 is best; when all bidders tie, all get 1):
-//! price (cheaper is better); quality, the moving average of success; speed, the moving
+//! price (cheaper is better); quality, the mean of the moving average of success and the
+//! Bayesian review score (see [`crate::agents::Rating`]); speed, the moving
 //! average of duration (faster is better); reputation, the Wilson lower bound of the success
 //! rate over all runs. An agent that has never run gets a neutral prior: 0.5 quality and
 //! reputation, and the mean duration of the bidders that have run.

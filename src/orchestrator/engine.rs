@@ -317,6 +317,8 @@ impl Orchestrator {
             });
         }
         let bids = catalog.auction(&capabilities, sub.budget, inner.weights, sub.agent_id, &[])?;
+        // Agents whose input schema refuses the input do not bid.
+        let bids = inner.marketplace.bids_accepting(bids, sub.input.as_ref())?;
         let winner = &bids[0];
         let task = Task {
             query: query.into(),
@@ -901,6 +903,11 @@ impl Orchestrator {
             })?;
         if let Some((task, durable)) = finished {
             self.record_outcome(outcome);
+            if task.status == TaskStatus::Completed {
+                inner
+                    .marketplace
+                    .record_completion(task.owner_id, task.agent_id);
+            }
             inner.metrics.finished(task.status).increment(1);
             inner.metrics.duration.record(output.duration.as_secs_f64());
             crate::telemetry::histogram_recorded();
@@ -931,7 +938,6 @@ impl Orchestrator {
         if let Some(o) = outcome {
             self.inner
                 .marketplace
-                .catalog()
                 .record_outcome(o.agent_id, o.success, o.duration_ms);
         }
     }
@@ -959,6 +965,10 @@ impl Orchestrator {
                 tried,
             )
             .ok()
+            .and_then(|bids| {
+                let input = task.input.as_deref();
+                self.inner.marketplace.bids_accepting(bids, input).ok()
+            })
             .filter(|bids| !bids.is_empty())
     }
 

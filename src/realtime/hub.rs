@@ -62,6 +62,17 @@ impl Event {
         )
     }
 
+    /// A version of the agent was added, replaced, deleted, or made current again
+    /// (`change`: added | replaced | deleted | rollback).
+    pub fn agent_version(agent: &Agent, version: &str, change: &str) -> Self {
+        Self::new(
+            "agent_update",
+            json!({"agent_id": agent.id, "name": agent.name, "action": "version",
+                "version": version, "change": change, "current_version": agent.version,
+                "status": agent.status}),
+        )
+    }
+
     pub fn system(message: &str, level: &str) -> Self {
         Self::new("system", json!({"message": message, "level": level}))
     }

@@ -1,59 +1,121 @@
 //! Full-text search over agents with tantivy, stored in `<data_dir>/search`.
 //!
 //! redb is the source of truth: the index is derived data, checked against the store at
-//! start-up and rebuilt when it is missing, damaged or out of step. Every method blocks
-//! (tantivy I/O and commits) and must run on the blocking pool.
+//! start-up and rebuilt when it is missing, damaged or out of step. The index owns what a user
+//! finds from the search box: every query word must match, each in any of name, capabilities,
+//! owner and description; words tolerate typos by length and the last word also matches as a
+//! prefix (`derivation.rs` has the rules, `tier.rs` the ranking). The query is plain words, never
+//! tantivy query syntax, so no user input makes a search fail.
+//!
+//! Threading: every method blocks (term-dictionary walks, tantivy commits and fsyncs) and must
+//! run on the blocking pool, never on the async runtime's threads. Searches run concurrently
+//! from any thread; writes serialise on the one tantivy writer. A search never reads stored
+//! documents: hits carry the agent id from fast-field columns (`collector.rs`), so a query that
+//! matches the whole catalog stays cheap.
+
+mod collector;
+mod derivation;
+mod tier;
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use tantivy::collector::TopDocs;
-use tantivy::query::QueryParser;
-use tantivy::schema::{Field, STORED, STRING, Schema, TEXT, Value};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{TextAnalyzer, TokenStream};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Score, TantivyDocument, Term};
 use uuid::Uuid;
 
+use self::collector::{HitCollector, ID_HI, ID_LO};
+use self::derivation::{SearchedField, Word};
 use crate::agents::Agent;
 
-/// Most hits a query returns before filtering and pagination.
-const MAX_HITS: usize = 10_000;
-/// Indexing memory budget; tantivy's minimum for one thread.
-const WRITER_HEAP_BYTES: usize = 15_000_000;
+/// Indexing memory budget, shared by the writer's threads. Above tantivy's 15 MB per-thread
+/// minimum so that a rebuild of 100 000 agents fits in one segment per thread.
+const WRITER_HEAP_BYTES: usize = 96_000_000;
+/// Indexing threads; a rebuild is CPU-bound, and more threads than cores only add segments.
+const MAX_WRITER_THREADS: usize = 2;
+/// Field boosts: a word in the name says most about an agent, its capabilities next.
+const NAME_BOOST: Score = 3.0;
+const CAPABILITIES_BOOST: Score = 2.0;
+const OWNER_BOOST: Score = 1.0;
+const DESCRIPTION_BOOST: Score = 1.0;
+/// Bonus per query word when the query is the agent's whole name. A word scores at most about
+/// `NAME_BOOST` plus the tie-breaker share of the other fields, so this puts the named agent
+/// first whatever the other hits match.
+const WHOLE_NAME_BONUS: Score = 4.0;
+/// Share of a word's weaker matches (other fields, other derivations) added to its best one: a
+/// word found in the name and the description ranks above one found in the name only.
+const TIE_BREAKER: Score = 0.1;
 
+/// One matching agent; a higher score is a better match.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub id: Uuid,
+    pub score: f32,
+}
+
+/// Search index failures; all internal (a query cannot fail on its text).
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     #[error("search index error: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
     #[error("cannot open search index directory: {0}")]
     Directory(#[from] tantivy::directory::error::OpenDirectoryError),
-    #[error("cannot create search index directory: {0}")]
+    #[error("search index I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
 
 struct Fields {
+    /// The id as text, indexed so that an upsert or removal can delete by term.
     id: Field,
+    /// The id's two halves (`Uuid::as_u64_pair`) as columns, read by the hit collector.
+    id_hi: Field,
+    id_lo: Field,
     name: Field,
-    description: Field,
+    /// The name's words joined by one space, indexed as one term: a query equal to the whole
+    /// name matches it.
+    name_exact: Field,
     capabilities: Field,
+    owner: Field,
+    description: Field,
 }
 
+/// The agent search index: one tantivy index with its single writer and a reader reloaded after
+/// each commit.
 pub struct SearchIndex {
     reader: IndexReader,
     /// Single writer, as tantivy requires; a std Mutex because it is only held on blocking
     /// threads.
     writer: Mutex<IndexWriter>,
     fields: Fields,
-    parser: QueryParser,
+    /// The text fields' tokenizer, cloned per use because tokenizing needs `&mut`.
+    analyzer: TextAnalyzer,
+    /// Searched fields, by descending boost.
+    searched: [SearchedField; 4],
 }
 
 fn schema() -> (Schema, Fields) {
+    // Positions are left out: nothing here runs phrase queries, so they would only cost size
+    // and build time.
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
     let mut b = Schema::builder();
     let fields = Fields {
-        id: b.add_text_field("id", STRING | STORED),
-        name: b.add_text_field("name", TEXT),
-        description: b.add_text_field("description", TEXT),
-        capabilities: b.add_text_field("capabilities", TEXT),
+        id: b.add_text_field("id", STRING),
+        id_hi: b.add_u64_field(ID_HI, FAST),
+        id_lo: b.add_u64_field(ID_LO, FAST),
+        name: b.add_text_field("name", text.clone()),
+        name_exact: b.add_text_field("name_exact", STRING),
+        capabilities: b.add_text_field("capabilities", text.clone()),
+        owner: b.add_text_field("owner", text.clone()),
+        description: b.add_text_field("description", text),
     };
     (b.build(), fields)
 }
@@ -80,113 +142,200 @@ impl SearchIndex {
     }
 
     fn from_index(index: Index, fields: Fields) -> Result<Self, SearchError> {
-        let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_WRITER_THREADS);
+        let writer = index.writer_with_num_threads(threads, WRITER_HEAP_BYTES)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let mut parser = QueryParser::for_index(
-            &index,
-            vec![fields.name, fields.description, fields.capabilities],
-        );
-        parser.set_conjunction_by_default();
-        parser.set_field_boost(fields.name, 3.0);
-        parser.set_field_boost(fields.capabilities, 2.0);
+        let analyzer = index.tokenizer_for_field(fields.name)?;
+        let searched = [
+            SearchedField {
+                field: fields.name,
+                boost: NAME_BOOST,
+                completes_one_char: true,
+            },
+            SearchedField {
+                field: fields.capabilities,
+                boost: CAPABILITIES_BOOST,
+                completes_one_char: true,
+            },
+            SearchedField {
+                field: fields.owner,
+                boost: OWNER_BOOST,
+                completes_one_char: false,
+            },
+            SearchedField {
+                field: fields.description,
+                boost: DESCRIPTION_BOOST,
+                completes_one_char: false,
+            },
+        ];
         Ok(Self {
             reader,
             writer: Mutex::new(writer),
             fields,
-            parser,
+            analyzer,
+            searched,
         })
     }
 
-    fn document(&self, agent: &Agent) -> TantivyDocument {
+    fn document(&self, analyzer: &mut TextAnalyzer, agent: &Agent) -> TantivyDocument {
+        let (hi, lo) = agent.id.as_u64_pair();
         let mut doc = TantivyDocument::new();
         doc.add_text(self.fields.id, agent.id.to_string());
+        doc.add_u64(self.fields.id_hi, hi);
+        doc.add_u64(self.fields.id_lo, lo);
         doc.add_text(self.fields.name, &agent.name);
-        doc.add_text(self.fields.description, &agent.description);
+        doc.add_text(self.fields.name_exact, joined_words(analyzer, &agent.name));
         for cap in &agent.capabilities {
             doc.add_text(self.fields.capabilities, cap);
         }
+        doc.add_text(self.fields.owner, &agent.owner_name);
+        doc.add_text(self.fields.description, &agent.description);
         doc
+    }
+
+    fn id_term(&self, id: Uuid) -> Term {
+        Term::from_field_text(self.fields.id, &id.to_string())
+    }
+
+    /// Applies `change` and commits it, then reloads the reader so that searches see it. A
+    /// failed change is rolled back: left pending, it would be published by the next commit,
+    /// a rebuild's delete-all included.
+    fn commit(
+        &self,
+        change: impl FnOnce(&mut IndexWriter) -> Result<(), SearchError>,
+    ) -> Result<(), SearchError> {
+        let mut writer = self.writer.lock().expect("search writer poisoned");
+        let committed = change(&mut writer).and_then(|()| Ok(writer.commit().map(drop)?));
+        if let Err(e) = committed {
+            if let Err(rollback) = writer.rollback() {
+                tracing::error!(error = %rollback, "cannot roll back the search index writer");
+            }
+            return Err(e);
+        }
+        self.reader.reload()?;
+        Ok(())
     }
 
     /// Adds or replaces one agent and makes it searchable before returning.
     pub fn upsert(&self, agent: &Agent) -> Result<(), SearchError> {
-        let mut writer = self.writer.lock().expect("search writer poisoned");
-        writer.delete_term(Term::from_field_text(self.fields.id, &agent.id.to_string()));
-        writer.add_document(self.document(agent))?;
-        writer.commit()?;
-        self.reader.reload()?;
-        Ok(())
+        let doc = self.document(&mut self.analyzer.clone(), agent);
+        self.commit(|writer| {
+            writer.delete_term(self.id_term(agent.id));
+            writer.add_document(doc)?;
+            Ok(())
+        })
     }
 
     /// Removes one agent; searchable without it before returning.
     pub fn remove(&self, id: Uuid) -> Result<(), SearchError> {
-        let mut writer = self.writer.lock().expect("search writer poisoned");
-        writer.delete_term(Term::from_field_text(self.fields.id, &id.to_string()));
-        writer.commit()?;
-        self.reader.reload()?;
-        Ok(())
+        self.commit(|writer| {
+            writer.delete_term(self.id_term(id));
+            Ok(())
+        })
     }
 
     /// Makes the index hold exactly `agents`, rebuilding it if its id set differs.
     pub fn reconcile(&self, agents: &[Agent]) -> Result<(), SearchError> {
-        let wanted: HashSet<String> = agents.iter().map(|a| a.id.to_string()).collect();
+        let wanted: HashSet<Uuid> = agents.iter().map(|a| a.id).collect();
         match self.indexed_ids() {
-            Ok(indexed) if indexed == wanted => return Ok(()),
             Ok(indexed) => {
+                let distinct: HashSet<Uuid> = indexed.iter().copied().collect();
+                if distinct.len() == indexed.len() && distinct == wanted {
+                    return Ok(());
+                }
                 tracing::info!(
                     indexed = indexed.len(),
                     stored = wanted.len(),
                     "rebuilding search index"
-                )
+                );
             }
             Err(e) => tracing::warn!(error = %e, "search index unreadable; rebuilding it"),
         }
-        let mut writer = self.writer.lock().expect("search writer poisoned");
-        writer.delete_all_documents()?;
-        for agent in agents {
-            writer.add_document(self.document(agent))?;
-        }
-        writer.commit()?;
-        self.reader.reload()?;
-        Ok(())
+        self.rebuild(agents)
     }
 
-    fn indexed_ids(&self) -> Result<HashSet<String>, SearchError> {
+    /// Replaces the whole index with `agents`, in one commit: searches see the old index until
+    /// the new one is complete.
+    pub fn rebuild(&self, agents: &[Agent]) -> Result<(), SearchError> {
+        let mut analyzer = self.analyzer.clone();
+        self.commit(|writer| {
+            writer.delete_all_documents()?;
+            for agent in agents {
+                writer.add_document(self.document(&mut analyzer, agent))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The id of every visible document, duplicates included.
+    fn indexed_ids(&self) -> Result<Vec<Uuid>, SearchError> {
         let searcher = self.reader.searcher();
-        let mut indexed = HashSet::new();
+        let mut indexed = Vec::with_capacity(searcher.num_docs() as usize);
         for segment in searcher.segment_readers() {
-            let store = segment.get_store_reader(64)?;
-            for doc_id in segment.doc_ids_alive() {
-                let doc: TantivyDocument = store.get(doc_id)?;
-                if let Some(id) = doc.get_first(self.fields.id).and_then(|v| v.as_str()) {
-                    indexed.insert(id.to_owned());
+            let id_hi = segment.fast_fields().u64(ID_HI)?;
+            let id_lo = segment.fast_fields().u64(ID_LO)?;
+            for doc in segment.doc_ids_alive() {
+                if let (Some(hi), Some(lo)) = (id_hi.first(doc), id_lo.first(doc)) {
+                    indexed.push(Uuid::from_u64_pair(hi, lo));
                 }
             }
         }
         Ok(indexed)
     }
 
-    /// Agent ids matching `query`, best first. Query syntax errors are tolerated: the parts
-    /// that parse are used.
-    pub fn search(&self, query: &str) -> Result<Vec<Uuid>, SearchError> {
-        let (query, _errors) = self.parser.parse_query_lenient(query);
-        let searcher = self.reader.searcher();
-        let hits = searcher.search(&query, &TopDocs::with_limit(MAX_HITS).order_by_score())?;
-        let mut ids = Vec::with_capacity(hits.len());
-        for (_score, address) in hits {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            if let Some(id) = doc
-                .get_first(self.fields.id)
-                .and_then(|v| v.as_str())
-                .and_then(|s| Uuid::parse_str(s).ok())
-            {
-                ids.push(id);
-            }
+    /// The `max_hits` agents best matching `query`, best first. `query` is plain words: an
+    /// empty or all-punctuation query has no hits, and nothing in it is syntax.
+    pub fn search(&self, query: &str, max_hits: usize) -> Result<Vec<Hit>, SearchError> {
+        if max_hits == 0 {
+            return Ok(Vec::new());
         }
-        Ok(ids)
+        let words = derivation::words(&mut self.analyzer.clone(), query);
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(words.len() + 1);
+        for word in &words {
+            let derivations = derivation::derive(&searcher, &self.searched, word)?;
+            if derivations.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut alternatives: Vec<Box<dyn Query>> = derivations
+                .into_iter()
+                .map(|d| {
+                    let term = Term::from_field_text(d.field.field, &d.term);
+                    tier::term_query(term, d.tier, d.field.boost)
+                })
+                .collect();
+            let word_query = match alternatives.pop() {
+                Some(only) if alternatives.is_empty() => only,
+                last => {
+                    alternatives.extend(last);
+                    Box::new(DisjunctionMaxQuery::with_tie_breaker(
+                        alternatives,
+                        TIE_BREAKER,
+                    ))
+                }
+            };
+            clauses.push((Occur::Must, word_query));
+        }
+        let whole_name = Term::from_field_text(self.fields.name_exact, &join(&words));
+        if searcher.doc_freq(&whole_name)? > 0 {
+            clauses.push((
+                Occur::Should,
+                Box::new(ConstScoreQuery::new(
+                    Box::new(TermQuery::new(whole_name, IndexRecordOption::Basic)),
+                    WHOLE_NAME_BONUS * words.len() as Score,
+                )),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
+        Ok(searcher.search(&query, &HitCollector { max_hits })?)
     }
 
     #[cfg(test)]
@@ -205,6 +354,24 @@ impl SearchIndex {
     }
 }
 
+fn join(words: &[Word]) -> String {
+    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    texts.join(" ")
+}
+
+/// `name`'s words as the query side joins them, for `name_exact`.
+fn joined_words(analyzer: &mut TextAnalyzer, name: &str) -> String {
+    let mut joined = String::with_capacity(name.len());
+    let mut stream = analyzer.token_stream(name);
+    while let Some(token) = stream.next() {
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(&token.text);
+    }
+    joined
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,37 +384,227 @@ mod tests {
         }
     }
 
-    #[test]
-    fn finds_by_name_description_and_capability() {
+    fn ids(index: &SearchIndex, query: &str) -> Vec<Uuid> {
+        index
+            .search(query, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.id)
+            .collect()
+    }
+
+    /// The two agents most tests search between.
+    fn catalog() -> (SearchIndex, Agent, Agent) {
         let index = SearchIndex::in_memory();
-        let sentiment = agent(
-            "Sentiment-Analyzer",
-            "Scores the mood of text",
-            &["sentiment-analysis", "nlp"],
-        );
-        let stats = agent("Text-Statistics", "Counts words and sentences", &["text"]);
-        index.upsert(&sentiment).unwrap();
-        index.upsert(&stats).unwrap();
-        assert_eq!(index.search("sentiment").unwrap(), [sentiment.id]);
-        assert_eq!(index.search("words").unwrap(), [stats.id]);
-        assert_eq!(index.search("nlp").unwrap(), [sentiment.id]);
-        assert!(index.search("nothing-like-this").unwrap().is_empty());
-        // Unbalanced syntax does not fail the query.
-        assert_eq!(index.search("mood AND (").unwrap(), [sentiment.id]);
+        let sentiment = Agent {
+            owner_name: "Ada Lovelace".into(),
+            ..agent(
+                "Sentiment-Analyzer",
+                "Scores the mood and tone of text",
+                &["sentiment-analysis", "nlp"],
+            )
+        };
+        let stats = Agent {
+            owner_name: "Grace Hopper".into(),
+            ..agent("Text-Statistics", "Counts words and sentences", &["text"])
+        };
+        index.rebuild(&[sentiment.clone(), stats.clone()]).unwrap();
+        (index, sentiment, stats)
     }
 
     #[test]
-    fn upsert_replaces_and_reconcile_rebuilds() {
+    fn finds_by_name_description_capability_and_owner() {
+        let (index, sentiment, stats) = catalog();
+        assert_eq!(ids(&index, "sentiment"), [sentiment.id]);
+        assert_eq!(ids(&index, "words"), [stats.id]);
+        assert_eq!(ids(&index, "nlp"), [sentiment.id]);
+        assert_eq!(ids(&index, "lovelace"), [sentiment.id]);
+        assert_eq!(ids(&index, "Grace Hopper"), [stats.id]);
+        assert!(ids(&index, "nothing-like-this").is_empty());
+    }
+
+    #[test]
+    fn tolerates_typos_by_word_length() {
+        let (index, sentiment, stats) = catalog();
+        assert_eq!(
+            ids(&index, "sentimnt"),
+            [sentiment.id],
+            "one typo in 8 letters"
+        );
+        assert_eq!(
+            ids(&index, "setnimentt"),
+            [sentiment.id],
+            "two typos in 10 letters"
+        );
+        assert_eq!(
+            ids(&index, "snetiment mood"),
+            [sentiment.id],
+            "transposition is one"
+        );
+        assert!(
+            ids(&index, "sxntimxnx mood").is_empty(),
+            "9 letters: only two typos"
+        );
+        assert_eq!(ids(&index, "lovelaec"), [sentiment.id]);
+        assert!(
+            ids(&index, "lxvxlace").is_empty(),
+            "8 letters: only one typo"
+        );
+        assert_eq!(ids(&index, "counts"), [stats.id]);
+    }
+
+    #[test]
+    fn completes_the_last_word() {
+        let (index, sentiment, stats) = catalog();
+        assert_eq!(
+            ids(&index, "senti"),
+            [sentiment.id, stats.id],
+            "`sentences` is a completion of `sente`, one typo away: ranked below"
+        );
+        assert_eq!(ids(&index, "sentiment-an"), [sentiment.id]);
+        assert_eq!(ids(&index, "Sentiment-Analyzer"), [sentiment.id]);
+        assert_eq!(ids(&index, "s").len(), 2, "one letter completes in names");
+    }
+
+    #[test]
+    fn short_words_match_exactly_except_as_last_prefix() {
+        let (index, sentiment, stats) = catalog();
+        assert_eq!(
+            ids(&index, "tex"),
+            [stats.id, sentiment.id],
+            "last word completes"
+        );
+        assert!(
+            ids(&index, "tex words").is_empty(),
+            "a 3-letter word has no typo budget"
+        );
+        assert!(ids(&index, "txt").is_empty());
+        assert_eq!(ids(&index, "text words"), [stats.id]);
+    }
+
+    #[test]
+    fn every_word_must_match_in_some_field() {
+        let (index, sentiment, stats) = catalog();
+        assert_eq!(ids(&index, "mood nlp ada"), [sentiment.id]);
+        assert_eq!(ids(&index, "text"), [stats.id, sentiment.id]);
+        assert!(ids(&index, "mood words").is_empty());
+    }
+
+    #[test]
+    fn exact_matches_rank_above_prefix_and_typo_matches() {
+        let index = SearchIndex::in_memory();
+        let exact_in_description = agent("Mood-Meter", "reads the translator output", &[]);
+        let prefix_in_name = agent("Translators-Hub", "something else", &[]);
+        let typo_in_name = agent("Translatr-Box", "something else", &[]);
+        index
+            .rebuild(&[
+                typo_in_name.clone(),
+                prefix_in_name.clone(),
+                exact_in_description.clone(),
+            ])
+            .unwrap();
+        assert_eq!(
+            ids(&index, "translator"),
+            [exact_in_description.id, prefix_in_name.id, typo_in_name.id]
+        );
+    }
+
+    #[test]
+    fn name_outweighs_capabilities_outweighs_description() {
+        let index = SearchIndex::in_memory();
+        let in_description = agent("Alpha", "an ocr pipeline", &[]);
+        let in_capabilities = agent("Beta", "", &["ocr"]);
+        let in_name = agent("OCR-Tool", "", &[]);
+        index
+            .rebuild(&[
+                in_description.clone(),
+                in_capabilities.clone(),
+                in_name.clone(),
+            ])
+            .unwrap();
+        assert_eq!(
+            ids(&index, "ocr"),
+            [in_name.id, in_capabilities.id, in_description.id]
+        );
+    }
+
+    #[test]
+    fn whole_name_ranks_first() {
+        let index = SearchIndex::in_memory();
+        let named = agent("Fast-Translator", "", &[]);
+        let busier = agent(
+            "Fast-Translator-Pro",
+            "fast translator, fast and a translator",
+            &["translator", "fast"],
+        );
+        index.rebuild(&[busier.clone(), named.clone()]).unwrap();
+        assert_eq!(ids(&index, "fast translator"), [named.id, busier.id]);
+        let hits = index.search("fast translator", 1).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].id, named.id);
+    }
+
+    #[test]
+    fn query_syntax_is_plain_text() {
+        let (index, sentiment, _) = catalog();
+        assert_eq!(ids(&index, "mood AND ("), [sentiment.id], "`and` is a word");
+        assert_eq!(ids(&index, "mood ("), [sentiment.id]);
+        assert_eq!(ids(&index, "\"mood"), [sentiment.id]);
+        assert_eq!(ids(&index, "title:mood"), Vec::<Uuid>::new());
+        assert!(ids(&index, "").is_empty());
+        assert!(ids(&index, " -- ()*: ").is_empty());
+    }
+
+    #[test]
+    fn upsert_replaces() {
         let index = SearchIndex::in_memory();
         let mut a = agent("Echo", "old words", &["echo"]);
         index.upsert(&a).unwrap();
         a.description = "new text".into();
         index.upsert(&a).unwrap();
         assert_eq!(index.len(), 1);
-        assert!(index.search("old").unwrap().is_empty());
+        assert!(ids(&index, "old").is_empty());
+        assert_eq!(ids(&index, "new"), [a.id]);
+    }
+
+    #[test]
+    fn remove_hides_the_agent() {
+        let (index, sentiment, stats) = catalog();
+        index.remove(sentiment.id).unwrap();
+        assert!(ids(&index, "sentiment").is_empty());
+        assert_eq!(ids(&index, "text"), [stats.id]);
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn reconcile_rebuilds_only_when_the_ids_differ() {
+        let index = SearchIndex::in_memory();
+        let a = agent("Echo", "words", &["echo"]);
+        index.upsert(&a).unwrap();
+        let mut renamed = a.clone();
+        renamed.name = "Renamed".into();
+        index.reconcile(std::slice::from_ref(&renamed)).unwrap();
+        assert_eq!(ids(&index, "echo"), [a.id], "same ids: left alone");
         let b = agent("Other", "more", &["x"]);
         index.reconcile(std::slice::from_ref(&b)).unwrap();
-        assert_eq!(index.search("echo").unwrap(), Vec::<Uuid>::new());
-        assert_eq!(index.search("other").unwrap(), [b.id]);
+        assert!(ids(&index, "echo").is_empty());
+        assert_eq!(ids(&index, "other"), [b.id]);
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn reopens_from_disk_and_recreates_a_damaged_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = agent("Echo", "words", &["echo"]);
+        {
+            let index = SearchIndex::open(dir.path()).unwrap();
+            index.upsert(&a).unwrap();
+        }
+        let index = SearchIndex::open(dir.path()).unwrap();
+        assert_eq!(ids(&index, "echo"), [a.id]);
+        drop(index);
+        std::fs::write(dir.path().join("meta.json"), b"not json").unwrap();
+        let index = SearchIndex::open(dir.path()).unwrap();
+        assert!(index.is_empty());
     }
 }

@@ -20,13 +20,15 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use agents::Inserted;
+pub use agents::{Inserted, Refusal};
 pub use tasks::{AgentOutcome, IdempotencyClaim, Page, TaskBatch, TaskFilter, TaskWrite};
 
 /// The layout version this build writes. Version 1 files (task rows as JSON) open too: their
-/// rows read as they are, and the file is marked 2, so an older build refuses it instead of
-/// misreading a binary row.
-const CURRENT_SCHEMA: u64 = 2;
+/// rows read as they are, and the file is marked current, so an older build refuses it
+/// instead of misreading a binary row. Version 3 added agent versions, blob reference counts
+/// and the completed-runs index; opening an older file fills them in from the agents and
+/// tasks (see [`agents::migrate_to_v3`]).
+const CURRENT_SCHEMA: u64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -98,11 +100,19 @@ impl Store {
             txn.open_table(tables::TASK_COUNTS)?;
             txn.open_table(tables::IDEMPOTENCY_KEYS)?;
             txn.open_table(tables::FINISHED_TASKS)?;
-            let mut meta = txn.open_table(tables::META)?;
-            let found = meta.get(tables::SCHEMA_VERSION)?.map(|v| v.value());
+            txn.open_table(tables::AGENT_VERSIONS)?;
+            txn.open_table(tables::BLOB_REFS)?;
+            txn.open_table(tables::REVIEWS)?;
+            txn.open_table(tables::COMPLETED_RUNS)?;
+            let found = txn
+                .open_table(tables::META)?
+                .get(tables::SCHEMA_VERSION)?
+                .map(|v| v.value());
             match found {
-                None | Some(1) => {
-                    meta.insert(tables::SCHEMA_VERSION, CURRENT_SCHEMA)?;
+                None | Some(1) | Some(2) => {
+                    agents::migrate_to_v3(&txn)?;
+                    txn.open_table(tables::META)?
+                        .insert(tables::SCHEMA_VERSION, CURRENT_SCHEMA)?;
                 }
                 Some(CURRENT_SCHEMA) => {}
                 Some(found) => return Err(StoreError::Schema { found }),

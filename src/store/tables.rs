@@ -20,6 +20,24 @@ pub const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 pub const AGENTS_BY_OWNER_NAME: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("agents_by_owner_name");
 
+/// `(agent id, version)` → JSON [`crate::agents::AgentVersion`]: every binary an agent has
+/// had that was not deleted.
+pub const AGENT_VERSIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("agent_versions");
+
+/// `sha256 hex` → how many agent versions use that blob. Written in the same transaction as
+/// the versions; a blob whose count reaches zero is deleted (and a blob without a count, left
+/// by a crash between storing the bytes and the version, is swept at start).
+pub const BLOB_REFS: TableDefinition<&str, u64> = TableDefinition::new("blob_refs");
+
+/// `(agent id, user id)` → JSON [`crate::agents::Review`]. One review per user and agent.
+pub const REVIEWS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("reviews");
+
+/// `(user id, agent id)` → tasks of that user the agent completed: who may review it.
+/// Written with the task states in [`crate::store::Store::apply_tasks`].
+pub const COMPLETED_RUNS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("completed_runs");
+
 /// `sha256 hex` → JSON [`crate::blob::BlobMeta`] (size, chunk count).
 pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 

@@ -104,7 +104,7 @@ pub struct TaskBatch {
 }
 
 /// The task stored under `id` (binary rows, or JSON ones of older files).
-fn read_task(
+pub(super) fn read_task(
     tasks: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
 ) -> Result<Option<Task>, StoreError> {
@@ -155,6 +155,18 @@ fn shift_counts(txn: &WriteTransaction, moves: &[Move]) -> Result<(), StoreError
     Ok(())
 }
 
+/// Counts a completed task in [`tables::COMPLETED_RUNS`]: its owner may now review its agent.
+pub(super) fn count_completed_run(
+    completed: &mut redb::Table<(&'static str, &'static str), u64>,
+    task: &Task,
+) -> Result<(), StoreError> {
+    let (owner, agent) = (task.owner_id.to_string(), task.agent_id.to_string());
+    let key = (owner.as_str(), agent.as_str());
+    let runs = completed.get(key)?.map_or(0, |v| v.value());
+    completed.insert(key, runs + 1)?;
+    Ok(())
+}
+
 impl Store {
     /// Writes a batch of task states (the WAL's materialised view) with their indexes,
     /// counters, idempotency claims and agent statistics, in one transaction.
@@ -171,6 +183,7 @@ impl Store {
                 let mut by_owner = txn.open_table(tables::TASKS_BY_OWNER)?;
                 let mut active = txn.open_table(tables::ACTIVE_TASKS)?;
                 let mut finished = txn.open_table(tables::FINISHED_TASKS)?;
+                let mut completed = txn.open_table(tables::COMPLETED_RUNS)?;
                 for TaskWrite { task, stored } in &batch.writes {
                     let id = task.id.to_string();
                     tasks.insert(id.as_str(), codec::encode_row(task).as_slice())?;
@@ -179,6 +192,9 @@ impl Store {
                             .insert((task.owner_id.to_string().as_str(), task.seq), id.as_str())?;
                     }
                     let was_terminal = stored.is_some_and(TaskStatus::is_terminal);
+                    if task.status == TaskStatus::Completed && !was_terminal {
+                        count_completed_run(&mut completed, task)?;
+                    }
                     if task.status.is_terminal() {
                         if !was_terminal {
                             // A task new to the store was never in the active set.
@@ -563,7 +579,7 @@ mod tests {
         let txn = store.db.begin_read().unwrap();
         let meta = txn.open_table(tables::META).unwrap();
         let version = meta.get(tables::SCHEMA_VERSION).unwrap().unwrap().value();
-        assert_eq!(version, 2, "marked so older builds refuse it");
+        assert_eq!(version, 3, "marked so older builds refuse it");
     }
 
     #[tokio::test]

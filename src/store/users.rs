@@ -27,6 +27,34 @@ impl Store {
         .await
     }
 
+    /// Applies `change` to the stored user in one write transaction (so two changes made at
+    /// once cannot undo each other) and returns the new record; `None` if there is no such
+    /// user. `change` must not touch the email: the email index is not rewritten.
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut User) + Send + 'static,
+    ) -> Result<Option<User>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            let key = id.to_string();
+            let updated = {
+                let mut table = txn.open_table(tables::USERS)?;
+                let Some(mut user) = read_json::<User>(&table, "users", &key)? else {
+                    return Ok(None);
+                };
+                let email = user.email.clone();
+                change(&mut user);
+                debug_assert_eq!(user.email, email, "update_user cannot change the email");
+                table.insert(key.as_str(), encode(&user).as_slice())?;
+                user
+            };
+            txn.commit()?;
+            Ok(Some(updated))
+        })
+        .await
+    }
+
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
         self.get_json(tables::USERS, id.to_string()).await
     }

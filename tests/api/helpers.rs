@@ -96,6 +96,43 @@ impl TestApp {
         read(req.send().await.unwrap()).await
     }
 
+    /// Any method with an optional JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    /// Any method with a multipart body; `wait` sends `Prefer: wait=60`.
+    pub async fn send_form(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        form: Form,
+        wait: bool,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path)).multipart(form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if wait {
+            req = req.header("prefer", "wait=60");
+        }
+        read(req.send().await.unwrap()).await
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = self.client.get(self.url(path));
         if let Some(t) = token {

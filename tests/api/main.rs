@@ -8,6 +8,7 @@ mod demo_agents;
 mod errors;
 mod executor;
 mod helpers;
+mod marketplace;
 mod modules;
 mod operations;
 mod restart;

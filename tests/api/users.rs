@@ -1,6 +1,14 @@
-use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 
-use crate::helpers::{assert_error, spawn_app};
+use serde_json::json;
+use uuid::Uuid;
+use zerostate::auth::{AccountError, Accounts, Role, TokenKeys};
+use zerostate::store::Store;
+
+use crate::helpers::{assert_error, settings, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn register_login_and_me() {
@@ -18,6 +26,7 @@ async fn register_login_and_me() {
     assert_eq!(body["user"]["full_name"], "Ada Lovelace");
     assert!(body["user"]["id"].is_string() && body["user"]["created_at"].is_string());
     assert!(body["user"].get("password_hash").is_none());
+    assert_eq!(body["user"]["role"], "user");
 
     let (status, login) = app
         .post_json(
@@ -32,6 +41,7 @@ async fn register_login_and_me() {
     let (status, me) = app.get("/api/v1/users/me", login["token"].as_str()).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["email"], "ada@example.com");
+    assert_eq!(me["role"], "user");
 }
 
 #[tokio::test]
@@ -115,4 +125,213 @@ async fn api_routes_need_a_valid_token() {
         .await
         .unwrap();
     assert_error(&crate::helpers::read(resp).await, 401, "invalid_token");
+}
+
+/// Accounts over a fresh store in `dir`, as the server builds them.
+fn accounts_in(dir: &Path) -> Accounts {
+    let store = Store::open(&dir.join(zerostate::DB_FILE)).expect("store opens");
+    let keys = TokenKeys::load_or_create(dir, 3600).expect("signing key");
+    Accounts::new(store, Arc::new(keys))
+}
+
+#[tokio::test]
+async fn create_or_promote_creates_then_promotes_keeping_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = accounts_in(dir.path());
+
+    let (user, created) = accounts
+        .create_or_promote(
+            " Ada@Example.com",
+            Some("correct horse".into()),
+            "Ada",
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(
+        (user.email.as_str(), user.role),
+        ("ada@example.com", Role::User)
+    );
+    assert!(!accounts.is_admin(user.id).await.unwrap());
+
+    let (promoted, created) = accounts
+        .create_or_promote("ada@example.com", None, "Someone Else", true)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(
+        (promoted.id, promoted.role, promoted.full_name.as_str()),
+        (user.id, Role::Admin, "Ada")
+    );
+    assert!(accounts.is_admin(user.id).await.unwrap());
+    accounts
+        .login("ada@example.com", "correct horse".into())
+        .await
+        .expect("promotion without a password keeps the old one");
+
+    let (changed, created) = accounts
+        .create_or_promote("ada@example.com", Some("battery staple".into()), "", false)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(
+        changed.role,
+        Role::Admin,
+        "without --admin nobody is demoted"
+    );
+    assert!(matches!(
+        accounts
+            .login("ada@example.com", "correct horse".into())
+            .await,
+        Err(AccountError::InvalidCredentials)
+    ));
+    accounts
+        .login("ada@example.com", "battery staple".into())
+        .await
+        .expect("the new password works");
+
+    assert!(!accounts.is_admin(Uuid::new_v4()).await.unwrap());
+}
+
+#[tokio::test]
+async fn create_or_promote_checks_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = accounts_in(dir.path());
+    let missing = accounts
+        .create_or_promote("ada@example.com", None, "Ada", true)
+        .await;
+    assert!(
+        matches!(&missing, Err(AccountError::InvalidPassword(m)) if m.contains("required")),
+        "{missing:?}"
+    );
+    accounts
+        .create_or_promote("ada@example.com", Some("correct horse".into()), "Ada", true)
+        .await
+        .unwrap();
+    let short = accounts
+        .create_or_promote("ada@example.com", Some("short".into()), "Ada", true)
+        .await;
+    assert!(
+        matches!(short, Err(AccountError::InvalidPassword(_))),
+        "{short:?}"
+    );
+}
+
+/// Runs `zerostate user create --password-stdin --data-dir DIR ARGS` with `stdin` piped in.
+async fn user_create(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let data_dir: PathBuf = data_dir.to_owned();
+    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+    let stdin = stdin.to_owned();
+    // On the blocking pool: the server under test may be running on this runtime.
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zerostate"))
+            .args(["user", "create", "--password-stdin", "--data-dir"])
+            .arg(&data_dir)
+            .args(&args)
+            // Away from the repository's config/zerostate.toml.
+            .current_dir(&data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn zerostate");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn cli_creates_an_account_then_promotes_it() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+
+    let created = user_create(
+        dir.path(),
+        &["--email", "Ada@Example.com", "--full-name", "Ada Lovelace"],
+        "correct horse\n",
+    )
+    .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let line = stdout(&created);
+    let id = line
+        .strip_prefix("created user ada@example.com (id ")
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"));
+    let id: Uuid = id.parse().expect("a user id");
+
+    // An empty password keeps the one set above.
+    let promoted = user_create(dir.path(), &["--email", "ada@example.com", "--admin"], "").await;
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    assert_eq!(
+        stdout(&promoted),
+        format!("promoted admin ada@example.com (id {id})\n")
+    );
+
+    let no_password = user_create(dir.path(), &["--email", "bob@example.com"], "\n").await;
+    assert!(!no_password.status.success());
+    assert!(
+        stderr(&no_password).contains("a password is required to create an account"),
+        "{}",
+        stderr(&no_password)
+    );
+
+    let app = spawn_with(settings(dir.path(), 1), dir.clone()).await;
+    let (status, session) = app
+        .post_json(
+            "/api/v1/users/login",
+            None,
+            &json!({"email": "ada@example.com", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["id"], id.to_string());
+    assert_eq!(session["user"]["role"], "admin");
+    assert_eq!(session["user"]["full_name"], "Ada Lovelace");
+
+    let in_use = user_create(dir.path(), &["--email", "ada@example.com", "--admin"], "").await;
+    assert!(!in_use.status.success());
+    assert!(
+        stderr(&in_use).contains("is in use by a running server; stop it first"),
+        "{}",
+        stderr(&in_use)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_up_user_promoted_by_the_cli_is_admin_after_a_restart() {
+    let app = spawn_app().await;
+    let token = app.signup("grace@example.com").await;
+    let (_, me) = app.get("/api/v1/users/me", Some(&token)).await;
+    assert_eq!(me["role"], "user");
+    let dir = app.stop().await;
+
+    let promoted = user_create(dir.path(), &["--email", "grace@example.com", "--admin"], "").await;
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    assert!(
+        stdout(&promoted).starts_with("promoted admin grace@example.com (id "),
+        "{}",
+        stdout(&promoted)
+    );
+
+    let app = spawn_with(settings(dir.path(), 1), dir.clone()).await;
+    let (status, me) = app.get("/api/v1/users/me", Some(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["role"], "admin");
+    app.stop().await;
 }
