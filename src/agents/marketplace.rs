@@ -148,7 +148,8 @@ pub struct AgentQuery {
 }
 
 pub struct AgentList {
-    pub agents: Vec<Agent>,
+    /// Shared with the in-memory views: a page is serialised without copying its agents.
+    pub agents: Vec<Arc<Agent>>,
     pub total: usize,
     /// Matches per capability over every match.
     pub capabilities: std::collections::BTreeMap<String, usize>,
@@ -187,6 +188,9 @@ pub(super) struct Target {
 const COMPLETION_MEMORY: Duration = Duration::from_secs(600);
 const COMPLETIONS_KEPT: usize = 10_000;
 
+/// Most rendered listing pages kept.
+const PAGES_KEPT: usize = 1024;
+
 /// Most search hits a listing considers.
 const MAX_HITS: usize = 100_000;
 
@@ -218,6 +222,13 @@ pub struct Marketplace {
     /// with the next apply of the task log, a moment after its owner does, and a review
     /// posted in between must not be refused.
     pub(super) completions: Arc<Mutex<HashMap<(Uuid, Uuid), Instant>>>,
+    /// Bumped by every change a listing can show (an agent stored, deleted, or a run's
+    /// outcome): a cached listing page is good while this has not moved.
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Rendered listing pages by query, each with the generation it was rendered at: a
+    /// marketplace is browsed far more often than it changes, and rendering a page of agents
+    /// as JSON is most of a listing's cost. A std Mutex, held for a map lookup or insert.
+    pages: Arc<Mutex<HashMap<String, (u64, Bytes)>>>,
     warmup: Arc<watch::Sender<Warmup>>,
 }
 
@@ -306,6 +317,8 @@ impl Marketplace {
             built: broadcast::channel(1024).0,
             compile_speed: Arc::default(),
             completions: Arc::default(),
+            generation: Arc::default(),
+            pages: Arc::default(),
             warmup: Arc::new(watch::channel(Warmup::default()).0),
         };
         marketplace.start_warmup(unbuilt);
@@ -582,6 +595,9 @@ impl Marketplace {
                 schemas.remove(&agent.id);
             }
         }
+        drop(schemas);
+        // After the views: a page rendered before this point carries the old generation.
+        self.bump();
     }
 
     /// Drops a deleted agent from the in-memory views.
@@ -589,6 +605,7 @@ impl Marketplace {
         self.catalog.remove(id);
         self.directory.remove(id);
         self.schemas.write().expect("schemas lock").remove(&id);
+        self.bump();
     }
 
     /// Waits up to `timeout` for the build of the agent's `version` (default: its current
@@ -634,6 +651,34 @@ impl Marketplace {
     pub fn record_outcome(&self, id: Uuid, success: bool, duration_ms: u64) {
         self.catalog.record_outcome(id, success, duration_ms);
         self.directory.record_outcome(id, success);
+        self.bump();
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes with everything a listing shows; see `generation`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A listing page rendered for `key` at `generation`, if still current.
+    pub fn cached_page(&self, key: &str, generation: u64) -> Option<Bytes> {
+        let pages = self.pages.lock().expect("pages lock");
+        pages
+            .get(key)
+            .filter(|(at, _)| *at == generation)
+            .map(|(_, body)| body.clone())
+    }
+
+    /// Keeps a rendered listing page; the cache starts over when it holds [`PAGES_KEPT`].
+    pub fn keep_page(&self, key: String, generation: u64, body: Bytes) {
+        let mut pages = self.pages.lock().expect("pages lock");
+        if pages.len() >= PAGES_KEPT {
+            pages.clear();
+        }
+        pages.insert(key, (generation, body));
     }
 
     /// Notes that `user`'s task completed on `agent` (see `completions`).
@@ -846,13 +891,11 @@ impl Marketplace {
             query.offset,
             query.limit,
         );
+        // A ready agent's catalog record carries the live statistics.
         let agents = listing
             .agents
             .into_iter()
-            .map(|agent| match self.catalog.get(agent.id) {
-                Some(live) => (*live).clone(),
-                None => (*agent).clone(),
-            })
+            .map(|agent| self.catalog.get(agent.id).unwrap_or(agent))
             .collect();
         Ok(AgentList {
             agents,

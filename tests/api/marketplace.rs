@@ -978,8 +978,13 @@ async fn a_deleted_agent_keeps_its_finished_tasks_readable_and_stops_bidding() {
     let id = app
         .publish(&token, "Short-Lived", says("bye"), "short-lived", 0.0)
         .await;
+    // The same listing before and after each change: a cached page never outlives one.
+    let (_, list) = app.get("/api/v1/agents", Some(&token)).await;
+    assert_eq!(list["agents"][0]["stats"]["tasks_completed"], 0);
     let task = app.run_on(&token, &id, "x").await;
     assert_eq!(task["status"], "completed");
+    let (_, list) = app.get("/api/v1/agents", Some(&token)).await;
+    assert_eq!(list["agents"][0]["stats"]["tasks_completed"], 1, "{list}");
     let (status, _) = app
         .send(
             Method::DELETE,

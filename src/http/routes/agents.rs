@@ -64,7 +64,8 @@ pub struct Facets {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentListResponse {
-    agents: Vec<Agent>,
+    #[schema(value_type = Vec<Agent>)]
+    agents: Vec<std::sync::Arc<Agent>>,
     total: usize,
     limit: usize,
     offset: usize,
@@ -434,19 +435,45 @@ async fn list_agents(
     state: AppState,
     user: AuthUser,
     query: Option<String>,
-) -> Result<ApiJson<AgentListResponse>, ApiError> {
-    let q = agent_query(query, user.id)?;
-    let (limit, offset) = (q.limit, q.offset);
-    let list = state.marketplace.list(q).await?;
-    Ok(ApiJson(AgentListResponse {
-        agents: list.agents,
-        total: list.total,
-        limit,
-        offset,
-        facets: Facets {
-            capabilities: list.capabilities,
-        },
-    }))
+) -> Result<Response, ApiError> {
+    let raw = query.clone().unwrap_or_default();
+    // `owner=me` means another page per caller.
+    let key = if raw.contains("me") {
+        format!("{}\n{raw}", user.id)
+    } else {
+        raw
+    };
+    // The generation is read before the listing, so a change during it leaves the page
+    // stale-marked rather than cached as new.
+    let generation = state.marketplace.generation();
+    let body = match state.marketplace.cached_page(&key, generation) {
+        Some(body) => body,
+        None => {
+            let q = agent_query(query, user.id)?;
+            let (limit, offset) = (q.limit, q.offset);
+            let list = state.marketplace.list(q).await?;
+            let page = AgentListResponse {
+                agents: list.agents,
+                total: list.total,
+                limit,
+                offset,
+                facets: Facets {
+                    capabilities: list.capabilities,
+                },
+            };
+            let body = Bytes::from(serde_json::to_vec(&page).expect("pages serialise"));
+            state.marketplace.keep_page(key, generation, body.clone());
+            body
+        }
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// List or search agents. With `q`, typo-tolerant full-text search over name, description,
@@ -468,7 +495,7 @@ pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
     RawQuery(query): RawQuery,
-) -> Result<ApiJson<AgentListResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     list_agents(state, user, query).await
 }
 
@@ -480,7 +507,7 @@ pub async fn search(
     State(state): State<AppState>,
     user: AuthUser,
     RawQuery(query): RawQuery,
-) -> Result<ApiJson<AgentListResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     list_agents(state, user, query).await
 }
 
