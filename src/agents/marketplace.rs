@@ -188,8 +188,8 @@ pub(super) struct Target {
 const COMPLETION_MEMORY: Duration = Duration::from_secs(600);
 const COMPLETIONS_KEPT: usize = 10_000;
 
-/// Most rendered listing pages kept.
-const PAGES_KEPT: usize = 1024;
+/// Most rendered listing pages kept (a page of 100 agents is about 100 KB).
+const PAGES_KEPT: usize = 256;
 
 /// Most search hits a listing considers.
 const MAX_HITS: usize = 100_000;
