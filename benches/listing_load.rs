@@ -7,6 +7,10 @@
 //! `q=sentimnt&limit=20` or `capability=nlp&sort=price`. `E2E_BINARY=path` loads another
 //! build.
 //!
+//! The server keeps rendered pages until anything they show changes, so a fixed QUERY
+//! measures that cache. A `{n}` in QUERY is replaced by 0 to 999 in turn (e.g.
+//! `limit=20&offset={n}`), more distinct pages than the server keeps, which measures rendering.
+//!
 //! Seeding goes through the library, not HTTP: an upload validates and compiles its module,
 //! so 10,000 of them would take minutes. The bench opens the data dir's store, puts one no-op
 //! module and inserts AGENTS ready agents that share it (one compile at the warm-up), then
@@ -49,6 +53,9 @@ const WARMUP_PER_CLIENT: usize = 20;
 
 /// How long the server may take to load every module after it listens.
 const READY_DEADLINE: Duration = Duration::from_secs(600);
+
+/// How many requests a QUERY with `{n}` turns into.
+const VARIANTS: usize = 1000;
 
 /// Reads nothing, writes nothing, exits 0. Every seeded agent runs it.
 const NOOP_AGENT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
@@ -228,8 +235,9 @@ async fn wait_ready(server: &Server) -> String {
 /// What one client saw in the measured run.
 #[derive(Default)]
 struct ClientReport {
-    /// From when each request was due (open loop) or sent (closed loop) to its response.
-    latencies: Vec<Duration>,
+    /// `(when, latency)` of each request: since the run started, when it was due (open loop)
+    /// or sent (closed loop); from then to its response.
+    latencies: Vec<(Duration, Duration)>,
     /// Responses by status other than 200.
     failures: BTreeMap<u16, usize>,
     /// Smallest and largest 200 body, in bytes.
@@ -239,18 +247,25 @@ struct ClientReport {
 async fn run(server: &Server, query: &str, requests: usize, clients: usize, rate: f64) {
     let token = server.signup("listing@example.com").await;
     let host = server.host();
-    let request: Arc<[u8]> = format!(
-        "GET /api/v1/agents?{query} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {token}\r\n\r\n"
-    )
-    .into_bytes()
-    .into();
+    // The requests as sent, one per `{n}` value; request `i` is `prebuilt[i % len]`.
+    let variants = if query.contains("{n}") { VARIANTS } else { 1 };
+    let prebuilt: Arc<[Vec<u8>]> = (0..variants)
+        .map(|n| {
+            let query = query.replace("{n}", &n.to_string());
+            format!(
+                "GET /api/v1/agents?{query} HTTP/1.1\r\nhost: {host}\r\n\
+                 authorization: Bearer {token}\r\n\r\n"
+            )
+            .into_bytes()
+        })
+        .collect();
 
     let mut connections = Vec::new();
     for _ in 0..clients {
         connections.push(Connection::open(host).await);
     }
     // The first answer says whether the query is right at all; then a short unmeasured warm-up.
-    let (status, _) = connections[0].exchange(&request).await;
+    let (status, _) = connections[0].exchange(&prebuilt[0]).await;
     if status != 200 {
         panic!(
             "GET /api/v1/agents?{query} answered {status}: {}",
@@ -267,11 +282,12 @@ async fn run(server: &Server, query: &str, requests: usize, clients: usize, rate
             .map_or(0, |f| f.len())
     );
     let mut warmups = Vec::new();
-    for mut connection in connections {
-        let request = request.clone();
+    for (c, mut connection) in connections.into_iter().enumerate() {
+        let prebuilt = prebuilt.clone();
         warmups.push(tokio::spawn(async move {
-            for _ in 0..WARMUP_PER_CLIENT {
-                connection.exchange(&request).await;
+            for i in 0..WARMUP_PER_CLIENT {
+                let n = (c * WARMUP_PER_CLIENT + i) % prebuilt.len();
+                connection.exchange(&prebuilt[n]).await;
             }
             connection
         }));
@@ -288,7 +304,7 @@ async fn run(server: &Server, query: &str, requests: usize, clients: usize, rate
     let start = tokio::time::Instant::from_std(started);
     let mut handles = Vec::new();
     for mut connection in connections {
-        let (request, next) = (request.clone(), next.clone());
+        let (prebuilt, next) = (prebuilt.clone(), next.clone());
         handles.push(tokio::spawn(async move {
             let mut report = ClientReport::default();
             loop {
@@ -303,8 +319,9 @@ async fn run(server: &Server, query: &str, requests: usize, clients: usize, rate
                 } else {
                     Instant::now()
                 };
-                let (status, body) = connection.exchange(&request).await;
-                report.latencies.push(sent.elapsed());
+                let request = &prebuilt[i % prebuilt.len()];
+                let (status, body) = connection.exchange(request).await;
+                report.latencies.push((sent - started, sent.elapsed()));
                 if status == 200 {
                     let (lo, hi) = report.body.get_or_insert((body, body));
                     (*lo, *hi) = ((*lo).min(body), (*hi).max(body));
@@ -334,6 +351,16 @@ async fn run(server: &Server, query: &str, requests: usize, clients: usize, rate
     let (busy, steal) = (busy - cpu_before.2.0, steal - cpu_before.2.1);
     let handled_after = handled(server, &token).await;
 
+    // When the slow requests were sent: a stall shows as one busy slot, a steady overload as
+    // many.
+    let slot = Duration::from_millis(250);
+    let mut slow = vec![0usize; (elapsed.as_nanos() / slot.as_nanos()) as usize + 1];
+    for (at, latency) in &latencies {
+        if *latency > TARGET_P99 {
+            slow[(at.as_nanos() / slot.as_nanos()) as usize] += 1;
+        }
+    }
+    let mut latencies: Vec<Duration> = latencies.into_iter().map(|(_, l)| l).collect();
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -357,9 +384,14 @@ async fn run(server: &Server, query: &str, requests: usize, clients: usize, rate
     );
     let over = latencies.len() - latencies.partition_point(|l| *l <= TARGET_P99);
     println!(
-        "           {over} requests over {} ms ({:.2} %)",
+        "           {over} requests over {} ms ({:.2} %); per {} ms of the run: {}",
         TARGET_P99.as_millis(),
-        over as f64 * 100.0 / requests as f64
+        over as f64 * 100.0 / requests as f64,
+        slot.as_millis(),
+        slow.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     match body {
         Some((lo, hi)) if lo == hi => println!("body:      {lo} bytes"),
