@@ -562,14 +562,7 @@ fn main() {
 fn listing(index: &SearchIndex, agents: &[Agent], kinds: &[Kind]) {
     let directory = Directory::new(agents.iter().cloned());
     let page = |q: Option<&str>, filter: &Filter, sort: Sort| {
-        let hits: Option<Vec<(uuid::Uuid, f32)>> = q.map(|q| {
-            index
-                .search(q, usize::MAX)
-                .expect("search")
-                .into_iter()
-                .map(|h| (h.id, h.score))
-                .collect()
-        });
+        let hits = q.map(|q| index.search(q, usize::MAX).expect("search"));
         directory.list(hits.as_deref(), filter, sort, 0, 20).total
     };
     let capabilities: Vec<String> = {

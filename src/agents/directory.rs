@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 use super::agent::{Agent, AgentStatus};
+use crate::search::Hit;
 
 /// How a listing is ordered. Ties always break on the agent id, so pages never overlap or
 /// skip while the agents do not change.
@@ -249,7 +250,7 @@ impl Directory {
     /// best first, with their scores) that pass `filter`, in `sort` order.
     pub fn list(
         &self,
-        candidates: Option<&[(Uuid, f32)]>,
+        candidates: Option<&[Hit]>,
         filter: &Filter,
         sort: Sort,
         offset: usize,
@@ -344,9 +345,9 @@ impl Directory {
             // Many hits: mark them, then walk the rows in order (memory order beats random).
             Some(hits) if hits.len() > rows.len() / 16 => {
                 let mut relevance = vec![f32::NAN; rows.len()];
-                for (id, score) in hits {
-                    if let Some(&at) = inner.positions.get(id) {
-                        relevance[at] = *score;
+                for hit in hits {
+                    if let Some(&at) = inner.positions.get(&hit.id) {
+                        relevance[at] = hit.score;
                     }
                 }
                 for (at, &r) in relevance.iter().enumerate() {
@@ -356,9 +357,9 @@ impl Directory {
                 }
             }
             Some(hits) => {
-                for (id, score) in hits {
-                    if let Some(&at) = inner.positions.get(id) {
-                        take(at, *score);
+                for hit in hits {
+                    if let Some(&at) = inner.positions.get(&hit.id) {
+                        take(at, hit.score);
                     }
                 }
             }
@@ -571,7 +572,16 @@ mod tests {
                     .id
             })
             .collect();
-        let hits = [(ids[0], 2.0), (ids[1], 1.0)];
+        let hits = [
+            Hit {
+                id: ids[0],
+                score: 2.0,
+            },
+            Hit {
+                id: ids[1],
+                score: 1.0,
+            },
+        ];
         let page = d.list(Some(&hits), &Filter::default(), Sort::Relevance, 0, 10);
         assert_eq!(names(&page), ["c", "a"]);
         let mut c = (*d.get(ids[0]).unwrap()).clone();

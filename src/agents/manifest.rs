@@ -159,28 +159,35 @@ impl RawManifest {
 /// Bytes from a number or a string with a unit (`KB`/`MB`/`GB` are powers of 1000, `Ki`/
 /// `Mi`/`Gi` and `KiB`… powers of 1024).
 fn parse_size(v: &Value) -> Option<u64> {
-    if let Some(n) = v.as_u64() {
-        return Some(n);
-    }
-    let s = v.as_str()?.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1_000,
-        "mb" | "m" => 1_000_000,
-        "gb" | "g" => 1_000_000_000,
-        "ki" | "kib" => 1 << 10,
-        "mi" | "mib" => 1 << 20,
-        "gi" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(factor)
+    parse_quantity(
+        v,
+        &[
+            ("", 1),
+            ("b", 1),
+            ("k", 1_000),
+            ("kb", 1_000),
+            ("m", 1_000_000),
+            ("mb", 1_000_000),
+            ("g", 1_000_000_000),
+            ("gb", 1_000_000_000),
+            ("ki", 1 << 10),
+            ("kib", 1 << 10),
+            ("mi", 1 << 20),
+            ("mib", 1 << 20),
+            ("gi", 1 << 30),
+            ("gib", 1 << 30),
+        ],
+    )
 }
 
 /// Seconds from a number or a string such as `"30s"`, `"2m"`, `"1h"`.
 fn parse_seconds(v: &Value) -> Option<u64> {
+    parse_quantity(v, &[("", 1), ("s", 1), ("m", 60), ("h", 3600)])
+}
+
+/// A whole number, or a string of digits and a unit from `units` (lowercase; matched
+/// case-insensitively) times the unit's factor.
+fn parse_quantity(v: &Value, units: &[(&str, u64)]) -> Option<u64> {
     if let Some(n) = v.as_u64() {
         return Some(n);
     }
@@ -188,12 +195,8 @@ fn parse_seconds(v: &Value) -> Option<u64> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits.parse().ok()?;
-    let factor = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return None,
-    };
+    let unit = unit.trim().to_ascii_lowercase();
+    let &(_, factor) = units.iter().find(|(u, _)| *u == unit)?;
     n.checked_mul(factor)
 }
 

@@ -205,8 +205,9 @@ pub struct Marketplace {
     catalog: Catalog,
     /// Every agent in memory, for listings.
     directory: Directory,
-    /// Compiled input schemas of the agents that have one.
-    schemas: Arc<RwLock<HashMap<Uuid, Arc<jsonschema::Validator>>>>,
+    /// Compiled input schemas of the agents that have one, with the schema each was compiled
+    /// from: most changes to an agent (build steps, reviews) leave it as it was.
+    schemas: Arc<RwLock<HashMap<Uuid, (Value, Arc<jsonschema::Validator>)>>>,
     pub(super) links: Arc<LinkSigner>,
     /// Held from storing a blob until a version references it, and while deleting blobs no
     /// version references: so a collection never deletes bytes an upload is about to use.
@@ -265,7 +266,6 @@ impl Marketplace {
                 .map_err(StoreError::from)??
         };
         let mut unbuilt = Vec::new();
-        let mut schemas = HashMap::new();
         for agent in &agents {
             if !agent.status.is_built() {
                 unbuilt.push(Target {
@@ -284,17 +284,12 @@ impl Marketplace {
                     hash: v.sha256,
                 });
             }
-            if let Some(schema) = &agent.input_schema {
-                match compile_schema(schema) {
-                    Ok(v) => {
-                        schemas.insert(agent.id, Arc::new(v));
-                    }
-                    Err(e) => {
-                        tracing::error!(agent_id = %agent.id, error = %e, "stored input schema does not compile; inputs go unchecked")
-                    }
-                }
-            }
         }
+        let with_schema: Vec<Agent> = agents
+            .iter()
+            .filter(|a| a.input_schema.is_some())
+            .cloned()
+            .collect();
         for orphan in store.unreferenced_blobs().await? {
             tracing::info!(hash = %orphan, "deleting a blob no version uses");
             blobs.delete(&orphan).await?;
@@ -308,7 +303,7 @@ impl Marketplace {
             hub,
             catalog,
             directory,
-            schemas: Arc::new(RwLock::new(schemas)),
+            schemas: Arc::default(),
             links: Arc::new(links),
             blob_gate: Arc::default(),
             rules: Arc::new(rules),
@@ -321,6 +316,9 @@ impl Marketplace {
             pages: Arc::default(),
             warmup: Arc::new(watch::channel(Warmup::default()).0),
         };
+        for agent in &with_schema {
+            marketplace.refresh_schema(agent);
+        }
         marketplace.start_warmup(unbuilt);
         Ok(marketplace)
     }
@@ -582,12 +580,28 @@ impl Marketplace {
             None => agent.clone(),
         };
         self.directory.upsert(current);
+        self.refresh_schema(agent);
+        // After the views: a page rendered before this point carries the old generation.
+        self.bump();
+    }
+
+    /// Compiles the agent's input schema if it is not the one compiled already.
+    fn refresh_schema(&self, agent: &Agent) {
+        let compiled = self
+            .schemas
+            .read()
+            .expect("schemas lock")
+            .get(&agent.id)
+            .map(|(s, _)| s.clone());
+        if compiled.as_ref() == agent.input_schema.as_ref() {
+            return;
+        }
         let mut schemas = self.schemas.write().expect("schemas lock");
-        match agent.input_schema.as_ref().map(compile_schema) {
-            Some(Ok(validator)) => {
-                schemas.insert(agent.id, Arc::new(validator));
+        match agent.input_schema.as_ref().map(|s| (s, compile_schema(s))) {
+            Some((schema, Ok(validator))) => {
+                schemas.insert(agent.id, (schema.clone(), Arc::new(validator)));
             }
-            Some(Err(e)) => {
+            Some((_, Err(e))) => {
                 tracing::error!(agent_id = %agent.id, error = %e, "input schema does not compile; inputs go unchecked");
                 schemas.remove(&agent.id);
             }
@@ -595,9 +609,6 @@ impl Marketplace {
                 schemas.remove(&agent.id);
             }
         }
-        drop(schemas);
-        // After the views: a page rendered before this point carries the old generation.
-        self.bump();
     }
 
     /// Drops a deleted agent from the in-memory views.
@@ -876,11 +887,7 @@ impl Marketplace {
                 let hits = tokio::task::spawn_blocking(move || search.search(&q, MAX_HITS))
                     .await
                     .map_err(StoreError::from)??;
-                Some(
-                    hits.into_iter()
-                        .map(|h| (h.id, h.score))
-                        .collect::<Vec<_>>(),
-                )
+                Some(hits)
             }
             None => None,
         };
@@ -911,7 +918,7 @@ impl Marketplace {
             .read()
             .expect("schemas lock")
             .get(&agent_id)
-            .cloned();
+            .map(|(_, v)| v.clone());
         let Some(validator) = validator else {
             return Ok(());
         };

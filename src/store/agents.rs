@@ -238,30 +238,63 @@ impl Store {
         .await
     }
 
-    /// Applies `change` to the stored agent in one write transaction (so it cannot undo a
-    /// statistics update made meanwhile) and returns the new record; `None` if it is gone.
+    /// Applies `change` to the stored agent `id` in one write transaction and writes the agent
+    /// back, unless the agent is missing or `change` refuses: then nothing is written. `change`
+    /// may open every table but [`tables::AGENTS`]. One transaction per change, so it cannot
+    /// undo a statistics update made meanwhile.
+    async fn change_agent<T: Send + 'static>(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&WriteTransaction, &mut Agent) -> Refused<T> + Send + 'static,
+    ) -> Refused<(Agent, T)> {
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            let key = id.to_string();
+            let Some(mut agent) =
+                read_json::<Agent>(&txn.open_table(tables::AGENTS)?, "agents", &key)?
+            else {
+                return Ok(Err(Refusal::AgentNotFound));
+            };
+            let out = match change(&txn, &mut agent)? {
+                Ok(out) => out,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            txn.open_table(tables::AGENTS)?
+                .insert(key.as_str(), encode(&agent).as_slice())?;
+            txn.commit()?;
+            Ok(Ok((agent, out)))
+        })
+        .await
+    }
+
+    /// [`Store::change_agent`] for an owner's edit: also stamps `updated_at`.
+    async fn edit<T: Send + 'static>(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&WriteTransaction, &mut Agent) -> Refused<T> + Send + 'static,
+    ) -> Refused<(Agent, T)> {
+        self.change_agent(id, move |txn, agent| {
+            let out = change(txn, agent)?;
+            agent.updated_at = Some(OffsetDateTime::now_utc());
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Applies `change` to the stored agent and returns the new record; `None` if it is gone.
     /// The name and versions must not change here: see [`Store::edit_agent`].
     pub async fn update_agent(
         &self,
         id: Uuid,
         change: impl FnOnce(&mut Agent) + Send + 'static,
     ) -> Result<Option<Agent>, StoreError> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
-            let key = id.to_string();
-            let updated = {
-                let mut table = txn.open_table(tables::AGENTS)?;
-                let Some(mut agent) = read_json::<Agent>(&table, "agents", &key)? else {
-                    return Ok(None);
-                };
-                change(&mut agent);
-                table.insert(key.as_str(), encode(&agent).as_slice())?;
-                agent
-            };
-            txn.commit()?;
-            Ok(Some(updated))
-        })
-        .await
+        let changed = self
+            .change_agent(id, move |_, agent| {
+                change(agent);
+                Ok(Ok(()))
+            })
+            .await?;
+        Ok(changed.ok().map(|(agent, ())| agent))
     }
 
     /// An owner's edit of an agent's description fields, which may rename it: the name index
@@ -271,19 +304,12 @@ impl Store {
         id: Uuid,
         change: impl FnOnce(&mut Agent) + Send + 'static,
     ) -> Refused<Agent> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
-            let key = id.to_string();
-            let agent = {
-                let mut agents = txn.open_table(tables::AGENTS)?;
-                let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? else {
-                    return Ok(Err(Refusal::AgentNotFound));
-                };
+        let edited = self
+            .edit(id, move |txn, agent| {
                 let old_name = agent.name.clone();
-                change(&mut agent);
-                agent.updated_at = Some(OffsetDateTime::now_utc());
+                change(agent);
                 if agent.name != old_name {
-                    let owner = agent.owner_id.to_string();
+                    let (owner, key) = (agent.owner_id.to_string(), agent.id.to_string());
                     let mut names = txn.open_table(tables::AGENTS_BY_OWNER_NAME)?;
                     if names.get((owner.as_str(), agent.name.as_str()))?.is_some() {
                         return Ok(Err(Refusal::NameTaken));
@@ -291,26 +317,18 @@ impl Store {
                     names.remove((owner.as_str(), old_name.as_str()))?;
                     names.insert((owner.as_str(), agent.name.as_str()), key.as_str())?;
                 }
-                agents.insert(key.as_str(), encode(&agent).as_slice())?;
-                agent
-            };
-            txn.commit()?;
-            Ok(Ok(agent))
-        })
-        .await
+                Ok(Ok(()))
+            })
+            .await?;
+        Ok(edited.map(|(agent, ())| agent))
     }
 
     /// Adds a version. If the agent's current version is ready, the new one builds beside it
     /// and becomes current when ready (`next_version`); otherwise it is current at once.
     pub async fn add_version(&self, id: Uuid, v: AgentVersion) -> Refused<Agent> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
-            let key = id.to_string();
-            let agent = {
-                let mut agents = txn.open_table(tables::AGENTS)?;
-                let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? else {
-                    return Ok(Err(Refusal::AgentNotFound));
-                };
+        let added = self
+            .edit(id, move |txn, agent| {
+                let key = id.to_string();
                 let mut versions = txn.open_table(tables::AGENT_VERSIONS)?;
                 if versions.get((key.as_str(), v.version.as_str()))?.is_some() {
                     return Ok(Err(Refusal::VersionTaken));
@@ -320,17 +338,13 @@ impl Store {
                 if agent.status == AgentStatus::Ready {
                     agent.next_version = Some(v.version.clone());
                 } else {
-                    make_current(&mut agent, &v);
+                    make_current(agent, &v);
                     agent.next_version = None;
                 }
-                agent.updated_at = Some(OffsetDateTime::now_utc());
-                agents.insert(key.as_str(), encode(&agent).as_slice())?;
-                agent
-            };
-            txn.commit()?;
-            Ok(Ok(agent))
-        })
-        .await
+                Ok(Ok(()))
+            })
+            .await?;
+        Ok(added.map(|(agent, ())| agent))
     }
 
     /// Replaces the bytes of the current version in place: it builds again, and the agent
@@ -341,37 +355,26 @@ impl Store {
         sha256: String,
         size: u64,
     ) -> Refused<(Agent, Vec<String>)> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
+        self.edit(id, move |txn, agent| {
             let key = id.to_string();
-            let mut released = Vec::new();
-            let agent = {
-                let mut agents = txn.open_table(tables::AGENTS)?;
-                let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? else {
-                    return Ok(Err(Refusal::AgentNotFound));
-                };
-                let mut versions = txn.open_table(tables::AGENT_VERSIONS)?;
-                let vkey = (key.as_str(), agent.version.as_str());
-                let mut v: AgentVersion = match versions.get(vkey)? {
-                    Some(row) => decode("agent_versions", row.value())?,
-                    None => version_of(&agent),
-                };
-                let mut refs = txn.open_table(tables::BLOB_REFS)?;
-                add_ref(&mut refs, &sha256)?;
-                drop_ref(&mut refs, &v.sha256, &mut released)?;
-                v.sha256 = sha256;
-                v.size = size;
-                v.status = AgentStatus::Validating;
-                v.rejection = None;
-                v.build = None;
-                versions.insert(vkey, encode(&v).as_slice())?;
-                make_current(&mut agent, &v);
-                agent.updated_at = Some(OffsetDateTime::now_utc());
-                agents.insert(key.as_str(), encode(&agent).as_slice())?;
-                agent
+            let mut versions = txn.open_table(tables::AGENT_VERSIONS)?;
+            let vkey = (key.as_str(), agent.version.as_str());
+            let mut v: AgentVersion = match versions.get(vkey)? {
+                Some(row) => decode("agent_versions", row.value())?,
+                None => version_of(agent),
             };
-            txn.commit()?;
-            Ok(Ok((agent, released)))
+            let mut released = Vec::new();
+            let mut refs = txn.open_table(tables::BLOB_REFS)?;
+            add_ref(&mut refs, &sha256)?;
+            drop_ref(&mut refs, &v.sha256, &mut released)?;
+            v.sha256 = sha256;
+            v.size = size;
+            v.status = AgentStatus::Validating;
+            v.rejection = None;
+            v.build = None;
+            versions.insert(vkey, encode(&v).as_slice())?;
+            make_current(agent, &v);
+            Ok(Ok(released))
         })
         .await
     }
@@ -387,101 +390,75 @@ impl Store {
         sha256: String,
         change: impl FnOnce(&mut AgentVersion) + Send + 'static,
     ) -> Result<Option<Agent>, StoreError> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
-            let key = id.to_string();
-            let agent = {
-                let mut agents = txn.open_table(tables::AGENTS)?;
-                let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? else {
-                    return Ok(None);
-                };
+        let recorded = self
+            .change_agent(id, move |txn, agent| {
+                let key = id.to_string();
                 let mut versions = txn.open_table(tables::AGENT_VERSIONS)?;
                 let vkey = (key.as_str(), version.as_str());
                 let Some(mut v) = versions
                     .get(vkey)?
                     .map(|row| decode::<AgentVersion>("agent_versions", row.value()))
                     .transpose()?
+                    .filter(|v| v.sha256 == sha256)
                 else {
-                    return Ok(None);
+                    return Ok(Err(Refusal::VersionNotFound));
                 };
-                if v.sha256 != sha256 {
-                    return Ok(None);
-                }
                 change(&mut v);
                 versions.insert(vkey, encode(&v).as_slice())?;
                 if agent.version == version {
-                    mirror(&mut agent, &v);
+                    mirror(agent, &v);
                 } else if agent.next_version.as_deref() == Some(version.as_str()) {
                     match v.status {
                         AgentStatus::Ready => {
-                            make_current(&mut agent, &v);
+                            make_current(agent, &v);
                             agent.next_version = None;
                         }
                         AgentStatus::Rejected => agent.next_version = None,
                         _ => {}
                     }
                 }
-                agents.insert(key.as_str(), encode(&agent).as_slice())?;
-                agent
-            };
-            txn.commit()?;
-            Ok(Some(agent))
-        })
-        .await
+                Ok(Ok(()))
+            })
+            .await?;
+        Ok(recorded.ok().map(|(agent, ())| agent))
     }
 
     /// Deletes a version that is not current; returns the agent and the blobs released.
     pub async fn delete_version(&self, id: Uuid, version: String) -> Refused<(Agent, Vec<String>)> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
+        self.edit(id, move |txn, agent| {
+            if agent.version == version {
+                return Ok(Err(Refusal::VersionIsCurrent));
+            }
             let key = id.to_string();
-            let mut released = Vec::new();
-            let agent = {
-                let mut agents = txn.open_table(tables::AGENTS)?;
-                let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? else {
-                    return Ok(Err(Refusal::AgentNotFound));
-                };
-                if agent.version == version {
-                    return Ok(Err(Refusal::VersionIsCurrent));
-                }
-                let mut versions = txn.open_table(tables::AGENT_VERSIONS)?;
-                let Some(v) = versions
-                    .remove((key.as_str(), version.as_str()))?
-                    .map(|row| decode::<AgentVersion>("agent_versions", row.value()))
-                    .transpose()?
-                else {
-                    return Ok(Err(Refusal::VersionNotFound));
-                };
-                drop_ref(
-                    &mut txn.open_table(tables::BLOB_REFS)?,
-                    &v.sha256,
-                    &mut released,
-                )?;
-                if agent.next_version.as_deref() == Some(version.as_str()) {
-                    agent.next_version = None;
-                }
-                agent.updated_at = Some(OffsetDateTime::now_utc());
-                agents.insert(key.as_str(), encode(&agent).as_slice())?;
-                agent
+            let Some(v) = txn
+                .open_table(tables::AGENT_VERSIONS)?
+                .remove((key.as_str(), version.as_str()))?
+                .map(|row| decode::<AgentVersion>("agent_versions", row.value()))
+                .transpose()?
+            else {
+                return Ok(Err(Refusal::VersionNotFound));
             };
-            txn.commit()?;
-            Ok(Ok((agent, released)))
+            let mut released = Vec::new();
+            drop_ref(
+                &mut txn.open_table(tables::BLOB_REFS)?,
+                &v.sha256,
+                &mut released,
+            )?;
+            if agent.next_version.as_deref() == Some(version.as_str()) {
+                agent.next_version = None;
+            }
+            Ok(Ok(released))
         })
         .await
     }
 
     /// Makes a ready version current again (and forgets a pending `next_version`).
     pub async fn rollback(&self, id: Uuid, version: String) -> Refused<Agent> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
-            let key = id.to_string();
-            let agent = {
-                let mut agents = txn.open_table(tables::AGENTS)?;
-                let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? else {
-                    return Ok(Err(Refusal::AgentNotFound));
-                };
-                let versions = txn.open_table(tables::AGENT_VERSIONS)?;
-                let Some(v) = versions
+        let rolled = self
+            .edit(id, move |txn, agent| {
+                let key = id.to_string();
+                let Some(v) = txn
+                    .open_table(tables::AGENT_VERSIONS)?
                     .get((key.as_str(), version.as_str()))?
                     .map(|row| decode::<AgentVersion>("agent_versions", row.value()))
                     .transpose()?
@@ -491,16 +468,12 @@ impl Store {
                 if v.status != AgentStatus::Ready {
                     return Ok(Err(Refusal::VersionNotReady));
                 }
-                make_current(&mut agent, &v);
+                make_current(agent, &v);
                 agent.next_version = None;
-                agent.updated_at = Some(OffsetDateTime::now_utc());
-                agents.insert(key.as_str(), encode(&agent).as_slice())?;
-                agent
-            };
-            txn.commit()?;
-            Ok(Ok(agent))
-        })
-        .await
+                Ok(Ok(()))
+            })
+            .await?;
+        Ok(rolled.map(|(agent, ())| agent))
     }
 
     /// Deletes an agent with its versions and reviews (its tasks stay). Returns the record
@@ -576,40 +549,30 @@ impl Store {
     /// caller knows of one the task log has not applied here yet: `completed`), updating the
     /// agent's rating in the same transaction.
     pub async fn put_review(&self, review: Review, completed: bool) -> Refused<(Agent, Review)> {
-        self.run(move |db| {
-            let txn = db.begin_write()?;
+        self.change_agent(review.agent_id, move |txn, agent| {
             let (agent_key, user_key) = (review.agent_id.to_string(), review.user_id.to_string());
-            let stored = {
-                let mut agents = txn.open_table(tables::AGENTS)?;
-                let Some(mut agent) = read_json::<Agent>(&agents, "agents", &agent_key)? else {
-                    return Ok(Err(Refusal::AgentNotFound));
-                };
-                let runs = txn
-                    .open_table(tables::COMPLETED_RUNS)?
-                    .get((user_key.as_str(), agent_key.as_str()))?
-                    .map_or(0, |v| v.value());
-                if runs == 0 && !completed {
-                    return Ok(Err(Refusal::NotEligible));
-                }
-                let mut reviews = txn.open_table(tables::REVIEWS)?;
-                let key = (agent_key.as_str(), user_key.as_str());
-                let previous = reviews
-                    .get(key)?
-                    .map(|row| decode::<Review>("reviews", row.value()))
-                    .transpose()?;
-                let mut review = review;
-                if let Some(p) = &previous {
-                    review.created_at = p.created_at;
-                }
-                agent
-                    .rating
-                    .apply(review.rating, previous.map(|p| p.rating));
-                reviews.insert(key, encode(&review).as_slice())?;
-                agents.insert(agent_key.as_str(), encode(&agent).as_slice())?;
-                (agent, review)
-            };
-            txn.commit()?;
-            Ok(Ok(stored))
+            let runs = txn
+                .open_table(tables::COMPLETED_RUNS)?
+                .get((user_key.as_str(), agent_key.as_str()))?
+                .map_or(0, |v| v.value());
+            if runs == 0 && !completed {
+                return Ok(Err(Refusal::NotEligible));
+            }
+            let mut reviews = txn.open_table(tables::REVIEWS)?;
+            let key = (agent_key.as_str(), user_key.as_str());
+            let previous = reviews
+                .get(key)?
+                .map(|row| decode::<Review>("reviews", row.value()))
+                .transpose()?;
+            let mut review = review;
+            if let Some(p) = &previous {
+                review.created_at = p.created_at;
+            }
+            agent
+                .rating
+                .apply(review.rating, previous.map(|p| p.rating));
+            reviews.insert(key, encode(&review).as_slice())?;
+            Ok(Ok(review))
         })
         .await
     }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::multipart::{Multipart, MultipartRejection};
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -657,7 +657,7 @@ pub async fn replace_binary(
 }
 
 #[derive(Deserialize)]
-struct DownloadQuery {
+pub struct DownloadQuery {
     version: Option<String>,
     expires: Option<u64>,
     signature: Option<String>,
@@ -715,10 +715,10 @@ pub async fn download(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
+    query: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let id = agent_id(path)?;
-    let q: DownloadQuery = serde_urlencoded_query(query.as_deref())?;
+    let Query(q) = query?;
     if let Some(signature) = q.signature {
         let (Some(version), Some(expires)) = (q.version, q.expires) else {
             return Err(ApiError::new(
@@ -745,29 +745,8 @@ pub async fn download(
     Ok(download_response(d))
 }
 
-/// Parses a query string into `T`, answering 400 on a bad value.
-fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(
-    query: Option<&str>,
-) -> Result<T, ApiError> {
-    let pairs: serde_json::Map<String, Value> =
-        form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .map(|(k, v)| {
-                let value = match k.as_ref() {
-                    "expires" => v
-                        .parse::<u64>()
-                        .map(Value::from)
-                        .unwrap_or(Value::String(v.into_owned())),
-                    _ => Value::String(v.into_owned()),
-                };
-                (k.into_owned(), value)
-            })
-            .collect();
-    serde_json::from_value(Value::Object(pairs))
-        .map_err(|e| ApiError::new(Code::InvalidRequest, format!("bad query: {e}")))
-}
-
 #[derive(Deserialize)]
-struct VersionQuery {
+pub struct VersionQuery {
     version: Option<String>,
 }
 
@@ -781,10 +760,10 @@ pub async fn delete_version(
     State(state): State<AppState>,
     user: AuthUser,
     path: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
+    query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Result<ApiJson<Agent>, ApiError> {
     let id = agent_id(path)?;
-    let q: VersionQuery = serde_urlencoded_query(query.as_deref())?;
+    let Query(q) = query?;
     let version = q.version.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
         ApiError::new(
             Code::InvalidRequest,
