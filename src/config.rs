@@ -35,6 +35,44 @@ pub struct Settings {
     pub tasks: TaskSettings,
     pub limits: LimitSettings,
     pub auction: AuctionSettings,
+    pub realtime: RealtimeSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeSettings {
+    /// Token that lets a service (not a signed-in admin) use the WebSocket admin routes,
+    /// presented as `X-Service-Token`. Empty: no service token is accepted.
+    pub service_token: Secret,
+}
+
+/// A secret setting: read from the layers like any other, never printed by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "(unset)"
+        } else {
+            "(secret)"
+        })
+    }
 }
 
 /// Weights of the auction's criteria; they must sum to 1.
@@ -172,6 +210,7 @@ impl Default for Settings {
                 speed_weight: 0.2,
                 reputation_weight: 0.2,
             },
+            realtime: RealtimeSettings::default(),
         }
     }
 }
@@ -298,6 +337,11 @@ impl Settings {
         rule(
             self.auth.token_ttl_secs > 0,
             "auth.token_ttl_secs must be positive",
+        )?;
+        let token = self.realtime.service_token.expose();
+        rule(
+            token.is_empty() || (token.len() >= 16 && !token.chars().any(char::is_whitespace)),
+            "realtime.service_token must be empty or at least 16 characters without spaces",
         )?;
         Ok(self)
     }

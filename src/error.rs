@@ -61,6 +61,22 @@ error_codes! {
     InvalidToken => (UNAUTHORIZED, "invalid_token"),
     /// Unknown email or wrong password (deliberately indistinguishable).
     InvalidCredentials => (UNAUTHORIZED, "invalid_credentials"),
+    /// The API key lacks the scope this route needs; sign in, or use a key with that scope.
+    InsufficientScope => (FORBIDDEN, "insufficient_scope"),
+    /// An API key scope this server does not know, or no scope at all.
+    InvalidScope => (BAD_REQUEST, "invalid_scope"),
+    /// No API key with this id among the caller's keys.
+    ApiKeyNotFound => (NOT_FOUND, "api_key_not_found"),
+    /// The caller already has the most API keys allowed; revoke one first.
+    TooManyApiKeys => (CONFLICT, "too_many_api_keys"),
+    /// The route is for admins (or a service presenting the configured `X-Service-Token`).
+    AdminRequired => (FORBIDDEN, "admin_required"),
+    /// An `X-Service-Token` that does not match the configured one, or none is configured.
+    InvalidServiceToken => (UNAUTHORIZED, "invalid_service_token"),
+    /// The current password given with a password change is wrong.
+    WrongPassword => (FORBIDDEN, "wrong_password"),
+    /// No account with this id.
+    UserNotFound => (NOT_FOUND, "user_not_found"),
     /// The route exists but the method does not.
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed"),
     /// No API route matches the path.

@@ -138,7 +138,9 @@ impl Application {
                 .await
                 .map_err(|e| StartError::Component(format!("task WAL: {e}")))?;
         let hub = Hub::default();
-        let accounts = Accounts::new(opened.store.clone(), Arc::new(opened.keys));
+        let accounts = Accounts::open(opened.store.clone(), Arc::new(opened.keys), hub.clone())
+            .await
+            .map_err(|e| StartError::Component(format!("accounts: {e}")))?;
         let executor = Arc::new(opened.executor);
         let rules = agents::Rules {
             max_binary_bytes: settings.agents.max_binary_bytes,
@@ -193,6 +195,7 @@ impl Application {
             started_at: Instant::now(),
             shutdown: shutdown.clone(),
             openapi: Arc::new(openapi),
+            service_token: settings.realtime.service_token.clone(),
         });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
@@ -250,13 +253,16 @@ impl Application {
         let grace = Duration::from_secs(settings.tasks.shutdown_grace_secs);
         let orchestrator = state.orchestrator.clone();
         let signal = shutdown.clone();
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                signal.cancelled().await;
-                // No new task starts while open requests drain.
-                orchestrator.stop_accepting();
-            })
-            .into_future();
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            signal.cancelled().await;
+            // No new task starts while open requests drain.
+            orchestrator.stop_accepting();
+        })
+        .into_future();
         // Open requests (a slow upload, say) get the grace period, not forever.
         let drain_limit = async {
             shutdown.cancelled().await;

@@ -31,7 +31,7 @@ use crate::blob::{BlobError, BlobStore};
 use crate::config::LimitSettings;
 use crate::error::{ApiError, Code};
 use crate::orchestrator::Bid;
-use crate::realtime::{Event, Hub};
+use crate::realtime::{Event, Hub, Topic};
 use crate::runtime::{self, Compiler, Executor, Policy};
 use crate::search::{SearchError, SearchIndex};
 use crate::store::{Inserted, Refusal, Store, StoreError};
@@ -194,6 +194,9 @@ const PAGES_KEPT: usize = 256;
 /// Most search hits a listing considers.
 const MAX_HITS: usize = 100_000;
 
+/// Agent id → the input schema and its validator.
+type CompiledSchemas = HashMap<Uuid, (Value, Arc<jsonschema::Validator>)>;
+
 /// The marketplace component. Cheap to clone.
 #[derive(Clone)]
 pub struct Marketplace {
@@ -207,7 +210,7 @@ pub struct Marketplace {
     directory: Directory,
     /// Compiled input schemas of the agents that have one, with the schema each was compiled
     /// from: most changes to an agent (build steps, reviews) leave it as it was.
-    schemas: Arc<RwLock<HashMap<Uuid, (Value, Arc<jsonschema::Validator>)>>>,
+    schemas: Arc<RwLock<CompiledSchemas>>,
     pub(super) links: Arc<LinkSigner>,
     /// Held from storing a blob until a version references it, and while deleting blobs no
     /// version references: so a collection never deletes bytes an upload is about to use.
@@ -663,6 +666,10 @@ impl Marketplace {
         self.catalog.record_outcome(id, success, duration_ms);
         self.directory.record_outcome(id, success);
         self.bump();
+        let catalog = self.catalog.clone();
+        self.hub.touch(Topic::Agent(id), move || {
+            catalog.get(id).map(|agent| Event::agent_stats(&agent))
+        });
     }
 
     fn bump(&self) {

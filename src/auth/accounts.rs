@@ -1,15 +1,23 @@
-//! The accounts component: sign-up, sign-in, roles, and the system account for bundled agents.
+//! The accounts component: sign-up, sign-in, roles, profile and password changes, API keys,
+//! and the system account for bundled agents.
+//!
+//! Authenticating a request never touches the database: session tokens are checked against
+//! the signing key and the in-memory session generations, API keys against the in-memory key
+//! ring. Both are loaded at start and changed here only, together with the store.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use super::api_keys::{self, ApiKey, KeyRing, NewKey, Scope, Scopes};
 use super::password;
 use super::token::TokenKeys;
 use super::user::{Email, Role, User};
 use crate::error::{ApiError, Code};
+use crate::realtime::{CloseReason, Hub};
 use crate::store::{Store, StoreError};
 
 /// Sign-up input as received.
@@ -31,6 +39,20 @@ pub enum AccountError {
     EmailTaken,
     #[error("unknown email or wrong password")]
     InvalidCredentials,
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("the account no longer exists")]
+    AccountGone,
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("{0}")]
+    InvalidKey(String),
+    #[error("you already have {max} API keys; revoke one first", max = api_keys::MAX_KEYS_PER_USER)]
+    TooManyKeys,
+    #[error("no API key with id `{0}`")]
+    KeyNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -43,13 +65,34 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidName => Code::InvalidRequest,
             AccountError::EmailTaken => Code::EmailTaken,
             AccountError::InvalidCredentials => Code::InvalidCredentials,
+            AccountError::WrongPassword => Code::WrongPassword,
+            AccountError::InvalidToken(_) | AccountError::AccountGone => Code::InvalidToken,
+            AccountError::InvalidScope(_) => Code::InvalidScope,
+            AccountError::InvalidKey(_) => Code::InvalidRequest,
+            AccountError::TooManyKeys => Code::TooManyApiKeys,
+            AccountError::KeyNotFound(_) => Code::ApiKeyNotFound,
             AccountError::Store(e) => return ApiError::internal(e),
         };
         ApiError::new(code, e.to_string())
     }
 }
 
-/// The accounts component: sign-up, sign-in, token checks.
+/// Who made a request, and with what.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub credential: Credential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A session token from sign-in: everything the account may do.
+    Session,
+    /// An API key: only what its scopes allow, never account management.
+    ApiKey { id: Uuid, scopes: Scopes },
+}
+
+/// The accounts component: sign-up, sign-in, credentials and their checks.
 #[derive(Clone)]
 pub struct Accounts {
     store: Store,
@@ -57,20 +100,88 @@ pub struct Accounts {
     /// One permit per core: each argon2 hash holds 19 MiB for ~20 ms, so unbounded concurrent
     /// sign-ins would exhaust memory instead of queueing.
     hashing: Arc<Semaphore>,
+    /// Every API key, by hash.
+    key_ring: Arc<KeyRing>,
+    /// Session generation of every user above generation 0 (the store's
+    /// `session_generations`). A std RwLock: held for one map operation.
+    generations: Arc<RwLock<HashMap<Uuid, u64>>>,
+    /// To close the live connections of credentials that stop working.
+    hub: Hub,
 }
 
 impl Accounts {
-    pub fn new(store: Store, keys: Arc<TokenKeys>) -> Self {
+    /// Loads the API keys and session generations.
+    pub async fn open(store: Store, keys: Arc<TokenKeys>, hub: Hub) -> Result<Self, StoreError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self {
+        let key_ring = KeyRing::new(store.all_api_keys().await?);
+        let generations = store.session_generations().await?.into_iter().collect();
+        Ok(Self {
             store,
             keys,
             hashing: Arc::new(Semaphore::new(cores)),
-        }
+            key_ring: Arc::new(key_ring),
+            generations: Arc::new(RwLock::new(generations)),
+            hub,
+        })
     }
 
     pub fn keys(&self) -> &TokenKeys {
         &self.keys
+    }
+
+    fn generation(&self, user: Uuid) -> u64 {
+        self.generations
+            .read()
+            .expect("session generations")
+            .get(&user)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A session token for `user` at their current generation.
+    fn issue(&self, user: Uuid) -> String {
+        self.keys.issue(user, self.generation(user))
+    }
+
+    /// Checks a bearer credential: an API key (`zs_…`) or a session token. Touches the store
+    /// only to record an API key's use, at most once a minute per key.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AccountError> {
+        if token.starts_with(api_keys::KEY_PREFIX) {
+            let hash = api_keys::hash_key(token);
+            let Some(key) = self.key_ring.get(&hash) else {
+                return Err(AccountError::InvalidToken("unknown or revoked API key"));
+            };
+            let now = OffsetDateTime::now_utc();
+            if key.expired(now) {
+                return Err(AccountError::InvalidToken("this API key has expired"));
+            }
+            // Awaited, not spawned: a write left running could outlive the server.
+            if key.touch(now.unix_timestamp())
+                && let Err(e) = self.store.touch_api_key(hash, now).await
+            {
+                tracing::warn!(error = %e, "could not record an API key's last use");
+            }
+            return Ok(Principal {
+                user_id: key.key.user_id,
+                credential: Credential::ApiKey {
+                    id: key.key.id,
+                    scopes: key.scopes,
+                },
+            });
+        }
+        let claims = self
+            .keys
+            .verify(token)
+            .map_err(|_| AccountError::InvalidToken("invalid or expired token"))?;
+        if claims.generation != self.generation(claims.sub) {
+            return Err(AccountError::InvalidToken(
+                "this session ended when the password changed; sign in again",
+            ));
+        }
+        Ok(Principal {
+            user_id: claims.sub,
+            credential: Credential::Session,
+        })
     }
 
     /// Creates an account and returns it with a fresh session token.
@@ -82,7 +193,7 @@ impl Accounts {
             .hash_work(move || password::hash(&reg.password))
             .await?;
         let user = self.insert(email, full_name, hash, Role::User).await?;
-        Ok((self.keys.issue(user.id), user))
+        Ok((self.issue(user.id), user))
     }
 
     /// The operator's way to make an account: creates `email` with `password` (required then)
@@ -105,15 +216,15 @@ impl Accounts {
             None => None,
         };
         if let Some(existing) = self.store.user_by_email(email.as_str().to_owned()).await? {
-            let new_hash = hash.clone();
+            if let Some(hash) = hash.clone() {
+                // Ends the account's sessions, as a password change does.
+                self.store.set_password(existing.id, hash).await?;
+            }
             let updated = self
                 .store
                 .update_user(existing.id, move |user| {
                     if admin {
                         user.role = Role::Admin;
-                    }
-                    if let Some(hash) = new_hash {
-                        user.password_hash = hash;
                     }
                 })
                 .await?;
@@ -162,13 +273,154 @@ impl Accounts {
             })
             .await?;
         match user {
-            Some(user) if ok => Ok((self.keys.issue(user.id), user)),
+            Some(user) if ok => Ok((self.issue(user.id), user)),
             _ => Err(AccountError::InvalidCredentials),
         }
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, AccountError> {
         Ok(self.store.user(id).await?)
+    }
+
+    /// Changes the account's display name.
+    pub async fn update_profile(&self, id: Uuid, full_name: &str) -> Result<User, AccountError> {
+        let full_name = checked_name(full_name)?;
+        self.store
+            .update_user(id, move |user| user.full_name = full_name)
+            .await?
+            .ok_or(AccountError::AccountGone)
+    }
+
+    /// Changes the password after checking the current one. Every other session of the
+    /// account ends (their live connections close); API keys keep working. Returns a new
+    /// session token.
+    pub async fn change_password(
+        &self,
+        id: Uuid,
+        current: String,
+        new: String,
+    ) -> Result<(String, User), AccountError> {
+        let user = self
+            .store
+            .user(id)
+            .await?
+            .ok_or(AccountError::AccountGone)?;
+        let phc = user.password_hash.clone();
+        if !self
+            .hash_work(move || password::verify(&current, &phc))
+            .await?
+        {
+            return Err(AccountError::WrongPassword);
+        }
+        password::check_policy(&new).map_err(AccountError::InvalidPassword)?;
+        let hash = self.hash_work(move || password::hash(&new)).await?;
+        let (user, generation) = self
+            .store
+            .set_password(id, hash)
+            .await?
+            .ok_or(AccountError::AccountGone)?;
+        self.generations
+            .write()
+            .expect("session generations")
+            .insert(id, generation);
+        self.hub.disconnect(
+            |peer| peer.user_id == id && peer.key_id.is_none(),
+            CloseReason::SignedOut,
+        );
+        tracing::info!(user_id = %id, "password changed; older sessions ended");
+        Ok((self.keys.issue(id, generation), user))
+    }
+
+    /// Creates an API key. `expires_in_days`: 1 to [`api_keys::MAX_EXPIRY_DAYS`], or never.
+    pub async fn create_api_key(
+        &self,
+        user: Uuid,
+        name: &str,
+        scopes: &[String],
+        expires_in_days: Option<u64>,
+    ) -> Result<NewKey, AccountError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > api_keys::MAX_NAME_CHARS {
+            return Err(AccountError::InvalidKey(format!(
+                "name must be 1 to {} characters",
+                api_keys::MAX_NAME_CHARS
+            )));
+        }
+        let known = || {
+            Scope::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parsed = Vec::new();
+        for scope in scopes {
+            let scope = Scope::parse(scope.trim()).ok_or_else(|| {
+                AccountError::InvalidScope(format!(
+                    "unknown scope `{scope}`; scopes are {}",
+                    known()
+                ))
+            })?;
+            parsed.push(scope);
+        }
+        parsed.sort();
+        parsed.dedup();
+        if parsed.is_empty() {
+            return Err(AccountError::InvalidScope(format!(
+                "give the key at least one scope: {}",
+                known()
+            )));
+        }
+        let expires_at = match expires_in_days {
+            None => None,
+            Some(days @ 1..=api_keys::MAX_EXPIRY_DAYS) => {
+                Some(OffsetDateTime::now_utc() + time::Duration::days(days as i64))
+            }
+            Some(_) => {
+                return Err(AccountError::InvalidKey(format!(
+                    "expires_in_days must be between 1 and {}",
+                    api_keys::MAX_EXPIRY_DAYS
+                )));
+            }
+        };
+        let new = api_keys::generate(user, name.to_owned(), parsed, expires_at);
+        if !self
+            .store
+            .insert_api_key(new.hash, new.key.clone(), api_keys::MAX_KEYS_PER_USER)
+            .await?
+        {
+            return Err(AccountError::TooManyKeys);
+        }
+        self.key_ring.insert(new.hash, new.key.clone());
+        tracing::info!(user_id = %user, key_id = %new.key.id, "API key created");
+        Ok(new)
+    }
+
+    /// The user's keys, oldest first, with their exact last use.
+    pub async fn api_keys(&self, user: Uuid) -> Result<Vec<ApiKey>, AccountError> {
+        let stored = self.store.api_keys_of(user).await?;
+        Ok(stored
+            .into_iter()
+            .map(|(hash, key)| match self.key_ring.get(&hash) {
+                Some(live) => live.view(),
+                None => key,
+            })
+            .collect())
+    }
+
+    /// Deletes one of the user's keys: it stops working at once, and connections opened with
+    /// it close.
+    pub async fn revoke_api_key(&self, user: Uuid, id: Uuid) -> Result<(), AccountError> {
+        let hash = self
+            .store
+            .delete_api_key(user, id)
+            .await?
+            .ok_or_else(|| AccountError::KeyNotFound(id.to_string()))?;
+        self.key_ring.remove(&hash);
+        self.hub
+            .disconnect(|peer| peer.key_id == Some(id), CloseReason::SignedOut);
+        tracing::info!(user_id = %user, key_id = %id, "API key revoked");
+        Ok(())
     }
 
     /// Finds or creates the account used to publish bundled agents. Its password is random and

@@ -20,6 +20,11 @@ pub struct Claims {
     pub sub: Uuid,
     pub iat: u64,
     pub exp: u64,
+    /// The user's session generation when issued (see `tables::SESSION_GENERATIONS`): a
+    /// password change moves the account to the next one, and older tokens stop working.
+    /// Tokens from before generations existed read as 0.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,12 +79,14 @@ impl TokenKeys {
         self.ttl_secs
     }
 
-    pub fn issue(&self, user_id: Uuid) -> String {
+    /// A session token for `user_id` at session generation `generation`.
+    pub fn issue(&self, user_id: Uuid, generation: u64) -> String {
         let now = now_secs();
         let claims = Claims {
             sub: user_id,
             iat: now,
             exp: now + self.ttl_secs,
+            generation,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")
@@ -160,7 +167,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = TokenKeys::load_or_create(dir.path(), 60).unwrap();
         let id = Uuid::new_v4();
-        assert_eq!(keys.verify(&keys.issue(id)).unwrap().sub, id);
+        assert_eq!(keys.verify(&keys.issue(id, 0)).unwrap().sub, id);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -172,10 +179,10 @@ mod tests {
         }
         // A restart reads the same secret, so old tokens stay valid.
         let again = TokenKeys::load_or_create(dir.path(), 60).unwrap();
-        assert_eq!(again.verify(&keys.issue(id)).unwrap().sub, id);
+        assert_eq!(again.verify(&keys.issue(id, 0)).unwrap().sub, id);
         // Another install's secret does not verify our tokens.
         let other = TokenKeys::load_or_create(tempfile::tempdir().unwrap().path(), 60).unwrap();
-        assert!(other.verify(&keys.issue(id)).is_err());
+        assert!(other.verify(&keys.issue(id, 0)).is_err());
         assert!(keys.verify("not.a.jwt").is_err());
     }
 
@@ -184,7 +191,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = TokenKeys::load_or_create(dir.path(), 60).unwrap();
         let id = Uuid::new_v4();
-        let token = keys.issue(id);
+        let token = keys.issue(id, 0);
         let now = now_secs();
         let claims = keys.verify_at(&token, now).unwrap();
         assert_eq!(claims.sub, id);

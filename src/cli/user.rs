@@ -15,6 +15,7 @@ use clap::{Args, Subcommand};
 
 use crate::auth::{Accounts, TokenKeys};
 use crate::config::{Overrides, Settings};
+use crate::realtime::Hub;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Subcommand)]
@@ -97,7 +98,10 @@ async fn open_accounts(settings: &Settings) -> anyhow::Result<Accounts> {
     })
     .await
     .context("opening the data directory")??;
-    Ok(Accounts::new(store, Arc::new(keys)))
+    // No server runs here, so there are no live connections to close.
+    Accounts::open(store, Arc::new(keys), Hub::default())
+        .await
+        .context("loading the accounts")
 }
 
 /// The password as the user gave it; `None` if empty.

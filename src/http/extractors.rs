@@ -1,29 +1,45 @@
 //! Request extractors: authentication and JSON bodies that fail with our error shape.
 
-use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::HeaderMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::AppState;
+use super::access::{self, Needs};
+use crate::auth::Credential;
 use crate::error::{ApiError, Code};
 
-/// The authenticated caller, from `Authorization: Bearer <jwt>`.
+/// The authenticated caller, from `Authorization: Bearer <token>`: a session token, or an API
+/// key whose scopes allow the route (see [`access`]).
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser {
     pub id: Uuid,
+    pub credential: Credential,
 }
 
 impl AuthUser {
-    /// Verifies a raw token.
-    pub fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
-        let claims = state
-            .accounts
-            .keys()
-            .verify(token)
-            .map_err(|e| ApiError::new(Code::InvalidToken, e.to_string()))?;
-        Ok(Self { id: claims.sub })
+    /// Checks a raw token for a route that `needs` something of API keys.
+    pub async fn from_token(state: &AppState, token: &str, needs: Needs) -> Result<Self, ApiError> {
+        let principal = state.accounts.authenticate(token).await?;
+        access::authorize(principal.credential, needs)?;
+        Ok(Self {
+            id: principal.user_id,
+            credential: principal.credential,
+        })
+    }
+
+    /// The API key's id, if the caller used one.
+    pub fn key_id(&self) -> Option<Uuid> {
+        match self.credential {
+            Credential::ApiKey { id, .. } => Some(id),
+            Credential::Session => None,
+        }
     }
 
     /// The bearer token in the headers, if any.
@@ -55,13 +71,70 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let needs = route_needs(parts);
         match Self::bearer(&parts.headers)? {
-            Some(token) => Self::from_token(state, token),
+            Some(token) => Self::from_token(state, token, needs).await,
             None => Err(ApiError::new(
                 Code::MissingToken,
                 "sign in and send `Authorization: Bearer <token>`",
             )),
         }
+    }
+}
+
+/// What the matched route asks of API keys.
+pub fn route_needs(parts: &Parts) -> Needs {
+    match parts.extensions.get::<MatchedPath>() {
+        Some(route) => access::needs(&parts.method, route.as_str()),
+        None => access::needs(&Method::GET, ""),
+    }
+}
+
+/// The caller of an admin route: a signed-in admin, or a service presenting the configured
+/// `X-Service-Token`. Refusals are logged with the peer's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Admin(Uuid),
+    Service,
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string())
+            .unwrap_or_default();
+        let path = parts.uri.path().to_owned();
+        if let Some(presented) = parts.headers.get("x-service-token") {
+            let configured = state.service_token.expose();
+            // Digests first: equal lengths, so the comparison time says nothing about either.
+            let matches: bool = Sha256::digest(presented.as_bytes())
+                .ct_eq(&Sha256::digest(configured.as_bytes()))
+                .into();
+            if !configured.is_empty() && matches {
+                return Ok(Operator::Service);
+            }
+            tracing::warn!(%peer, %path, configured = !configured.is_empty(), "refused an X-Service-Token");
+            return Err(ApiError::new(
+                Code::InvalidServiceToken,
+                "the X-Service-Token does not match the configured realtime.service_token",
+            ));
+        }
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !state.accounts.is_admin(user.id).await? {
+            tracing::warn!(%peer, %path, user_id = %user.id, "refused a non-admin on an admin route");
+            return Err(ApiError::new(
+                Code::AdminRequired,
+                "only admins (or a service with the X-Service-Token) may do this",
+            ));
+        }
+        Ok(Operator::Admin(user.id))
     }
 }
 

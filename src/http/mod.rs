@@ -3,6 +3,7 @@
 //! Handlers parse, authorise, call one component function and map the result; no business
 //! logic lives here. Every error leaves through [`crate::error::ApiError`].
 
+pub mod access;
 mod extractors;
 pub mod router;
 mod routes;
@@ -16,11 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::Marketplace;
 use crate::auth::Accounts;
+use crate::config::Secret;
 use crate::orchestrator::Orchestrator;
 use crate::realtime::Hub;
 use crate::store::Store;
 
-pub use extractors::{ApiJson, AuthUser};
+pub use extractors::{ApiJson, AuthUser, Operator, route_needs};
 pub use router::router;
 
 /// Everything a handler can reach. One pointer: axum clones it for every request.
@@ -54,4 +56,6 @@ pub struct Components {
     pub shutdown: CancellationToken,
     /// The generated OpenAPI document, rendered once.
     pub openapi: Arc<String>,
+    /// `realtime.service_token`: lets a service use the WebSocket admin routes.
+    pub service_token: Secret,
 }

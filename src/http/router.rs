@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::routes::{agents, auctions, health, tasks, users, ws};
+use super::routes::{agents, analytics, auctions, health, tasks, users, ws};
 use super::ui;
 use crate::error::{ApiError, Code};
 
@@ -39,7 +39,10 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
     let (router, mut openapi) = OpenApiRouter::new()
         .routes(routes!(users::register))
         .routes(routes!(users::login))
-        .routes(routes!(users::me))
+        .routes(routes!(users::me, users::update_me))
+        .routes(routes!(users::change_password))
+        .routes(routes!(users::create_api_key, users::api_keys))
+        .routes(routes!(users::revoke_api_key))
         .routes(routes!(agents::list))
         .routes(routes!(agents::search))
         .routes(routes!(
@@ -61,6 +64,10 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
         .routes(routes!(auctions::preview))
         .routes(routes!(ws::connect))
         .routes(routes!(ws::stats))
+        .routes(routes!(ws::broadcast))
+        .routes(routes!(ws::send))
+        .routes(routes!(ws::send_to_path))
+        .routes(routes!(analytics::report))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
@@ -79,7 +86,7 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
+                    .bearer_format("JWT session token, or an API key (zs_…)")
                     .build(),
             ),
         );

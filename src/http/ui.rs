@@ -1,6 +1,6 @@
 //! The web UI, embedded in the binary at compile time (no files on disk, no CDN).
 
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
@@ -18,6 +18,16 @@ pub async fn serve(uri: Uri) -> Response {
         return ApiError::new(Code::RouteNotFound, format!("no API route {}", uri.path()))
             .into_response();
     }
+    if let Some(target) = legacy_page(path, uri.query()) {
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [(
+                header::LOCATION,
+                HeaderValue::from_str(&target).unwrap_or(HeaderValue::from_static("/")),
+            )],
+        )
+            .into_response();
+    }
     let path = if path.is_empty() { "index.html" } else { path };
     let is_page_route = !path.rsplit('/').next().unwrap_or(path).contains('.');
     let asset = UiAssets::get(path)
@@ -33,5 +43,53 @@ pub async fn serve(uri: Uri) -> Response {
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// Where a page of the seed's UI lives now (`/agents.html` → `/agents`), so old bookmarks
+/// keep working.
+fn legacy_page(path: &str, query: Option<&str>) -> Option<String> {
+    let page = match path {
+        "index.html" | "dashboard.html" => "/".to_owned(),
+        "agents.html" => "/agents".to_owned(),
+        "tasks.html" => "/tasks".to_owned(),
+        "analytics.html" => "/analytics".to_owned(),
+        "settings.html" => "/settings".to_owned(),
+        "api-keys.html" => "/api-keys".to_owned(),
+        "login.html" => "/login".to_owned(),
+        "signup.html" | "register.html" => "/signup".to_owned(),
+        "agent-detail.html" => {
+            let id = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .find(|(k, _)| k == "id")
+                .map(|(_, v)| v.into_owned())
+                .filter(|id| uuid::Uuid::parse_str(id).is_ok());
+            match id {
+                Some(id) => format!("/agents/{id}"),
+                None => "/agents".to_owned(),
+            }
+        }
+        _ => return None,
+    };
+    Some(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legacy_page;
+
+    #[test]
+    fn seed_pages_redirect_to_their_routes() {
+        let id = "0190a1b2-0000-7000-8000-000000000001";
+        assert_eq!(legacy_page("dashboard.html", None).as_deref(), Some("/"));
+        assert_eq!(legacy_page("agents.html", None).as_deref(), Some("/agents"));
+        assert_eq!(
+            legacy_page("agent-detail.html", Some(&format!("id={id}"))),
+            Some(format!("/agents/{id}"))
+        );
+        assert_eq!(
+            legacy_page("agent-detail.html", Some("id=../../etc")).as_deref(),
+            Some("/agents")
+        );
+        assert_eq!(legacy_page("js/app.js", None), None);
     }
 }

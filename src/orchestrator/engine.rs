@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::analytics::{self, Report, Window};
 use super::auction::{Bid, NoEligibleAgent, Weights};
 use super::ledger::{Ledger, LedgerError, Submitted};
 use super::runs::{RecentRuns, RecentStats};
@@ -26,8 +27,9 @@ use crate::agents::{AgentError, Limits, Marketplace, parse_capabilities};
 use crate::config::{LimitSettings, Settings, TaskSettings};
 use crate::error::{ApiError, Code};
 use crate::queue::{QueueError, QueuedTask, TaskQueue};
-use crate::realtime::{Event, Hub};
+use crate::realtime::{Event, Hub, Topic};
 use crate::runtime::{Executor, Outcome, RunLimits};
+use crate::store::tables::ALL_USERS;
 use crate::store::{AgentOutcome, Page, Store, StoreError, TaskFilter};
 
 /// Longest accepted `query`, in bytes.
@@ -343,13 +345,16 @@ impl Orchestrator {
         };
         inner.metrics.submitted[task.priority as usize].increment(1);
         // Announced before it is queued, so `queued` always reaches the owner before `running`.
-        inner.hub.send_to_user(owner, || Event::task_update(&task));
+        inner
+            .hub
+            .send_task_update(owner, || Event::task_update(&task));
         // Durable: from here the task survives a crash even if queueing fails (recovery
         // re-queues it). Forced because a journaled task must not be dropped; concurrent
         // submits may overshoot the capacity checked above by a few tasks.
         if let Err(e) = inner.queue.push(queued(&task), true) {
             tracing::warn!(task_id = %task.id, error = %e, "task journaled but not queued; it runs after restart");
         }
+        self.queue_changed();
         Ok(task)
     }
 
@@ -498,9 +503,56 @@ impl Orchestrator {
         Ok(self.inner.store.task_counts(owner).await?)
     }
 
+    /// Analytics of `owner`'s tasks (everyone's with `None`) over `window`, up to now.
+    pub async fn analytics(
+        &self,
+        owner: Option<Uuid>,
+        window: Window,
+    ) -> Result<Report, TaskError> {
+        // Tasks journaled as finished are in the store before they are counted here.
+        self.inner.ledger.settled().await?;
+        let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let (from, to) = window.span(now);
+        let key = owner.map_or_else(|| ALL_USERS.to_owned(), |o| o.to_string());
+        let cells = self
+            .inner
+            .store
+            .analytics_cells(key, window.cell_width(), from, to)
+            .await?;
+        let scope = if owner.is_some() { "me" } else { "all" };
+        Ok(analytics::report(window, scope, now, &cells))
+    }
+
     /// Queued tasks per priority, lowest priority first.
     pub fn queue_depth(&self) -> [usize; 4] {
         self.inner.queue.depth()
+    }
+
+    /// The `queue_update` message: the queue's depth per priority and the runs in progress.
+    pub fn queue_event(&self) -> Event {
+        let depth = self.queue_depth();
+        let running = self.inner.running.lock().expect("running map").len();
+        Event::new(
+            "queue_update",
+            json!({
+                "queue_depth": {
+                    "low": depth[Priority::Low as usize],
+                    "normal": depth[Priority::Normal as usize],
+                    "high": depth[Priority::High as usize],
+                    "critical": depth[Priority::Critical as usize],
+                },
+                "queued": depth.iter().sum::<usize>(),
+                "running": running,
+            }),
+        )
+    }
+
+    /// Tells the watchers of the `queue` topic (coalesced by the hub).
+    fn queue_changed(&self) {
+        let this = self.clone();
+        self.inner
+            .hub
+            .touch(Topic::Queue, move || Some(this.queue_event()));
     }
 
     /// Queues the unfinished tasks the ledger loaded at start. Tasks that were running when
@@ -561,7 +613,9 @@ impl Orchestrator {
             let this = self.clone();
             set.spawn(async move {
                 while let Some(next) = this.inner.queue.pop().await {
+                    this.queue_changed();
                     this.run_task(next).await;
+                    this.queue_changed();
                 }
                 tracing::debug!(worker, "worker stopped");
             });
@@ -600,6 +654,11 @@ impl Orchestrator {
         let keys = self.inner.store.prune_idempotency_keys().await?;
         if keys > 0 {
             tracing::debug!(keys, "expired idempotency keys deleted");
+        }
+        let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let cells = self.inner.store.prune_analytics(now).await?;
+        if cells > 0 {
+            tracing::debug!(cells, "expired analytics cells deleted");
         }
         Ok(total)
     }
@@ -649,9 +708,10 @@ impl Orchestrator {
     /// Tells waiters and the owner that a task reached a terminal state (once it is durable).
     fn announce_finished(&self, task: &Task) {
         let _ = self.inner.finished.send(task.id);
+        self.queue_changed();
         self.inner
             .hub
-            .send_to_user(task.owner_id, || Event::task_update(task));
+            .send_task_update(task.owner_id, || Event::task_update(task));
     }
 
     async fn run_task(&self, next: QueuedTask) {
@@ -753,7 +813,7 @@ impl Orchestrator {
         let started_at = task.started_at.unwrap_or_else(OffsetDateTime::now_utc);
         inner
             .hub
-            .send_to_user(task.owner_id, || Event::task_update(&task));
+            .send_task_update(task.owner_id, || Event::task_update(&task));
 
         let stdin = match &task.input {
             Some(input) => serde_json::to_vec(input).expect("JSON values serialise"),
@@ -791,7 +851,7 @@ impl Orchestrator {
             {
                 inner
                     .hub
-                    .send_to_user(task.owner_id, || Event::task_update(&task));
+                    .send_task_update(task.owner_id, || Event::task_update(&task));
             }
             return Ok(());
         }
@@ -869,7 +929,7 @@ impl Orchestrator {
                     self.record_outcome(outcome);
                     inner
                         .hub
-                        .send_to_user(task.owner_id, || Event::task_update(&task));
+                        .send_task_update(task.owner_id, || Event::task_update(&task));
                     if let Err(e) = inner.queue.push(queued(&task), true) {
                         tracing::warn!(task_id = %task.id, error = %e, "failover not queued; it runs after restart");
                     }

@@ -6,6 +6,7 @@
 //! the next bidder, or a terminal state with the agent's updated statistics. The ledger applies
 //! the journal to the store in batches. Status changes are announced on the hub to the owner.
 
+pub mod analytics;
 mod auction;
 pub mod codec;
 mod engine;

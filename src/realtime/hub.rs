@@ -1,13 +1,24 @@
 //! The hub fans events out to WebSocket connections.
 //!
 //! Each connection owns a bounded queue; a send never waits. A connection whose queue is full
-//! is a slow consumer: it is dropped (its socket task sees the queue close and ends the
-//! connection) so one slow client never delays anyone else. Messages are serialised once per
-//! event, not once per connection.
+//! is a slow consumer: it is dropped (its socket task sees the queue close and closes the
+//! socket with 1013) so one slow client never delays anyone else. Messages are serialised once
+//! per event, not once per connection.
+//!
+//! Routing: task updates go to the task's owner and to admins, agent updates and system
+//! messages to everyone, and topic messages (an agent's live statistics, the queue's depth)
+//! to the connections that subscribed to the topic. Connections are indexed by user and by
+//! topic, so a targeted message costs the size of its audience, not of the hub.
+//!
+//! Topic messages are coalesced: [`Hub::touch`] records that a topic changed, and its message
+//! is built and sent at most once per [`TOPIC_INTERVAL`] for all topics together, from the
+//! state at sending time. Nothing is scheduled while nobody watches, so an idle hub costs no
+//! CPU.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -20,21 +31,25 @@ use crate::orchestrator::{Task, TaskStatus};
 
 /// Messages a connection may have queued before it counts as slow.
 const CONNECTION_QUEUE: usize = 256;
+/// Topics one connection may watch at once.
+pub const MAX_TOPICS: usize = 16;
+/// Shortest time between two sends of topic messages.
+pub const TOPIC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A message as sent: `{type, timestamp, data}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
     pub data: Value,
 }
 
 impl Event {
-    pub fn new(kind: &'static str, data: Value) -> Self {
+    pub fn new(kind: impl Into<String>, data: Value) -> Self {
         Self {
-            kind,
+            kind: kind.into(),
             timestamp: OffsetDateTime::now_utc(),
             data,
         }
@@ -48,9 +63,14 @@ impl Event {
                 "status": task.status,
                 "query": task.query,
                 "agent_id": task.agent_id,
+                "agent_name": task.agent_name,
                 // 1-based number of the run this update is about.
                 "attempt": task.attempts.len() + usize::from(task.status == TaskStatus::Running),
                 "error": task.error,
+                "error_code": task.error_code,
+                "price": task.price,
+                "duration_ms": task.duration_ms,
+                "created_at": task.created_at.format(&time::format_description::well_known::Rfc3339).ok(),
             }),
         )
     }
@@ -73,8 +93,22 @@ impl Event {
         )
     }
 
+    /// The agent's live statistics, for the watchers of [`Topic::Agent`].
+    pub fn agent_stats(agent: &Agent) -> Self {
+        Self::new(
+            "agent_update",
+            json!({"agent_id": agent.id, "name": agent.name, "action": "stats",
+                "stats": agent.stats, "rating": agent.rating}),
+        )
+    }
+
     pub fn system(message: &str, level: &str) -> Self {
         Self::new("system", json!({"message": message, "level": level}))
+    }
+
+    /// A client message the server could not take.
+    pub fn error(code: &str, message: &str) -> Self {
+        Self::new("error", json!({"code": code, "message": message}))
     }
 
     pub fn to_text(&self) -> Arc<str> {
@@ -84,9 +118,101 @@ impl Event {
     }
 }
 
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub user_id: Uuid,
+    /// Admins also receive every task update.
+    pub admin: bool,
+    /// The API key the connection was opened with, if not a session.
+    pub key_id: Option<Uuid>,
+}
+
+/// What a connection can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// `queue`: the queue's depth and the tasks running, server-wide.
+    Queue,
+    /// `agent:<id>`: one agent's live statistics.
+    Agent(Uuid),
+}
+
+impl Topic {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queue" => Some(Topic::Queue),
+            _ => s
+                .strip_prefix("agent:")
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .map(Topic::Agent),
+        }
+    }
+}
+
+/// Why the hub closed a connection, for its close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Its queue overflowed.
+    Slow,
+    /// Its credential stopped working (API key revoked, password changed).
+    SignedOut,
+}
+
 struct Connection {
-    user_id: Uuid,
+    peer: Peer,
     tx: mpsc::Sender<Arc<str>>,
+    topics: Vec<Topic>,
+}
+
+/// The connections and their indexes. Every id in an index is in `connections`.
+#[derive(Default)]
+struct Registry {
+    connections: HashMap<u64, Connection>,
+    by_user: HashMap<Uuid, Vec<u64>>,
+    admins: Vec<u64>,
+    topics: HashMap<Topic, Vec<u64>>,
+}
+
+fn unlist(ids: &mut Vec<u64>, id: u64) {
+    if let Some(at) = ids.iter().position(|&i| i == id) {
+        ids.swap_remove(at);
+    }
+}
+
+impl Registry {
+    fn insert(&mut self, id: u64, conn: Connection) {
+        self.by_user.entry(conn.peer.user_id).or_default().push(id);
+        if conn.peer.admin {
+            self.admins.push(id);
+        }
+        self.connections.insert(id, conn);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Connection> {
+        let conn = self.connections.remove(&id)?;
+        if let Some(ids) = self.by_user.get_mut(&conn.peer.user_id) {
+            unlist(ids, id);
+            if ids.is_empty() {
+                self.by_user.remove(&conn.peer.user_id);
+            }
+        }
+        if conn.peer.admin {
+            unlist(&mut self.admins, id);
+        }
+        for topic in &conn.topics {
+            self.unwatch_index(*topic, id);
+        }
+        Some(conn)
+    }
+
+    fn unwatch_index(&mut self, topic: Topic, id: u64) {
+        if let Some(ids) = self.topics.get_mut(&topic) {
+            unlist(ids, id);
+            if ids.is_empty() {
+                self.topics.remove(&topic);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -96,13 +222,32 @@ struct Counters {
     dropped: AtomicU64,
 }
 
+/// A topic message waiting for the next flush, built from the state at sending time.
+type Pending = Box<dyn FnOnce() -> Option<Event> + Send>;
+
+#[derive(Default)]
+struct Coalescer {
+    pending: HashMap<Topic, Pending>,
+    flush_scheduled: bool,
+    last_flush: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// A std RwLock: held to look connections up and `try_send`, never across an await.
+    registry: RwLock<Registry>,
+    next_id: AtomicU64,
+    counters: Counters,
+    /// A std Mutex: held to record or take pending topics.
+    coalescer: Mutex<Coalescer>,
+    /// Why the hub closed a connection, taken by its socket task when its queue ends.
+    closed: Mutex<HashMap<u64, CloseReason>>,
+}
+
 /// Shared hub handle. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Hub {
-    /// A std RwLock: held only to clone senders, never across an await.
-    connections: Arc<RwLock<HashMap<u64, Connection>>>,
-    next_id: Arc<AtomicU64>,
-    counters: Arc<Counters>,
+    inner: Arc<Inner>,
 }
 
 /// A registered connection's receiving end; dropping it unregisters the connection.
@@ -114,11 +259,8 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub
-            .connections
-            .write()
-            .expect("hub lock")
-            .remove(&self.id);
+        self.hub.registry_mut().remove(self.id);
+        self.hub.closed().remove(&self.id);
     }
 }
 
@@ -132,14 +274,31 @@ pub struct HubStats {
 }
 
 impl Hub {
-    pub fn subscribe(&self, user_id: Uuid) -> Subscription {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner.registry.read().expect("hub lock")
+    }
+
+    fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.inner.registry.write().expect("hub lock")
+    }
+
+    fn closed(&self) -> std::sync::MutexGuard<'_, HashMap<u64, CloseReason>> {
+        self.inner.closed.lock().expect("hub close reasons")
+    }
+
+    pub fn subscribe(&self, peer: Peer) -> Subscription {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
-        self.connections
-            .write()
-            .expect("hub lock")
-            .insert(id, Connection { user_id, tx });
-        self.counters
+        self.registry_mut().insert(
+            id,
+            Connection {
+                peer,
+                tx,
+                topics: Vec::new(),
+            },
+        );
+        self.inner
+            .counters
             .total_connections
             .fetch_add(1, Ordering::Relaxed);
         Subscription {
@@ -149,53 +308,212 @@ impl Hub {
         }
     }
 
-    /// Sends to every connection.
-    pub fn broadcast(&self, event: Event) {
-        self.deliver(|| event, |_| true);
-    }
-
-    /// Sends to the connections of one user. The event is built only if that user is
-    /// connected: the task pipeline announces every change, mostly to nobody.
-    pub fn send_to_user(&self, user_id: Uuid, event: impl FnOnce() -> Event) {
-        self.deliver(event, |c| c.user_id == user_id);
-    }
-
-    fn deliver(&self, event: impl FnOnce() -> Event, wanted: impl Fn(&Connection) -> bool) {
-        let mut event = Some(event);
-        let mut text = None;
-        let mut slow = Vec::new();
+    /// Sends to every connection; returns how many it reached.
+    pub fn broadcast(&self, event: Event) -> usize {
+        let text = event.to_text();
+        let slow;
+        let sent;
         {
-            let connections = self.connections.read().expect("hub lock");
-            for (id, conn) in connections.iter().filter(|(_, c)| wanted(c)) {
-                let text: &Arc<str> =
-                    text.get_or_insert_with(|| event.take().expect("built once")().to_text());
-                match conn.tx.try_send(text.clone()) {
-                    Ok(()) => {
-                        self.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
+            let registry = self.registry();
+            (sent, slow) = self.deliver(&registry, registry.connections.keys().copied(), &text);
+        }
+        self.drop_slow(slow);
+        sent
+    }
+
+    /// Sends to the connections of one user (not to admins); returns how many it reached. The
+    /// event is built only if that user is connected.
+    pub fn send_to_user(&self, user_id: Uuid, event: impl FnOnce() -> Event) -> usize {
+        self.send(
+            |r| r.by_user.get(&user_id).cloned().unwrap_or_default(),
+            event,
+        )
+    }
+
+    /// A task update: to the owner's connections and every admin's. Built only if one of them
+    /// is connected: the task pipeline announces every change, mostly to nobody.
+    pub fn send_task_update(&self, owner: Uuid, event: impl FnOnce() -> Event) {
+        self.send(
+            |r| {
+                let mut ids = r.by_user.get(&owner).cloned().unwrap_or_default();
+                // An admin's own task reaches each of their connections once.
+                ids.extend(
+                    r.admins
+                        .iter()
+                        .filter(|id| r.connections[id].peer.user_id != owner),
+                );
+                ids
+            },
+            event,
+        );
+    }
+
+    /// Sends to the watchers of `topic` now; see [`Hub::touch`] for coalesced sends.
+    pub fn publish(&self, topic: Topic, event: impl FnOnce() -> Event) -> usize {
+        self.send(|r| r.topics.get(&topic).cloned().unwrap_or_default(), event)
+    }
+
+    /// Whether any connection watches `topic`.
+    pub fn watched(&self, topic: Topic) -> bool {
+        self.registry().topics.contains_key(&topic)
+    }
+
+    /// Notes that `topic` changed: `build` makes its message at the next flush (the latest
+    /// `build` of a topic wins). Costs a map lookup when nobody watches the topic.
+    pub fn touch(&self, topic: Topic, build: impl FnOnce() -> Option<Event> + Send + 'static) {
+        if !self.watched(topic) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut coalescer = self.inner.coalescer.lock().expect("hub coalescer");
+        coalescer.pending.insert(topic, Box::new(build));
+        if coalescer.flush_scheduled {
+            return;
+        }
+        coalescer.flush_scheduled = true;
+        let delay = coalescer.last_flush.map_or(Duration::ZERO, |at| {
+            (at + TOPIC_INTERVAL).saturating_duration_since(Instant::now())
+        });
+        let hub = self.clone();
+        runtime.spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            hub.flush_topics();
+        });
+    }
+
+    fn flush_topics(&self) {
+        let pending = {
+            let mut coalescer = self.inner.coalescer.lock().expect("hub coalescer");
+            coalescer.flush_scheduled = false;
+            coalescer.last_flush = Some(Instant::now());
+            std::mem::take(&mut coalescer.pending)
+        };
+        for (topic, build) in pending {
+            if let Some(event) = build() {
+                self.publish(topic, || event);
             }
         }
-        if !slow.is_empty() {
-            let mut connections = self.connections.write().expect("hub lock");
-            for id in slow {
-                // Dropping the sender closes the queue; the socket task then closes with 1013.
-                if connections.remove(&id).is_some() {
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(connection = id, "dropping slow WebSocket consumer");
-                }
+    }
+
+    /// Subscribes connection `id` to `topic`; false if it already watches [`MAX_TOPICS`].
+    pub fn watch(&self, id: u64, topic: Topic) -> bool {
+        let mut registry = self.registry_mut();
+        let Some(conn) = registry.connections.get_mut(&id) else {
+            return false;
+        };
+        if conn.topics.contains(&topic) {
+            return true;
+        }
+        if conn.topics.len() >= MAX_TOPICS {
+            return false;
+        }
+        conn.topics.push(topic);
+        registry.topics.entry(topic).or_default().push(id);
+        true
+    }
+
+    pub fn unwatch(&self, id: u64, topic: Topic) {
+        let mut registry = self.registry_mut();
+        if let Some(conn) = registry.connections.get_mut(&id)
+            && let Some(at) = conn.topics.iter().position(|t| *t == topic)
+        {
+            conn.topics.swap_remove(at);
+            registry.unwatch_index(topic, id);
+        }
+    }
+
+    /// Closes every connection whose peer matches, for `reason`; returns how many.
+    pub fn disconnect(&self, matches: impl Fn(&Peer) -> bool, reason: CloseReason) -> usize {
+        let mut registry = self.registry_mut();
+        let ids: Vec<u64> = registry
+            .connections
+            .iter()
+            .filter(|(_, c)| matches(&c.peer))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut closed = self.closed();
+        for id in &ids {
+            // Dropping the sender ends the queue; the socket task then closes the socket.
+            registry.remove(*id);
+            closed.insert(*id, reason);
+        }
+        ids.len()
+    }
+
+    /// Why the hub ended connection `id`'s queue.
+    pub fn close_reason(&self, id: u64) -> CloseReason {
+        self.closed().remove(&id).unwrap_or(CloseReason::Slow)
+    }
+
+    fn send(
+        &self,
+        targets: impl FnOnce(&Registry) -> Vec<u64>,
+        event: impl FnOnce() -> Event,
+    ) -> usize {
+        let (sent, slow) = {
+            let registry = self.registry();
+            let ids = targets(&registry);
+            if ids.is_empty() {
+                return 0;
+            }
+            let text = event().to_text();
+            self.deliver(&registry, ids.into_iter(), &text)
+        };
+        self.drop_slow(slow);
+        sent
+    }
+
+    /// Queues `text` on each target; returns how many took it and the ids that were full.
+    fn deliver(
+        &self,
+        registry: &Registry,
+        targets: impl Iterator<Item = u64>,
+        text: &Arc<str>,
+    ) -> (usize, Vec<u64>) {
+        let mut sent = 0;
+        let mut slow = Vec::new();
+        for id in targets {
+            let Some(conn) = registry.connections.get(&id) else {
+                continue;
+            };
+            match conn.tx.try_send(text.clone()) {
+                Ok(()) => sent += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => slow.push(id),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        self.inner
+            .counters
+            .messages_sent
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        (sent, slow)
+    }
+
+    fn drop_slow(&self, slow: Vec<u64>) {
+        if slow.is_empty() {
+            return;
+        }
+        let mut registry = self.registry_mut();
+        for id in slow {
+            // Dropping the sender closes the queue; the socket task then closes with 1013.
+            if registry.remove(id).is_some() {
+                self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(connection = id, "dropping slow WebSocket consumer");
             }
         }
     }
 
     pub fn stats(&self) -> HubStats {
+        let c = &self.inner.counters;
         HubStats {
-            current_connections: self.connections.read().expect("hub lock").len(),
-            total_connections: self.counters.total_connections.load(Ordering::Relaxed),
-            messages_sent: self.counters.messages_sent.load(Ordering::Relaxed),
-            dropped: self.counters.dropped.load(Ordering::Relaxed),
+            current_connections: self.registry().connections.len(),
+            total_connections: c.total_connections.load(Ordering::Relaxed),
+            messages_sent: c.messages_sent.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -204,24 +522,47 @@ impl Hub {
 mod tests {
     use super::*;
 
+    fn peer(user_id: Uuid, admin: bool) -> Peer {
+        Peer {
+            user_id,
+            admin,
+            key_id: None,
+        }
+    }
+
+    fn drain(sub: &mut Subscription) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(text) = sub.rx.try_recv() {
+            out.push(
+                serde_json::from_str::<Value>(&text).unwrap()["data"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
     #[tokio::test]
     async fn routes_per_user_and_drops_slow_consumers() {
         let hub = Hub::default();
         let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
-        let mut a = hub.subscribe(alice);
-        let mut b = hub.subscribe(bob);
-        hub.send_to_user(alice, || Event::system("for alice", "info"));
-        hub.broadcast(Event::system("for all", "info"));
-        assert!(a.rx.recv().await.unwrap().contains("for alice"));
-        assert!(a.rx.recv().await.unwrap().contains("for all"));
-        assert!(b.rx.recv().await.unwrap().contains("for all"));
-        assert!(b.rx.try_recv().is_err());
+        let mut a = hub.subscribe(peer(alice, false));
+        let mut b = hub.subscribe(peer(bob, false));
+        assert_eq!(
+            hub.send_to_user(alice, || Event::system("for alice", "info")),
+            1
+        );
+        assert_eq!(hub.broadcast(Event::system("for all", "info")), 2);
+        assert_eq!(drain(&mut a), ["for alice", "for all"]);
+        assert_eq!(drain(&mut b), ["for all"]);
 
         for _ in 0..=CONNECTION_QUEUE {
             hub.send_to_user(alice, || Event::system("flood", "info"));
         }
         let stats = hub.stats();
         assert_eq!((stats.current_connections, stats.dropped), (1, 1));
+        assert_eq!(hub.close_reason(a.id), CloseReason::Slow);
         // The slow connection's queue is closed after its buffered messages.
         let mut received = 0;
         while a.rx.recv().await.is_some() {
@@ -230,5 +571,108 @@ mod tests {
         assert_eq!(received, CONNECTION_QUEUE);
         drop(b);
         assert_eq!(hub.stats().current_connections, 0);
+        assert!(hub.registry().by_user.is_empty(), "indexes follow removals");
+    }
+
+    #[tokio::test]
+    async fn task_updates_reach_the_owner_and_admins_once_each() {
+        let hub = Hub::default();
+        let (owner, admin, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut o = hub.subscribe(peer(owner, false));
+        let mut ad = hub.subscribe(peer(admin, true));
+        let mut x = hub.subscribe(peer(other, false));
+        hub.send_task_update(owner, || Event::system("task", "info"));
+        assert_eq!(drain(&mut o), ["task"]);
+        assert_eq!(drain(&mut ad), ["task"]);
+        assert!(drain(&mut x).is_empty());
+        // An admin's own task: once, not twice.
+        hub.send_task_update(admin, || Event::system("mine", "info"));
+        assert_eq!(drain(&mut ad), ["mine"]);
+        // Admins see everyone's tasks.
+        hub.send_task_update(Uuid::new_v4(), || Event::system("a stranger's", "info"));
+        assert_eq!(drain(&mut ad), ["a stranger's"]);
+        drop(ad);
+        assert!(hub.registry().admins.is_empty());
+        // Nobody to tell: the event is never built.
+        hub.send_task_update(Uuid::new_v4(), || panic!("built for nobody"));
+    }
+
+    #[tokio::test]
+    async fn topics_reach_their_watchers_and_coalesce() {
+        let hub = Hub::default();
+        let agent = Topic::Agent(Uuid::new_v4());
+        let mut w = hub.subscribe(peer(Uuid::new_v4(), false));
+        let mut other = hub.subscribe(peer(Uuid::new_v4(), false));
+        hub.touch(agent, || panic!("nobody watches"));
+        assert!(hub.watch(w.id, agent));
+        assert!(hub.watch(w.id, Topic::Queue));
+        assert_eq!(hub.publish(agent, || Event::system("now", "info")), 1);
+        assert_eq!(drain(&mut w), ["now"]);
+
+        // The first touch is sent at once; the ones after it within the interval coalesce
+        // into one message built from the last, sent when the interval has passed.
+        let started = Instant::now();
+        hub.touch(agent, || Some(Event::system("first", "info")));
+        let first = tokio::time::timeout(Duration::from_secs(10), w.rx.recv()).await;
+        assert!(first.unwrap().unwrap().contains("first"));
+        for n in 0..5 {
+            hub.touch(agent, move || {
+                Some(Event::system(&format!("later {n}"), "info"))
+            });
+        }
+        let early = tokio::time::timeout(TOPIC_INTERVAL / 2, w.rx.recv()).await;
+        assert!(early.is_err(), "held until the interval passes");
+        let later = tokio::time::timeout(Duration::from_secs(10), w.rx.recv()).await;
+        assert!(later.unwrap().unwrap().contains("later 4"));
+        assert!(started.elapsed() >= TOPIC_INTERVAL);
+        assert!(drain(&mut w).is_empty(), "one message for the five touches");
+        assert!(drain(&mut other).is_empty());
+
+        hub.unwatch(w.id, agent);
+        assert!(!hub.watched(agent));
+        for n in 0..MAX_TOPICS {
+            hub.watch(other.id, Topic::Agent(Uuid::from_u128(n as u128)));
+        }
+        assert!(!hub.watch(other.id, Topic::Queue), "at most MAX_TOPICS");
+        drop(other);
+        assert_eq!(
+            hub.registry().topics.len(),
+            1,
+            "only w's queue watch is left"
+        );
+    }
+
+    #[tokio::test]
+    async fn disconnect_closes_matching_connections_with_their_reason() {
+        let hub = Hub::default();
+        let user = Uuid::new_v4();
+        let key = Uuid::new_v4();
+        let mut session = hub.subscribe(peer(user, false));
+        let mut scripted = hub.subscribe(Peer {
+            user_id: user,
+            admin: false,
+            key_id: Some(key),
+        });
+        assert_eq!(
+            hub.disconnect(|p| p.key_id == Some(key), CloseReason::SignedOut),
+            1
+        );
+        assert!(scripted.rx.recv().await.is_none());
+        assert_eq!(hub.close_reason(scripted.id), CloseReason::SignedOut);
+        assert_eq!(
+            hub.send_to_user(user, || Event::system("still here", "info")),
+            1
+        );
+        assert_eq!(drain(&mut session), ["still here"]);
+        assert_eq!(hub.stats().dropped, 0, "a sign-out is not a slow consumer");
+    }
+
+    #[test]
+    fn topics_parse() {
+        let id = Uuid::new_v4();
+        assert_eq!(Topic::parse("queue"), Some(Topic::Queue));
+        assert_eq!(Topic::parse(&format!("agent:{id}")), Some(Topic::Agent(id)));
+        assert_eq!(Topic::parse("agent:nope"), None);
+        assert_eq!(Topic::parse("tasks"), None);
     }
 }

@@ -2,4 +2,4 @@
 
 mod hub;
 
-pub use hub::{Event, Hub, HubStats, Subscription};
+pub use hub::{CloseReason, Event, Hub, HubStats, MAX_TOPICS, Peer, Subscription, Topic};

@@ -10,6 +10,8 @@
 pub mod tables;
 
 mod agents;
+mod analytics;
+mod api_keys;
 mod tasks;
 mod users;
 
@@ -27,8 +29,9 @@ pub use tasks::{AgentOutcome, IdempotencyClaim, Page, TaskBatch, TaskFilter, Tas
 /// rows read as they are, and the file is marked current, so an older build refuses it
 /// instead of misreading a binary row. Version 3 added agent versions, blob reference counts
 /// and the completed-runs index; opening an older file fills them in from the agents and
-/// tasks (see [`agents::migrate_to_v3`]).
-const CURRENT_SCHEMA: u64 = 3;
+/// tasks (see [`agents::migrate_to_v3`]). Version 4 added the analytics cells, counted from
+/// the finished tasks at the upgrade (see [`analytics::backfill`]).
+const CURRENT_SCHEMA: u64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -104,17 +107,30 @@ impl Store {
             txn.open_table(tables::BLOB_REFS)?;
             txn.open_table(tables::REVIEWS)?;
             txn.open_table(tables::COMPLETED_RUNS)?;
+            txn.open_table(tables::API_KEYS)?;
+            txn.open_table(tables::API_KEYS_BY_USER)?;
+            txn.open_table(tables::SESSION_GENERATIONS)?;
+            txn.open_table(tables::ANALYTICS)?;
             let found = txn
                 .open_table(tables::META)?
                 .get(tables::SCHEMA_VERSION)?
                 .map(|v| v.value());
             match found {
-                None | Some(1) | Some(2) => {
-                    agents::migrate_to_v3(&txn)?;
+                Some(CURRENT_SCHEMA) => {}
+                None | Some(1..=3) => {
+                    if found.is_none_or(|v| v < 3) {
+                        agents::migrate_to_v3(&txn)?;
+                    }
+                    let counted = analytics::backfill(&txn)?;
+                    if counted > 0 {
+                        tracing::info!(
+                            tasks = counted,
+                            "analytics counted from the finished tasks"
+                        );
+                    }
                     txn.open_table(tables::META)?
                         .insert(tables::SCHEMA_VERSION, CURRENT_SCHEMA)?;
                 }
-                Some(CURRENT_SCHEMA) => {}
                 Some(found) => return Err(StoreError::Schema { found }),
             }
         }

@@ -84,3 +84,24 @@ pub const NEXT_TASK_SEQ: &str = "next_task_seq";
 
 /// Layout version of this file, checked at open.
 pub const SCHEMA_VERSION: &str = "schema_version";
+
+/// `sha256 hex of the whole key` → JSON [`crate::auth::ApiKey`]. The key itself is never
+/// stored; a request's key is found by its hash.
+pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+
+/// `(user id, key id)` → `sha256 hex` in [`API_KEYS`]: a user's keys, oldest first.
+pub const API_KEYS_BY_USER: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("api_keys_by_user");
+
+/// `user id` → session generation: the `gen` claim a session token of that user must carry.
+/// A password change increments it, which ends every older session. Users without a row are
+/// at generation 0.
+pub const SESSION_GENERATIONS: TableDefinition<&str, u64> =
+    TableDefinition::new("session_generations");
+
+/// `(user id or [`ALL_USERS`], cell width in seconds, cell start in unix seconds, agent id)` →
+/// JSON [`crate::orchestrator::analytics::Cell`]: the tasks of that owner and agent that
+/// finished in that minute (width 60) or hour (width 3600). Written with the task states in
+/// [`crate::store::Store::apply_tasks`]; old cells are deleted by retention.
+pub const ANALYTICS: TableDefinition<(&str, u32, u64, &str), &[u8]> =
+    TableDefinition::new("analytics");

@@ -178,6 +178,7 @@ impl Store {
                     .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
             }
             let mut moves = Vec::new();
+            let mut newly_finished = Vec::new();
             {
                 let mut tasks = txn.open_table(tables::TASKS)?;
                 let mut by_owner = txn.open_table(tables::TASKS_BY_OWNER)?;
@@ -197,6 +198,7 @@ impl Store {
                     }
                     if task.status.is_terminal() {
                         if !was_terminal {
+                            newly_finished.push(task);
                             // A task new to the store was never in the active set.
                             if stored.is_some() {
                                 active.remove(task.seq)?;
@@ -243,6 +245,7 @@ impl Store {
                 }
             }
             shift_counts(&txn, &moves)?;
+            super::analytics::count_finished(&txn, &newly_finished)?;
             txn.commit()?;
             Ok(())
         })
@@ -556,6 +559,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_finished_task_is_counted_once_in_its_analytics_cells() {
+        use crate::orchestrator::analytics::{HOUR, MINUTE, finished_at};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let store = Store::open(&path).unwrap();
+        let owner = Uuid::new_v4();
+        let mut t = task(owner, 1);
+        t.agent_id = Uuid::new_v4();
+        t.agent_name = "Echo".into();
+        t.price = 0.25;
+        apply(&store, &[(&t, None)]).await;
+        let mut done = moved(&moved(&t, TaskStatus::Running), TaskStatus::Completed);
+        done.duration_ms = Some(40);
+        apply(&store, &[(&done, Some(TaskStatus::Running))]).await;
+        // A replayed write of a state the store already holds changes no count.
+        apply(&store, &[(&done, Some(TaskStatus::Completed))]).await;
+        let at = finished_at(&done);
+        for owner in [owner.to_string(), tables::ALL_USERS.to_owned()] {
+            for width in [MINUTE, HOUR] {
+                let cells = store
+                    .analytics_cells(owner.clone(), width, 0, u64::MAX)
+                    .await
+                    .unwrap();
+                assert_eq!(cells.len(), 1, "{owner} {width}");
+                let (start, agent, cell) = &cells[0];
+                assert_eq!(*start, at / u64::from(width) * u64::from(width));
+                assert_eq!(*agent, t.agent_id);
+                assert_eq!(
+                    (cell.completed, cell.spend, cell.duration_ms),
+                    (1, 0.25, 40)
+                );
+                assert_eq!(cell.agent_name, "Echo");
+            }
+        }
+        // A file from before analytics (schema 3) gets its finished tasks counted at open.
+        {
+            let txn = store.db.begin_write().unwrap();
+            txn.delete_table(tables::ANALYTICS).unwrap();
+            txn.open_table(tables::META)
+                .unwrap()
+                .insert(tables::SCHEMA_VERSION, 3)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let cells = store
+            .analytics_cells(owner.to_string(), MINUTE, 0, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(cells.len(), 1);
+        assert_eq!(cells[0].2.completed, 1);
+        // Retention keeps hour cells longer than minute cells.
+        let pruned = store
+            .prune_analytics(at + crate::orchestrator::analytics::MINUTE_CELLS_KEPT + 3_600)
+            .await
+            .unwrap();
+        assert_eq!(pruned, 2, "both owners' minute cells");
+        let hours = store
+            .analytics_cells(owner.to_string(), HOUR, 0, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(hours.len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_schema_1_file_opens_and_its_json_task_rows_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.redb");
@@ -579,7 +648,11 @@ mod tests {
         let txn = store.db.begin_read().unwrap();
         let meta = txn.open_table(tables::META).unwrap();
         let version = meta.get(tables::SCHEMA_VERSION).unwrap().unwrap().value();
-        assert_eq!(version, 3, "marked so older builds refuse it");
+        assert_eq!(
+            version,
+            crate::store::CURRENT_SCHEMA,
+            "marked so older builds refuse it"
+        );
     }
 
     #[tokio::test]

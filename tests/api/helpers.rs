@@ -65,6 +65,52 @@ pub async fn spawn_with(settings: Settings, data_dir: Arc<tempfile::TempDir>) ->
     }
 }
 
+/// Accounts over the store in `dir`, as the server builds them (for what an operator does on
+/// the server's machine, such as `zerostate user create --admin`).
+pub async fn accounts_in(dir: &Path) -> zerostate::auth::Accounts {
+    let store = zerostate::store::Store::open(&dir.join(zerostate::DB_FILE)).expect("store opens");
+    let keys = zerostate::auth::TokenKeys::load_or_create(dir, 3600).expect("signing key");
+    zerostate::auth::Accounts::open(store, Arc::new(keys), zerostate::realtime::Hub::default())
+        .await
+        .expect("accounts load")
+}
+
+/// The password of the accounts [`spawn_with_admin`] and [`TestApp::signup`] create.
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+
+/// An app whose data dir got an admin account before start, through the library (what
+/// `zerostate user create --admin` does); returns the admin's token too.
+pub async fn spawn_with_admin() -> (TestApp, String) {
+    spawn_with_admin_using(|_| {}).await
+}
+
+/// [`spawn_with_admin`] with settings changed by `configure`.
+pub async fn spawn_with_admin_using(configure: impl FnOnce(&mut Settings)) -> (TestApp, String) {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    accounts_in(dir.path())
+        .await
+        .create_or_promote(
+            "admin@example.com",
+            Some(ADMIN_PASSWORD.into()),
+            "Admin",
+            true,
+        )
+        .await
+        .unwrap();
+    let mut settings = settings(dir.path(), 2);
+    configure(&mut settings);
+    let app = spawn_with(settings, dir).await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/users/login",
+            None,
+            &json!({"email": "admin@example.com", "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    (app, body["token"].as_str().unwrap().to_owned())
+}
+
 /// Path of a file in the repository.
 pub fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -147,7 +193,7 @@ impl TestApp {
             .post_json(
                 "/api/v1/users/register",
                 None,
-                &json!({"email": email, "password": "correct horse battery", "full_name": "Test User"}),
+                &json!({"email": email, "password": ADMIN_PASSWORD, "full_name": "Test User"}),
             )
             .await;
         assert_eq!(status, 201, "{body}");
@@ -377,4 +423,66 @@ pub fn assert_error<'a>(response: &'a (u16, Value), status: u16, code: &str) -> 
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(!message.is_empty(), "{body}");
     message
+}
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl TestApp {
+    /// A live-update socket opened with `token` (`?token=`), past the server's hello.
+    pub async fn socket(&self, token: &str) -> Socket {
+        let url = format!("{}/api/v1/ws/connect?token={token}", self.ws_base);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connects");
+        let hello = next_event(&mut socket).await;
+        assert_eq!(hello["type"], "system", "{hello}");
+        socket
+    }
+}
+
+/// The next JSON message on the socket (other frames are skipped).
+pub async fn next_event(socket: &mut Socket) -> Value {
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match socket.next().await.expect("socket open").expect("frame") {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+                Message::Close(frame) => panic!("socket closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("an event within the deadline")
+}
+
+/// The next message of type `kind`, skipping others.
+pub async fn next_of_type(socket: &mut Socket, kind: &str) -> Value {
+    loop {
+        let event = next_event(socket).await;
+        if event["type"] == kind {
+            return event;
+        }
+    }
+}
+
+/// Reads until the server's close frame; returns its code and reason.
+pub async fn close_frame(socket: &mut Socket) -> (u16, String) {
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                    panic!("the socket ended without a close frame")
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .expect("a close frame within the deadline")
 }

@@ -2,6 +2,9 @@
 //! time down on small machines.
 
 mod agents;
+mod analytics;
+mod api_keys;
+mod browser;
 mod child;
 mod crash;
 mod demo_agents;

@@ -7,37 +7,8 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use zerostate::auth::{Accounts, TokenKeys};
-use zerostate::store::Store;
 
 use crate::helpers::*;
-
-const PASSWORD: &str = "correct horse battery";
-
-/// An app whose data dir got an admin account before start, through the library (what
-/// `zerostate user create --admin` does); returns the admin's token too.
-async fn spawn_with_admin() -> (TestApp, String) {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    {
-        let store = Store::open(&dir.path().join(zerostate::DB_FILE)).unwrap();
-        let keys = TokenKeys::load_or_create(dir.path(), 3600).unwrap();
-        let accounts = Accounts::new(store, Arc::new(keys));
-        accounts
-            .create_or_promote("admin@example.com", Some(PASSWORD.into()), "Admin", true)
-            .await
-            .unwrap();
-    }
-    let app = spawn_with(settings(dir.path(), 2), dir).await;
-    let (status, body) = app
-        .post_json(
-            "/api/v1/users/login",
-            None,
-            &json!({"email": "admin@example.com", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    (app, body["token"].as_str().unwrap().to_owned())
-}
 
 /// A module that writes `text` to stdout: distinct bytes per text.
 fn says(text: &str) -> Vec<u8> {
@@ -458,7 +429,7 @@ async fn identical_bytes_share_one_blob_which_goes_with_the_last_version_using_i
     assert_eq!(status, 204);
 
     let dir = app.stop().await;
-    let store = Store::open(&dir.path().join(zerostate::DB_FILE)).unwrap();
+    let store = zerostate::store::Store::open(&dir.path().join(zerostate::DB_FILE)).unwrap();
     let blobs = zerostate::blob::BlobStore::new(store.clone());
     for gone in [&hash, &own] {
         assert_eq!(store.blob_refs(gone.clone()).await.unwrap(), 0);

@@ -82,7 +82,7 @@ async fn the_web_ui_is_served_from_the_binary() {
         !html.contains("cdn.") && !html.contains("https://"),
         "the UI must work air-gapped"
     );
-    let js = app.client.get(app.url("/app.js")).send().await.unwrap();
+    let js = app.client.get(app.url("/js/app.js")).send().await.unwrap();
     assert_eq!(js.status(), 200);
     assert!(
         js.headers()["content-type"]

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 use uuid::Uuid;
-use zerostate::auth::{AccountError, Accounts, Role, TokenKeys};
-use zerostate::store::Store;
+use zerostate::auth::{AccountError, Role};
 
-use crate::helpers::{assert_error, settings, spawn_app, spawn_with};
+use crate::helpers::{accounts_in, assert_error, close_frame, settings, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn register_login_and_me() {
@@ -127,17 +126,10 @@ async fn api_routes_need_a_valid_token() {
     assert_error(&crate::helpers::read(resp).await, 401, "invalid_token");
 }
 
-/// Accounts over a fresh store in `dir`, as the server builds them.
-fn accounts_in(dir: &Path) -> Accounts {
-    let store = Store::open(&dir.join(zerostate::DB_FILE)).expect("store opens");
-    let keys = TokenKeys::load_or_create(dir, 3600).expect("signing key");
-    Accounts::new(store, Arc::new(keys))
-}
-
 #[tokio::test]
 async fn create_or_promote_creates_then_promotes_keeping_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let accounts = accounts_in(dir.path());
+    let accounts = accounts_in(dir.path()).await;
 
     let (user, created) = accounts
         .create_or_promote(
@@ -197,7 +189,7 @@ async fn create_or_promote_creates_then_promotes_keeping_the_password() {
 #[tokio::test]
 async fn create_or_promote_checks_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let accounts = accounts_in(dir.path());
+    let accounts = accounts_in(dir.path()).await;
     let missing = accounts
         .create_or_promote("ada@example.com", None, "Ada", true)
         .await;
@@ -334,4 +326,102 @@ async fn a_signed_up_user_promoted_by_the_cli_is_admin_after_a_restart() {
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["role"], "admin");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_renames_themselves_and_a_password_change_ends_other_sessions() {
+    let app = spawn_app().await;
+    let token = app.signup("ada@example.com").await;
+    let (status, me) = app
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/users/me",
+            Some(&token),
+            Some(&json!({"full_name": "  Ada Lovelace "})),
+        )
+        .await;
+    assert_eq!(
+        (status, me["full_name"].as_str()),
+        (200, Some("Ada Lovelace"))
+    );
+    assert_error(
+        &app.send(
+            reqwest::Method::PATCH,
+            "/api/v1/users/me",
+            Some(&token),
+            Some(&json!({"full_name": "x".repeat(201)})),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+
+    let (_, key) = app
+        .post_json(
+            "/api/v1/users/me/api-keys",
+            Some(&token),
+            &json!({"name": "k", "scopes": ["agents:read"]}),
+        )
+        .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let mut socket = app.socket(&token).await;
+    let path = "/api/v1/users/me/password";
+    assert_error(
+        &app.post_json(
+            path,
+            Some(&token),
+            &json!({"current_password": "wrong password", "new_password": "a new secret"}),
+        )
+        .await,
+        403,
+        "wrong_password",
+    );
+    assert_error(
+        &app.post_json(
+            path,
+            Some(&token),
+            &json!({"current_password": "correct horse battery", "new_password": "short"}),
+        )
+        .await,
+        400,
+        "invalid_password",
+    );
+    let (status, session) = app
+        .post_json(
+            path,
+            Some(&token),
+            &json!({"current_password": "correct horse battery", "new_password": "a new secret"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{session}");
+    let fresh = session["token"].as_str().unwrap().to_owned();
+    // The old session ends, its socket too; the new one and the API key work.
+    let ended = app.get("/api/v1/users/me", Some(&token)).await;
+    let message = assert_error(&ended, 401, "invalid_token");
+    assert!(message.contains("password"), "{message}");
+    assert_eq!(close_frame(&mut socket).await.0, 1008);
+    assert_eq!(app.get("/api/v1/users/me", Some(&fresh)).await.0, 200);
+    assert_eq!(app.get("/api/v1/agents", Some(&key)).await.0, 200);
+    let login = |password: &str| json!({"email": "ada@example.com", "password": password});
+    assert_error(
+        &app.post_json("/api/v1/users/login", None, &login("correct horse battery"))
+            .await,
+        401,
+        "invalid_credentials",
+    );
+    assert_eq!(
+        app.post_json("/api/v1/users/login", None, &login("a new secret"))
+            .await
+            .0,
+        200
+    );
+    // Still ended after a restart.
+    let dir = app.stop().await;
+    let app = spawn_with(settings(dir.path(), 1), dir).await;
+    assert_error(
+        &app.get("/api/v1/users/me", Some(&token)).await,
+        401,
+        "invalid_token",
+    );
+    assert_eq!(app.get("/api/v1/users/me", Some(&fresh)).await.0, 200);
 }

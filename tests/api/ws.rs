@@ -1,24 +1,10 @@
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+//! The live-update socket and the hub's admin routes.
+
+use futures_util::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{DEADLINE, ECHO_AGENT, spawn_app, wasm};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_event(socket: &mut Socket) -> Value {
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            match socket.next().await.expect("socket open").expect("frame") {
-                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-                _ => continue,
-            }
-        }
-    })
-    .await
-    .expect("an event within the deadline")
-}
+use crate::helpers::*;
 
 #[tokio::test]
 async fn the_owner_sees_running_then_completed() {
@@ -135,4 +121,225 @@ async fn connecting_needs_a_valid_token() {
             .await
             .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn admins_see_every_task_update() {
+    let (app, admin) = spawn_with_admin().await;
+    let token = app.signup("user@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let mut watching = app.socket(&admin).await;
+    let id = app
+        .submit(
+            &token,
+            json!({"query": "mine", "agent_id": echo, "budget": 0}),
+        )
+        .await;
+    let update = next_of_type(&mut watching, "task_update").await;
+    assert_eq!(update["data"]["task_id"], id.as_str());
+    assert_eq!(update["data"]["agent_name"], "Echo");
+}
+
+#[tokio::test]
+async fn broadcast_and_send_need_an_admin_or_the_service_token() {
+    const SERVICE: &str = "a-service-token-0123456789";
+    let (app, admin) = spawn_with_admin_using(|s| {
+        s.realtime.service_token = zerostate::config::Secret::new(SERVICE)
+    })
+    .await;
+    let token = app.signup("user@example.com").await;
+    let (_, me) = app.get("/api/v1/users/me", Some(&token)).await;
+    let user_id = me["id"].as_str().unwrap().to_owned();
+    let mut socket = app.socket(&token).await;
+    let notice =
+        json!({"type": "system", "data": {"message": "maintenance at 18:00", "level": "warning"}});
+
+    assert_error(
+        &app.post_json("/api/v1/ws/broadcast", Some(&token), &notice)
+            .await,
+        403,
+        "admin_required",
+    );
+    assert_error(
+        &app.post_json("/api/v1/ws/broadcast", None, &notice).await,
+        401,
+        "missing_token",
+    );
+    let (status, sent) = app
+        .post_json("/api/v1/ws/broadcast", Some(&admin), &notice)
+        .await;
+    assert_eq!(
+        (status, sent["recipients"].as_u64()),
+        (200, Some(1)),
+        "{sent}"
+    );
+    let event = next_event(&mut socket).await;
+    assert_eq!(event["type"], "system");
+    assert_eq!(
+        event["data"],
+        json!({"message": "maintenance at 18:00", "level": "warning"})
+    );
+
+    // A service sends with the token instead of a session; a wrong token is refused.
+    let service = |path: &str, token: &str, body: &serde_json::Value| {
+        app.client
+            .post(app.url(path))
+            .header("X-Service-Token", token)
+            .json(body)
+            .send()
+    };
+    let direct = json!({"user_id": user_id, "type": "billing", "data": {"credits": 12}});
+    let (status, sent) = read(service("/api/v1/ws/send", SERVICE, &direct).await.unwrap()).await;
+    assert_eq!(
+        (status, sent["recipients"].as_u64()),
+        (200, Some(1)),
+        "{sent}"
+    );
+    let event = next_event(&mut socket).await;
+    assert_eq!(
+        (event["type"].as_str(), &event["data"]),
+        (Some("billing"), &json!({"credits": 12}))
+    );
+    let wrong = read(
+        service("/api/v1/ws/send", "a-wrong-token-0123456789", &direct)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&wrong, 401, "invalid_service_token");
+
+    // The seed's alias, with the user in the path.
+    let (status, _) = app
+        .post_json(&format!("/api/v1/ws/user/{user_id}"), Some(&admin), &notice)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(next_event(&mut socket).await["data"]["level"], "warning");
+
+    let unknown = uuid::Uuid::new_v4();
+    assert_error(
+        &app.post_json(&format!("/api/v1/ws/user/{unknown}"), Some(&admin), &notice)
+            .await,
+        404,
+        "user_not_found",
+    );
+    for (body, status, code) in [
+        (
+            json!({"type": "Bad Type", "data": {}}),
+            400,
+            "invalid_request",
+        ),
+        (json!({"type": "pong", "data": {}}), 400, "invalid_request"),
+        (
+            json!({"type": "system", "data": "text"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"type": "system", "data": {"message": ""}}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"type": "system", "data": {"message": "x", "level": "loud"}}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"type": "big", "data": {"blob": "x".repeat(70_000)}}),
+            413,
+            "payload_too_large",
+        ),
+        (json!({"data": {}}), 400, "invalid_request"),
+    ] {
+        assert_error(
+            &app.post_json("/api/v1/ws/broadcast", Some(&admin), &body)
+                .await,
+            status,
+            code,
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_a_configured_token_no_service_token_is_accepted() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/ws/broadcast"))
+        .header("X-Service-Token", "")
+        .json(&json!({"type": "system", "data": {"message": "hi"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&read(resp).await, 401, "invalid_service_token");
+}
+
+#[tokio::test]
+async fn topics_carry_the_queue_and_an_agents_live_statistics() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let mut socket = app.socket(&token).await;
+    let subscribe =
+        |topic: &str| Message::text(json!({"type": "subscribe", "topic": topic}).to_string());
+
+    socket.send(subscribe("queue")).await.unwrap();
+    let queue = next_event(&mut socket).await;
+    assert_eq!(queue["type"], "queue_update", "the state at once: {queue}");
+    assert_eq!(queue["data"]["queued"], 0);
+    assert_eq!(queue["data"]["queue_depth"]["normal"], 0);
+
+    socket
+        .send(subscribe(&format!("agent:{echo}")))
+        .await
+        .unwrap();
+    let stats = next_event(&mut socket).await;
+    assert_eq!(
+        (stats["type"].as_str(), stats["data"]["action"].as_str()),
+        (Some("agent_update"), Some("stats"))
+    );
+    let runs_before = stats["data"]["stats"]["tasks_completed"].clone();
+
+    app.run_on(&token, &echo, "hello").await;
+    // The run shows in the agent's statistics without asking.
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let event = next_event(&mut socket).await;
+            if event["data"]["action"] == "stats"
+                && event["data"]["stats"]["tasks_completed"] != runs_before
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("a stats update after the run");
+
+    for (message, code) in [
+        (
+            json!({"type": "subscribe", "topic": "agent:nope"}).to_string(),
+            "invalid_topic",
+        ),
+        (json!({"type": "subscribe"}).to_string(), "invalid_topic"),
+        (json!({"type": "dance"}).to_string(), "invalid_message"),
+        ("not json".to_owned(), "invalid_message"),
+    ] {
+        socket.send(Message::text(message)).await.unwrap();
+        let error = next_of_type(&mut socket, "error").await;
+        assert_eq!(error["data"]["code"], code, "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_shutting_down_says_goodbye() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    let mut socket = app.socket(&token).await;
+    let stopping = tokio::spawn(app.stop());
+    assert_eq!(close_frame(&mut socket).await.0, 1001);
+    stopping.await.unwrap();
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ use crate::agents::{
 };
 use crate::auth::Role;
 use crate::error::{ApiError, Code, ErrorBody};
-use crate::http::{ApiJson, AppState, AuthUser};
+use crate::http::{ApiJson, AppState, AuthUser, access};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UploadResponse {
@@ -733,7 +733,14 @@ pub async fn download(
         return Ok(download_response(d));
     }
     match AuthUser::bearer(&headers)? {
-        Some(token) => AuthUser::from_token(&state, token)?,
+        Some(token) => {
+            AuthUser::from_token(
+                &state,
+                token,
+                access::needs(&Method::GET, "/api/v1/agents/{id}/binary"),
+            )
+            .await?
+        }
         None => {
             return Err(ApiError::new(
                 Code::MissingToken,

@@ -5,6 +5,7 @@ use axum::http::HeaderMap;
 use crate::error::{ApiError, Code};
 
 pub mod agents;
+pub mod analytics;
 pub mod auctions;
 pub mod health;
 pub mod tasks;

@@ -1,32 +1,47 @@
-//! `GET /api/v1/ws/connect`: the live-update socket.
+//! `/api/v1/ws/…`: the live-update socket, the hub's counters, and the admin routes that send
+//! messages through it.
 //!
-//! Browsers cannot set headers on a WebSocket, so the token may also come as `?token=`.
-//! One task per connection forwards hub messages, answers `{"type":"ping"}` with `pong`,
-//! pings the peer every 30 s (dropping it after two unanswered pings) and sends a close frame
-//! when the queue overflows (1013) or the server shuts down (1001).
+//! Browsers cannot set headers on a WebSocket, so the token may also come as `?token=`. One
+//! task per connection forwards hub messages, answers the client's messages (`ping`,
+//! `subscribe`, `unsubscribe`), pings the peer every 30 s (dropping it after two unanswered
+//! pings) and sends a close frame when the queue overflows (1013), its credential stops
+//! working (1008) or the server shuts down (1001).
 
 use std::time::Duration;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::tags;
 use crate::error::{ApiError, Code, ErrorBody};
-use crate::http::{ApiJson, AppState, AuthUser};
-use crate::realtime::{Event, HubStats};
+use crate::http::access;
+use crate::http::{ApiJson, AppState, AuthUser, Operator};
+use crate::realtime::{CloseReason, Event, HubStats, MAX_TOPICS, Peer, Topic};
 
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Socket read buffer. Clients send pings and subscriptions, a few dozen bytes each; the
+/// WebSocket library's default (128 KiB, zero-filled at the first read) would be most of a
+/// connection's memory.
+const READ_BUFFER: usize = 1024;
+/// Largest client message.
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Largest `data` an admin may send through the hub: it is copied to every recipient's
+/// socket.
+const MAX_SENT_DATA: usize = 64 * 1024;
 
-/// Open the live-update WebSocket.
+/// Open the live-update WebSocket (session token or an API key with `tasks:read`).
 #[utoipa::path(get, path = "/api/v1/ws/connect", tag = tags::REALTIME,
-    params(("token" = Option<String>, Query, description = "Session token, for clients that cannot send headers")),
-    responses((status = 101, description = "Switching protocols"), (status = 401, body = ErrorBody)))]
+    params(("token" = Option<String>, Query, description = "Session token or API key, for clients that cannot send headers")),
+    responses((status = 101, description = "Switching protocols"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 pub async fn connect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -36,9 +51,10 @@ pub async fn connect(
     let query_token = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
+    let needs = access::needs(&Method::GET, "/api/v1/ws/connect");
     let user = match (AuthUser::bearer(&headers)?, query_token) {
-        (Some(token), _) => AuthUser::from_token(&state, token)?,
-        (None, Some(token)) => AuthUser::from_token(&state, &token)?,
+        (Some(token), _) => AuthUser::from_token(&state, token, needs).await?,
+        (None, Some(token)) => AuthUser::from_token(&state, &token, needs).await?,
         (None, None) => {
             return Err(ApiError::new(
                 Code::MissingToken,
@@ -46,29 +62,57 @@ pub async fn connect(
             ));
         }
     };
+    let account = state
+        .accounts
+        .user(user.id)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::InvalidToken, "the account no longer exists"))?;
     let upgrade = upgrade.map_err(|e| {
         ApiError::new(
             Code::InvalidRequest,
             format!("not a WebSocket upgrade: {}", e.body_text()),
         )
     })?;
-    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, user.id)))
+    let peer = Peer {
+        user_id: user.id,
+        admin: account.role == crate::auth::Role::Admin,
+        key_id: user.key_id(),
+    };
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        // Every message is written as it comes: the forwarder flushes each one anyway.
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| serve(socket, state, peer)))
 }
 
-async fn serve(socket: WebSocket, state: AppState, user_id: Uuid) {
-    let mut subscription = state.hub.subscribe(user_id);
+/// A message from the client.
+#[derive(Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    topic: Option<String>,
+}
+
+async fn serve(socket: WebSocket, state: AppState, peer: Peer) {
+    let mut subscription = state.hub.subscribe(peer);
     let (mut sink, mut stream) = socket.split();
-    let hello = Event::system("connected", "info").to_text();
-    if sink
-        .send(Message::Text(Utf8Bytes::from(hello.as_ref())))
-        .await
-        .is_err()
-    {
-        return;
-    }
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let mut unanswered = 0u32;
-    let close = loop {
+    let mut outbox = vec![Event::system("connected", "info")];
+    let close = 'serve: loop {
+        for event in outbox.drain(..) {
+            let text = event.to_text();
+            if sink
+                .send(Message::Text(Utf8Bytes::from(text.as_ref())))
+                .await
+                .is_err()
+            {
+                break 'serve None;
+            }
+        }
         tokio::select! {
             queued = subscription.rx.recv() => match queued {
                 Some(text) => {
@@ -76,25 +120,18 @@ async fn serve(socket: WebSocket, state: AppState, user_id: Uuid) {
                         break None;
                     }
                 }
-                None => break Some((close_code::AGAIN, "too slow: message queue overflowed")),
+                None => break Some(match state.hub.close_reason(subscription.id) {
+                    CloseReason::Slow => (close_code::AGAIN, "too slow: message queue overflowed"),
+                    CloseReason::SignedOut => (close_code::POLICY, "credentials revoked; sign in again"),
+                }),
             },
             incoming = stream.next() => match incoming {
-                Some(Ok(message)) => {
+                Some(Ok(Message::Text(text))) => {
                     unanswered = 0;
-                    if let Message::Text(text) = &message
-                        && serde_json::from_str::<serde_json::Value>(text.as_str())
-                            .is_ok_and(|v| v["type"] == "ping")
-                    {
-                        let pong = Event::new("pong", json!({})).to_text();
-                        if sink.send(Message::Text(Utf8Bytes::from(pong.as_ref()))).await.is_err() {
-                            break None;
-                        }
-                    }
-                    if matches!(message, Message::Close(_)) {
-                        break None;
-                    }
+                    outbox.extend(answer(&state, subscription.id, text.as_str()));
                 }
-                Some(Err(_)) | None => break None,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                Some(Ok(_)) => unanswered = 0,
             },
             _ = ping.tick() => {
                 unanswered += 1;
@@ -117,9 +154,200 @@ async fn serve(socket: WebSocket, state: AppState, user_id: Uuid) {
     }
 }
 
+/// What the server answers a client message with.
+fn answer(state: &AppState, connection: u64, text: &str) -> Option<Event> {
+    let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
+        return Some(Event::error(
+            "invalid_message",
+            r#"send JSON such as {"type":"ping"} or {"type":"subscribe","topic":"queue"}"#,
+        ));
+    };
+    let topic = || {
+        let name = message.topic.as_deref().unwrap_or_default();
+        Topic::parse(name).ok_or_else(|| {
+            Event::error(
+                "invalid_topic",
+                &format!("unknown topic `{name}`; topics are `queue` and `agent:<agent id>`"),
+            )
+        })
+    };
+    match message.kind.as_str() {
+        "ping" => Some(Event::new("pong", json!({}))),
+        "subscribe" => {
+            let topic = match topic() {
+                Ok(topic) => topic,
+                Err(e) => return Some(e),
+            };
+            if !state.hub.watch(connection, topic) {
+                return Some(Event::error(
+                    "too_many_topics",
+                    &format!("a connection may watch at most {MAX_TOPICS} topics"),
+                ));
+            }
+            // The current state at once, so a client never waits for the next change.
+            match topic {
+                Topic::Queue => Some(state.orchestrator.queue_event()),
+                Topic::Agent(id) => state
+                    .marketplace
+                    .catalog()
+                    .get(id)
+                    .map(|agent| Event::agent_stats(&agent)),
+            }
+        }
+        "unsubscribe" => match topic() {
+            Ok(topic) => {
+                state.hub.unwatch(connection, topic);
+                None
+            }
+            Err(e) => Some(e),
+        },
+        other => Some(Event::error(
+            "invalid_message",
+            &format!("unknown message type `{other}`; send ping, subscribe or unsubscribe"),
+        )),
+    }
+}
+
 /// Hub statistics.
 #[utoipa::path(get, path = "/api/v1/ws/stats", tag = tags::REALTIME, security(("bearer" = [])),
     responses((status = 200, body = HubStats), (status = 401, body = ErrorBody)))]
 pub async fn stats(State(state): State<AppState>, _user: AuthUser) -> ApiJson<HubStats> {
     ApiJson(state.hub.stats())
+}
+
+/// A message for the hub to send, as `{type, timestamp, data}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Outgoing {
+    /// Message type: lowercase letters, digits and `_`, e.g. `system`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// A JSON object. For `system`: `{message, level}` with level info, success, warning or
+    /// error.
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct UserOutgoing {
+    user_id: Uuid,
+    #[serde(flatten)]
+    message: Outgoing,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// Connections the message was queued on.
+    recipients: usize,
+}
+
+impl Outgoing {
+    /// Checks the message and makes it an event.
+    fn event(self) -> Result<Event, ApiError> {
+        let invalid = |message: String| ApiError::new(Code::InvalidRequest, message);
+        let valid_type = !self.kind.is_empty()
+            && self.kind.len() <= 32
+            && self.kind.starts_with(|c: char| c.is_ascii_lowercase())
+            && self
+                .kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_type {
+            return Err(invalid(format!(
+                "type `{}` must be 1 to 32 lowercase letters, digits or `_`, starting with a letter",
+                self.kind
+            )));
+        }
+        if self.kind == "pong" || self.kind == "error" {
+            return Err(invalid(format!("type `{}` is the server's own", self.kind)));
+        }
+        let Value::Object(data) = &self.data else {
+            return Err(invalid("data must be a JSON object".into()));
+        };
+        if serde_json::to_vec(&self.data).map_or(usize::MAX, |v| v.len()) > MAX_SENT_DATA {
+            return Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!("data must serialise to at most {MAX_SENT_DATA} bytes"),
+            ));
+        }
+        if self.kind == "system" {
+            let message = data.get("message").and_then(Value::as_str).unwrap_or("");
+            if message.trim().is_empty() {
+                return Err(invalid("a system message needs data.message (text)".into()));
+            }
+            let level = data.get("level").and_then(Value::as_str).unwrap_or("info");
+            if !["info", "success", "warning", "error"].contains(&level) {
+                return Err(invalid(format!(
+                    "level `{level}` must be info, success, warning or error"
+                )));
+            }
+            return Ok(Event::system(message, level));
+        }
+        Ok(Event::new(self.kind, self.data))
+    }
+}
+
+/// Send a message to every connection (admins, or a service with `X-Service-Token`).
+#[utoipa::path(post, path = "/api/v1/ws/broadcast", tag = tags::REALTIME, security(("bearer" = [])),
+    request_body = Outgoing,
+    params(("X-Service-Token" = Option<String>, Header, description = "Instead of an admin session")),
+    responses((status = 200, body = Delivery), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn broadcast(
+    State(state): State<AppState>,
+    operator: Operator,
+    ApiJson(message): ApiJson<Outgoing>,
+) -> Result<ApiJson<Delivery>, ApiError> {
+    let event = message.event()?;
+    let recipients = state.hub.broadcast(event);
+    tracing::info!(?operator, recipients, "message broadcast");
+    Ok(ApiJson(Delivery { recipients }))
+}
+
+/// Send a message to one user's connections (admins, or a service with `X-Service-Token`).
+#[utoipa::path(post, path = "/api/v1/ws/send", tag = tags::REALTIME, security(("bearer" = [])),
+    request_body = UserOutgoing,
+    params(("X-Service-Token" = Option<String>, Header, description = "Instead of an admin session")),
+    responses((status = 200, body = Delivery), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn send(
+    State(state): State<AppState>,
+    operator: Operator,
+    ApiJson(message): ApiJson<UserOutgoing>,
+) -> Result<ApiJson<Delivery>, ApiError> {
+    send_to(&state, operator, message.user_id, message.message).await
+}
+
+/// The seed API's form of `/ws/send`: the user in the path.
+#[utoipa::path(post, path = "/api/v1/ws/user/{user_id}", tag = tags::REALTIME, security(("bearer" = [])),
+    request_body = Outgoing, params(("user_id" = Uuid, Path)),
+    responses((status = 200, body = Delivery), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn send_to_path(
+    State(state): State<AppState>,
+    operator: Operator,
+    path: Result<Path<String>, PathRejection>,
+    ApiJson(message): ApiJson<Outgoing>,
+) -> Result<ApiJson<Delivery>, ApiError> {
+    let id = path.map(|Path(id)| id).unwrap_or_default();
+    let user_id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::new(Code::UserNotFound, format!("no user with id `{id}`")))?;
+    send_to(&state, operator, user_id, message).await
+}
+
+async fn send_to(
+    state: &AppState,
+    operator: Operator,
+    user_id: Uuid,
+    message: Outgoing,
+) -> Result<ApiJson<Delivery>, ApiError> {
+    let event = message.event()?;
+    if state.accounts.user(user_id).await?.is_none() {
+        return Err(ApiError::new(
+            Code::UserNotFound,
+            format!("no user with id `{user_id}`"),
+        ));
+    }
+    let recipients = state.hub.send_to_user(user_id, || event);
+    tracing::info!(?operator, %user_id, recipients, "message sent to a user");
+    Ok(ApiJson(Delivery { recipients }))
 }

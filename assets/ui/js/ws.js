@@ -1,4 +1,5 @@
-// Live-update WebSocket with reconnect and keep-alive.
+// The live-update WebSocket: one connection, reconnects with backoff, keeps itself alive.
+// It knows nothing about pages; live.js turns its messages into events and topics.
 //
 // States reported through onStatus({ state, text, canRetry }):
 //   connecting   – an attempt is in progress
@@ -22,9 +23,11 @@ export class LiveSocket {
    * @param {(msg: object) => void} opts.onMessage   parsed non-pong messages
    * @param {(s: {state: string, text: string, canRetry: boolean}) => void} opts.onStatus
    * @param {(info: {opened: boolean, code: number, retries: number}) => void} [opts.onClose]
+   * @param {() => void} [opts.onOpen]   after every successful open (re-subscribe topics here)
    */
-  constructor({ url, onMessage, onStatus, onClose }) {
+  constructor({ url, onMessage, onStatus, onClose, onOpen }) {
     this.url = url;
+    this.onOpen = onOpen || (() => {});
     this.onMessage = onMessage;
     this.onStatus = onStatus;
     this.onClose = onClose || (() => {});
@@ -105,6 +108,7 @@ export class LiveSocket {
       this.retries = 0;
       this.#status('connected', 'connected', false);
       this.#startPing();
+      this.onOpen();
     };
     ws.onmessage = (ev) => {
       let msg;

@@ -1,8 +1,9 @@
-// Thin client for the ZeroState JSON API (/api/v1).
+// The ZeroState JSON API (/api/v1): the session token, one function per route the UI uses.
 //
-// Every failure — HTTP error, malformed response, network outage — is thrown
-// as an ApiError whose `message` is fit to show to a person. The server's
-// error body is {"error": {"code": "snake_case", "message": "..."}}.
+// Every failure (HTTP error, malformed response, network outage) is thrown as an ApiError whose
+// `message` is fit to show to a person; `code` is the server's stable error code and `path` the
+// JSON pointer it named, if any. The server's error body is {"error":{"code","message","path?"}}.
+// A 401 from an authenticated call also reaches the handler set with onUnauthorized().
 
 const TOKEN_KEY = 'zs_token';
 const BASE = '/api/v1';
@@ -45,11 +46,12 @@ export class ApiError extends Error {
    * @param {string} message  human-readable text
    * @param {{status?: number, code?: string}} info  status 0 = no response
    */
-  constructor(message, { status = 0, code = 'network_error' } = {}) {
+  constructor(message, { status = 0, code = 'network_error', path = null } = {}) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+    this.path = path;
   }
 }
 
@@ -88,8 +90,8 @@ function fallbackMessage(status) {
  * @param {FormData} [opts.form] body sent as multipart/form-data
  * @param {boolean} [opts.auth=true] send the bearer token / treat 401 as expiry
  */
-async function request(method, path, { json, form, auth = true } = {}) {
-  const headers = { Accept: 'application/json' };
+async function request(method, path, { json, form, auth = true, headers: extra } = {}) {
+  const headers = { Accept: 'application/json', ...(extra || {}) };
   let body;
   if (form) {
     body = form; // the browser sets the multipart boundary header itself
@@ -129,7 +131,11 @@ async function request(method, path, { json, form, auth = true } = {}) {
       ? data.error
       : null;
     const message = (e && typeof e.message === 'string' && e.message) || fallbackMessage(res.status);
-    const err = new ApiError(message, { status: res.status, code: (e && e.code) || `http_${res.status}` });
+    const err = new ApiError(message, {
+      status: res.status,
+      code: (e && e.code) || `http_${res.status}`,
+      path: (e && typeof e.path === 'string' && e.path) || null,
+    });
     // Login/register answer 401 for bad credentials; that is not an expiry.
     if (res.status === 401 && auth) unauthorizedHandler(err);
     throw err;
@@ -148,32 +154,60 @@ function query(params) {
 
 // ------------------------------------------------------------- endpoints --
 
+const enc = encodeURIComponent;
+
+// users
 export const register = ({ email, password, full_name }) =>
   request('POST', '/users/register', { json: { email, password, full_name }, auth: false });
-
 export const login = ({ email, password }) =>
   request('POST', '/users/login', { json: { email, password }, auth: false });
-
 export const me = () => request('GET', '/users/me');
+export const updateMe = ({ full_name }) => request('PATCH', '/users/me', { json: { full_name } });
+export const changePassword = ({ current_password, new_password }) =>
+  request('POST', '/users/me/password', { json: { current_password, new_password } });
 
-export const listAgents = ({ q, capability, limit, offset } = {}) =>
-  request('GET', `/agents${query({ q, capability, limit, offset })}`);
+// API keys
+export const listApiKeys = () => request('GET', '/users/me/api-keys');
+export const createApiKey = ({ name, scopes, expires_in_days }) =>
+  request('POST', '/users/me/api-keys', { json: { name, scopes, ...(expires_in_days ? { expires_in_days } : {}) } });
+export const revokeApiKey = (id) => request('DELETE', `/users/me/api-keys/${enc(id)}`);
 
-/** formData fields: wasm_binary (File), name, description, version, capabilities, price */
+// agents
+/** params: q, capability, min_price, max_price, min_rating, status, owner, sort, limit, offset */
+export const listAgents = (params = {}) => request('GET', `/agents${query(params)}`);
+export const getAgent = (id) => request('GET', `/agents/${enc(id)}`);
+export const agentVersions = (id) => request('GET', `/agents/${enc(id)}/versions`);
+export const agentReviews = (id, { limit, offset } = {}) =>
+  request('GET', `/agents/${enc(id)}/reviews${query({ limit, offset })}`);
+export const postReview = (id, { rating, comment }) =>
+  request('POST', `/agents/${enc(id)}/reviews`, { json: { rating, comment } });
+export const validateInput = (id, input) =>
+  request('POST', `/agents/${enc(id)}/validate-input`, { json: { input } });
+export const patchAgent = (id, patch) => request('PATCH', `/agents/${enc(id)}`, { json: patch });
+export const deleteAgent = (id) => request('DELETE', `/agents/${enc(id)}`);
+export const rollbackAgent = (id, version) =>
+  request('POST', `/agents/${enc(id)}/rollback`, { json: { version } });
+export const deleteAgentVersion = (id, version) =>
+  request('DELETE', `/agents/${enc(id)}/binary${query({ version })}`);
+/** formData fields: wasm_binary (File), version */
+export const addAgentVersion = (id, formData) =>
+  request('POST', `/agents/${enc(id)}/binary`, { form: formData });
+/** formData fields: wasm_binary (File), name, description, version, capabilities, price, manifest? */
 export const uploadAgent = (formData) => request('POST', '/agents/upload', { form: formData });
 
+// tasks
 export const submitTask = (body) => request('POST', '/tasks/submit', { json: body });
-
-export const listTasks = ({ limit, offset } = {}) =>
-  request('GET', `/tasks${query({ limit, offset })}`);
-
-export const getTask = (id) => request('GET', `/tasks/${encodeURIComponent(id)}`);
-
+/** params: status, priority, agent_id, limit, cursor */
+export const listTasks = (params = {}) => request('GET', `/tasks${query(params)}`);
+export const getTask = (id) => request('GET', `/tasks/${enc(id)}`);
+export const cancelTask = (id) => request('POST', `/tasks/${enc(id)}/cancel`);
 export const taskStats = () => request('GET', '/tasks/stats');
+
+// analytics
+export const analytics = ({ window, scope } = {}) => request('GET', `/analytics${query({ window, scope })}`);
 
 /** WebSocket URL for live updates (the token travels as a query parameter). */
 export function wsUrl() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  const token = encodeURIComponent(getToken() || '');
-  return `${scheme}://${location.host}${BASE}/ws/connect?token=${token}`;
+  return `${scheme}://${location.host}${BASE}/ws/connect?token=${enc(getToken() || '')}`;
 }

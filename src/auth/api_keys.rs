@@ -1,0 +1,295 @@
+//! Scoped API keys for scripts: `zs_` + 40 random alphanumerics, shown once at creation and
+//! stored only as their sha256.
+//!
+//! Every key is held in memory (keyed by that hash), so checking one costs a hash and a map
+//! lookup, and a revoked key stops working at the next request. `last_used_at` is kept exact
+//! in memory and written to the store at most once a minute per key, so a busy script does not
+//! turn every request into a database write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// What every key starts with, so scanners and people can tell it from a session token.
+pub const KEY_PREFIX: &str = "zs_";
+/// Random characters after [`KEY_PREFIX`] (about 238 bits).
+const KEY_RANDOM_CHARS: usize = 40;
+/// Characters of the key shown in listings: the prefix and the first 8 random ones.
+const SHOWN_CHARS: usize = KEY_PREFIX.len() + 8;
+/// Most keys one account may hold.
+pub const MAX_KEYS_PER_USER: usize = 100;
+/// Longest key name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest lifetime a key may ask for.
+pub const MAX_EXPIRY_DAYS: u64 = 3650;
+/// `last_used_at` reaches the store at most this often per key.
+const PERSIST_EVERY_SECS: i64 = 60;
+
+/// What a key may do. A session token may do everything its account may; a key only what its
+/// scopes name (see `crate::http::access` for which routes need which).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+pub enum Scope {
+    /// List, search and read agents, their versions and reviews.
+    #[serde(rename = "agents:read")]
+    AgentsRead,
+    /// Upload, edit and delete agents and versions; post reviews.
+    #[serde(rename = "agents:write")]
+    AgentsWrite,
+    /// Read tasks, their statistics and analytics; receive live updates.
+    #[serde(rename = "tasks:read")]
+    TasksRead,
+    /// Submit and cancel tasks.
+    #[serde(rename = "tasks:write")]
+    TasksWrite,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [
+        Scope::AgentsRead,
+        Scope::AgentsWrite,
+        Scope::TasksRead,
+        Scope::TasksWrite,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::AgentsRead => "agents:read",
+            Scope::AgentsWrite => "agents:write",
+            Scope::TasksRead => "tasks:read",
+            Scope::TasksWrite => "tasks:write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of scopes, one bit each: copied into every authenticated request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        Self(iter.into_iter().fold(0, |bits, s| bits | s.bit()))
+    }
+}
+
+/// A stored key: everything but the secret. Stored as JSON; also the API shape.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApiKey {
+    pub id: Uuid,
+    /// The owner.
+    pub user_id: Uuid,
+    pub name: String,
+    /// The key's first characters (`zs_` and 8 more), to tell keys apart.
+    pub prefix: String,
+    /// Sorted, without duplicates.
+    pub scopes: Vec<Scope>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last request made with the key (to the second), `null` if never used.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// After this the key is refused; `null`: it never expires.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A new key as created: the secret (shown once) and its record.
+pub struct NewKey {
+    pub secret: String,
+    pub hash: KeyHash,
+    pub key: ApiKey,
+}
+
+/// sha256 of a whole key: its identity in the store and in memory.
+pub type KeyHash = [u8; 32];
+
+pub fn hash_key(secret: &str) -> KeyHash {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+pub fn hex(hash: &KeyHash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Draws a new key for `user_id`. Name, scopes and expiry are checked by the caller.
+pub fn generate(
+    user_id: Uuid,
+    name: String,
+    scopes: Vec<Scope>,
+    expires_at: Option<OffsetDateTime>,
+) -> NewKey {
+    let random: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(KEY_RANDOM_CHARS)
+        .map(char::from)
+        .collect();
+    let secret = format!("{KEY_PREFIX}{random}");
+    NewKey {
+        hash: hash_key(&secret),
+        key: ApiKey {
+            id: Uuid::now_v7(),
+            user_id,
+            name,
+            prefix: secret[..SHOWN_CHARS].to_owned(),
+            scopes,
+            created_at: OffsetDateTime::now_utc(),
+            last_used_at: None,
+            expires_at,
+        },
+        secret,
+    }
+}
+
+/// A key in memory, with its use time.
+pub struct LiveKey {
+    pub key: ApiKey,
+    pub scopes: Scopes,
+    /// Unix seconds of the last use; 0 if never.
+    last_used: AtomicI64,
+    /// Unix seconds of the last use written to the store.
+    persisted: AtomicI64,
+}
+
+impl LiveKey {
+    fn new(key: ApiKey) -> Self {
+        let used = key.last_used_at.map_or(0, OffsetDateTime::unix_timestamp);
+        Self {
+            scopes: key.scopes.iter().copied().collect(),
+            key,
+            last_used: AtomicI64::new(used),
+            persisted: AtomicI64::new(used),
+        }
+    }
+
+    /// Notes a use at `now` (unix seconds); true if it should be written to the store now,
+    /// which is the case for at most one caller per [`PERSIST_EVERY_SECS`].
+    pub fn touch(&self, now: i64) -> bool {
+        self.last_used.fetch_max(now, Ordering::Relaxed);
+        let persisted = self.persisted.load(Ordering::Relaxed);
+        now - persisted >= PERSIST_EVERY_SECS
+            && self
+                .persisted
+                .compare_exchange(persisted, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// The record with its in-memory use time.
+    pub fn view(&self) -> ApiKey {
+        let mut key = self.key.clone();
+        let used = self.last_used.load(Ordering::Relaxed);
+        if used > 0 {
+            key.last_used_at = OffsetDateTime::from_unix_timestamp(used).ok();
+        }
+        key
+    }
+
+    pub fn expired(&self, now: OffsetDateTime) -> bool {
+        self.key.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// Every key, by hash. A std RwLock: held for a map operation, never across an await.
+#[derive(Default)]
+pub struct KeyRing {
+    keys: RwLock<HashMap<KeyHash, Arc<LiveKey>>>,
+}
+
+impl KeyRing {
+    pub fn new(keys: impl IntoIterator<Item = (KeyHash, ApiKey)>) -> Self {
+        Self {
+            keys: RwLock::new(
+                keys.into_iter()
+                    .map(|(hash, key)| (hash, Arc::new(LiveKey::new(key))))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn get(&self, hash: &KeyHash) -> Option<Arc<LiveKey>> {
+        self.keys.read().expect("key ring").get(hash).cloned()
+    }
+
+    pub fn insert(&self, hash: KeyHash, key: ApiKey) {
+        self.keys
+            .write()
+            .expect("key ring")
+            .insert(hash, Arc::new(LiveKey::new(key)));
+    }
+
+    pub fn remove(&self, hash: &KeyHash) {
+        self.keys.write().expect("key ring").remove(hash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_prefixed_and_shown_by_their_start() {
+        let a = generate(Uuid::new_v4(), "ci".into(), vec![Scope::TasksRead], None);
+        let b = generate(Uuid::new_v4(), "ci".into(), vec![Scope::TasksRead], None);
+        assert_ne!(a.secret, b.secret);
+        assert!(a.secret.starts_with(KEY_PREFIX));
+        assert_eq!(a.secret.len(), KEY_PREFIX.len() + KEY_RANDOM_CHARS);
+        assert!(a.secret[3..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(a.key.prefix, a.secret[..11]);
+        assert_eq!(a.hash, hash_key(&a.secret));
+        assert_eq!(hex(&a.hash).len(), 64);
+    }
+
+    #[test]
+    fn scopes_parse_by_their_names_and_form_sets() {
+        for scope in Scope::ALL {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+            assert_eq!(serde_json::to_value(scope).unwrap(), scope.as_str());
+        }
+        assert_eq!(Scope::parse("tasks:admin"), None);
+        let set: Scopes = [Scope::TasksRead, Scope::AgentsWrite].into_iter().collect();
+        assert!(set.contains(Scope::TasksRead) && set.contains(Scope::AgentsWrite));
+        assert!(!set.contains(Scope::TasksWrite) && !set.contains(Scope::AgentsRead));
+    }
+
+    #[test]
+    fn use_times_reach_the_store_once_a_minute() {
+        let key = LiveKey::new(generate(Uuid::new_v4(), "k".into(), vec![], None).key);
+        assert!(key.touch(1_000));
+        assert!(!key.touch(1_030), "30 s later: memory only");
+        assert_eq!(key.view().last_used_at.unwrap().unix_timestamp(), 1_030);
+        assert!(key.touch(1_060));
+        assert!(!key.touch(1_000), "an older time never goes back");
+        assert_eq!(key.view().last_used_at.unwrap().unix_timestamp(), 1_060);
+    }
+}

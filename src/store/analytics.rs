@@ -1,0 +1,131 @@
+//! Analytics cells: finished tasks counted per owner, agent and time bucket.
+
+use std::collections::HashMap;
+
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+use super::{Store, StoreError, decode, encode, tables};
+use crate::orchestrator::Task;
+use crate::orchestrator::analytics::{
+    Cell, HOUR, HOUR_CELLS_KEPT, MINUTE, MINUTE_CELLS_KEPT, finished_at,
+};
+
+/// Counts tasks that just reached a terminal state into their cells: per owner and for
+/// everyone, per minute and per hour. One read and write per cell, however many tasks.
+pub(super) fn count_finished(txn: &WriteTransaction, tasks: &[&Task]) -> Result<(), StoreError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let mut cells: HashMap<(String, u32, u64, String), Cell> = HashMap::new();
+    for task in tasks {
+        let at = finished_at(task);
+        let agent = task.agent_id.to_string();
+        for owner in [task.owner_id.to_string(), tables::ALL_USERS.to_owned()] {
+            for width in [MINUTE, HOUR] {
+                let start = at / u64::from(width) * u64::from(width);
+                cells
+                    .entry((owner.clone(), width, start, agent.clone()))
+                    .or_default()
+                    .count(task);
+            }
+        }
+    }
+    let mut table = txn.open_table(tables::ANALYTICS)?;
+    for ((owner, width, start, agent), delta) in cells {
+        let key = (owner.as_str(), width, start, agent.as_str());
+        let mut cell: Cell = match table.get(key)? {
+            Some(row) => decode("analytics", row.value())?,
+            None => Cell::default(),
+        };
+        cell.merge(&delta);
+        table.insert(key, encode(&cell).as_slice())?;
+    }
+    Ok(())
+}
+
+/// Fills the analytics table from the finished tasks of a file written before it existed.
+pub(super) fn backfill(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut finished = Vec::new();
+    for row in txn.open_table(tables::TASKS)?.iter()? {
+        let (_, value) = row?;
+        let task = crate::orchestrator::codec::decode_row(value.value())?;
+        if task.status.is_terminal() {
+            finished.push(task);
+        }
+    }
+    for chunk in finished.chunks(10_000) {
+        count_finished(txn, &chunk.iter().collect::<Vec<_>>())?;
+    }
+    Ok(finished.len() as u64)
+}
+
+impl Store {
+    /// The cells of `owner` (a user id or [`tables::ALL_USERS`]) of `width` that start in
+    /// `from..to`: `(start, agent, cell)`.
+    pub async fn analytics_cells(
+        &self,
+        owner: String,
+        width: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Uuid, Cell)>, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(tables::ANALYTICS)?;
+            let mut out = Vec::new();
+            for row in
+                table.range((owner.as_str(), width, from, "")..(owner.as_str(), width, to, ""))?
+            {
+                let (key, value) = row?;
+                let (_, _, start, agent) = key.value();
+                if let Ok(agent) = Uuid::parse_str(agent) {
+                    out.push((start, agent, decode("analytics", value.value())?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes the cells past their keeping time at `now` (unix seconds); returns how many.
+    pub async fn prune_analytics(&self, now: u64) -> Result<u64, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_write()?;
+            let mut deleted = 0;
+            {
+                let mut table = txn.open_table(tables::ANALYTICS)?;
+                let mut owners = Vec::new();
+                let mut next: Option<String> = None;
+                loop {
+                    // The first key after every cell of the previous owner.
+                    let first = match &next {
+                        None => table.first()?.map(|(k, _)| k.value().0.to_owned()),
+                        Some(owner) => table
+                            .range((owner.as_str(), u32::MAX, u64::MAX, "")..)?
+                            .next()
+                            .transpose()?
+                            .map(|(k, _)| k.value().0.to_owned()),
+                    };
+                    let Some(owner) = first else { break };
+                    owners.push(owner.clone());
+                    next = Some(owner);
+                }
+                for owner in &owners {
+                    for (width, kept) in [(MINUTE, MINUTE_CELLS_KEPT), (HOUR, HOUR_CELLS_KEPT)] {
+                        let cutoff = now.saturating_sub(kept);
+                        let range =
+                            (owner.as_str(), width, 0, "")..(owner.as_str(), width, cutoff, "");
+                        table.retain_in(range, |_, _| {
+                            deleted += 1;
+                            false
+                        })?;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+}
