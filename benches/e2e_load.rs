@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::Cpu;
+
 #[path = "../tests/api/child.rs"]
 mod child;
 use child::Server;
@@ -36,7 +40,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let binary =
         std::env::var_os("E2E_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_zerostate").into());
-    let server = Server::start(&binary, dir.path(), &[]);
+    let server = Server::start(&binary, dir.path(), &[], &[]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,18 +52,8 @@ fn main() {
 impl Server {
     /// The process's user + system CPU time so far.
     fn cpu(&self) -> Duration {
-        process_cpu(&self.child.id().to_string())
+        Cpu::of(&self.child.id().to_string()).total()
     }
-}
-
-/// A process's user + system CPU time so far (`pid` or `self`).
-fn process_cpu(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
 }
 
 async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
@@ -85,7 +79,7 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
         .unwrap();
     assert_eq!(upload.status(), 201);
 
-    let cpu_before = (server.cpu(), process_cpu("self"));
+    let cpu_before = (server.cpu(), Cpu::of("self").total());
     if rate > 0.0 {
         println!(
             "end to end: {tasks} tasks offered at {rate:.0}/s by {clients} clients, no-op agent"
@@ -156,7 +150,7 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
     let cpu = |now: Duration, before: Duration| (now - before).as_secs_f64() * 1e6 / tasks as f64;
     let (server_cpu, load_cpu) = (
         cpu(server.cpu(), cpu_before.0),
-        cpu(process_cpu("self"), cpu_before.1),
+        cpu(Cpu::of("self").total(), cpu_before.1),
     );
 
     // When the slow submits were sent: a stall shows as one busy slot, a steady overload as

@@ -138,7 +138,7 @@ fn manifest(name: &str) -> Value {
 
 async fn upload(binary: &OsString) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(binary, dir.path(), &[]);
+    let server = Server::start(binary, dir.path(), &[], &[]);
     let api = Api::signup(&server).await;
     println!("upload: 30 MB modules (50,000 functions), answered at `validating`");
     let mut first = None;
@@ -181,7 +181,7 @@ async fn upload(binary: &OsString) {
 /// Starts the server and polls `/ready` until 200; returns the time taken and the body.
 async fn start_until_ready(binary: &OsString, dir: &Path) -> (Server, Duration, Value) {
     let started = Instant::now();
-    let server = Server::start(binary, dir, &[]);
+    let server = Server::start(binary, dir, &[], &[]);
     let client = reqwest::Client::new();
     loop {
         let response = client
@@ -275,7 +275,7 @@ const ATTACKERS: usize = 3;
 
 async fn hostile(binary: &OsString, phase: Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(binary, dir.path(), &[]);
+    let server = Server::start(binary, dir.path(), &[], &[]);
     let api = Arc::new(Api::signup(&server).await);
     let echo = api
         .upload(manifest("Echo"), wat::parse_str(ECHO_AGENT).unwrap(), true)

@@ -36,6 +36,10 @@ use zerostate::agents::{Agent, AgentStatus};
 use zerostate::blob::BlobStore;
 use zerostate::store::Store;
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::Cpu;
+
 #[path = "../tests/api/child.rs"]
 mod child;
 use child::Server;
@@ -97,7 +101,7 @@ fn main() {
     );
 
     let starting = Instant::now();
-    let server = Server::start(&binary, dir.path(), &[]);
+    let server = Server::start(&binary, dir.path(), &[], &[]);
     let listening = starting.elapsed();
     runtime.block_on(async {
         let ready = wait_ready(&server).await;
@@ -113,7 +117,7 @@ fn main() {
 impl Server {
     /// The process's user and system CPU time so far.
     fn cpu(&self) -> Cpu {
-        process_cpu(&self.child.id().to_string())
+        Cpu::of(&self.child.id().to_string())
     }
 
     /// `host:port`, as the `host` header and `connect` want it.
@@ -121,42 +125,6 @@ impl Server {
         self.base
             .strip_prefix("http://")
             .expect("an http:// base URL")
-    }
-}
-
-/// CPU time a process used, split because the system part is mostly the socket work.
-#[derive(Clone, Copy)]
-struct Cpu {
-    user: Duration,
-    system: Duration,
-}
-
-impl Cpu {
-    fn total(self) -> Duration {
-        self.user + self.system
-    }
-}
-
-impl std::ops::Sub for Cpu {
-    type Output = Cpu;
-    fn sub(self, before: Cpu) -> Cpu {
-        Cpu {
-            user: self.user - before.user,
-            system: self.system - before.system,
-        }
-    }
-}
-
-/// A process's user and system CPU time so far (`pid` or `self`).
-fn process_cpu(pid: &str) -> Cpu {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks = |i: usize| Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10);
-    // USER_HZ is 100 on Linux.
-    Cpu {
-        user: ticks(11),
-        system: ticks(12),
     }
 }
 
@@ -298,7 +266,7 @@ async fn run(server: &Server, query: &str, requests: usize, clients: usize, rate
     }
 
     let handled_before = handled(server, &token).await;
-    let cpu_before = (server.cpu(), process_cpu("self"), machine_cpu());
+    let cpu_before = (server.cpu(), Cpu::of("self"), machine_cpu());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let start = tokio::time::Instant::from_std(started);
@@ -346,7 +314,7 @@ async fn run(server: &Server, query: &str, requests: usize, clients: usize, rate
         }
     }
     let elapsed = started.elapsed();
-    let (server_cpu, load_cpu, (busy, steal)) = (server.cpu(), process_cpu("self"), machine_cpu());
+    let (server_cpu, load_cpu, (busy, steal)) = (server.cpu(), Cpu::of("self"), machine_cpu());
     let (server_cpu, load_cpu) = (server_cpu - cpu_before.0, load_cpu - cpu_before.1);
     let (busy, steal) = (busy - cpu_before.2.0, steal - cpu_before.2.1);
     let handled_after = handled(server, &token).await;

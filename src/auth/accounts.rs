@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::api_keys::{self, ApiKey, KeyRing, NewKey, Scope, Scopes};
+use super::api_keys::{self, ApiKey, KeyHash, KeyRing, NewKey, Scope, Scopes};
 use super::password;
 use super::token::TokenKeys;
 use super::user::{Email, Role, User};
@@ -82,14 +82,21 @@ impl From<AccountError> for ApiError {
 pub struct Principal {
     pub user_id: Uuid,
     pub credential: Credential,
+    /// When the credential stops working on its own (a session's expiry, a key's), if ever.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
-    /// A session token from sign-in: everything the account may do.
-    Session,
-    /// An API key: only what its scopes allow, never account management.
-    ApiKey { id: Uuid, scopes: Scopes },
+    /// A session token from sign-in: everything the account may do (admin powers included),
+    /// until the account's session generation moves past `generation`.
+    Session { generation: u64 },
+    /// An API key: only what its scopes allow, never account management or admin powers.
+    ApiKey {
+        id: Uuid,
+        hash: KeyHash,
+        scopes: Scopes,
+    },
 }
 
 /// The accounts component: sign-up, sign-in, credentials and their checks.
@@ -138,9 +145,26 @@ impl Accounts {
             .unwrap_or(0)
     }
 
-    /// A session token for `user` at their current generation.
-    fn issue(&self, user: Uuid) -> String {
-        self.keys.issue(user, self.generation(user))
+    /// Records `generation` as `user`'s (never going back, whatever order changes land in).
+    fn advance_generation(&self, user: Uuid, generation: u64) {
+        let mut generations = self.generations.write().expect("session generations");
+        let current = generations.entry(user).or_default();
+        *current = (*current).max(generation);
+    }
+
+    /// Whether a credential checked earlier still works: the key is not revoked or expired,
+    /// the session not ended or expired. For connections that outlive their request.
+    pub fn still_valid(&self, principal: &Principal) -> bool {
+        if principal
+            .expires_at
+            .is_some_and(|at| at <= OffsetDateTime::now_utc())
+        {
+            return false;
+        }
+        match principal.credential {
+            Credential::Session { generation } => generation == self.generation(principal.user_id),
+            Credential::ApiKey { hash, .. } => self.key_ring.get(&hash).is_some(),
+        }
     }
 
     /// Checks a bearer credential: an API key (`zs_…`) or a session token. Touches the store
@@ -165,8 +189,10 @@ impl Accounts {
                 user_id: key.key.user_id,
                 credential: Credential::ApiKey {
                     id: key.key.id,
+                    hash,
                     scopes: key.scopes,
                 },
+                expires_at: key.key.expires_at,
             });
         }
         let claims = self
@@ -180,7 +206,10 @@ impl Accounts {
         }
         Ok(Principal {
             user_id: claims.sub,
-            credential: Credential::Session,
+            credential: Credential::Session {
+                generation: claims.generation,
+            },
+            expires_at: OffsetDateTime::from_unix_timestamp(claims.exp as i64).ok(),
         })
     }
 
@@ -193,7 +222,8 @@ impl Accounts {
             .hash_work(move || password::hash(&reg.password))
             .await?;
         let user = self.insert(email, full_name, hash, Role::User).await?;
-        Ok((self.issue(user.id), user))
+        // A new account is at generation 0.
+        Ok((self.keys.issue(user.id, 0), user))
     }
 
     /// The operator's way to make an account: creates `email` with `password` (required then)
@@ -261,9 +291,19 @@ impl Accounts {
         email: &str,
         password: String,
     ) -> Result<(String, User), AccountError> {
-        let user = match Email::parse(email) {
-            Ok(email) => self.store.user_by_email(email.as_str().to_owned()).await?,
+        // The generation is read with the password hash it goes with: a password change that
+        // commits while this login checks the old one leaves the token it gets behind.
+        let found = match Email::parse(email) {
+            Ok(email) => {
+                self.store
+                    .user_by_email_with_generation(email.as_str().to_owned())
+                    .await?
+            }
             Err(_) => None,
+        };
+        let (user, generation) = match found {
+            Some((user, generation)) => (Some(user), generation),
+            None => (None, 0),
         };
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self
@@ -273,7 +313,7 @@ impl Accounts {
             })
             .await?;
         match user {
-            Some(user) if ok => Ok((self.issue(user.id), user)),
+            Some(user) if ok => Ok((self.keys.issue(user.id, generation), user)),
             _ => Err(AccountError::InvalidCredentials),
         }
     }
@@ -300,6 +340,16 @@ impl Accounts {
         current: String,
         new: String,
     ) -> Result<(String, User), AccountError> {
+        let this = self.clone();
+        run_to_end(async move { this.change_password_now(id, current, new).await }).await
+    }
+
+    async fn change_password_now(
+        &self,
+        id: Uuid,
+        current: String,
+        new: String,
+    ) -> Result<(String, User), AccountError> {
         let user = self
             .store
             .user(id)
@@ -319,14 +369,9 @@ impl Accounts {
             .set_password(id, hash)
             .await?
             .ok_or(AccountError::AccountGone)?;
-        self.generations
-            .write()
-            .expect("session generations")
-            .insert(id, generation);
-        self.hub.disconnect(
-            |peer| peer.user_id == id && peer.key_id.is_none(),
-            CloseReason::SignedOut,
-        );
+        self.advance_generation(id, generation);
+        self.hub
+            .disconnect(id, |peer| peer.key_id.is_none(), CloseReason::SignedOut);
         tracing::info!(user_id = %id, "password changed; older sessions ended");
         Ok((self.keys.issue(id, generation), user))
     }
@@ -384,15 +429,20 @@ impl Accounts {
             }
         };
         let new = api_keys::generate(user, name.to_owned(), parsed, expires_at);
-        if !self
-            .store
-            .insert_api_key(new.hash, new.key.clone(), api_keys::MAX_KEYS_PER_USER)
-            .await?
-        {
-            return Err(AccountError::TooManyKeys);
-        }
-        self.key_ring.insert(new.hash, new.key.clone());
-        tracing::info!(user_id = %user, key_id = %new.key.id, "API key created");
+        let (this, hash, key) = (self.clone(), new.hash, new.key.clone());
+        run_to_end(async move {
+            if !this
+                .store
+                .insert_api_key(hash, key.clone(), api_keys::MAX_KEYS_PER_USER)
+                .await?
+            {
+                return Err(AccountError::TooManyKeys);
+            }
+            tracing::info!(user_id = %user, key_id = %key.id, "API key created");
+            this.key_ring.insert(hash, key);
+            Ok(())
+        })
+        .await?;
         Ok(new)
     }
 
@@ -411,6 +461,11 @@ impl Accounts {
     /// Deletes one of the user's keys: it stops working at once, and connections opened with
     /// it close.
     pub async fn revoke_api_key(&self, user: Uuid, id: Uuid) -> Result<(), AccountError> {
+        let this = self.clone();
+        run_to_end(async move { this.revoke_api_key_now(user, id).await }).await
+    }
+
+    async fn revoke_api_key_now(&self, user: Uuid, id: Uuid) -> Result<(), AccountError> {
         let hash = self
             .store
             .delete_api_key(user, id)
@@ -418,7 +473,7 @@ impl Accounts {
             .ok_or_else(|| AccountError::KeyNotFound(id.to_string()))?;
         self.key_ring.remove(&hash);
         self.hub
-            .disconnect(|peer| peer.key_id == Some(id), CloseReason::SignedOut);
+            .disconnect(user, |peer| peer.key_id == Some(id), CloseReason::SignedOut);
         tracing::info!(user_id = %user, key_id = %id, "API key revoked");
         Ok(())
     }
@@ -478,6 +533,17 @@ impl Accounts {
             .await
             .map_err(|e| AccountError::Store(StoreError::Join(e)))
     }
+}
+
+/// Runs a change of credentials on its own task: the request that asked for it may be
+/// abandoned (its client gone) after the store has committed, and the in-memory key ring,
+/// session generations and live connections must follow the store regardless.
+async fn run_to_end<T: Send + 'static>(
+    change: impl std::future::Future<Output = Result<T, AccountError>> + Send + 'static,
+) -> Result<T, AccountError> {
+    tokio::spawn(change)
+        .await
+        .map_err(|e| AccountError::Store(StoreError::Join(e)))?
 }
 
 /// The trimmed name, if it is short enough.

@@ -125,6 +125,7 @@ mod tests {
     fn keys_pass_only_with_their_scopes() {
         let key = Credential::ApiKey {
             id: Uuid::new_v4(),
+            hash: [7; 32],
             scopes: [Scope::TasksRead].into_iter().collect(),
         };
         assert!(authorize(key, Needs::Scope(Scope::TasksRead)).is_ok());
@@ -136,6 +137,6 @@ mod tests {
             authorize(key, Needs::Session).unwrap_err().code,
             Code::InsufficientScope
         );
-        assert!(authorize(Credential::Session, Needs::Session).is_ok());
+        assert!(authorize(Credential::Session { generation: 0 }, Needs::Session).is_ok());
     }
 }

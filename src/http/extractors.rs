@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::access::{self, Needs};
-use crate::auth::Credential;
+use crate::auth::{Credential, Principal};
 use crate::error::{ApiError, Code};
 
 /// The authenticated caller, from `Authorization: Bearer <token>`: a session token, or an API
@@ -20,7 +20,7 @@ use crate::error::{ApiError, Code};
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser {
     pub id: Uuid,
-    pub credential: Credential,
+    pub principal: Principal,
 }
 
 impl AuthUser {
@@ -30,16 +30,22 @@ impl AuthUser {
         access::authorize(principal.credential, needs)?;
         Ok(Self {
             id: principal.user_id,
-            credential: principal.credential,
+            principal,
         })
     }
 
     /// The API key's id, if the caller used one.
     pub fn key_id(&self) -> Option<Uuid> {
-        match self.credential {
+        match self.principal.credential {
             Credential::ApiKey { id, .. } => Some(id),
-            Credential::Session => None,
+            Credential::Session { .. } => None,
         }
+    }
+
+    /// Whether the caller acts with the admin role: a signed-in admin. An admin's API key
+    /// carries only its scopes, never the role's powers.
+    pub async fn acts_as_admin(&self, state: &AppState) -> Result<bool, ApiError> {
+        Ok(self.key_id().is_none() && state.accounts.is_admin(self.id).await?)
     }
 
     /// The bearer token in the headers, if any.
@@ -127,7 +133,7 @@ impl FromRequestParts<AppState> for Operator {
             ));
         }
         let user = AuthUser::from_request_parts(parts, state).await?;
-        if !state.accounts.is_admin(user.id).await? {
+        if !user.acts_as_admin(state).await? {
             tracing::warn!(%peer, %path, user_id = %user.id, "refused a non-admin on an admin route");
             return Err(ApiError::new(
                 Code::AdminRequired,

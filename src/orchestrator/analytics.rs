@@ -190,18 +190,28 @@ pub struct Durations {
     pub counts: Vec<u64>,
 }
 
+impl From<&Cell> for Totals {
+    fn from(c: &Cell) -> Self {
+        Self {
+            finished: c.finished(),
+            completed: c.completed,
+            failed: c.failed,
+            timed_out: c.timed_out,
+            canceled: c.canceled,
+            success_rate: c.success_rate(),
+            spend: c.spend,
+            mean_duration_ms: mean(c.duration_ms, c.completed),
+        }
+    }
+}
+
+/// One agent's figures: [`Totals`] of its tasks, beside its id and name.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentSummary {
     pub agent_id: Uuid,
     pub agent_name: String,
-    pub finished: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub timed_out: u64,
-    pub canceled: u64,
-    pub success_rate: Option<f64>,
-    pub spend: f64,
-    pub mean_duration_ms: Option<f64>,
+    #[serde(flatten)]
+    pub totals: Totals,
 }
 
 /// Analytics of one owner (or everyone) over a window.
@@ -265,19 +275,13 @@ pub fn report(window: Window, scope: &str, now: u64, cells: &[(u64, Uuid, Cell)]
         .map(|(agent_id, c)| AgentSummary {
             agent_id,
             agent_name: c.agent_name.clone(),
-            finished: c.finished(),
-            completed: c.completed,
-            failed: c.failed,
-            timed_out: c.timed_out,
-            canceled: c.canceled,
-            success_rate: c.success_rate(),
-            spend: c.spend,
-            mean_duration_ms: mean(c.duration_ms, c.completed),
+            totals: Totals::from(&c),
         })
         .collect();
     agents.sort_by(|a, b| {
-        b.finished
-            .cmp(&a.finished)
+        b.totals
+            .finished
+            .cmp(&a.totals.finished)
             .then_with(|| a.agent_name.cmp(&b.agent_name))
             .then_with(|| a.agent_id.cmp(&b.agent_id))
     });
@@ -289,16 +293,7 @@ pub fn report(window: Window, scope: &str, now: u64, cells: &[(u64, Uuid, Cell)]
         to: time_of(to),
         bucket_secs: width,
         throughput,
-        totals: Totals {
-            finished: total.finished(),
-            completed: total.completed,
-            failed: total.failed,
-            timed_out: total.timed_out,
-            canceled: total.canceled,
-            success_rate: total.success_rate(),
-            spend: total.spend,
-            mean_duration_ms: mean(total.duration_ms, total.completed),
-        },
+        totals: Totals::from(&total),
         durations: Durations {
             bounds_ms: DURATION_BOUNDS_MS.to_vec(),
             counts: total.durations,
@@ -374,17 +369,15 @@ mod tests {
         assert_eq!(r.durations.counts[6], 2);
         assert_eq!(r.durations.counts.len(), r.durations.bounds_ms.len() + 1);
         assert_eq!(r.agents.len(), 2);
+        let (a, b) = (&r.agents[0], &r.agents[1]);
+        assert_eq!((a.agent_name.as_str(), a.totals.finished), ("A", 6));
+        assert_eq!(a.totals.success_rate, Some(4.0 / 6.0));
         assert_eq!(
-            (r.agents[0].agent_name.as_str(), r.agents[0].finished),
-            ("A", 6)
-        );
-        assert_eq!(r.agents[0].success_rate, Some(4.0 / 6.0));
-        assert_eq!(
-            r.agents[1].success_rate,
+            b.totals.success_rate,
             Some(0.0),
             "the cancel does not count"
         );
-        assert_eq!(r.agents[1].spend, 0.0);
+        assert_eq!(b.totals.spend, 0.0);
     }
 
     #[test]

@@ -5,21 +5,24 @@
 //! socket with 1013) so one slow client never delays anyone else. Messages are serialised once
 //! per event, not once per connection.
 //!
-//! Routing: task updates go to the task's owner and to admins, agent updates and system
-//! messages to everyone, and topic messages (an agent's live statistics, the queue's depth)
-//! to the connections that subscribed to the topic. Connections are indexed by user and by
-//! topic, so a targeted message costs the size of its audience, not of the hub.
+//! Routing: task updates go to the task's owner and to the watchers of [`Topic::Tasks`] (admins,
+//! who watch it from the start and may unsubscribe), agent updates and system messages to
+//! everyone, and topic messages (an agent's live statistics, the queue's depth) to the
+//! connections that subscribed to the topic. Connections are indexed by user and by topic, so
+//! a targeted message costs the size of its audience, not of the hub, and no event is
+//! serialised while the index is locked.
 //!
 //! Topic messages are coalesced: [`Hub::touch`] records that a topic changed, and its message
 //! is built and sent at most once per [`TOPIC_INTERVAL`] for all topics together, from the
 //! state at sending time. Nothing is scheduled while nobody watches, so an idle hub costs no
 //! CPU.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -60,6 +63,7 @@ impl Event {
             "task_update",
             json!({
                 "task_id": task.id,
+                "owner_id": task.owner_id,
                 "status": task.status,
                 "query": task.query,
                 "agent_id": task.agent_id,
@@ -111,7 +115,9 @@ impl Event {
         Self::new("error", json!({"code": code, "message": message}))
     }
 
-    pub fn to_text(&self) -> Arc<str> {
+    /// The message as sent: serialised once, then shared by every connection it goes to
+    /// (cloning it bumps a reference count; the socket writes it without copying it first).
+    pub fn to_text(&self) -> Utf8Bytes {
         serde_json::to_string(self)
             .expect("events serialise")
             .into()
@@ -122,7 +128,7 @@ impl Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
     pub user_id: Uuid,
-    /// Admins also receive every task update.
+    /// Admins may watch [`Topic::Tasks`], and do from the start.
     pub admin: bool,
     /// The API key the connection was opened with, if not a session.
     pub key_id: Option<Uuid>,
@@ -131,6 +137,8 @@ pub struct Peer {
 /// What a connection can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Topic {
+    /// `tasks`: every user's task updates (admins only).
+    Tasks,
     /// `queue`: the queue's depth and the tasks running, server-wide.
     Queue,
     /// `agent:<id>`: one agent's live statistics.
@@ -140,6 +148,7 @@ pub enum Topic {
 impl Topic {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "tasks" => Some(Topic::Tasks),
             "queue" => Some(Topic::Queue),
             _ => s
                 .strip_prefix("agent:")
@@ -160,7 +169,7 @@ pub enum CloseReason {
 
 struct Connection {
     peer: Peer,
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Utf8Bytes>,
     topics: Vec<Topic>,
 }
 
@@ -168,22 +177,17 @@ struct Connection {
 #[derive(Default)]
 struct Registry {
     connections: HashMap<u64, Connection>,
+    /// A user's connections: a handful each, so a list.
     by_user: HashMap<Uuid, Vec<u64>>,
-    admins: Vec<u64>,
-    topics: HashMap<Topic, Vec<u64>>,
-}
-
-fn unlist(ids: &mut Vec<u64>, id: u64) {
-    if let Some(at) = ids.iter().position(|&i| i == id) {
-        ids.swap_remove(at);
-    }
+    /// A topic's watchers: up to every connection (`queue` on every dashboard), so a set.
+    topics: HashMap<Topic, HashSet<u64>>,
 }
 
 impl Registry {
     fn insert(&mut self, id: u64, conn: Connection) {
         self.by_user.entry(conn.peer.user_id).or_default().push(id);
-        if conn.peer.admin {
-            self.admins.push(id);
+        for topic in &conn.topics {
+            self.topics.entry(*topic).or_default().insert(id);
         }
         self.connections.insert(id, conn);
     }
@@ -191,13 +195,12 @@ impl Registry {
     fn remove(&mut self, id: u64) -> Option<Connection> {
         let conn = self.connections.remove(&id)?;
         if let Some(ids) = self.by_user.get_mut(&conn.peer.user_id) {
-            unlist(ids, id);
+            if let Some(at) = ids.iter().position(|&i| i == id) {
+                ids.swap_remove(at);
+            }
             if ids.is_empty() {
                 self.by_user.remove(&conn.peer.user_id);
             }
-        }
-        if conn.peer.admin {
-            unlist(&mut self.admins, id);
         }
         for topic in &conn.topics {
             self.unwatch_index(*topic, id);
@@ -207,12 +210,23 @@ impl Registry {
 
     fn unwatch_index(&mut self, topic: Topic, id: u64) {
         if let Some(ids) = self.topics.get_mut(&topic) {
-            unlist(ids, id);
+            ids.remove(&id);
             if ids.is_empty() {
                 self.topics.remove(&topic);
             }
         }
     }
+}
+
+/// Why a watch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchError {
+    /// The connection watches [`MAX_TOPICS`] already.
+    TooMany,
+    /// Only admins may watch [`Topic::Tasks`].
+    Forbidden,
+    /// The connection is closing.
+    Gone,
 }
 
 #[derive(Default)]
@@ -253,7 +267,7 @@ pub struct Hub {
 /// A registered connection's receiving end; dropping it unregisters the connection.
 pub struct Subscription {
     pub id: u64,
-    pub rx: mpsc::Receiver<Arc<str>>,
+    pub rx: mpsc::Receiver<Utf8Bytes>,
     hub: Hub,
 }
 
@@ -289,14 +303,13 @@ impl Hub {
     pub fn subscribe(&self, peer: Peer) -> Subscription {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
-        self.registry_mut().insert(
-            id,
-            Connection {
-                peer,
-                tx,
-                topics: Vec::new(),
-            },
-        );
+        let topics = if peer.admin {
+            vec![Topic::Tasks]
+        } else {
+            Vec::new()
+        };
+        self.registry_mut()
+            .insert(id, Connection { peer, tx, topics });
         self.inner
             .counters
             .total_connections
@@ -330,18 +343,21 @@ impl Hub {
         )
     }
 
-    /// A task update: to the owner's connections and every admin's. Built only if one of them
-    /// is connected: the task pipeline announces every change, mostly to nobody.
+    /// A task update: to the owner's connections and the watchers of [`Topic::Tasks`]. Built
+    /// only if one of them is connected: the task pipeline announces every change, mostly to
+    /// nobody.
     pub fn send_task_update(&self, owner: Uuid, event: impl FnOnce() -> Event) {
         self.send(
             |r| {
                 let mut ids = r.by_user.get(&owner).cloned().unwrap_or_default();
                 // An admin's own task reaches each of their connections once.
-                ids.extend(
-                    r.admins
-                        .iter()
-                        .filter(|id| r.connections[id].peer.user_id != owner),
-                );
+                if let Some(watchers) = r.topics.get(&Topic::Tasks) {
+                    ids.extend(
+                        watchers
+                            .iter()
+                            .filter(|id| r.connections[id].peer.user_id != owner),
+                    );
+                }
                 ids
             },
             event,
@@ -350,7 +366,15 @@ impl Hub {
 
     /// Sends to the watchers of `topic` now; see [`Hub::touch`] for coalesced sends.
     pub fn publish(&self, topic: Topic, event: impl FnOnce() -> Event) -> usize {
-        self.send(|r| r.topics.get(&topic).cloned().unwrap_or_default(), event)
+        self.send(
+            |r| {
+                r.topics
+                    .get(&topic)
+                    .map(|ids| ids.iter().copied().collect())
+                    .unwrap_or_default()
+            },
+            event,
+        )
     }
 
     /// Whether any connection watches `topic`.
@@ -399,21 +423,24 @@ impl Hub {
         }
     }
 
-    /// Subscribes connection `id` to `topic`; false if it already watches [`MAX_TOPICS`].
-    pub fn watch(&self, id: u64, topic: Topic) -> bool {
+    /// Subscribes connection `id` to `topic`.
+    pub fn watch(&self, id: u64, topic: Topic) -> Result<(), WatchError> {
         let mut registry = self.registry_mut();
         let Some(conn) = registry.connections.get_mut(&id) else {
-            return false;
+            return Err(WatchError::Gone);
         };
         if conn.topics.contains(&topic) {
-            return true;
+            return Ok(());
+        }
+        if topic == Topic::Tasks && !conn.peer.admin {
+            return Err(WatchError::Forbidden);
         }
         if conn.topics.len() >= MAX_TOPICS {
-            return false;
+            return Err(WatchError::TooMany);
         }
         conn.topics.push(topic);
-        registry.topics.entry(topic).or_default().push(id);
-        true
+        registry.topics.entry(topic).or_default().insert(id);
+        Ok(())
     }
 
     pub fn unwatch(&self, id: u64, topic: Topic) {
@@ -426,14 +453,21 @@ impl Hub {
         }
     }
 
-    /// Closes every connection whose peer matches, for `reason`; returns how many.
-    pub fn disconnect(&self, matches: impl Fn(&Peer) -> bool, reason: CloseReason) -> usize {
+    /// Closes the connections of `user_id` whose peer matches, for `reason`; returns how many.
+    pub fn disconnect(
+        &self,
+        user_id: Uuid,
+        matches: impl Fn(&Peer) -> bool,
+        reason: CloseReason,
+    ) -> usize {
         let mut registry = self.registry_mut();
         let ids: Vec<u64> = registry
-            .connections
-            .iter()
-            .filter(|(_, c)| matches(&c.peer))
-            .map(|(id, _)| *id)
+            .by_user
+            .get(&user_id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|id| matches(&registry.connections[id].peer))
             .collect();
         let mut closed = self.closed();
         for id in &ids {
@@ -449,18 +483,20 @@ impl Hub {
         self.closed().remove(&id).unwrap_or(CloseReason::Slow)
     }
 
+    /// Sends to the connections `targets` picks. The event is serialised between two short
+    /// read locks, not under one: a task's query can be long.
     fn send(
         &self,
         targets: impl FnOnce(&Registry) -> Vec<u64>,
         event: impl FnOnce() -> Event,
     ) -> usize {
+        let ids = targets(&self.registry());
+        if ids.is_empty() {
+            return 0;
+        }
+        let text = event().to_text();
         let (sent, slow) = {
             let registry = self.registry();
-            let ids = targets(&registry);
-            if ids.is_empty() {
-                return 0;
-            }
-            let text = event().to_text();
             self.deliver(&registry, ids.into_iter(), &text)
         };
         self.drop_slow(slow);
@@ -472,7 +508,7 @@ impl Hub {
         &self,
         registry: &Registry,
         targets: impl Iterator<Item = u64>,
-        text: &Arc<str>,
+        text: &Utf8Bytes,
     ) -> (usize, Vec<u64>) {
         let mut sent = 0;
         let mut slow = Vec::new();
@@ -588,11 +624,16 @@ mod tests {
         // An admin's own task: once, not twice.
         hub.send_task_update(admin, || Event::system("mine", "info"));
         assert_eq!(drain(&mut ad), ["mine"]);
-        // Admins see everyone's tasks.
+        // Admins see everyone's tasks, until they unsubscribe.
         hub.send_task_update(Uuid::new_v4(), || Event::system("a stranger's", "info"));
         assert_eq!(drain(&mut ad), ["a stranger's"]);
+        hub.unwatch(ad.id, Topic::Tasks);
+        hub.send_task_update(owner, || Event::system("again", "info"));
+        assert!(drain(&mut ad).is_empty());
+        assert_eq!(hub.watch(ad.id, Topic::Tasks), Ok(()));
+        assert_eq!(hub.watch(x.id, Topic::Tasks), Err(WatchError::Forbidden));
         drop(ad);
-        assert!(hub.registry().admins.is_empty());
+        assert!(hub.registry().topics.is_empty());
         // Nobody to tell: the event is never built.
         hub.send_task_update(Uuid::new_v4(), || panic!("built for nobody"));
     }
@@ -604,8 +645,8 @@ mod tests {
         let mut w = hub.subscribe(peer(Uuid::new_v4(), false));
         let mut other = hub.subscribe(peer(Uuid::new_v4(), false));
         hub.touch(agent, || panic!("nobody watches"));
-        assert!(hub.watch(w.id, agent));
-        assert!(hub.watch(w.id, Topic::Queue));
+        assert_eq!(hub.watch(w.id, agent), Ok(()));
+        assert_eq!(hub.watch(w.id, Topic::Queue), Ok(()));
         assert_eq!(hub.publish(agent, || Event::system("now", "info")), 1);
         assert_eq!(drain(&mut w), ["now"]);
 
@@ -631,9 +672,10 @@ mod tests {
         hub.unwatch(w.id, agent);
         assert!(!hub.watched(agent));
         for n in 0..MAX_TOPICS {
-            hub.watch(other.id, Topic::Agent(Uuid::from_u128(n as u128)));
+            hub.watch(other.id, Topic::Agent(Uuid::from_u128(n as u128)))
+                .unwrap();
         }
-        assert!(!hub.watch(other.id, Topic::Queue), "at most MAX_TOPICS");
+        assert_eq!(hub.watch(other.id, Topic::Queue), Err(WatchError::TooMany));
         drop(other);
         assert_eq!(
             hub.registry().topics.len(),
@@ -654,7 +696,7 @@ mod tests {
             key_id: Some(key),
         });
         assert_eq!(
-            hub.disconnect(|p| p.key_id == Some(key), CloseReason::SignedOut),
+            hub.disconnect(user, |p| p.key_id == Some(key), CloseReason::SignedOut),
             1
         );
         assert!(scripted.rx.recv().await.is_none());
@@ -673,6 +715,7 @@ mod tests {
         assert_eq!(Topic::parse("queue"), Some(Topic::Queue));
         assert_eq!(Topic::parse(&format!("agent:{id}")), Some(Topic::Agent(id)));
         assert_eq!(Topic::parse("agent:nope"), None);
-        assert_eq!(Topic::parse("tasks"), None);
+        assert_eq!(Topic::parse("tasks"), Some(Topic::Tasks));
+        assert_eq!(Topic::parse("everything"), None);
     }
 }

@@ -2,4 +2,6 @@
 
 mod hub;
 
-pub use hub::{CloseReason, Event, Hub, HubStats, MAX_TOPICS, Peer, Subscription, Topic};
+pub use hub::{
+    CloseReason, Event, Hub, HubStats, MAX_TOPICS, Peer, Subscription, Topic, WatchError,
+};

@@ -11,26 +11,30 @@ use crate::orchestrator::analytics::{
     Cell, HOUR, HOUR_CELLS_KEPT, MINUTE, MINUTE_CELLS_KEPT, finished_at,
 };
 
-/// Counts tasks that just reached a terminal state into their cells: per owner and for
-/// everyone, per minute and per hour. One read and write per cell, however many tasks.
-pub(super) fn count_finished(txn: &WriteTransaction, tasks: &[&Task]) -> Result<(), StoreError> {
-    if tasks.is_empty() {
-        return Ok(());
-    }
-    let mut cells: HashMap<(String, u32, u64, String), Cell> = HashMap::new();
-    for task in tasks {
-        let at = finished_at(task);
-        let agent = task.agent_id.to_string();
-        for owner in [task.owner_id.to_string(), tables::ALL_USERS.to_owned()] {
-            for width in [MINUTE, HOUR] {
-                let start = at / u64::from(width) * u64::from(width);
-                cells
-                    .entry((owner.clone(), width, start, agent.clone()))
-                    .or_default()
-                    .count(task);
+/// A cell's key in [`tables::ANALYTICS`], owned.
+type CellKey = (String, u32, u64, String);
+
+/// Counts a finished task into `cells` (per owner and for everyone, per minute and per hour),
+/// leaving out the cells that start before `kept_since` (minute, hour cutoffs).
+fn add_task(cells: &mut HashMap<CellKey, Cell>, task: &Task, kept_since: (u64, u64)) {
+    let at = finished_at(task);
+    let agent = task.agent_id.to_string();
+    for owner in [task.owner_id.to_string(), tables::ALL_USERS.to_owned()] {
+        for (width, since) in [(MINUTE, kept_since.0), (HOUR, kept_since.1)] {
+            let start = at / u64::from(width) * u64::from(width);
+            if start < since {
+                continue;
             }
+            cells
+                .entry((owner.clone(), width, start, agent.clone()))
+                .or_default()
+                .count(task);
         }
     }
+}
+
+/// Adds `cells` to the stored ones: one read and write per cell.
+fn write_cells(txn: &WriteTransaction, cells: HashMap<CellKey, Cell>) -> Result<(), StoreError> {
     let mut table = txn.open_table(tables::ANALYTICS)?;
     for ((owner, width, start, agent), delta) in cells {
         let key = (owner.as_str(), width, start, agent.as_str());
@@ -44,20 +48,41 @@ pub(super) fn count_finished(txn: &WriteTransaction, tasks: &[&Task]) -> Result<
     Ok(())
 }
 
-/// Fills the analytics table from the finished tasks of a file written before it existed.
-pub(super) fn backfill(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    let mut finished = Vec::new();
+/// Counts tasks that just reached a terminal state into their cells.
+pub(super) fn count_finished(txn: &WriteTransaction, tasks: &[&Task]) -> Result<(), StoreError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let mut cells = HashMap::new();
+    for task in tasks {
+        add_task(&mut cells, task, (0, 0));
+    }
+    write_cells(txn, cells)
+}
+
+/// Fills the analytics table from the finished tasks of a file written before it existed,
+/// as of `now`: only what retention would keep, one task in memory at a time.
+pub(super) fn backfill(txn: &WriteTransaction, now: u64) -> Result<u64, StoreError> {
+    let kept_since = (
+        now.saturating_sub(MINUTE_CELLS_KEPT),
+        now.saturating_sub(HOUR_CELLS_KEPT),
+    );
+    let mut cells = HashMap::new();
+    let mut counted = 0;
     for row in txn.open_table(tables::TASKS)?.iter()? {
         let (_, value) = row?;
         let task = crate::orchestrator::codec::decode_row(value.value())?;
-        if task.status.is_terminal() {
-            finished.push(task);
+        if !task.status.is_terminal() || finished_at(&task) < kept_since.1 {
+            continue;
+        }
+        add_task(&mut cells, &task, kept_since);
+        counted += 1;
+        if cells.len() >= 100_000 {
+            write_cells(txn, std::mem::take(&mut cells))?;
         }
     }
-    for chunk in finished.chunks(10_000) {
-        count_finished(txn, &chunk.iter().collect::<Vec<_>>())?;
-    }
-    Ok(finished.len() as u64)
+    write_cells(txn, cells)?;
+    Ok(counted)
 }
 
 impl Store {

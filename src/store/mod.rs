@@ -121,7 +121,8 @@ impl Store {
                     if found.is_none_or(|v| v < 3) {
                         agents::migrate_to_v3(&txn)?;
                     }
-                    let counted = analytics::backfill(&txn)?;
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+                    let counted = analytics::backfill(&txn, now)?;
                     if counted > 0 {
                         tracing::info!(
                             tasks = counted,

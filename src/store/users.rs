@@ -59,7 +59,11 @@ impl Store {
         self.get_json(tables::USERS, id.to_string()).await
     }
 
-    pub async fn user_by_email(&self, email: String) -> Result<Option<User>, StoreError> {
+    /// The account with this email and its session generation, read together.
+    pub async fn user_by_email_with_generation(
+        &self,
+        email: String,
+    ) -> Result<Option<(User, u64)>, StoreError> {
         self.run(move |db| {
             let txn = db.begin_read()?;
             let Some(id) = txn
@@ -69,8 +73,22 @@ impl Store {
             else {
                 return Ok(None);
             };
-            read_json(&txn.open_table(tables::USERS)?, "users", &id)
+            let Some(user) = read_json(&txn.open_table(tables::USERS)?, "users", &id)? else {
+                return Ok(None);
+            };
+            let generation = txn
+                .open_table(tables::SESSION_GENERATIONS)?
+                .get(id.as_str())?
+                .map_or(0, |g| g.value());
+            Ok(Some((user, generation)))
         })
         .await
+    }
+
+    pub async fn user_by_email(&self, email: String) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .user_by_email_with_generation(email)
+            .await?
+            .map(|(user, _)| user))
     }
 }

@@ -5,6 +5,17 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// `DELETE /api/v1/users/me/api-keys/{id}`.
+async fn revoke(app: &TestApp, token: &str, id: &str) -> (u16, Value) {
+    app.send(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/users/me/api-keys/{id}"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
 async fn create_key(app: &TestApp, token: &str, body: Value) -> Value {
     let (status, key) = app
         .post_json("/api/v1/users/me/api-keys", Some(token), &body)
@@ -95,17 +106,8 @@ async fn a_key_works_within_its_scopes_and_stops_at_once_when_revoked() {
 
     // A socket opened with the key closes when the key is revoked.
     let mut socket = app.socket(&key).await;
-    let (status, body) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!(
-                "/api/v1/users/me/api-keys/{}",
-                created["id"].as_str().unwrap()
-            ),
-            Some(&token),
-            None,
-        )
-        .await;
+    let key_id = created["id"].as_str().unwrap();
+    let (status, body) = revoke(&app, &token, key_id).await;
     assert_eq!(status, 204, "{body}");
     let (code, _) = close_frame(&mut socket).await;
     assert_eq!(code, 1008, "policy violation: credentials revoked");
@@ -115,16 +117,7 @@ async fn a_key_works_within_its_scopes_and_stops_at_once_when_revoked() {
         "invalid_token",
     );
     assert_error(
-        &app.send(
-            reqwest::Method::DELETE,
-            &format!(
-                "/api/v1/users/me/api-keys/{}",
-                created["id"].as_str().unwrap()
-            ),
-            Some(&token),
-            None,
-        )
-        .await,
+        &revoke(&app, &token, key_id).await,
         404,
         "api_key_not_found",
     );
@@ -179,25 +172,9 @@ async fn key_requests_are_checked_and_keys_are_private() {
     let (_, theirs) = app.get(path, Some(&other)).await;
     assert_eq!(theirs["keys"], json!([]));
     let id = expiring["id"].as_str().unwrap();
+    assert_error(&revoke(&app, &other, id).await, 404, "api_key_not_found");
     assert_error(
-        &app.send(
-            reqwest::Method::DELETE,
-            &format!("{path}/{id}"),
-            Some(&other),
-            None,
-        )
-        .await,
-        404,
-        "api_key_not_found",
-    );
-    assert_error(
-        &app.send(
-            reqwest::Method::DELETE,
-            &format!("{path}/not-a-key"),
-            Some(&token),
-            None,
-        )
-        .await,
+        &revoke(&app, &token, "not-a-key").await,
         404,
         "api_key_not_found",
     );

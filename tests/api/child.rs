@@ -16,13 +16,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `binary serve` on port 0 over `data_dir` with the extra `args`, and reads the
-    /// bound address from its JSON log.
-    pub fn start(binary: &OsStr, data_dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(binary)
+    /// Starts `binary serve` on port 0 over `data_dir` with the extra `args` and environment
+    /// (settings as `ZEROSTATE_*`), and reads the bound address from its JSON log.
+    pub fn start(binary: &OsStr, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary);
+        // The harness's own settings (ZEROSTATE_CRASH_CYCLES, say) are not the server's: it
+        // refuses keys it does not know.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ZEROSTATE_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
+            .envs(env.iter().copied())
             .env("ZEROSTATE_LOG__FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

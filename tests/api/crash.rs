@@ -27,6 +27,7 @@ fn start(data_dir: &std::path::Path) -> Server {
         env!("CARGO_BIN_EXE_zerostate").as_ref(),
         data_dir,
         &["--workers", "2"],
+        &[],
     )
 }
 

@@ -343,3 +343,135 @@ async fn a_server_shutting_down_says_goodbye() {
     assert_eq!(close_frame(&mut socket).await.0, 1001);
     stopping.await.unwrap();
 }
+
+/// A socket that stops reading is dropped once its queue fills (close 1013), and a reading
+/// socket beside it gets every message meanwhile.
+#[tokio::test]
+async fn a_slow_consumer_is_dropped_without_holding_up_the_others() {
+    let (app, admin) = spawn_with_admin().await;
+    let token = app.signup("user@example.com").await;
+    let mut stalled = app.socket(&token).await;
+    let healthy = app.socket(&token).await;
+    let (count, mut received) = tokio::sync::watch::channel(0usize);
+    let mut healthy = healthy;
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut healthy).await {
+            if message.is_text() {
+                count.send_modify(|n| *n += 1);
+            }
+        }
+    });
+    // 60 KB messages: the stalled socket's kernel buffers and its queue of 256 fill within a
+    // few hundred.
+    let chunk = "x".repeat(60_000);
+    let mut sent = 0;
+    loop {
+        let (status, body) = app
+            .post_json(
+                "/api/v1/ws/broadcast",
+                Some(&admin),
+                &json!({"type": "bulk", "data": {"n": sent, "chunk": chunk}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        sent += 1;
+        if body["recipients"] == 1 {
+            break;
+        }
+        assert!(sent < 2_000, "the stalled socket was never dropped");
+    }
+    let (_, stats) = app.get("/api/v1/ws/stats", Some(&token)).await;
+    assert_eq!(
+        (
+            stats["dropped"].as_u64(),
+            stats["current_connections"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    // The healthy socket received every broadcast; the stalled one reads what was queued for
+    // it, then the close.
+    tokio::time::timeout(DEADLINE, received.wait_for(|n| *n >= sent))
+        .await
+        .expect("the healthy socket gets every message")
+        .unwrap();
+    let (code, reason) = close_frame(&mut stalled).await;
+    assert_eq!(code, 1013, "{reason}");
+    reader.abort();
+}
+
+/// An admin's API key has its scopes, not the admin's powers; the `tasks` topic is for admins.
+#[tokio::test]
+async fn an_admins_api_key_is_no_admin() {
+    let (app, admin) = spawn_with_admin().await;
+    let token = app.signup("user@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let (_, key) = app
+        .post_json(
+            "/api/v1/users/me/api-keys",
+            Some(&admin),
+            &json!({"name": "ops", "scopes": ["tasks:read", "agents:write", "agents:read"]}),
+        )
+        .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    assert_error(
+        &app.send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/agents/{echo}"),
+            Some(&key),
+            Some(&json!({"description": "taken over"})),
+        )
+        .await,
+        403,
+        "agent_forbidden",
+    );
+    assert_error(
+        &app.get("/api/v1/analytics?scope=all", Some(&key)).await,
+        403,
+        "admin_required",
+    );
+    // The key's socket sees no one else's tasks and may not ask for them.
+    let mut socket = app.socket(&key).await;
+    socket
+        .send(Message::text(r#"{"type":"subscribe","topic":"tasks"}"#))
+        .await
+        .unwrap();
+    let refused = next_of_type(&mut socket, "error").await;
+    assert_eq!(refused["data"]["code"], "topic_forbidden");
+    app.run_on(&token, &echo, "private").await;
+    socket
+        .send(Message::text(r#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut socket).await["type"],
+        "pong",
+        "no task_update may come first"
+    );
+    // Server-owned message types cannot be forged through the admin routes.
+    assert_error(
+        &app.post_json(
+            "/api/v1/ws/broadcast",
+            Some(&admin),
+            &json!({"type": "task_update", "data": {"task_id": "x", "status": "completed"}}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+}
+
+/// A socket closes when its session expires.
+#[tokio::test]
+async fn a_socket_closes_when_its_session_expires() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = settings(dir.path(), 1);
+    settings.auth.token_ttl_secs = 2;
+    let app = spawn_with(settings, dir).await;
+    let token = app.signup("user@example.com").await;
+    let mut socket = app.socket(&token).await;
+    let (code, reason) = close_frame(&mut socket).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("expired"), "{reason}");
+}

@@ -1,11 +1,13 @@
 // My account in a real browser: API keys (the secret shown once, usable as a bearer token
 // within its scopes, dead after revoke), profile and password changes (the new session token
 // replaces the old one, which stops working), and keyboard use (skip link, dialog Esc and
-// focus return). Tests of routes the server does not have yet are skipped, saying which.
+// focus return).
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, launchBrowser, openPage, registerUser, screenshot, api, hasRoute, uniqueEmail } from './helpers.mjs';
+import {
+  Server, openPage, registerUser, screenshot, api, uniqueEmail, startSuite, endSuite,
+} from './helpers.mjs';
 
 describe('account pages', { timeout: 10 * 60_000 }, () => {
   let server;
@@ -13,28 +15,14 @@ describe('account pages', { timeout: 10 * 60_000 }, () => {
   let user;
 
   before(async () => {
-    server = new Server();
-    await server.start();
-    browser = await launchBrowser();
-    user = await registerUser(server, { full_name: 'Katherine Johnson' });
+    ({ server, browser, user } = await startSuite({ full_name: 'Katherine Johnson' }));
   });
 
-  after(async () => {
-    await browser?.close().catch(() => {});
-    await server?.dispose();
-  });
+  after(() => endSuite({ server, browser }));
 
-  test('API keys: created key shown once, works within its scopes, revoked key stops working', { timeout: 3 * 60_000 }, async (t) => {
+  test('API keys: created key shown once, works within its scopes, revoked key stops working', { timeout: 3 * 60_000 }, async () => {
     const { context, page } = await openPage(browser, server, { token: user.token });
     try {
-      if (!(await hasRoute(server, user.token, 'GET', '/users/me/api-keys'))) {
-        await page.goto('/api-keys');
-        await page.getByTestId('keys-error').waitFor();
-        assert.match(await page.getByTestId('keys-error').textContent(), /not available on this server yet/);
-        await screenshot(page, '11-api-keys');
-        t.skip('waiting on the backend: GET/POST/DELETE /api/v1/users/me/api-keys');
-        return;
-      }
       await page.goto('/api-keys');
       await page.getByTestId('key-form').waitFor();
       await page.getByTestId('key-name').fill('CI pipeline');
@@ -72,7 +60,7 @@ describe('account pages', { timeout: 10 * 60_000 }, () => {
     }
   });
 
-  test('settings: profile edit and password change with the server\'s words for a wrong password', { timeout: 3 * 60_000 }, async (t) => {
+  test('settings: profile edit and password change with the server\'s words for a wrong password', { timeout: 3 * 60_000 }, async () => {
     const other = await registerUser(server, { full_name: 'Dorothy Vaughan' });
     const { context, page } = await openPage(browser, server, { token: other.token });
     try {
@@ -80,16 +68,6 @@ describe('account pages', { timeout: 10 * 60_000 }, () => {
       await page.getByTestId('profile-form').waitFor();
       await page.waitForFunction((email) => document.querySelector('[data-testid=settings-email]').value === email, other.email);
       assert.equal(await page.getByTestId('settings-role').textContent(), 'user');
-      if (!(await hasRoute(server, other.token, 'POST', '/users/me/password'))) {
-        await page.getByTestId('settings-name').fill('Dorothy J. Vaughan');
-        await page.getByTestId('profile-save').click();
-        await page.getByTestId('profile-msg').waitFor();
-        assert.match(await page.getByTestId('profile-msg').textContent(), /not available on this server yet/);
-        await screenshot(page, '10-settings');
-        t.skip('waiting on the backend: PATCH /api/v1/users/me and POST /api/v1/users/me/password');
-        return;
-      }
-
       await page.getByTestId('settings-name').fill('Dorothy J. Vaughan');
       await page.getByTestId('profile-save').click();
       await page.waitForSelector('[data-testid=profile-msg][data-kind=success]');
@@ -126,11 +104,7 @@ describe('account pages', { timeout: 10 * 60_000 }, () => {
     }
   });
 
-  test('analytics: admins can switch to the whole server, others cannot see the switch', { timeout: 3 * 60_000 }, async (t) => {
-    if (!(await hasRoute(server, user.token, 'GET', '/analytics?window=1h'))) {
-      t.skip('waiting on the backend: GET /api/v1/analytics');
-      return;
-    }
+  test('analytics: admins can switch to the whole server, others cannot see the switch', { timeout: 3 * 60_000 }, async () => {
     const mine = await openPage(browser, server, { token: user.token });
     try {
       await mine.page.goto('/analytics?window=24h');

@@ -147,6 +147,24 @@ export class Server {
   }
 }
 
+/**
+ * What one describe block's tests share: a started server and a browser, and (with a
+ * `full_name`) a user signed up through the API. Pair with endSuite in `after`.
+ */
+export async function startSuite({ full_name } = {}) {
+  const server = new Server();
+  await server.start();
+  const browser = await launchBrowser();
+  const user = full_name ? await registerUser(server, { full_name }) : null;
+  return { server, browser, user };
+}
+
+/** Closes the browser and stops the server, whatever startSuite got to. */
+export async function endSuite({ server, browser }) {
+  await browser?.close().catch(() => {});
+  await server?.dispose();
+}
+
 // ----------------------------------------------------------------- browser --
 
 export async function launchBrowser() {
@@ -236,12 +254,6 @@ export async function uploadAgent(server, token, { wasm, name, capabilities = 't
   }
   if (agent.status !== 'ready') throw new Error(`agent ${name} not ready: ${JSON.stringify(agent)}`);
   return res.data.agent_id;
-}
-
-/** True when the server has `route` (anything but 404 route_not_found / 405). */
-export async function hasRoute(server, token, method, route) {
-  const res = await api(server, method, route, { token, json: method === 'GET' ? undefined : {} });
-  return !(res.status === 404 && res.data?.error?.code === 'route_not_found') && res.status !== 405;
 }
 
 // ------------------------------------------------------- tiny wasm modules --

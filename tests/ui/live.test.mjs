@@ -5,7 +5,7 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, launchBrowser, openPage, registerUser, sleep } from './helpers.mjs';
+import { openPage, sleep, startSuite, endSuite } from './helpers.mjs';
 
 const wsState = (page) => page.getByTestId('ws-status').getAttribute('data-state');
 
@@ -23,16 +23,10 @@ describe('live updates connection', { timeout: 10 * 60_000 }, () => {
   let user;
 
   before(async () => {
-    server = new Server();
-    await server.start();
-    browser = await launchBrowser();
-    user = await registerUser(server, { full_name: 'Grace Hopper' });
+    ({ server, browser, user } = await startSuite({ full_name: 'Grace Hopper' }));
   });
 
-  after(async () => {
-    await browser?.close().catch(() => {});
-    await server?.dispose();
-  });
+  after(() => endSuite({ server, browser }));
 
   test('the indicator goes disconnected on SIGTERM and connected again after a restart, without a reload', { timeout: 3 * 60_000 }, async () => {
     const { context, page } = await openPage(browser, server, { token: user.token });

@@ -55,7 +55,8 @@ export class ApiError extends Error {
   }
 }
 
-// Called (once per failing request) when an authenticated call answers 401.
+// Called (once per failing request) when an authenticated call answers 401 for the token that
+// is still the current one.
 let unauthorizedHandler = () => {};
 export function onUnauthorized(fn) {
   unauthorizedHandler = fn;
@@ -99,10 +100,8 @@ async function request(method, path, { json, form, auth = true, headers: extra }
     headers['Content-Type'] = 'application/json';
     body = JSON.stringify(json);
   }
-  if (auth) {
-    const token = getToken();
-    if (token) headers.Authorization = `Bearer ${token}`;
-  }
+  const sentToken = auth ? getToken() : null;
+  if (sentToken) headers.Authorization = `Bearer ${sentToken}`;
 
   let res;
   try {
@@ -136,8 +135,10 @@ async function request(method, path, { json, form, auth = true, headers: extra }
       code: (e && e.code) || `http_${res.status}`,
       path: (e && typeof e.path === 'string' && e.path) || null,
     });
-    // Login/register answer 401 for bad credentials; that is not an expiry.
-    if (res.status === 401 && auth) unauthorizedHandler(err);
+    // Login/register answer 401 for bad credentials; that is not an expiry. A 401 for a token
+    // that is no longer the current one (a request that raced a sign-in or a password change)
+    // says nothing about the current session.
+    if (res.status === 401 && auth && sentToken && sentToken === getToken()) unauthorizedHandler(err);
     throw err;
   }
   return data;

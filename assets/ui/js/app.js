@@ -11,6 +11,7 @@ import * as live from './live.js';
 import * as router from './router.js';
 import * as session from './session.js';
 import { $, h, toast, truncate, shortId, errorText } from './ui.js';
+import { isMine } from './task-list.js';
 
 import loginPage from './pages/login.js';
 import dashboardPage from './pages/dashboard.js';
@@ -94,6 +95,8 @@ function render({ page, params, path, query }) {
 
   scope?.dispose();
   scope = new PageScope();
+  // A dialog of the page being left (upload, confirm) must not act on the next one.
+  for (const dlg of document.querySelectorAll('dialog[open]')) dlg.close();
   closeNav();
   setShell(!publicPage);
   markNav(path);
@@ -111,17 +114,32 @@ function render({ page, params, path, query }) {
       h('h1', null, 'This page failed to load'),
       h('p', { class: 'form-msg', role: 'alert' }, errorText(err))));
   }
-  document.title = `${typeof shown.title === 'function' ? shown.title(ctx) : shown.title} · ZeroState`;
-  // Move focus to the new page for keyboard and screen-reader users (not on first load).
-  if (rendered) main.focus({ preventScroll: true });
+  const title = typeof shown.title === 'function' ? shown.title(ctx) : shown.title;
+  document.title = `${title} · ZeroState`;
+  // Move focus to the new page for keyboard and screen-reader users (not on first load, and
+  // not away from a field the page focused itself), and say which page this is.
+  if (rendered) {
+    if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
+    announce(title);
+  }
   rendered = true;
   window.scrollTo(0, 0);
 }
 let rendered = false;
 
+/** Read the new page's name out in the polite live region (#route-announcer). */
+function announce(text) {
+  const el = document.getElementById('route-announcer');
+  if (!el) return;
+  el.textContent = '';
+  // A separate task, so the same text twice is still announced.
+  setTimeout(() => { el.textContent = text; }, 50);
+}
+
 /** Only app paths may be a post-sign-in target (no open redirect to another origin). */
 function safeNext(next) {
-  if (!next || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/login') || next.startsWith('/signup')) return '/';
+  if (!next || !next.startsWith('/') || next.startsWith('//') || next.includes('\\')
+    || next.startsWith('/login') || next.startsWith('/signup')) return '/';
   return next;
 }
 
@@ -180,8 +198,13 @@ function wireShell() {
 
 function enterSession() {
   live.start();
-  api.me().then(session.setUser).catch((err) => {
-    if (err.status !== 401) toast(`Could not load your profile: ${errorText(err)}`, 'error');
+  const token = api.getToken();
+  // The answer belongs to this session only: a sign-out (and maybe another sign-in) while it
+  // was on its way must not bring the previous user back into the header.
+  api.me().then((u) => {
+    if (api.getToken() === token) session.setUser(u);
+  }).catch((err) => {
+    if (api.getToken() === token && err.status !== 401) toast(`Could not load your profile: ${errorText(err)}`, 'error');
   });
 }
 
@@ -215,7 +238,7 @@ api.onUnauthorized(() => {
 const notified = new Set();
 
 live.on('task_update', (d) => {
-  if (!d.task_id || notified.has(d.task_id)) return;
+  if (!d.task_id || notified.has(d.task_id) || !isMine(d)) return;
   const q = `“${truncate(d.query || shortId(d.task_id), 60)}”`;
   if (d.status === 'completed') {
     notified.add(d.task_id);
@@ -235,6 +258,25 @@ live.on('system', (d) => {
 
 live.on('error', (d) => {
   if (d.message) toast(`Live updates: ${d.message}`, 'warning');
+});
+
+// ------------------------------------------------------------ safety net --
+// Every failure is handled where it happens; anything that still slips through (a bug, data no
+// page expected) is said in words too, not only in the console. At most one toast per message
+// every few seconds, so a failing loop cannot bury the page.
+
+const lastSaid = new Map();
+function sayUnexpected(err) {
+  if (!err || err.status === 401) return; // the 401 handler has already signed out
+  const text = err.name === 'ApiError' ? errorText(err) : `Something went wrong on this page: ${errorText(err)}`;
+  const now = Date.now();
+  if (now - (lastSaid.get(text) || 0) < 5000) return;
+  lastSaid.set(text, now);
+  toast(text, 'error');
+}
+window.addEventListener('unhandledrejection', (e) => sayUnexpected(e.reason));
+window.addEventListener('error', (e) => {
+  if (e.error) sayUnexpected(e.error); // not resource load errors
 });
 
 // ------------------------------------------------------------------- boot --

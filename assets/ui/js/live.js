@@ -8,6 +8,7 @@
 
 import * as api from './api.js';
 import { LiveSocket } from './ws.js';
+import { isAdmin } from './session.js';
 import { $ } from './ui.js';
 
 const CONNECTED_INDICATOR_MS = 3000;
@@ -18,6 +19,7 @@ let everConnected = false;
 let probed = false;          // checked the token after a failed attempt during this outage
 let hideTimer = null;
 let running = false;
+let epoch = 0;               // bumped on sign-out: releases of older subscriptions are ignored
 
 const socket = new LiveSocket({
   url: api.wsUrl,
@@ -25,6 +27,9 @@ const socket = new LiveSocket({
   onStatus: renderStatus,
   onClose: handleClose,
   onOpen: () => {
+    // Admins' sockets start with every user's task updates (the `tasks` topic); these pages
+    // show the signed-in person's own tasks, so that stream would only cost bandwidth.
+    if (isAdmin()) socket.send({ type: 'unsubscribe', topic: 'tasks' });
     for (const t of topics.keys()) socket.send({ type: 'subscribe', topic: t });
     if (everConnected) emit('reconnected', {});
     everConnected = true;
@@ -55,9 +60,11 @@ export function topic(name) {
   topics.set(name, n + 1);
   if (n === 0) socket.send({ type: 'subscribe', topic: name });
   let released = false;
+  const mine = epoch;
   return () => {
     if (released) return;
     released = true;
+    if (mine !== epoch) return; // stop() forgot every topic already
     const left = (topics.get(name) || 1) - 1;
     if (left > 0) {
       topics.set(name, left);
@@ -82,6 +89,7 @@ export function stop() {
   running = false;
   socket.stop();
   topics.clear();
+  epoch += 1;
   clearTimeout(hideTimer);
   $('ws-status').hidden = true;
 }
@@ -105,15 +113,51 @@ function renderStatus({ state, text, canRetry }) {
   }
 }
 
+/** Close code the server uses when the socket's credential stopped working (or no pong). */
+const POLICY_VIOLATION = 1008;
+
+/**
+ * Ask GET /users/me whether the session still works. A 401 there goes through the API layer's
+ * 401 handler, which signs the person out with a notice (and stops this socket). When the
+ * server could not be asked, the next failed attempt asks again.
+ */
+function probeSession() {
+  probed = true;
+  return api.me().then(
+    () => 'valid',
+    (err) => {
+      if (!err || !err.status) probed = false; // no answer: ask again next time
+      return err?.status === 401 ? 'signed-out' : 'unknown';
+    },
+  );
+}
+
 /**
  * Browsers do not say why a WebSocket handshake failed. When an attempt fails before opening,
- * ask /users/me once per outage: an expired token answers 401 there, and the API layer's 401
- * handler signs the person out.
+ * ask /users/me once per outage: an expired token answers 401 there.
+ *
+ * A 1008 close of an open socket means the server ended it on purpose: the password was
+ * changed or the session revoked elsewhere (or the socket missed its pongs). Retrying with the
+ * same token would only fail, so the socket waits for the session check: a 401 signs out, a
+ * valid session reconnects on the usual schedule.
  */
-function handleClose({ opened }) {
-  if (!opened && !probed) {
-    probed = true;
-    api.me().catch(() => {});
+function handleClose({ opened, code }) {
+  if (code === POLICY_VIOLATION) return probeSession();
+  if (!opened && !probed) probeSession();
+  return undefined;
+}
+
+/** Pause live updates around an action that will end this socket's session on purpose. */
+export async function whilePaused(action) {
+  const wasRunning = running;
+  if (wasRunning) socket.stop();
+  try {
+    return await action();
+  } finally {
+    if (wasRunning && running) {
+      probed = false;
+      socket.start();
+    }
   }
 }
 

@@ -3,9 +3,41 @@
 // so a task_update changes the badge in place without rebuilding the list (focus and scroll
 // stay put); a finished task never goes back to an earlier status when updates arrive late.
 
-import { h, statusBadge, setBadge, fmtPrice, fmtDuration, timeEl, truncate, shortId, TERMINAL, DASH } from './ui.js';
+import { currentUser, isAdmin, onUserChange } from './session.js';
+import { h, seg, statusBadge, setBadge, fmtPrice, fmtDuration, timeEl, truncate, shortId, TERMINAL, DASH } from './ui.js';
 
 const RANK = { queued: 0, running: 1 };
+
+// task_update carries the task's owner_id: an admin's socket may also get other people's
+// tasks (the UI unsubscribes admins from that stream, see live.js, but a message may still be
+// in flight). Servers without owner_id fall back to the tasks this tab has seen in its own
+// listings or submitted. Cleared on sign-out.
+const knownMine = new Set();
+onUserChange((u) => { if (!u) knownMine.clear(); });
+
+/** Note a task of the signed-in person (listed by GET /tasks, or submitted here). */
+export function rememberMine(id) {
+  if (id) knownMine.add(id);
+}
+
+/** Whether a task_update is about a task of the signed-in person. */
+export function isMine(d) {
+  const me = currentUser();
+  if (d.owner_id && me?.id) return d.owner_id === me.id;
+  return !isAdmin() || knownMine.has(d.task_id ?? d.id);
+}
+
+/**
+ * The task fields a task_update message carries, named as in a Task (task_id → id); fields
+ * the message lacks (an older server) are left out, so a merge keeps what is known.
+ */
+export function taskFromUpdate(d) {
+  const t = { id: d.task_id };
+  for (const k of ['status', 'query', 'agent_id', 'agent_name', 'error', 'error_code', 'price', 'duration_ms', 'created_at']) {
+    if (d[k] !== undefined && d[k] !== null) t[k] = d[k];
+  }
+  return t;
+}
 
 export class TaskList {
   constructor({ testid = 'task-list' } = {}) {
@@ -26,6 +58,17 @@ export class TaskList {
     this.tasks.clear();
     this.rows.clear();
     this.el.replaceChildren();
+  }
+
+  /** Keep the first `max` rows (in list order) and drop the rest. */
+  trim(max) {
+    const extra = [...this.el.children].slice(max);
+    for (const li of extra) {
+      const id = li.dataset.taskId;
+      li.remove();
+      this.rows.delete(id);
+      this.tasks.delete(id);
+    }
   }
 
   /** Add tasks at the end (a page of a newest-first listing). */
@@ -57,8 +100,9 @@ export class TaskList {
       return;
     }
     this.tasks.set(t.id, t);
+    rememberMine(t.id);
     const badge = statusBadge(t.status, 'task-status');
-    const query = h('a', { class: 'task-query', href: `/tasks/${t.id}`, 'data-testid': 'task-link' });
+    const query = h('a', { class: 'task-query', href: `/tasks/${seg(t.id)}`, 'data-testid': 'task-link' });
     const meta = h('span', { class: 'task-meta' });
     const li = h('li', { class: 'task', 'data-task-id': t.id, 'data-testid': 'task-row' }, badge, query, meta);
     this.rows.set(t.id, { li, badge, query, meta });

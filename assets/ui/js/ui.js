@@ -35,17 +35,47 @@ export function s(tag, props, ...children) {
   return el;
 }
 
+// Attributes that load or navigate to a URL: only safeUrl() values get through.
+const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'poster', 'xlink:href', 'srcset', 'ping']);
+
 function setProps(el, props) {
   for (const [key, value] of Object.entries(props || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (key === 'class') el.setAttribute('class', value);
     else if (key === 'text') el.textContent = String(value);
     else if (key === 'value' && 'value' in el) el.value = String(value);
-    else if (key.startsWith('on') && typeof value === 'function') {
-      el.addEventListener(key.slice(2), value);
+    else if (/^on/i.test(key)) {
+      // Listeners only: a string here would become inline script.
+      if (typeof value === 'function') el.addEventListener(key.slice(2), value);
+    } else if (URL_ATTRS.has(key.toLowerCase())) {
+      const url = safeUrl(value);
+      if (url !== null) el.setAttribute(key, url);
     } else el.setAttribute(key, value === true ? '' : String(value));
   }
 }
+
+/**
+ * `value` when it is safe as a link or source: an app path ("/tasks/1", "?q=", "#main"), or an
+ * absolute http(s) or mailto URL. Anything else (javascript:, data:, vbscript:, "//other.host",
+ * unparsable) gives null.
+ */
+export function safeUrl(value) {
+  const str = String(value ?? '').trim();
+  if (!str) return null;
+  if ((str.startsWith('/') && !/^\/[\/\\]/.test(str)) || str.startsWith('#') || str.startsWith('?')) {
+    return /[\u0000-\u001f\\]/.test(str) ? null : str;
+  }
+  let url;
+  try {
+    url = new URL(str);
+  } catch {
+    return null; // relative paths other than the forms above are not used by the UI
+  }
+  return ['http:', 'https:', 'mailto:'].includes(url.protocol) ? url.href : null;
+}
+
+/** The path segment for an id in an app URL (`/agents/${seg(id)}`). */
+export const seg = (id) => encodeURIComponent(String(id ?? ''));
 
 function appendChildren(el, children) {
   for (const child of children) {
@@ -113,13 +143,31 @@ export function busy(button, label) {
   };
 }
 
-export function debounce(fn, ms) {
+/**
+ * Run `fn` once calls have paused for `ms`. With `maxWait`, a steady stream of calls (live
+ * updates on a busy server) still runs it at least that often instead of never.
+ */
+export function debounce(fn, ms, { maxWait = Infinity } = {}) {
   let timer = null;
-  const wrapped = (...args) => {
+  let first = 0; // time of the first call not yet served
+  const run = (args) => {
     clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), ms);
+    timer = null;
+    first = 0;
+    fn(...args);
   };
-  wrapped.cancel = () => clearTimeout(timer);
+  const wrapped = (...args) => {
+    const now = Date.now();
+    if (!first) first = now;
+    clearTimeout(timer);
+    const wait = Math.max(0, Math.min(ms, first + maxWait - now));
+    timer = setTimeout(() => run(args), wait);
+  };
+  wrapped.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+    first = 0;
+  };
   return wrapped;
 }
 
@@ -212,12 +260,15 @@ export function confirmDialog({ title, message, confirmLabel = 'Confirm', danger
       onclick: () => { answer = true; dlg.close(); },
     }, confirmLabel);
     const cancel = h('button', { type: 'button', class: 'btn btn-ghost', 'data-testid': 'confirm-cancel', onclick: () => dlg.close() }, 'Cancel');
+    const messageId = `dlg-msg-${Math.random().toString(36).slice(2, 9)}`;
     const dlg = modal({
       title,
       testid,
-      body: [h('p', null, message), h('div', { class: 'dialog-actions' }, cancel, ok)],
+      body: [h('p', { id: messageId }, message), h('div', { class: 'dialog-actions' }, cancel, ok)],
       onClose: () => resolve(answer),
     });
+    dlg.dialog.setAttribute('role', 'alertdialog');
+    dlg.dialog.setAttribute('aria-describedby', messageId);
     cancel.focus();
   });
 }
@@ -244,10 +295,14 @@ export function kv(label, value, testid, wide = false) {
     h('dt', null, label), h('dd', { 'data-testid': testid }, value));
 }
 
-/** JSON values as pretty-printed <pre>; plain strings as wrapped text. */
-export function valueBlock(value, testid) {
+/**
+ * JSON values as pretty-printed <pre>; plain strings as wrapped text. Long values (a task
+ * result of several MB) show only their beginning — laying out megabytes of wrapped text
+ * freezes the page — with Copy all and Download for the whole text.
+ */
+export function valueBlock(value, testid, { name = 'result' } = {}) {
   if (typeof value === 'string') {
-    return h('pre', { class: 'result result-text', 'data-testid': testid, tabindex: '0' }, value);
+    return longText(value, { testid, className: 'result result-text', filename: `${name}.txt`, type: 'text/plain' });
   }
   let text;
   try {
@@ -255,7 +310,56 @@ export function valueBlock(value, testid) {
   } catch {
     text = String(value);
   }
-  return h('pre', { class: 'result result-json', 'data-testid': testid, tabindex: '0' }, text);
+  if (text === undefined) text = String(value);
+  return longText(text, { testid, className: 'result result-json', filename: `${name}.json`, type: 'application/json' });
+}
+
+/** Characters of a long text shown on the page; the rest is behind Copy all / Download. */
+export const SHOWN_CHARS = 20_000;
+
+/**
+ * A <pre> (data-testid=testid) with `text`, cut after SHOWN_CHARS characters. A cut one has
+ * data-truncated and is followed by a note with "Copy all" and "Download" for the whole text.
+ */
+export function longText(text, { testid, className = 'result result-text', filename = 'result.txt', type = 'text/plain', limit = SHOWN_CHARS } = {}) {
+  const str = String(text ?? '');
+  if (str.length <= limit) return h('pre', { class: className, 'data-testid': testid, tabindex: '0' }, str);
+
+  // Cut at a line end near the limit when there is one, so JSON stays readable.
+  let cut = str.lastIndexOf('\n', limit);
+  if (cut < limit * 0.8) cut = limit;
+  const pre = h('pre', { class: className, 'data-testid': testid, 'data-truncated': 'true', tabindex: '0' }, str.slice(0, cut), '\n…');
+  const status = h('span', { class: 'hint', role: 'status', 'data-testid': `${testid}-copy-status` });
+  const copy = h('button', {
+    type: 'button', class: 'btn btn-ghost btn-small', 'data-testid': `${testid}-copy`,
+    onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(str);
+        status.textContent = `Copied all ${fmtNumber(str.length, 0)} characters.`;
+      } catch {
+        status.textContent = 'Copying is blocked in this browser; use Download instead.';
+      }
+    },
+  }, 'Copy all');
+  const download = h('button', {
+    type: 'button', class: 'btn btn-ghost btn-small', 'data-testid': `${testid}-download`,
+    onclick: () => {
+      const url = URL.createObjectURL(new Blob([str], { type }));
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = filename;
+      a.hidden = true;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    },
+  }, 'Download');
+  return h('div', { class: 'long-text', 'data-testid': `${testid}-long` },
+    pre,
+    h('p', { class: 'long-text-note small', 'data-testid': `${testid}-truncated` },
+      h('span', { class: 'muted' }, `Showing the first ${fmtNumber(cut, 0)} of ${fmtNumber(str.length, 0)} characters (about ${fmtBytes(str.length)}). `),
+      copy, ' ', download, ' ', status));
 }
 
 /** Five stars, filled to the mean (screen readers get the words). */

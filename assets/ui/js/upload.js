@@ -8,13 +8,15 @@
 
 import * as api from './api.js';
 import * as live from './live.js';
+import { onUserChange } from './session.js';
 import {
   h, modal, busy, showMessage, clearMessage, messageBox, errorText, statusBadge, setBadge,
-  parseList, fmtBytes, fmtDuration, toast,
+  parseList, fmtBytes, fmtDuration, toast, seg,
 } from './ui.js';
 
 const RANK = { validating: 0, compiling: 1, ready: 2, rejected: 2 };
 const MIB = 1024 * 1024;
+const MAX_WATCH_MS = 30 * 60_000; // a build that has not ended by then is left to the agent page
 
 function field(id, label, input, { hint, optional } = {}) {
   return h('div', { class: 'field' },
@@ -138,11 +140,14 @@ export function openUploadDialog({ onCreated } = {}) {
     let agent = { build: res.build, rejection: res.rejection };
     const badge = statusBadge(status, 'upload-status');
     const note = h('div', { class: 'build-note', 'data-testid': 'upload-build' });
-    const linkEl = h('a', { class: 'btn btn-primary', href: `/agents/${id}`, 'data-testid': 'upload-agent-link', onclick: () => dlg.close() }, 'Open agent page');
+    // The form (and its message box) is hidden now: build problems are said here.
+    const progressMsg = messageBox('upload-progress-error');
+    const linkEl = h('a', { class: 'btn btn-primary', href: `/agents/${seg(id)}`, 'data-testid': 'upload-agent-link', onclick: () => dlg.close() }, 'Open agent page');
     progress.replaceChildren(
       h('p', { class: 'result-title' }, '✓ Uploaded ', h('strong', null, res.name), ` v${res.version}`, ' · ', fmtBytes(res.binary_size)),
       h('p', { class: 'build-line' }, 'Build: ', badge),
       note,
+      progressMsg,
       h('div', { class: 'dialog-actions' },
         h('button', { type: 'button', class: 'btn btn-ghost', 'data-testid': 'upload-another', onclick: () => { dlg.close(); openUploadDialog({ onCreated }); } }, 'Upload another'),
         linkEl),
@@ -169,8 +174,14 @@ export function openUploadDialog({ onCreated } = {}) {
       renderNote();
       if (status === 'ready' || status === 'rejected') finish();
     };
-    const refresh = () => api.getAgent(id).then((a) => apply(a.status, a)).catch((err) => {
-      if (err.status !== 401) showMessage(msg, `Could not check the build: ${errorText(err)}`);
+    const refresh = () => api.getAgent(id).then((a) => {
+      clearMessage(progressMsg);
+      apply(a.status, a);
+    }).catch((err) => {
+      if (err.status === 401) return;
+      const text = `Could not check the build of “${res.name}”: ${errorText(err)}`;
+      if (progress.isConnected) showMessage(progressMsg, text, 'warning');
+      else toast(text, 'warning');
     });
     const offUpdate = live.on('agent_update', (d) => {
       if (d.agent_id !== id || d.action === 'stats') return;
@@ -179,12 +190,20 @@ export function openUploadDialog({ onCreated } = {}) {
     });
     const offReconnect = live.on('reconnected', refresh);
     let done = false;
-    function finish() {
-      if (done) return;
+    // The listeners end with the build, on sign-out, or after a long wait at the latest.
+    const stopListening = () => {
       done = true;
       clearInterval(tick);
+      clearTimeout(giveUp);
       offUpdate();
       offReconnect();
+      offUser();
+    };
+    const giveUp = setTimeout(() => { if (!done) stopListening(); }, MAX_WATCH_MS);
+    const offUser = onUserChange((u) => { if (!u && !done) stopListening(); });
+    function finish() {
+      if (done) return;
+      stopListening();
       if (!progress.isConnected) {
         if (status === 'ready') toast(`Agent “${res.name}” is ready.`, 'success');
         else toast(`Agent “${res.name}” was rejected: ${agent?.rejection?.message || 'see its page'}`, 'error');

@@ -11,10 +11,18 @@
 //
 // Reconnect policy: after a drop, retry after 1, 2, 4, 8 and 16 s. If those
 // five attempts all fail, stop and let the person press "Reconnect".
-// A successful open resets the schedule.
+// A connection that stays open for STABLE_MS resets the schedule; one the server closes
+// right after opening it keeps counting, so a server that accepts and drops at once does not
+// get a reconnect every second forever.
+//
+// onClose may return a promise (e.g. "is my session still valid?" after a 1008 close): no
+// retry is scheduled until it settles (at most HOLD_MAX_MS), and none at all if stop() was
+// called meanwhile.
 
-const BACKOFF_SECONDS = [1, 2, 4, 8, 16];
+export const BACKOFF_SECONDS = [1, 2, 4, 8, 16];
 const PING_INTERVAL_MS = 25_000;
+const STABLE_MS = 10_000;
+const HOLD_MAX_MS = 10_000;
 
 export class LiveSocket {
   /**
@@ -22,7 +30,7 @@ export class LiveSocket {
    * @param {() => string} opts.url        builds the URL (token may change)
    * @param {(msg: object) => void} opts.onMessage   parsed non-pong messages
    * @param {(s: {state: string, text: string, canRetry: boolean}) => void} opts.onStatus
-   * @param {(info: {opened: boolean, code: number, retries: number}) => void} [opts.onClose]
+   * @param {(info: {opened: boolean, code: number, retries: number}) => (void|Promise<any>)} [opts.onClose]
    * @param {() => void} [opts.onOpen]   after every successful open (re-subscribe topics here)
    */
   constructor({ url, onMessage, onStatus, onClose, onOpen }) {
@@ -35,8 +43,10 @@ export class LiveSocket {
     this.retries = 0; // reconnect attempts since the last successful open
     this.retryTimer = null;
     this.pingTimer = null;
+    this.stableTimer = null;
     this.stopped = true;
     this.gaveUp = false;
+    this.generation = 0; // bumped by start/stop/reconnect: late callbacks of an older run are ignored
   }
 
   /** Begin connecting (idempotent). */
@@ -44,6 +54,7 @@ export class LiveSocket {
     if (!this.stopped) return;
     this.stopped = false;
     this.retries = 0;
+    this.generation += 1;
     this.#open();
   }
 
@@ -51,7 +62,9 @@ export class LiveSocket {
   stop() {
     this.stopped = true;
     this.gaveUp = false;
+    this.generation += 1;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.stableTimer);
     this.#stopPing();
     if (this.ws) {
       const ws = this.ws;
@@ -73,6 +86,7 @@ export class LiveSocket {
     this.stopped = false;
     this.gaveUp = false;
     this.retries = 0;
+    this.generation += 1;
     this.#open();
   }
 
@@ -105,9 +119,10 @@ export class LiveSocket {
 
     ws.onopen = () => {
       opened = true;
-      this.retries = 0;
       this.#status('connected', 'connected', false);
       this.#startPing();
+      clearTimeout(this.stableTimer);
+      this.stableTimer = setTimeout(() => { this.retries = 0; }, STABLE_MS);
       this.onOpen();
     };
     ws.onmessage = (ev) => {
@@ -125,16 +140,35 @@ export class LiveSocket {
       errored = true;
     };
     ws.onclose = (ev) => {
+      if (this.ws !== ws) return; // replaced or stopped already
       this.ws = null;
       this.#stopPing();
+      clearTimeout(this.stableTimer);
       if (this.stopped) return;
       this.#afterClose({ opened, errored, code: ev.code });
     };
   }
 
   #afterClose({ opened, errored, code }) {
-    this.onClose({ opened, code, retries: this.retries });
+    const hold = this.onClose({ opened, code, retries: this.retries });
     if (this.stopped) return; // onClose may have stopped us (e.g. token expired)
+    if (hold && typeof hold.then === 'function') {
+      // Wait for the verdict (bounded) before retrying; a sign-out meanwhile stops us.
+      const generation = this.generation;
+      this.#status('disconnected', 'disconnected — checking your session…', false);
+      let timer;
+      const bounded = new Promise((resolve) => { timer = setTimeout(resolve, HOLD_MAX_MS); });
+      Promise.race([Promise.resolve(hold).catch(() => {}), bounded]).then(() => {
+        clearTimeout(timer);
+        if (this.stopped || this.generation !== generation || this.ws) return;
+        this.#schedule({ opened, errored });
+      });
+      return;
+    }
+    this.#schedule({ opened, errored });
+  }
+
+  #schedule({ opened, errored }) {
     const state = errored && !opened ? 'error' : 'disconnected';
     if (this.retries >= BACKOFF_SECONDS.length) {
       this.gaveUp = true;
@@ -145,8 +179,9 @@ export class LiveSocket {
     this.retries += 1;
     const label = state === 'error' ? 'connection error' : 'disconnected';
     this.#status(state, `${label} — retrying in ${delay} s`, false);
+    clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
-      if (!this.stopped) this.#open();
+      if (!this.stopped && !this.ws) this.#open();
     }, delay * 1000);
   }
 

@@ -206,7 +206,8 @@ async fn caller(state: &AppState, user: AuthUser) -> Result<Caller, ApiError> {
     Ok(Caller {
         id: user.id,
         name,
-        admin: account.role == Role::Admin,
+        // An admin's API key carries its scopes, not the role's powers.
+        admin: account.role == Role::Admin && user.key_id().is_none(),
     })
 }
 

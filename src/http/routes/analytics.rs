@@ -47,7 +47,7 @@ pub async fn report(
             _ => {}
         }
     }
-    if everyone && !state.accounts.is_admin(user.id).await? {
+    if everyone && !user.acts_as_admin(&state).await? {
         return Err(ApiError::new(
             Code::AdminRequired,
             "only admins may see everyone's analytics (scope=all)",

@@ -2,10 +2,12 @@
 //! messages through it.
 //!
 //! Browsers cannot set headers on a WebSocket, so the token may also come as `?token=`. One
-//! task per connection forwards hub messages, answers the client's messages (`ping`,
+//! task per connection (the socket unsplit: one task owns both directions, no lock between
+//! them) forwards hub messages, answers the client's messages (`ping`,
 //! `subscribe`, `unsubscribe`), pings the peer every 30 s (dropping it after two unanswered
 //! pings) and sends a close frame when the queue overflows (1013), its credential stops
-//! working (1008) or the server shuts down (1001).
+//! working (1008) or the server shuts down (1001). A connection the hub dropped skips its
+//! backlog; a peer that takes no frame for 30 s is cut off.
 
 use std::time::Duration;
 
@@ -15,24 +17,34 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::tags;
+use crate::auth::Principal;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::access;
 use crate::http::{ApiJson, AppState, AuthUser, Operator};
-use crate::realtime::{CloseReason, Event, HubStats, MAX_TOPICS, Peer, Topic};
+use crate::realtime::{CloseReason, Event, HubStats, MAX_TOPICS, Peer, Topic, WatchError};
 
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Longest wait for the peer to take one frame.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Socket read buffer. Clients send pings and subscriptions, a few dozen bytes each; the
 /// WebSocket library's default (128 KiB, zero-filled at the first read) would be most of a
 /// connection's memory.
 const READ_BUFFER: usize = 1024;
 /// Largest client message.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Message types only the server sends.
+const RESERVED_TYPES: [&str; 5] = [
+    "pong",
+    "error",
+    "task_update",
+    "agent_update",
+    "queue_update",
+];
 /// Largest `data` an admin may send through the hub: it is copied to every recipient's
 /// socket.
 const MAX_SENT_DATA: usize = 64 * 1024;
@@ -75,16 +87,18 @@ pub async fn connect(
     })?;
     let peer = Peer {
         user_id: user.id,
-        admin: account.role == crate::auth::Role::Admin,
+        // An admin's API key carries its scopes, not the role's powers.
+        admin: account.role == crate::auth::Role::Admin && user.key_id().is_none(),
         key_id: user.key_id(),
     };
+    let principal = user.principal;
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         // Every message is written as it comes: the forwarder flushes each one anyway.
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, state, peer)))
+        .on_upgrade(move |socket| serve(socket, state, peer, principal)))
 }
 
 /// A message from the client.
@@ -96,36 +110,60 @@ struct ClientMessage {
     topic: Option<String>,
 }
 
-async fn serve(socket: WebSocket, state: AppState, peer: Peer) {
+async fn serve(mut socket: WebSocket, state: AppState, peer: Peer, principal: Principal) {
     let mut subscription = state.hub.subscribe(peer);
-    let (mut sink, mut stream) = socket.split();
+    // Checked again now that the hub knows the connection: a revocation between the request's
+    // check and here found nothing to close.
+    if !state.accounts.still_valid(&principal) {
+        let frame = CloseFrame {
+            code: close_code::POLICY,
+            reason: Utf8Bytes::from_static("credentials revoked; sign in again"),
+        };
+        send_frame(&mut socket, Message::Close(Some(frame))).await;
+        return;
+    }
+    // A session or key that expires closes the connection then.
+    let expiry = principal.expires_at.map(|at| {
+        let left = (at - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+        tokio::time::Instant::now() + left.unsigned_abs()
+    });
+    let expired = async {
+        match expiry {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
+    // Made once: a fresh `cancelled()` per turn of the loop would register with the token, which
+    // every connection shares, and unregister again, for every message.
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(shutdown);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let mut unanswered = 0u32;
     let mut outbox = vec![Event::system("connected", "info")];
     let close = 'serve: loop {
         for event in outbox.drain(..) {
-            let text = event.to_text();
-            if sink
-                .send(Message::Text(Utf8Bytes::from(text.as_ref())))
-                .await
-                .is_err()
-            {
+            if !send_frame(&mut socket, Message::Text(event.to_text())).await {
                 break 'serve None;
             }
         }
         tokio::select! {
             queued = subscription.rx.recv() => match queued {
+                // Dropped by the hub: the backlog is not sent, only the close.
+                Some(_) | None if subscription.rx.is_closed() => {
+                    break Some(match state.hub.close_reason(subscription.id) {
+                        CloseReason::Slow => (close_code::AGAIN, "too slow: message queue overflowed"),
+                        CloseReason::SignedOut => (close_code::POLICY, "credentials revoked; sign in again"),
+                    });
+                }
                 Some(text) => {
-                    if sink.send(Message::Text(Utf8Bytes::from(text.as_ref()))).await.is_err() {
+                    if !send_frame(&mut socket, Message::Text(text)).await {
                         break None;
                     }
                 }
-                None => break Some(match state.hub.close_reason(subscription.id) {
-                    CloseReason::Slow => (close_code::AGAIN, "too slow: message queue overflowed"),
-                    CloseReason::SignedOut => (close_code::POLICY, "credentials revoked; sign in again"),
-                }),
+                None => break None,
             },
-            incoming = stream.next() => match incoming {
+            incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     unanswered = 0;
                     outbox.extend(answer(&state, subscription.id, text.as_str()));
@@ -138,11 +176,12 @@ async fn serve(socket: WebSocket, state: AppState, peer: Peer) {
                 if unanswered > 2 {
                     break Some((close_code::POLICY, "no answer to pings"));
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                if !send_frame(&mut socket, Message::Ping(Default::default())).await {
                     break None;
                 }
             }
-            _ = state.shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
+            () = &mut shutdown => break Some((close_code::AWAY, "server shutting down")),
+            () = &mut expired => break Some((close_code::POLICY, "credentials expired; sign in again")),
         }
     };
     if let Some((code, reason)) = close {
@@ -150,8 +189,17 @@ async fn serve(socket: WebSocket, state: AppState, peer: Peer) {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        send_frame(&mut socket, Message::Close(Some(frame))).await;
     }
+}
+
+/// Sends one frame; false if the peer is gone or has not taken it within [`SEND_TIMEOUT`] (a
+/// peer that stopped reading would otherwise hold its task, and its queue, forever).
+async fn send_frame(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// What the server answers a client message with.
@@ -167,7 +215,9 @@ fn answer(state: &AppState, connection: u64, text: &str) -> Option<Event> {
         Topic::parse(name).ok_or_else(|| {
             Event::error(
                 "invalid_topic",
-                &format!("unknown topic `{name}`; topics are `queue` and `agent:<agent id>`"),
+                &format!(
+                    "unknown topic `{name}`; topics are `queue`, `agent:<agent id>` and (admins) `tasks`"
+                ),
             )
         })
     };
@@ -178,14 +228,25 @@ fn answer(state: &AppState, connection: u64, text: &str) -> Option<Event> {
                 Ok(topic) => topic,
                 Err(e) => return Some(e),
             };
-            if !state.hub.watch(connection, topic) {
-                return Some(Event::error(
-                    "too_many_topics",
-                    &format!("a connection may watch at most {MAX_TOPICS} topics"),
-                ));
+            match state.hub.watch(connection, topic) {
+                Ok(()) => {}
+                Err(WatchError::TooMany) => {
+                    return Some(Event::error(
+                        "too_many_topics",
+                        &format!("a connection may watch at most {MAX_TOPICS} topics"),
+                    ));
+                }
+                Err(WatchError::Forbidden) => {
+                    return Some(Event::error(
+                        "topic_forbidden",
+                        "only admins (signed in, not with an API key) may watch `tasks`",
+                    ));
+                }
+                Err(WatchError::Gone) => return None,
             }
             // The current state at once, so a client never waits for the next change.
             match topic {
+                Topic::Tasks => None,
                 Topic::Queue => Some(state.orchestrator.queue_event()),
                 Topic::Agent(id) => state
                     .marketplace
@@ -257,7 +318,8 @@ impl Outgoing {
                 self.kind
             )));
         }
-        if self.kind == "pong" || self.kind == "error" {
+        // The server's own messages: a client must be able to trust them.
+        if RESERVED_TYPES.contains(&self.kind.as_str()) {
             return Err(invalid(format!("type `{}` is the server's own", self.kind)));
         }
         let Value::Object(data) = &self.data else {

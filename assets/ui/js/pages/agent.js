@@ -6,15 +6,39 @@
 import * as api from '../api.js';
 import * as router from '../router.js';
 import { buildNote } from '../upload.js';
+import { taskFromUpdate, rememberMine } from '../task-list.js';
 import { SchemaForm, isObjectSchema } from '../schema-form.js';
 import { currentUser, onUserChange } from '../session.js';
 import {
   h, busy, debounce, showMessage, clearMessage, messageBox, errorText, loadError, statusBadge, setBadge, stars,
   kv, valueBlock, confirmDialog, toast, fmtPrice, fmtNumber, fmtPercent, fmtDuration, fmtBytes,
-  fmtDateTime, timeEl, truncate, shortId, TERMINAL, PRIORITIES, DASH,
+  fmtDateTime, timeEl, truncate, shortId, safeUrl, seg, TERMINAL, PRIORITIES, DASH,
 } from '../ui.js';
 
 const STATUS_RANK = { validating: 0, compiling: 1, ready: 2, rejected: 2 };
+const MAX_METADATA_ROWS = 20;
+
+/**
+ * One value of the agent's free-form metadata (written by its owner, so untrusted): an
+ * http(s) URL becomes an external link, anything else (a javascript: or data: URL included)
+ * stays text.
+ */
+function metadataValue(value) {
+  if (typeof value === 'string') {
+    const url = /^https?:\/\//i.test(value.trim()) ? safeUrl(value) : null;
+    if (url) {
+      return h('a', { href: url, rel: 'noopener noreferrer nofollow', target: '_blank', class: 'external', 'data-testid': 'agent-meta-link' }, truncate(value, 120));
+    }
+    return truncate(value, 300);
+  }
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = String(value);
+  }
+  return h('code', null, truncate(text, 300));
+}
 
 /** Wilson lower bound (95 %) of the success rate: what the auction calls reputation. */
 export function reputation(stats) {
@@ -45,6 +69,8 @@ export default {
     const description = h('p', { class: 'agent-description', 'data-testid': 'agent-description' });
     const caps = h('ul', { class: 'chips', 'aria-label': 'Capabilities', 'data-testid': 'agent-capabilities' });
     const facts = h('dl', { class: 'kv-grid' });
+    const metadata = h('dl', { class: 'kv-grid', 'data-testid': 'agent-metadata' });
+    const metadataBox = h('div', { class: 'agent-metadata', hidden: true }, h('h3', { class: 'subhead' }, 'Details from the publisher'), metadata);
     const ownerActions = h('div', { class: 'page-actions', hidden: true });
     const build = h('div', { class: 'build-box', 'data-testid': 'agent-build', hidden: true });
 
@@ -53,6 +79,7 @@ export default {
     const statSuccess = h('span', { class: 'stat-value', 'data-testid': 'stat-success' }, '–');
     const statAvg = h('span', { class: 'stat-value', 'data-testid': 'stat-avg' }, '–');
     const statRep = h('span', { class: 'stat-value', 'data-testid': 'stat-reputation' }, '–');
+    const statsMsg = messageBox('agent-stats-error');
     const ratingBox = h('div', { class: 'rating-box', 'data-testid': 'agent-rating' });
 
     // --------------------------------------------------------------- runs --
@@ -85,6 +112,10 @@ export default {
       description.textContent = agent.description || 'No description provided.';
       caps.replaceChildren(...(agent.capabilities || []).map((c) => h('li', { class: 'chip' },
         h('a', { href: `/agents?capability=${encodeURIComponent(c)}` }, c))));
+      const meta = agent.metadata && typeof agent.metadata === 'object' && !Array.isArray(agent.metadata)
+        ? Object.entries(agent.metadata).slice(0, MAX_METADATA_ROWS) : [];
+      metadataBox.hidden = !meta.length;
+      metadata.replaceChildren(...meta.map(([key, value]) => kv(key, metadataValue(value), 'agent-meta-value')));
       const lim = agent.limits || {};
       facts.replaceChildren(
         kv('Price per task', fmtPrice(agent.price), 'agent-price'),
@@ -147,7 +178,7 @@ export default {
       try {
         await api.deleteAgent(id);
         toast(`Agent “${agent.name}” deleted.`, 'success');
-        router.navigate('/agents');
+        if (scope.alive) router.navigate('/agents');
       } catch (err) {
         if (err.status !== 401) toast(`Could not delete the agent: ${errorText(err)}`, 'error');
       }
@@ -289,6 +320,7 @@ export default {
       try {
         const res = await api.submitTask(body);
         if (!scope.alive) return;
+        if (!res || !res.task_id) throw new Error('The server accepted the task but did not say its id. See the tasks page.');
         addRun({
           id: res.task_id, status: res.status || 'queued', query: text, agent_id: res.agent_id,
           agent_name: res.agent_name, price: res.price, created_at: new Date().toISOString(),
@@ -309,10 +341,11 @@ export default {
       const li = h('li', { class: 'run-item', 'data-task-id': task.id, 'data-testid': 'run-item' },
         h('div', { class: 'run-head' },
           badge,
-          h('a', { href: `/tasks/${task.id}`, class: 'run-query', 'data-testid': 'run-link' }, truncate(task.query, 90)),
+          h('a', { href: `/tasks/${seg(task.id)}`, class: 'run-query', 'data-testid': 'run-link' }, truncate(task.query, 90)),
           timeEl(task.created_at, 'run-created')),
         body);
       runs.set(task.id, { li, badge, body, task });
+      rememberMine(task.id);
       if (isNew) runList.prepend(li);
       else runList.append(li);
       runsEmpty.hidden = true;
@@ -333,7 +366,7 @@ export default {
       const parts = [];
       if (t.status === 'completed' && t.result !== undefined) {
         parts.push(h('p', { class: 'muted small' }, `Completed in ${fmtDuration(t.duration_ms)} · price ${fmtPrice(t.price)}`),
-          t.result === null || t.result === '' ? h('p', { class: 'muted small' }, 'No output.') : valueBlock(t.result, 'run-result'));
+          t.result === null || t.result === '' ? h('p', { class: 'muted small' }, 'No output.') : valueBlock(t.result, 'run-result', { name: `task-${t.id}-result` }));
       } else if (t.error) {
         parts.push(h('p', { class: 'detail-error', 'data-testid': 'run-failure' }, `${t.error}${t.error_code ? ` (${t.error_code})` : ''}`));
       } else if (!TERMINAL.has(t.status)) {
@@ -360,14 +393,19 @@ export default {
 
     // The topic streams stats, but a finished run of mine also fetches them once, so the
     // figures stay right on a server without topics or while the socket is down.
-    const statsSoon = debounce(() => {
-      api.getAgent(id).then((a) => {
+    async function refreshStats() {
+      try {
+        const a = await api.getAgent(id);
         if (!scope.alive || !agent) return;
+        clearMessage(statsMsg);
         agent.stats = a.stats;
         agent.rating = a.rating;
         renderStats(a.stats, a.rating);
-      }).catch(() => {});
-    }, 500);
+      } catch (err) {
+        if (scope.alive && err.status !== 401) showMessage(statsMsg, loadError('The latest statistics', err), 'warning');
+      }
+    }
+    const statsSoon = debounce(refreshStats, 500);
     scope.add(() => statsSoon.cancel());
 
     // A fast task can finish before the submit's answer arrives: remember what the socket
@@ -376,13 +414,17 @@ export default {
     scope.on('task_update', (d) => {
       const run = runs.get(d.task_id);
       if (!run) {
-        if (d.agent_id === id) early.set(d.task_id, d);
+        if (d.agent_id === id) {
+          early.set(d.task_id, d);
+          // Bounded: an admin's socket also carries other people's runs of this agent.
+          if (early.size > 100) early.delete(early.keys().next().value);
+        }
         return;
       }
       const prev = run.task.status;
       if (TERMINAL.has(prev)) return;
       if (prev === 'running' && d.status === 'queued') return;
-      run.task = { ...run.task, status: d.status, error: d.error ?? run.task.error, error_code: d.error_code ?? run.task.error_code };
+      run.task = { ...run.task, ...taskFromUpdate(d) };
       renderRun(d.task_id);
       if (TERMINAL.has(d.status)) fetchRun(d.task_id);
     });
@@ -441,10 +483,12 @@ export default {
       const ok = await confirmDialog({ title: `Make ${version} current?`, message: `New tasks will run version ${version} of ${agent.name}.`, confirmLabel: 'Make current', danger: false });
       if (!ok) return;
       try {
-        agent = await api.rollbackAgent(id, version);
+        const a = await api.rollbackAgent(id, version);
+        toast(`Version ${version} is current now.`, 'success');
+        if (!scope.alive) return; // the person moved on: nothing to draw
+        agent = a;
         renderHeader();
         loadVersions();
-        toast(`Version ${version} is current now.`, 'success');
       } catch (err) {
         if (err.status !== 401) toast(`Could not roll back: ${errorText(err)}`, 'error');
       }
@@ -455,8 +499,8 @@ export default {
       if (!ok) return;
       try {
         await api.deleteAgentVersion(id, version);
-        loadVersions();
         toast(`Version ${version} deleted.`, 'success');
+        if (scope.alive) loadVersions();
       } catch (err) {
         if (err.status !== 401) toast(`Could not delete the version: ${errorText(err)}`, 'error');
       }
@@ -483,7 +527,7 @@ export default {
         showMessage(reviewMsg, 'Thanks — your review is posted.', 'success');
         comment.value = '';
         loadReviews();
-        api.getAgent(id).then((a) => { if (scope.alive) { agent = a; renderStats(a.stats, a.rating); } }).catch(() => {});
+        refreshStats();
       } catch (err) {
         if (err.status !== 401) showMessage(reviewMsg, errorText(err));
       } finally {
@@ -517,12 +561,13 @@ export default {
               h('div', { class: 'title-row', id: 'agent-title-h' }, title, versionChip, statusEl),
               owner),
             ownerActions),
-          description, caps, build, facts),
+          description, caps, build, facts, metadataBox),
         h('section', { class: 'stats-bar stats-bar-4', 'aria-label': 'Agent statistics (live)', 'data-testid': 'agent-stats' },
           h('div', { class: 'stat' }, statRuns, h('span', { class: 'stat-label' }, 'Runs')),
           h('div', { class: 'stat' }, statSuccess, h('span', { class: 'stat-label' }, 'Success rate')),
           h('div', { class: 'stat' }, statAvg, h('span', { class: 'stat-label' }, 'Avg duration')),
           h('div', { class: 'stat' }, statRep, h('span', { class: 'stat-label' }, 'Reputation'))),
+        statsMsg,
         h('div', { class: 'grid-2' },
           h('section', { class: 'card', 'aria-labelledby': 'run-title' },
             h('h2', { id: 'run-title' }, 'Run a task'),
@@ -578,7 +623,12 @@ export default {
       refreshAgent();
       if (d.action === 'version' || d.action === 'updated') loadVersions();
     });
-    scope.on('reconnected', () => { refreshAgent(); loadVersions(); });
+    scope.on('reconnected', () => {
+      refreshAgent();
+      loadVersions();
+      // Runs that were still going may have finished while the socket was down.
+      for (const [taskId, run] of runs) if (!TERMINAL.has(run.task.status)) fetchRun(taskId);
+    });
     scope.add(onUserChange(() => { if (agent) renderOwnerActions(); }));
 
     (async () => {
@@ -591,10 +641,17 @@ export default {
         return;
       }
       if (!scope.alive) return;
-      layout();
-      renderHeader();
-      buildRunForm();
-      watchBuild();
+      try {
+        layout();
+        renderHeader();
+        buildRunForm();
+        watchBuild();
+      } catch (err) {
+        // Data this page cannot draw (an odd input schema, say): say so instead of half a page.
+        console.error(err);
+        loading.remove();
+        showMessage(pageMsg, `This agent could not be shown completely: ${errorText(err)}`);
+      }
       scope.topic(`agent:${id}`);
       loadRuns();
       loadVersions();

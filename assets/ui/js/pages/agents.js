@@ -1,14 +1,16 @@
 // /agents (marketplace): search as you type (typo tolerant on the server), capability facet
 // chips with counts, price range, minimum rating, status, sort, pages. The query string holds
 // the whole state, so a link or the back button restores it. "Upload agent" opens the upload
-// dialog. The list reloads (debounced) when agents are added, changed or deleted.
+// dialog. The list reloads (debounced) when agents are added, changed or deleted, and the
+// cards shown follow their agents' live statistics (one "agent:<id>" topic per card).
 
 import * as api from '../api.js';
+import * as live from '../live.js';
 import * as router from '../router.js';
 import { openUploadDialog } from '../upload.js';
 import {
   h, debounce, showMessage, clearMessage, messageBox, loadError, statusBadge,
-  fmtPrice, fmtNumber, fmtPercent, truncate, parseList, DASH,
+  fmtPrice, fmtNumber, fmtPercent, truncate, parseList, seg, DASH,
 } from '../ui.js';
 
 const PAGE_SIZE = 12;
@@ -44,14 +46,36 @@ function urlParams(st) {
   };
 }
 
-export function agentCard(a) {
-  const s = a.stats || {};
+/** The card's figures: rating, runs and success rate. */
+function cardFigures(stats, rating) {
+  const s = stats || {};
   const runs = (Number(s.tasks_completed) || 0) + (Number(s.tasks_failed) || 0);
+  return {
+    rating: rating?.count ? `${Number(rating.mean).toFixed(1)} ★ (${rating.count})` : DASH,
+    runs: fmtNumber(runs, 0),
+    success: runs ? fmtPercent(s.success_rate) : DASH,
+  };
+}
+
+/** Change a card's figures in place (a live "stats" agent_update). */
+export function updateAgentCard(card, stats, rating) {
+  const f = cardFigures(stats, rating);
+  const set = (testid, text) => {
+    const el = card.querySelector(`[data-testid=${testid}]`);
+    if (el && el.textContent !== text) el.textContent = text;
+  };
+  set('agent-rating', f.rating);
+  set('agent-runs', f.runs);
+  set('agent-success', f.success);
+}
+
+export function agentCard(a) {
+  const f = cardFigures(a.stats, a.rating);
   const caps = Array.isArray(a.capabilities) ? a.capabilities : [];
   const stat = (label, value, testid) => h('div', { class: 'kv' }, h('dt', null, label), h('dd', { 'data-testid': testid }, value));
   return h('article', { class: 'agent-card', 'data-agent-id': a.id, 'data-testid': 'agent-card' },
     h('header', { class: 'agent-head' },
-      h('h3', { class: 'agent-name' }, h('a', { href: `/agents/${a.id}`, 'data-testid': 'agent-link' }, a.name)),
+      h('h3', { class: 'agent-name' }, h('a', { href: `/agents/${seg(a.id)}`, 'data-testid': 'agent-link' }, a.name)),
       a.version ? h('span', { class: 'chip chip-version' }, `v${a.version}`) : null,
       a.status && a.status !== 'ready' ? statusBadge(a.status, 'agent-status') : null),
     h('p', { class: 'agent-owner muted small' }, a.owner_name ? `by ${a.owner_name}` : ''),
@@ -59,9 +83,9 @@ export function agentCard(a) {
     caps.length ? h('ul', { class: 'chips', 'aria-label': 'Capabilities' }, caps.map((c) => h('li', { class: 'chip' }, c))) : null,
     h('dl', { class: 'agent-stats' },
       stat('Price', fmtPrice(a.price), 'agent-price'),
-      stat('Rating', a.rating?.count ? `${Number(a.rating.mean).toFixed(1)} ★ (${a.rating.count})` : DASH, 'agent-rating'),
-      stat('Runs', fmtNumber(runs, 0), 'agent-runs'),
-      stat('Success', runs ? fmtPercent(s.success_rate) : DASH, 'agent-success')));
+      stat('Rating', f.rating, 'agent-rating'),
+      stat('Runs', f.runs, 'agent-runs'),
+      stat('Success', f.success, 'agent-success')));
 }
 
 export default {
@@ -169,6 +193,8 @@ export default {
     next.addEventListener('click', () => { st.page += 1; apply(); });
 
     function renderFacets(counts) {
+      // The chips are rebuilt: keep keyboard focus on the chip that was just toggled.
+      const focused = facets.contains(document.activeElement) ? document.activeElement.dataset.capability : null;
       const names = new Set([...Object.keys(counts || {}), ...st.capability]);
       const sorted = [...names].sort((a, b) => (counts?.[b] || 0) - (counts?.[a] || 0) || a.localeCompare(b));
       if (!sorted.length) {
@@ -186,6 +212,9 @@ export default {
           },
         }, c, h('span', { class: 'facet-count' }, fmtNumber(counts?.[c] ?? 0, 0)));
       }));
+      if (focused !== null && focused !== undefined) {
+        [...facets.querySelectorAll('[data-capability]')].find((b) => b.dataset.capability === focused)?.focus();
+      }
     }
 
     async function load() {
@@ -220,6 +249,7 @@ export default {
         } else {
           list.replaceChildren(...agents.map(agentCard));
         }
+        watchCards(agents);
         pager.hidden = total <= PAGE_SIZE;
         pageInfo.textContent = `Page ${st.page} of ${pages}`;
         prev.disabled = st.page <= 1;
@@ -232,9 +262,28 @@ export default {
       }
     }
 
-    const reloadSoon = debounce(load, 300);
+    // Live figures for the cards on screen: one topic per card (a page holds at most
+    // PAGE_SIZE, below the server's limit per connection). The previous page's topics are let
+    // go first, so the two never add up.
+    let cardTopics = [];
+    const releaseCards = () => { for (const off of cardTopics.splice(0)) off(); };
+    function watchCards(agents) {
+      releaseCards();
+      cardTopics = agents.filter((a) => a.id).map((a) => live.topic(`agent:${a.id}`));
+    }
+    scope.add(releaseCards);
+
+    const reloadSoon = debounce(load, 300, { maxWait: 3000 });
     scope.add(() => reloadSoon.cancel());
-    scope.on('agent_update', (d) => { if (d.action !== 'stats') reloadSoon(); });
+    scope.on('agent_update', (d) => {
+      if (d.action !== 'stats') {
+        reloadSoon();
+        return;
+      }
+      for (const card of list.querySelectorAll('[data-testid=agent-card]')) {
+        if (card.dataset.agentId === d.agent_id) updateAgentCard(card, d.stats, d.rating);
+      }
+    });
     scope.on('reconnected', reloadSoon);
 
     load();

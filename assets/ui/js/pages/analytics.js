@@ -6,9 +6,10 @@ import * as api from '../api.js';
 import * as router from '../router.js';
 import { mountChart, throughputChart, throughputLegend, histogramChart, barChart } from '../charts.js';
 import { isAdmin, onUserChange } from '../session.js';
+import { isMine } from '../task-list.js';
 import {
   h, debounce, showMessage, clearMessage, messageBox, loadError, fmtNumber, fmtPercent, fmtPrice,
-  fmtDuration, fmtDateTime, TERMINAL,
+  fmtDuration, fmtDateTime, seg, TERMINAL,
 } from '../ui.js';
 
 const WINDOWS = [['1h', 'Last hour'], ['24h', '24 hours'], ['7d', '7 days'], ['30d', '30 days']];
@@ -136,7 +137,7 @@ export default {
         ? h('table', { class: 'table', 'data-testid': 'analytics-agents' },
           h('thead', null, h('tr', null, ['Agent', 'Finished', 'Success', 'Mean time', 'Spend'].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', null, agents.map((r) => h('tr', null,
-            h('td', { 'data-label': 'Agent' }, h('a', { href: `/agents/${r.agent_id}` }, r.agent_name)),
+            h('td', { 'data-label': 'Agent' }, h('a', { href: `/agents/${seg(r.agent_id)}` }, r.agent_name)),
             h('td', { 'data-label': 'Finished' }, fmtNumber(r.finished, 0)),
             h('td', { 'data-label': 'Success' }, fmtPercent(r.success_rate)),
             h('td', { 'data-label': 'Mean time' }, fmtDuration(r.mean_duration_ms)),
@@ -144,9 +145,12 @@ export default {
         : h('p', { class: 'chart-empty', 'data-testid': 'analytics-agents-empty' }, 'No agent finished a task in this window.'));
     }
 
-    const reloadSoon = debounce(load, 1500);
+    const reloadSoon = debounce(load, 1500, { maxWait: 6000 });
     scope.add(() => reloadSoon.cancel());
-    scope.on('task_update', (d) => { if (TERMINAL.has(d.status)) reloadSoon(); });
+    scope.on('task_update', (d) => {
+      // An admin's socket carries everyone's tasks: only the whole-server view cares about all.
+      if (TERMINAL.has(d.status) && (st.scope === 'all' || isMine(d))) reloadSoon();
+    });
     scope.on('reconnected', load);
     scope.add(onUserChange(() => {
       scopeGroup.hidden = !isAdmin();

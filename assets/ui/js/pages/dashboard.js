@@ -4,7 +4,7 @@
 
 import * as api from '../api.js';
 import { mountChart, throughputChart, throughputLegend } from '../charts.js';
-import { TaskList } from '../task-list.js';
+import { TaskList, taskFromUpdate, isMine } from '../task-list.js';
 import { openUploadDialog } from '../upload.js';
 import {
   h, debounce, showMessage, clearMessage, messageBox, loadError, fmtNumber, fmtDuration,
@@ -105,69 +105,75 @@ export default {
       depthMax.textContent = `${fmtNumber(total, 0)} waiting`;
     };
 
+    // Each loader drops an answer that a newer request of the same kind has overtaken.
+    const latest = { stats: 0, chart: 0, recent: 0 };
+    let queueLive = false; // a queue_update arrived: the topic, not /tasks/stats, draws the queue
     const loadStats = async () => {
+      const mine = ++latest.stats;
       try {
         const st = await api.taskStats();
-        if (!scope.alive) return;
+        if (!scope.alive || mine !== latest.stats) return;
         clearMessage(statsError);
         for (const [key] of STATUS_TILES) tiles[key].textContent = fmtNumber(st?.[key] ?? 0, 0);
-        renderDepth(st?.queue_depth);
+        // Once the queue topic speaks it is the fresher source: a stats answer may predate it.
+        if (!queueLive) renderDepth(st?.queue_depth);
         p50.textContent = fmtDuration(st?.recent?.p50_ms);
         p95.textContent = fmtDuration(st?.recent?.p95_ms);
         lastMinute.textContent = fmtNumber(st?.recent?.completed_last_minute ?? 0, 0);
       } catch (err) {
-        if (scope.alive && err.status !== 401) showMessage(statsError, loadError('Task counts', err));
+        if (scope.alive && mine === latest.stats && err.status !== 401) showMessage(statsError, loadError('Task counts', err));
       }
     };
 
     let stopChart = null;
     const loadChart = async () => {
+      const mine = ++latest.chart;
       try {
         const a = await api.analytics({ window: '1h', scope: 'me' });
-        if (!scope.alive) return;
+        if (!scope.alive || mine !== latest.chart) return;
         clearMessage(chartError);
         stopChart?.();
         stopChart = mountChart(chartBox, (width) => throughputChart(a.throughput, { width, height: 200, bucketSecs: a.bucket_secs }));
       } catch (err) {
-        if (scope.alive && err.status !== 401) showMessage(chartError, loadError('The throughput chart', err), 'warning');
+        if (scope.alive && mine === latest.chart && err.status !== 401) showMessage(chartError, loadError('The throughput chart', err), 'warning');
       }
     };
     scope.add(() => stopChart?.());
 
     const loadRecent = async () => {
+      const mine = ++latest.recent;
       try {
         const res = await api.listTasks({ limit: RECENT });
-        if (!scope.alive) return;
+        if (!scope.alive || mine !== latest.recent) return;
         clearMessage(recentError);
         recent.clear();
         recent.append(res?.tasks || []);
         recentEmpty.hidden = recent.size > 0;
       } catch (err) {
-        if (scope.alive && err.status !== 401) showMessage(recentError, loadError('Recent tasks', err));
+        if (scope.alive && mine === latest.recent && err.status !== 401) showMessage(recentError, loadError('Recent tasks', err));
       }
     };
 
-    const statsSoon = debounce(loadStats, 300);
-    const chartSoon = debounce(loadChart, 1000);
+    const statsSoon = debounce(loadStats, 300, { maxWait: 2000 });
+    const chartSoon = debounce(loadChart, 1000, { maxWait: 5000 });
     scope.add(() => { statsSoon.cancel(); chartSoon.cancel(); });
 
     scope.on('task_update', (d) => {
-      const partial = { id: d.task_id, status: d.status, query: d.query, agent_id: d.agent_id, agent_name: d.agent_name };
+      if (!d.task_id || !isMine(d)) return; // an admin's socket also carries other people's tasks
+      const partial = taskFromUpdate(d);
       if (recent.has(d.task_id)) recent.update(partial);
       else {
-        recent.prepend({ ...partial, created_at: new Date().toISOString() });
-        const extra = [...recent.rows.keys()].slice(RECENT);
-        for (const id of extra) {
-          recent.rows.get(id)?.li.remove();
-          recent.rows.delete(id);
-          recent.tasks.delete(id);
-        }
+        recent.prepend({ created_at: new Date().toISOString(), ...partial });
+        recent.trim(RECENT); // the oldest rows go, in list order
         recentEmpty.hidden = true;
       }
       statsSoon();
       if (TERMINAL.has(d.status)) chartSoon();
     });
-    scope.on('queue_update', (d) => renderDepth(d.queue_depth));
+    scope.on('queue_update', (d) => {
+      queueLive = true;
+      renderDepth(d.queue_depth);
+    });
     scope.on('reconnected', () => { loadStats(); loadRecent(); loadChart(); });
     scope.topic('queue');
 

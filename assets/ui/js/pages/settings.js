@@ -106,10 +106,13 @@ export default {
       }
       const restore = busy(savePassword, 'Changing…');
       try {
-        const res = await api.changePassword({ current_password: current.value, new_password: next.value });
-        session.acceptSession(res);
-        live.stop();
-        live.start();
+        // The change ends every older session, this socket's too (a 1008 close): pause live
+        // updates so that close is not taken for a sign-out elsewhere, and reconnect with
+        // the new token afterwards.
+        await live.whilePaused(async () => {
+          const res = await api.changePassword({ current_password: current.value, new_password: next.value });
+          session.acceptSession(res);
+        });
         passwordForm.reset();
         if (scope.alive) showMessage(passwordMsg, 'Password changed. Other sessions were signed out.', 'success');
         toast('Password changed.', 'success');

@@ -5,8 +5,8 @@
 
 import * as api from '../api.js';
 import {
-  h, busy, debounce, showMessage, messageBox, errorText, loadError, statusBadge, setBadge, kv,
-  valueBlock, confirmDialog, toast, fmtPrice, fmtDuration, fmtDateTime, timeEl, shortId, TERMINAL, DASH,
+  h, busy, debounce, showMessage, clearMessage, messageBox, errorText, loadError, statusBadge, setBadge, kv,
+  valueBlock, longText, confirmDialog, toast, fmtPrice, fmtDuration, fmtDateTime, timeEl, shortId, seg, TERMINAL, DASH,
 } from '../ui.js';
 
 const score = (v) => (v === null || v === undefined || Number.isNaN(Number(v)) ? DASH : Number(v).toFixed(3));
@@ -20,7 +20,7 @@ function bidsTable(bids, testid, caption) {
         ['#', 'Agent', 'Price', 'Price score', 'Quality', 'Speed', 'Reputation', 'Total'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, bids.map((b, i) => h('tr', { class: i === 0 ? 'winner' : null, 'data-testid': 'bid-row', 'data-winner': i === 0 ? 'true' : 'false' },
         h('td', { 'data-label': '#' }, String(i + 1)),
-        h('td', { 'data-label': 'Agent' }, h('a', { href: `/agents/${b.agent_id}` }, b.agent_name || shortId(b.agent_id)),
+        h('td', { 'data-label': 'Agent' }, h('a', { href: `/agents/${seg(b.agent_id)}` }, b.agent_name || shortId(b.agent_id)),
           i === 0 ? h('span', { class: 'chip chip-winner', 'data-testid': 'bid-winner' }, 'winner') : null),
         h('td', { 'data-label': 'Price' }, fmtPrice(b.price)),
         h('td', { 'data-label': 'Price score' }, score(b.scores?.price)),
@@ -37,7 +37,7 @@ function attemptsTable(attempts) {
       h('thead', null, h('tr', null, ['#', 'Agent', 'Outcome', 'Error', 'Duration', 'Started'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, attempts.map((a, i) => h('tr', { 'data-testid': 'attempt-row' },
         h('td', { 'data-label': '#' }, String(i + 1)),
-        h('td', { 'data-label': 'Agent' }, h('a', { href: `/agents/${a.agent_id}` }, a.agent_name || shortId(a.agent_id))),
+        h('td', { 'data-label': 'Agent' }, h('a', { href: `/agents/${seg(a.agent_id)}` }, a.agent_name || shortId(a.agent_id))),
         h('td', { 'data-label': 'Outcome' }, statusBadge(a.outcome, 'attempt-outcome')),
         h('td', { 'data-label': 'Error', class: 'wrap' }, a.error ? `${a.error}${a.error_code ? ` (${a.error_code})` : ''}` : DASH),
         h('td', { 'data-label': 'Duration' }, fmtDuration(a.duration_ms)),
@@ -79,7 +79,7 @@ export default {
       cancel.hidden = TERMINAL.has(t.status);
       agentLink.hidden = !t.agent_id;
       if (t.agent_id) {
-        agentLink.href = `/agents/${t.agent_id}`;
+        agentLink.setAttribute('href', `/agents/${seg(t.agent_id)}`);
         agentLink.textContent = `Open ${t.agent_name || 'agent'}`;
       }
 
@@ -111,15 +111,16 @@ export default {
       }
 
       const resultPart = t.result !== undefined && t.result !== null && t.result !== ''
-        ? valueBlock(t.result, 'task-result')
+        ? valueBlock(t.result, 'task-result', { name: `task-${t.id}-result` })
         : h('p', { class: 'muted small', 'data-testid': 'task-result-empty' },
           TERMINAL.has(t.status) ? 'No result was returned.' : 'No result yet — this updates live when the task finishes.');
       parts.push(h('div', { class: 'grid-2' },
         section('Query', 'task-query-section', h('p', { class: 'detail-text', 'data-testid': 'task-query' }, t.query || DASH),
           h('h3', { class: 'subhead' }, 'Input'),
-          t.input !== undefined && t.input !== null ? valueBlock(t.input, 'task-input') : h('p', { class: 'muted small' }, 'No input: the agent read the query.')),
+          t.input !== undefined && t.input !== null ? valueBlock(t.input, 'task-input', { name: `task-${t.id}-input` }) : h('p', { class: 'muted small' }, 'No input: the agent read the query.')),
         section('Result', 'task-result-section', resultPart,
-          t.stderr ? h('div', null, h('h3', { class: 'subhead' }, 'Standard error'), h('pre', { class: 'result result-stderr', 'data-testid': 'task-stderr', tabindex: '0' }, t.stderr)) : null)));
+          t.stderr ? h('div', null, h('h3', { class: 'subhead' }, 'Standard error'),
+            longText(t.stderr, { testid: 'task-stderr', className: 'result result-stderr', filename: `task-${t.id}-stderr.txt` })) : null)));
 
       parts.push(section('Auction', 'task-bids-section',
         h('p', { class: 'muted small' }, t.pinned
@@ -144,6 +145,7 @@ export default {
         if (!scope.alive) return;
         if (task && TERMINAL.has(task.status) && !TERMINAL.has(t.status)) return;
         task = t;
+        clearMessage(pageMsg);
         render();
       } catch (err) {
         if (!scope.alive || err.status === 401) return;
@@ -163,15 +165,16 @@ export default {
       if (!ok) return;
       const restore = busy(cancel, 'Canceling…');
       try {
-        task = await api.cancelTask(id);
-        if (!scope.alive) return;
-        render();
+        const t = await api.cancelTask(id);
         toast('Task canceled.', 'success');
+        if (!scope.alive) return;
+        task = t;
+        render();
       } catch (err) {
         if (err.status !== 401) toast(`Could not cancel: ${errorText(err)}`, 'error');
       } finally {
         restore();
-        if (task) cancel.hidden = TERMINAL.has(task.status);
+        if (task && scope.alive) cancel.hidden = TERMINAL.has(task.status);
       }
     });
 

@@ -4,7 +4,7 @@
 
 import * as api from '../api.js';
 import * as router from '../router.js';
-import { TaskList } from '../task-list.js';
+import { TaskList, taskFromUpdate, isMine } from '../task-list.js';
 import {
   h, busy, debounce, showMessage, clearMessage, messageBox, loadError, fmtNumber,
   TASK_STATUSES, PRIORITIES, TERMINAL,
@@ -41,6 +41,7 @@ export default {
     const list = new TaskList({ testid: 'task-list' });
     const empty = h('p', { class: 'empty', 'data-testid': 'tasks-empty', hidden: true });
     const msg = messageBox('tasks-error');
+    const agentsMsg = messageBox('filter-agent-error');
     const more = h('button', { type: 'button', class: 'btn btn-ghost btn-block', 'data-testid': 'tasks-more', hidden: true }, 'Load more');
 
     root.append(
@@ -50,7 +51,7 @@ export default {
       h('section', { class: 'card' },
         h('form', { class: 'filter-row', 'aria-label': 'Filter tasks', onsubmit: (e) => e.preventDefault() },
           statusField, priorityField,
-          h('div', { class: 'field' }, h('label', { for: 't-agent' }, 'Agent'), agentSelect)),
+          h('div', { class: 'field' }, h('label', { for: 't-agent' }, 'Agent'), agentSelect, agentsMsg)),
         msg, list.el, empty, more),
     );
 
@@ -106,29 +107,37 @@ export default {
           agentSelect.append(h('option', { value: current }, current));
         }
         agentSelect.value = current;
-      } catch {
-        // The filter still works with the id from the URL; the list itself reports errors.
+      } catch (err) {
+        // The filter still works with the id from the URL; say why the names are missing.
+        if (scope.alive && err.status !== 401) showMessage(agentsMsg, loadError('The agent names', err), 'warning');
       }
     }
 
     const fetchSoon = new Map();
     scope.add(() => { for (const f of fetchSoon.values()) f.cancel(); });
     scope.on('task_update', (d) => {
-      const partial = { id: d.task_id, status: d.status, query: d.query, agent_id: d.agent_id, agent_name: d.agent_name };
+      if (!d.task_id || (!list.has(d.task_id) && !isMine(d))) return; // admins get everyone's
+      const partial = taskFromUpdate(d);
       if (list.has(d.task_id)) {
         list.update(partial);
       } else if (!st.status || st.status === d.status) {
         if ((!st.agent_id || st.agent_id === d.agent_id) && !st.priority) {
-          list.prepend({ ...partial, created_at: new Date().toISOString() });
+          list.prepend({ created_at: new Date().toISOString(), ...partial });
           total += 1;
           renderChrome();
         }
       }
-      if (TERMINAL.has(d.status) && list.has(d.task_id)) {
-        // Fill in the price and duration the message does not carry.
+      // An older server's message has no price or duration: fetch the finished task once.
+      const incomplete = d.price === undefined || d.duration_ms === undefined;
+      if (TERMINAL.has(d.status) && list.has(d.task_id) && incomplete) {
         if (!fetchSoon.has(d.task_id)) {
-          fetchSoon.set(d.task_id, debounce(() => {
-            api.getTask(d.task_id).then((t) => { if (scope.alive) list.update(t); }).catch(() => {});
+          fetchSoon.set(d.task_id, debounce(async () => {
+            try {
+              const t = await api.getTask(d.task_id);
+              if (scope.alive) list.update(t);
+            } catch (err) {
+              if (scope.alive && err.status !== 401) showMessage(msg, loadError('A finished task', err), 'warning');
+            }
           }, 200));
         }
         fetchSoon.get(d.task_id)();
