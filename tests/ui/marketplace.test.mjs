@@ -142,8 +142,10 @@ describe('marketplace and tasks in the browser', { timeout: 15 * 60_000 }, () =>
     // Facet chips filter, and the back button restores the previous state.
     await page.getByTestId('agent-search').fill('');
     await page.waitForFunction(() => !location.search.includes('q='));
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=agent-card]').length === 3);
     await page.locator('[data-testid=facet-chip][data-capability="sentiment-analysis"]').click();
     await page.waitForURL(/capability=sentiment-analysis/);
+    await page.waitForSelector('[data-testid=facet-chip][data-capability="sentiment-analysis"][aria-pressed=true]');
     await page.waitForFunction(() => document.querySelectorAll('[data-testid=agent-card]').length === 1);
     await page.goBack();
     await page.waitForFunction(() => document.querySelectorAll('[data-testid=agent-card]').length === 3);
@@ -238,9 +240,10 @@ describe('marketplace and tasks in the browser', { timeout: 15 * 60_000 }, () =>
     await page.waitForSelector('[data-testid=ws-status][data-state=connected]', { state: 'attached' });
     await page.evaluate(() => { window.__marker = 'dashboard'; });
     const submit = (priority) => api(server, 'POST', '/tasks/submit', {
-      token, json: { query: `Spin (${priority})`, budget: 1, agent_id: spinId, timeout: 15, priority },
+      token, json: { query: `Spin (${priority})`, budget: 1, agent_id: spinId, timeout: 29, priority },
     });
-    // Two spinners fill both workers; the third waits in the queue.
+    // Two spinners fill both workers; the third waits in the queue. 29 s: long enough for the
+    // steps below on a loaded machine, under the server's 30 s cap on a run.
     for (const p of ['normal', 'normal']) assert.equal((await submit(p)).status, 202);
     await page.waitForFunction(() => Number(document.querySelector('[data-testid=stat-running]')?.textContent) === 2, null, { timeout: 60_000 });
     const queued = await submit('high');
@@ -250,7 +253,9 @@ describe('marketplace and tasks in the browser', { timeout: 15 * 60_000 }, () =>
 
     await page.locator(`[data-testid=task-row][data-task-id="${queued.data.task_id}"] [data-testid=task-link]`).click();
     await page.waitForURL(`**/tasks/${queued.data.task_id}`);
-    await page.waitForSelector('[data-testid=task-status][data-status=queued]');
+    // The badge shows `queued` before the task is fetched: wait for the task itself.
+    await page.waitForFunction(() => document.querySelector('[data-testid=task-title]')?.textContent === 'Spin (high)'
+      && document.querySelector('[data-testid=task-status]')?.dataset.status === 'queued');
     await page.getByTestId('task-cancel').click();
     await page.getByTestId('confirm-dialog').waitFor();
     await page.getByTestId('confirm-ok').click();
@@ -265,7 +270,7 @@ describe('marketplace and tasks in the browser', { timeout: 15 * 60_000 }, () =>
     assert.equal(failed.data.status, 'failed', JSON.stringify(failed.data));
     // The spinners end as timed out.
     await page.goto('/tasks?status=timed_out');
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid=task-row]').length === 2, null, { timeout: 60_000 });
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=task-row]').length === 2, null, { timeout: SLOW });
   });
 
   test('tasks list, dashboard and analytics show the data', { timeout: 4 * 60_000 }, async () => {

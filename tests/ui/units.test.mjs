@@ -24,7 +24,12 @@ class FakeSocket {
   close() { this.readyState = 3; }
 
   // What the server or the network does to it:
-  open() { this.readyState = FakeSocket.OPEN; this.onopen?.(); }
+  /** Opens, then greets as the server does once the socket is registered. */
+  open() {
+    this.readyState = FakeSocket.OPEN;
+    this.onopen?.();
+    this.onmessage?.({ data: JSON.stringify({ type: 'system', data: { message: 'connected', level: 'info' } }) });
+  }
 
   fail() { this.onerror?.(); this.readyState = 3; this.onclose?.({ code: 1006 }); }
 

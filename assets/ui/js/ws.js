@@ -3,7 +3,7 @@
 //
 // States reported through onStatus({ state, text, canRetry }):
 //   connecting   – an attempt is in progress
-//   connected    – open; messages flow
+//   connected    – open and greeted by the server (registered for updates); messages flow
 //   error        – the last attempt failed with an error; a retry is pending
 //                  (or, with canRetry, we gave up)
 //   disconnected – closed; a retry is pending, or we gave up (canRetry), or
@@ -31,7 +31,7 @@ export class LiveSocket {
    * @param {(msg: object) => void} opts.onMessage   parsed non-pong messages
    * @param {(s: {state: string, text: string, canRetry: boolean}) => void} opts.onStatus
    * @param {(info: {opened: boolean, code: number, retries: number}) => (void|Promise<any>)} [opts.onClose]
-   * @param {() => void} [opts.onOpen]   after every successful open (re-subscribe topics here)
+   * @param {() => void} [opts.onOpen]   once each socket is greeted (re-subscribe topics here)
    */
   constructor({ url, onMessage, onStatus, onClose, onOpen }) {
     this.url = url;
@@ -115,17 +115,23 @@ export class LiveSocket {
     }
     this.ws = ws;
     let opened = false;
+    let greeted = false;
     let errored = false;
 
     ws.onopen = () => {
       opened = true;
-      this.#status('connected', 'connected', false);
       this.#startPing();
-      clearTimeout(this.stableTimer);
-      this.stableTimer = setTimeout(() => { this.retries = 0; }, STABLE_MS);
-      this.onOpen();
     };
     ws.onmessage = (ev) => {
+      // The server greets a socket once it is registered for updates: only from then on is
+      // nothing missed, so that is when the socket counts as connected.
+      if (!greeted) {
+        greeted = true;
+        this.#status('connected', 'connected', false);
+        clearTimeout(this.stableTimer);
+        this.stableTimer = setTimeout(() => { this.retries = 0; }, STABLE_MS);
+        this.onOpen();
+      }
       let msg;
       try {
         msg = JSON.parse(ev.data);
