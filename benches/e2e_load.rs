@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 #[path = "support/cpu.rs"]
 mod cpu;
-use cpu::Cpu;
+use cpu::{Cpu, machine_cpu};
 
 #[path = "../tests/api/child.rs"]
 mod child;
@@ -79,7 +79,7 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
         .unwrap();
     assert_eq!(upload.status(), 201);
 
-    let cpu_before = (server.cpu(), Cpu::of("self").total());
+    let cpu_before = (server.cpu(), Cpu::of("self").total(), machine_cpu().1);
     if rate > 0.0 {
         println!(
             "end to end: {tasks} tasks offered at {rate:.0}/s by {clients} clients, no-op agent"
@@ -179,7 +179,12 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
         tasks as f64 / completed.as_secs_f64(),
         completed.as_secs_f64()
     );
-    println!("CPU per task: server {server_cpu:.1} µs, load generator {load_cpu:.1} µs");
+    let stolen = machine_cpu().1 - cpu_before.2;
+    println!(
+        "CPU per task: server {server_cpu:.1} µs, load generator {load_cpu:.1} µs; \
+         {:.2} s of CPU stolen by the hypervisor during the run",
+        stolen.as_secs_f64()
+    );
     let slow: Vec<String> = slow.iter().map(usize::to_string).collect();
     println!(
         "submits over {} ms, per {} ms of the run: {}",

@@ -38,7 +38,7 @@ use zerostate::store::Store;
 
 #[path = "support/cpu.rs"]
 mod cpu;
-use cpu::Cpu;
+use cpu::{Cpu, machine_cpu};
 
 #[path = "../tests/api/child.rs"]
 mod child;
@@ -126,27 +126,6 @@ impl Server {
             .strip_prefix("http://")
             .expect("an http:// base URL")
     }
-}
-
-/// The whole machine's busy and stolen CPU time so far, from `/proc/stat`: what the server and
-/// the load generator did not use themselves was taken by other processes (or, as steal, by
-/// the hypervisor), and makes the run's figures suspect.
-fn machine_cpu() -> (Duration, Duration) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    // cpu  user nice system idle iowait irq softirq steal ...
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .skip(1)
-        .map(|t| t.parse().unwrap())
-        .collect();
-    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
-    (
-        Duration::from_millis(busy * 10),
-        Duration::from_millis(ticks[7] * 10),
-    )
 }
 
 /// Writes the catalog into `data_dir` the way the server stores it, and closes the store.

@@ -38,3 +38,24 @@ impl std::ops::Sub for Cpu {
         }
     }
 }
+
+/// The whole machine's busy and stolen CPU time so far, from `/proc/stat`: what the server and
+/// the load generator did not use themselves was taken by other processes (or, as steal, by
+/// the hypervisor), and makes the run's figures suspect.
+pub fn machine_cpu() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    // cpu  user nice system idle iowait irq softirq steal ...
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
+    (
+        Duration::from_millis(busy * 10),
+        Duration::from_millis(ticks[7] * 10),
+    )
+}
