@@ -38,12 +38,24 @@ pub struct Settings {
     pub realtime: RealtimeSettings,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealtimeSettings {
     /// Token that lets a service (not a signed-in admin) use the WebSocket admin routes,
     /// presented as `X-Service-Token`. Empty: no service token is accepted.
     pub service_token: Secret,
+    /// The server pings every socket this often, and drops one that left two pings
+    /// unanswered.
+    pub ping_interval_secs: u64,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        Self {
+            service_token: Secret::default(),
+            ping_interval_secs: 30,
+        }
+    }
 }
 
 /// A secret setting: read from the layers like any other, never printed by `Debug`.
@@ -337,6 +349,10 @@ impl Settings {
         rule(
             self.auth.token_ttl_secs > 0,
             "auth.token_ttl_secs must be positive",
+        )?;
+        rule(
+            (1..=3600).contains(&self.realtime.ping_interval_secs),
+            "realtime.ping_interval_secs must be between 1 and 3600",
         )?;
         let token = self.realtime.service_token.expose();
         rule(

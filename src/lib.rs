@@ -196,6 +196,7 @@ impl Application {
             shutdown: shutdown.clone(),
             openapi: Arc::new(openapi),
             service_token: settings.realtime.service_token.clone(),
+            ping_every: Duration::from_secs(settings.realtime.ping_interval_secs),
         });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)

@@ -58,4 +58,6 @@ pub struct Components {
     pub openapi: Arc<String>,
     /// `realtime.service_token`: lets a service use the WebSocket admin routes.
     pub service_token: Secret,
+    /// `realtime.ping_interval_secs`: how often every socket is pinged.
+    pub ping_every: std::time::Duration,
 }

@@ -475,3 +475,37 @@ async fn a_socket_closes_when_its_session_expires() {
     assert_eq!(code, 1008, "{reason}");
     assert!(reason.contains("expired"), "{reason}");
 }
+
+/// A peer that answers no ping is dropped (1008) after two unanswered ones.
+#[tokio::test]
+async fn a_peer_that_answers_no_pings_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = settings(dir.path(), 1);
+    settings.realtime.ping_interval_secs = 1;
+    let app = spawn_with(settings, dir).await;
+    let token = app.signup("user@example.com").await;
+    // A bare TCP client: it completes the handshake, then reads and never answers (a
+    // WebSocket library would answer pings by itself).
+    let host = app.base.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "GET /api/v1/ws/connect?token={token} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut received))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    assert!(received.starts_with(b"HTTP/1.1 101"));
+    let pings = received.windows(2).filter(|w| w == &[0x89, 0x00]).count();
+    assert!(pings >= 2, "two pings before giving up, saw {pings}");
+    // The close frame: opcode 8, then the code 1008 (0x03F0).
+    let close = received
+        .windows(4)
+        .position(|w| w[0] == 0x88 && w[2..] == [0x03, 0xF0]);
+    assert!(close.is_some(), "{}", String::from_utf8_lossy(&received));
+}

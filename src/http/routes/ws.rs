@@ -3,11 +3,11 @@
 //!
 //! Browsers cannot set headers on a WebSocket, so the token may also come as `?token=`. One
 //! task per connection (the socket unsplit: one task owns both directions, no lock between
-//! them) forwards hub messages, answers the client's messages (`ping`,
-//! `subscribe`, `unsubscribe`), pings the peer every 30 s (dropping it after two unanswered
-//! pings) and sends a close frame when the queue overflows (1013), its credential stops
-//! working (1008) or the server shuts down (1001). A connection the hub dropped skips its
-//! backlog; a peer that takes no frame for 30 s is cut off.
+//! them) forwards hub messages, answers the client's messages (`ping`, `subscribe`,
+//! `unsubscribe`), pings the peer every `realtime.ping_interval_secs` (30 s; dropping it after
+//! two unanswered pings) and sends a close frame when the queue overflows (1013), its
+//! credential stops working (1008) or the server shuts down (1001). A connection the hub
+//! dropped skips its backlog; a peer that takes no frame for 30 s is cut off.
 
 use std::time::Duration;
 
@@ -28,7 +28,6 @@ use crate::http::access;
 use crate::http::{ApiJson, AppState, AuthUser, Operator};
 use crate::realtime::{CloseReason, Event, HubStats, MAX_TOPICS, Peer, Topic, WatchError};
 
-const PING_EVERY: Duration = Duration::from_secs(30);
 /// Longest wait for the peer to take one frame.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Socket read buffer. Clients send pings and subscriptions, a few dozen bytes each; the
@@ -138,7 +137,8 @@ async fn serve(mut socket: WebSocket, state: AppState, peer: Peer, principal: Pr
     // every connection shares, and unregister again, for every message.
     let shutdown = state.shutdown.cancelled();
     tokio::pin!(shutdown);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let every = state.ping_every;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut unanswered = 0u32;
     let mut outbox = vec![Event::system("connected", "info")];
     let close = 'serve: loop {
