@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use uuid::Uuid;
-use zerostate::agents::{Agent, AgentStats, Catalog};
-use zerostate::orchestrator::{Priority, Weights};
-use zerostate::queue::{QueuedTask, TaskQueue};
+use zerostate::agents::Catalog;
+use zerostate::queue::{PriorityQueue, QueuedTask, TaskQueue};
+use zerostate::ranking::Weights;
+use zerostate::records::{Agent, AgentStats, Priority};
 
 #[path = "support/synthetic.rs"]
 mod synthetic;
@@ -97,7 +98,7 @@ fn queue(c: &mut Criterion) {
         .build()
         .unwrap();
     c.bench_function("queue/push+pop 1000 mixed priorities", |b| {
-        let q = TaskQueue::new(1_000_000);
+        let q = PriorityQueue::new(1_000_000);
         b.iter(|| {
             runtime.block_on(async {
                 for seq in 0..1000u64 {
@@ -252,7 +253,7 @@ fn executor(_: &mut Criterion) {
 /// module differs (a new salt per iteration), so nothing is deduplicated.
 fn upload(c: &mut Criterion) {
     let module = synthetic::module(50_000, 0);
-    let policy = zerostate::runtime::Policy::default();
+    let policy = zerostate::records::Policy::default();
     let mut group = c.benchmark_group("upload 30 MB");
     group.sample_size(10);
     group.bench_function("check declarations", |b| {
@@ -263,7 +264,8 @@ fn upload(c: &mut Criterion) {
     });
     let dir = tempfile::tempdir().unwrap();
     let store = zerostate::store::Store::open(&dir.path().join("bench.redb")).unwrap();
-    let blobs = zerostate::blob::BlobStore::new(store);
+    let blobs = zerostate::blob::EmbeddedBlobs::new(store);
+    let blobs: &dyn zerostate::blob::BlobStore = &blobs;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -32,8 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use zerostate::agents::{Agent, AgentStatus};
-use zerostate::blob::BlobStore;
+use zerostate::blob::{BlobStore, EmbeddedBlobs};
+use zerostate::records::{Agent, AgentStatus};
 use zerostate::store::Store;
 
 #[path = "support/cpu.rs"]
@@ -133,7 +133,7 @@ async fn seed(data_dir: &Path, agents: usize) {
     let store = Store::open(&data_dir.join(zerostate::DB_FILE)).expect("open the store");
     let module = wat::parse_str(NOOP_AGENT).unwrap();
     let size = module.len() as u64;
-    let hash = BlobStore::new(store.clone())
+    let hash = EmbeddedBlobs::new(store.clone())
         .put(module.into())
         .await
         .expect("store the module");

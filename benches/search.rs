@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use zerostate::agents::{Agent, Directory, Filter, Sort};
+use zerostate::agents::{Directory, Filter, Sort};
+use zerostate::records::Agent;
 use zerostate::search::SearchIndex;
 
 const DEFAULT_AGENTS: usize = 100_000;

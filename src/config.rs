@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::Policy;
+use crate::records::Policy;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -85,6 +85,33 @@ impl std::fmt::Debug for Secret {
             "(secret)"
         })
     }
+}
+
+/// A secret of this install kept in a file of the data dir (session signing, download
+/// links): read, or drawn at random (64 bytes) and written with mode 0600 on first start.
+/// Blocking (file I/O).
+pub fn read_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(secret) if secret.len() >= 32 => return Ok(secret),
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "secret is shorter than 32 bytes; delete it to generate a new one",
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut secret = vec![0u8; 64];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    std::io::Write::write_all(&mut file, &secret)?;
+    file.sync_all()?;
+    Ok(secret)
 }
 
 /// Weights of the auction's criteria; they must sum to 1.

@@ -7,9 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use rust_embed::RustEmbed;
 
+use crate::agents::Marketplace;
 use crate::agents::manifest::RawManifest;
-use crate::agents::{AgentStatus, Marketplace};
 use crate::auth::Accounts;
+use crate::records::AgentStatus;
 
 /// The account that owns the demo agents. Nobody can sign in as it.
 pub const DEMO_EMAIL: &str = "demo@zerostate.local";

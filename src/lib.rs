@@ -10,9 +10,12 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod journal;
 pub mod orchestrator;
 pub mod queue;
+pub mod ranking;
 pub mod realtime;
+pub mod records;
 pub mod runtime;
 pub mod search;
 pub mod store;
@@ -28,12 +31,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::Marketplace;
 use crate::auth::{Accounts, TokenKeys};
-use crate::blob::BlobStore;
+use crate::blob::EmbeddedBlobs;
 use crate::config::Settings;
 use crate::http::AppState;
+use crate::journal::Ledger;
 use crate::orchestrator::Orchestrator;
-use crate::orchestrator::ledger::Ledger;
-use crate::realtime::Hub;
+use crate::queue::PriorityQueue;
+use crate::realtime::{Fanout, Hub};
 use crate::runtime::{Compiler, Executor, ExecutorConfig};
 use crate::search::SearchIndex;
 use crate::store::Store;
@@ -100,97 +104,19 @@ impl Application {
         settings: Settings,
         listener: TcpListener,
     ) -> Result<Self, StartError> {
-        let data_dir = settings.data_dir.clone();
-        let ttl = settings.auth.token_ttl_secs;
-        let executor_config = ExecutorConfig {
-            runs: settings.workers,
-            wasm_stack_bytes: settings.limits.wasm_stack_bytes as usize,
-            max_memory_bytes: settings.limits.max_memory_bytes as usize,
-            max_table_elements: settings.agents.validation.max_table_elements as usize,
-            fuel: settings.limits.max_fuel > 0,
-        };
-        let opened = tokio::task::spawn_blocking(move || -> Result<Opened, StartError> {
-            create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
-                path: data_dir.display().to_string(),
-                source,
-            })?;
-            Ok(Opened {
-                store: Store::open(&data_dir.join(DB_FILE))?,
-                search: SearchIndex::open(&data_dir.join(INDEX_DIR))?,
-                keys: TokenKeys::load_or_create(&data_dir, ttl)?,
-                links: blob::links::LinkSigner::load_or_create(&data_dir)
-                    .map_err(|e| StartError::Component(format!("download link secret: {e}")))?,
-                compiler: Compiler::start()
-                    .map_err(|e| StartError::Runtime(format!("build thread: {e}")))?,
-                executor: Executor::with_config(executor_config)
-                    .map_err(|e| StartError::Runtime(e.to_string()))?
-                    .with_module_cache(&data_dir.join(MODULES_DIR))
-                    .map_err(|e| StartError::Runtime(format!("module cache: {e}")))?,
-            })
-        })
-        .await
-        .map_err(|e| StartError::Component(e.to_string()))??;
-
-        // The WAL replay first: it folds the outcomes of runs the store had not seen into the
-        // agents' statistics, which the catalog then loads.
-        let (ledger, unfinished) =
-            Ledger::open(opened.store.clone(), &settings.data_dir.join(WAL_DIR))
-                .await
-                .map_err(|e| StartError::Component(format!("task WAL: {e}")))?;
-        let hub = Hub::default();
-        let accounts = Accounts::open(opened.store.clone(), Arc::new(opened.keys), hub.clone())
-            .await
-            .map_err(|e| StartError::Component(format!("accounts: {e}")))?;
-        let executor = Arc::new(opened.executor);
-        let rules = agents::Rules {
-            max_binary_bytes: settings.agents.max_binary_bytes,
-            policy: settings.agents.validation.clone(),
-            limits: settings.limits,
-            compile_timeout: Duration::from_secs(settings.agents.compile_timeout_secs),
-        };
-        let marketplace = Marketplace::new(
-            opened.store.clone(),
-            BlobStore::new(opened.store.clone()),
-            Arc::new(opened.search),
-            hub.clone(),
-            rules,
-            executor.clone(),
-            Arc::new(opened.compiler),
-            opened.links,
-        )
-        .await
-        .map_err(|e| StartError::Component(format!("agent catalog and search index: {e}")))?;
-        let orchestrator = Orchestrator::new(
-            opened.store.clone(),
-            ledger,
-            marketplace.clone(),
-            executor,
-            hub.clone(),
-            &settings,
-        );
-        orchestrator
-            .recover(unfinished)
-            .await
-            .map_err(|e| StartError::Component(format!("task recovery: {e}")))?;
-        let pruned = orchestrator
-            .prune()
-            .await
-            .map_err(|e| StartError::Component(format!("task retention: {e}")))?;
-        if pruned > 0 {
-            tracing::info!(deleted = pruned, "retention deleted finished tasks");
-        }
-
+        let opened = Opened::open(&settings).await?;
+        let domain = Domain::start(&settings, opened).await?;
         let shutdown = CancellationToken::new();
         let (routes, openapi) = http::router::routes(settings.agents.max_binary_bytes);
         let openapi = openapi
             .to_pretty_json()
             .map_err(|e| StartError::Component(e.to_string()))?;
         let state = AppState::new(http::Components {
-            accounts,
-            marketplace,
-            orchestrator,
-            hub,
-            store: opened.store,
+            accounts: domain.accounts,
+            marketplace: domain.marketplace,
+            orchestrator: domain.orchestrator,
+            hub: domain.hub,
+            fanout: domain.fanout,
             metrics: telemetry::metrics_handle(),
             started_at: Instant::now(),
             shutdown: shutdown.clone(),
@@ -292,6 +218,121 @@ struct Opened {
     links: blob::links::LinkSigner,
     executor: Executor,
     compiler: Compiler,
+}
+
+impl Opened {
+    /// Creates the data dir if need be and opens what lives in it.
+    async fn open(settings: &Settings) -> Result<Self, StartError> {
+        let data_dir = settings.data_dir.clone();
+        let ttl = settings.auth.token_ttl_secs;
+        let executor_config = ExecutorConfig {
+            runs: settings.workers,
+            wasm_stack_bytes: settings.limits.wasm_stack_bytes as usize,
+            max_memory_bytes: settings.limits.max_memory_bytes as usize,
+            max_table_elements: settings.agents.validation.max_table_elements as usize,
+            fuel: settings.limits.max_fuel > 0,
+        };
+        let open = move || -> Result<Opened, StartError> {
+            create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
+            Ok(Opened {
+                store: Store::open(&data_dir.join(DB_FILE))?,
+                search: SearchIndex::open(&data_dir.join(INDEX_DIR))?,
+                keys: TokenKeys::load_or_create(&data_dir, ttl)?,
+                links: blob::links::LinkSigner::load_or_create(&data_dir)
+                    .map_err(|e| StartError::Component(format!("download link secret: {e}")))?,
+                compiler: Compiler::start()
+                    .map_err(|e| StartError::Runtime(format!("build thread: {e}")))?,
+                executor: Executor::with_config(executor_config)
+                    .map_err(|e| StartError::Runtime(e.to_string()))?
+                    .with_module_cache(&data_dir.join(MODULES_DIR))
+                    .map_err(|e| StartError::Runtime(format!("module cache: {e}")))?,
+            })
+        };
+        tokio::task::spawn_blocking(open)
+            .await
+            .map_err(|e| StartError::Component(e.to_string()))?
+    }
+}
+
+/// The domain components, wired to their seams' embedded implementations.
+struct Domain {
+    accounts: Accounts,
+    marketplace: Marketplace,
+    orchestrator: Orchestrator,
+    hub: Hub,
+    fanout: Arc<dyn Fanout>,
+}
+
+impl Domain {
+    /// Builds the components over what was opened, then queues the unfinished tasks and
+    /// applies retention once.
+    async fn start(settings: &Settings, opened: Opened) -> Result<Self, StartError> {
+        // The WAL replay first: it folds the outcomes of runs the store had not seen into the
+        // agents' statistics, which the catalog then loads.
+        let (ledger, unfinished) =
+            Ledger::open(opened.store.clone(), &settings.data_dir.join(WAL_DIR))
+                .await
+                .map_err(|e| failed("task WAL", e))?;
+        let hub = Hub::default();
+        let fanout: Arc<dyn Fanout> = Arc::new(hub.clone());
+        let keys = Arc::new(opened.keys);
+        let accounts = Accounts::open(opened.store.clone(), keys, fanout.clone())
+            .await
+            .map_err(|e| failed("accounts", e))?;
+        let executor = Arc::new(opened.executor);
+        let rules = agents::Rules {
+            max_binary_bytes: settings.agents.max_binary_bytes,
+            policy: settings.agents.validation.clone(),
+            limits: settings.limits,
+            compile_timeout: Duration::from_secs(settings.agents.compile_timeout_secs),
+        };
+        let marketplace = Marketplace::new(
+            opened.store.clone(),
+            Arc::new(EmbeddedBlobs::new(opened.store.clone())),
+            Arc::new(opened.search),
+            fanout.clone(),
+            rules,
+            executor.clone(),
+            Arc::new(opened.compiler),
+            opened.links,
+        )
+        .await
+        .map_err(|e| failed("agent catalog and search index", e))?;
+        let orchestrator = Orchestrator::new(
+            Arc::new(ledger),
+            Arc::new(PriorityQueue::new(settings.tasks.queue_capacity)),
+            marketplace.clone(),
+            executor,
+            fanout.clone(),
+            settings,
+        );
+        orchestrator
+            .recover(unfinished)
+            .await
+            .map_err(|e| failed("task recovery", e))?;
+        let pruned = orchestrator
+            .prune()
+            .await
+            .map_err(|e| failed("task retention", e))?;
+        if pruned > 0 {
+            tracing::info!(deleted = pruned, "retention deleted finished tasks");
+        }
+        Ok(Self {
+            accounts,
+            marketplace,
+            orchestrator,
+            hub,
+            fanout,
+        })
+    }
+}
+
+/// A start-up step that failed, named.
+fn failed(step: &str, error: impl std::fmt::Display) -> StartError {
+    StartError::Component(format!("{step}: {error}"))
 }
 
 /// Creates the data dir readable by the service user only (it holds password hashes and the

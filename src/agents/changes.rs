@@ -2,19 +2,18 @@
 //! Only the owner or an admin may change an agent; everyone signed in may read it.
 //!
 //! Each change is one store transaction; the in-memory views follow through
-//! [`Marketplace::changed`], and the hub announces it as `agent_update`.
+//! [`Marketplace::changed`], and the fan-out announces it as `agent_update`.
 
 use bytes::Bytes;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::agent::{Agent, AgentStatus};
+use super::events;
 use super::manifest::{Manifest, ManifestError, RawManifest, is_semver};
 use super::marketplace::{AgentError, Caller, Marketplace, Target, compile_schema};
-use super::version::{AgentVersion, Review};
 use crate::blob::links::LINK_TTL_SECS;
-use crate::realtime::Event;
+use crate::records::{Agent, AgentStatus, AgentVersion, Review};
 use crate::store::StoreError;
 
 /// How an edit's body applies to the manifest.
@@ -131,7 +130,8 @@ impl Marketplace {
             self.index(&agent).await?;
         }
         tracing::info!(agent_id = %id, "agent edited");
-        self.hub.broadcast(Event::agent_update(&agent, "updated"));
+        self.fanout
+            .broadcast(events::agent_update(&agent, "updated"));
         Ok(agent)
     }
 
@@ -151,7 +151,8 @@ impl Marketplace {
             .map_err(StoreError::from)??;
         self.collect(released).await?;
         tracing::info!(agent_id = %id, name = %agent.name, "agent deleted");
-        self.hub.broadcast(Event::agent_update(&agent, "deleted"));
+        self.fanout
+            .broadcast(events::agent_update(&agent, "deleted"));
         Ok(agent)
     }
 
@@ -201,8 +202,8 @@ impl Marketplace {
         };
         self.changed(&agent);
         tracing::info!(agent_id = %id, %version, "agent version added");
-        self.hub
-            .broadcast(Event::agent_version(&agent, &version, "added"));
+        self.fanout
+            .broadcast(events::agent_version(&agent, &version, "added"));
         self.start_build(
             Target {
                 id,
@@ -244,8 +245,8 @@ impl Marketplace {
         self.changed(&agent);
         self.collect(released).await?;
         tracing::info!(agent_id = %id, version = %agent.version, "agent binary replaced");
-        self.hub
-            .broadcast(Event::agent_version(&agent, &agent.version, "replaced"));
+        self.fanout
+            .broadcast(events::agent_version(&agent, &agent.version, "replaced"));
         self.start_build(
             Target {
                 id,
@@ -275,7 +276,7 @@ impl Marketplace {
             .version(id, version.clone())
             .await?
             .ok_or(AgentError::VersionNotFound(version))?;
-        let bytes = self.blobs.get(&v.sha256).await?;
+        let bytes = self.blobs.get(v.sha256.clone()).await?;
         Ok(Download {
             agent,
             version: v,
@@ -299,8 +300,8 @@ impl Marketplace {
         self.changed(&agent);
         self.collect(released).await?;
         tracing::info!(agent_id = %id, %version, "agent version deleted");
-        self.hub
-            .broadcast(Event::agent_version(&agent, &version, "deleted"));
+        self.fanout
+            .broadcast(events::agent_version(&agent, &version, "deleted"));
         Ok(agent)
     }
 
@@ -319,8 +320,8 @@ impl Marketplace {
             .map_err(|r| AgentError::refused(r, &version))?;
         self.changed(&agent);
         tracing::info!(agent_id = %id, %version, "agent rolled back");
-        self.hub
-            .broadcast(Event::agent_version(&agent, &version, "rollback"));
+        self.fanout
+            .broadcast(events::agent_version(&agent, &version, "rollback"));
         Ok(agent)
     }
 
@@ -383,7 +384,8 @@ impl Marketplace {
             .await?
             .map_err(|r| AgentError::refused(r, ""))?;
         self.changed(&agent);
-        self.hub.broadcast(Event::agent_update(&agent, "updated"));
+        self.fanout
+            .broadcast(events::agent_update(&agent, "updated"));
         Ok(review)
     }
 

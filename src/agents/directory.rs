@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use super::agent::{Agent, AgentStatus};
+use crate::records::{Agent, AgentStatus};
 use crate::search::Hit;
 
 /// How a listing is ordered. Ties always break on the agent id, so pages never overlap or

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::LimitSettings;
+use crate::records::{Agent, Limits};
 
 /// A checked manifest. Construct with [`Manifest::parse`].
 #[derive(Debug, Clone)]
@@ -22,20 +23,6 @@ pub struct Manifest {
     /// Checked to be a JSON object; compiled as a schema by the marketplace.
     pub input_schema: Option<Value>,
     pub metadata: Option<Value>,
-}
-
-/// The run limits an agent asks for; `None` takes the server's default. Each is at most the
-/// server's maximum when uploaded, and is capped by the maximum in force when it runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    pub memory_bytes: Option<u64>,
-    pub timeout_secs: Option<u64>,
-    pub stdin_bytes: Option<u64>,
-    pub stdout_bytes: Option<u64>,
-    pub stderr_bytes: Option<u64>,
-    /// Used only where the server meters fuel (`limits.max_fuel` set).
-    pub fuel: Option<u64>,
 }
 
 /// Raw manifest fields, as they arrive from a form or a JSON file (`manifest.json`).
@@ -66,7 +53,7 @@ pub struct RawManifest {
 
 impl RawManifest {
     /// The manifest of an agent as stored, for a merge patch (RFC 7396) to edit.
-    pub fn of(agent: &super::Agent) -> Value {
+    pub fn of(agent: &Agent) -> Value {
         json!({
             "name": agent.name,
             "description": agent.description,

@@ -3,7 +3,7 @@
 //! Publishing answers once the module's declarations pass [`runtime::check`] and its bytes are
 //! durable; the build (body validation, then compilation) runs in the background on the
 //! [`Compiler`] thread, moving the version `validating → compiling → ready` (or `rejected`),
-//! with each step stored and announced on the hub. At start, unfinished builds are resumed and
+//! with each step stored and announced. At start, unfinished builds are resumed and
 //! the ready agents' compiled code is loaded from the module cache ("warm-up").
 //!
 //! Edits, versions, deletion and reviews are in [`super::changes`]. Every stored change goes
@@ -21,18 +21,19 @@ use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use super::agent::{Agent, AgentStats, AgentStatus, Build, Rating, Rejection};
 use super::catalog::Catalog;
 use super::directory::{Directory, Filter, Sort};
+use super::events;
 use super::manifest::{Manifest, ManifestError, RawManifest};
-use super::version::AgentVersion;
 use crate::blob::links::{LinkError, LinkSigner};
 use crate::blob::{BlobError, BlobStore};
 use crate::config::LimitSettings;
 use crate::error::{ApiError, Code};
-use crate::orchestrator::Bid;
-use crate::realtime::{Event, Hub, Topic};
-use crate::runtime::{self, Compiler, Executor, Policy};
+use crate::realtime::{Event, Fanout, Topic};
+use crate::records::{
+    Agent, AgentStats, AgentStatus, AgentVersion, Bid, Build, Limits, Policy, Rating, Rejection,
+};
+use crate::runtime::{self, Compiler, Executor};
 use crate::search::{SearchError, SearchIndex};
 use crate::store::{Inserted, Refusal, Store, StoreError};
 
@@ -201,9 +202,9 @@ type CompiledSchemas = HashMap<Uuid, (Value, Arc<jsonschema::Validator>)>;
 #[derive(Clone)]
 pub struct Marketplace {
     pub(super) store: Store,
-    pub(super) blobs: BlobStore,
+    pub(super) blobs: Arc<dyn BlobStore>,
     pub(super) search: Arc<SearchIndex>,
-    pub(super) hub: Hub,
+    pub(super) fanout: Arc<dyn Fanout>,
     /// Ready agents in memory, for auctions.
     catalog: Catalog,
     /// Every agent in memory, for listings.
@@ -253,9 +254,9 @@ impl Marketplace {
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         store: Store,
-        blobs: BlobStore,
+        blobs: Arc<dyn BlobStore>,
         search: Arc<SearchIndex>,
-        hub: Hub,
+        fanout: Arc<dyn Fanout>,
         rules: Rules,
         executor: Arc<Executor>,
         compiler: Arc<Compiler>,
@@ -295,7 +296,7 @@ impl Marketplace {
             .collect();
         for orphan in store.unreferenced_blobs().await? {
             tracing::info!(hash = %orphan, "deleting a blob no version uses");
-            blobs.delete(&orphan).await?;
+            blobs.delete(orphan).await?;
         }
         let directory = Directory::new(agents.iter().cloned());
         let catalog = Catalog::new(agents);
@@ -303,7 +304,7 @@ impl Marketplace {
             store,
             blobs,
             search,
-            hub,
+            fanout,
             catalog,
             directory,
             schemas: Arc::default(),
@@ -375,7 +376,7 @@ impl Marketplace {
         tracing::info!(agent_id = %agent.id, "compiled code not cached; compiling again");
         let bytes = self
             .blobs
-            .get(&agent.binary_hash)
+            .get(agent.binary_hash.clone())
             .await
             .map_err(|e| e.to_string())?;
         let (executor, hash) = (self.executor.clone(), agent.binary_hash.clone());
@@ -419,7 +420,7 @@ impl Marketplace {
         let hash = target.hash.clone();
         let bytes = match wasm {
             Some(bytes) => bytes,
-            None => self.blobs.get(&hash).await?,
+            None => self.blobs.get(hash.clone()).await?,
         };
 
         // Validation runs even for bytes compiled before: the policy may have changed since.
@@ -569,7 +570,8 @@ impl Marketplace {
             .await?;
         if let Some(agent) = &agent {
             self.changed(agent);
-            self.hub.broadcast(Event::agent_update(agent, "updated"));
+            self.fanout
+                .broadcast(events::agent_update(agent, "updated"));
         }
         Ok(agent)
     }
@@ -667,9 +669,15 @@ impl Marketplace {
         self.directory.record_outcome(id, success);
         self.bump();
         let catalog = self.catalog.clone();
-        self.hub.touch(Topic::Agent(id), move || {
-            catalog.get(id).map(|agent| Event::agent_stats(&agent))
-        });
+        let event = move || catalog.get(id).map(|agent| events::agent_stats(&agent));
+        self.fanout.touch(Topic::Agent(id), Box::new(event));
+    }
+
+    /// The live statistics of a ready agent: the state of its topic.
+    pub fn stats_event(&self, id: Uuid) -> Option<Event> {
+        self.catalog
+            .get(id)
+            .map(|agent| events::agent_stats(&agent))
     }
 
     fn bump(&self) {
@@ -719,7 +727,7 @@ impl Marketplace {
     pub(super) async fn check_module(
         &self,
         wasm: &Bytes,
-        limits: &super::Limits,
+        limits: &Limits,
     ) -> Result<(), AgentError> {
         let max = self.rules.max_binary_bytes;
         if wasm.len() > max {
@@ -817,8 +825,8 @@ impl Marketplace {
         self.changed(&agent);
         self.index(&agent).await?;
         tracing::info!(agent_id = %agent.id, name = %agent.name, hash = %agent.binary_hash, "agent published");
-        self.hub
-            .broadcast(Event::agent_update(&agent, "registered"));
+        self.fanout
+            .broadcast(events::agent_update(&agent, "registered"));
         let target = Target {
             id: agent.id,
             version: agent.version.clone(),
@@ -847,7 +855,7 @@ impl Marketplace {
         for hash in hashes {
             if self.store.blob_refs(hash.clone()).await? == 0 {
                 tracing::info!(%hash, "deleting a blob no version uses");
-                self.blobs.delete(&hash).await?;
+                self.blobs.delete(hash.clone()).await?;
             }
         }
         Ok(())

@@ -12,12 +12,12 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::api_keys::{self, ApiKey, KeyHash, KeyRing, NewKey, Scope, Scopes};
+use super::api_keys::{self, KeyRing, NewKey};
 use super::password;
 use super::token::TokenKeys;
-use super::user::{Email, Role, User};
 use crate::error::{ApiError, Code};
-use crate::realtime::{CloseReason, Hub};
+use crate::realtime::{Fanout, SignOut};
+use crate::records::{ApiKey, Email, KeyHash, Role, Scope, Scopes, User, hash_key};
 use crate::store::{Store, StoreError};
 
 /// Sign-up input as received.
@@ -113,12 +113,16 @@ pub struct Accounts {
     /// `session_generations`). A std RwLock: held for one map operation.
     generations: Arc<RwLock<HashMap<Uuid, u64>>>,
     /// To close the live connections of credentials that stop working.
-    hub: Hub,
+    fanout: Arc<dyn Fanout>,
 }
 
 impl Accounts {
     /// Loads the API keys and session generations.
-    pub async fn open(store: Store, keys: Arc<TokenKeys>, hub: Hub) -> Result<Self, StoreError> {
+    pub async fn open(
+        store: Store,
+        keys: Arc<TokenKeys>,
+        fanout: Arc<dyn Fanout>,
+    ) -> Result<Self, StoreError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let key_ring = KeyRing::new(store.all_api_keys().await?);
         let generations = store.session_generations().await?.into_iter().collect();
@@ -128,7 +132,7 @@ impl Accounts {
             hashing: Arc::new(Semaphore::new(cores)),
             key_ring: Arc::new(key_ring),
             generations: Arc::new(RwLock::new(generations)),
-            hub,
+            fanout,
         })
     }
 
@@ -171,7 +175,7 @@ impl Accounts {
     /// only to record an API key's use, at most once a minute per key.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AccountError> {
         if token.starts_with(api_keys::KEY_PREFIX) {
-            let hash = api_keys::hash_key(token);
+            let hash = hash_key(token);
             let Some(key) = self.key_ring.get(&hash) else {
                 return Err(AccountError::InvalidToken("unknown or revoked API key"));
             };
@@ -370,8 +374,7 @@ impl Accounts {
             .await?
             .ok_or(AccountError::AccountGone)?;
         self.advance_generation(id, generation);
-        self.hub
-            .disconnect(id, |peer| peer.key_id.is_none(), CloseReason::SignedOut);
+        self.fanout.sign_out(id, SignOut::Sessions);
         tracing::info!(user_id = %id, "password changed; older sessions ended");
         Ok((self.keys.issue(id, generation), user))
     }
@@ -472,8 +475,7 @@ impl Accounts {
             .await?
             .ok_or_else(|| AccountError::KeyNotFound(id.to_string()))?;
         self.key_ring.remove(&hash);
-        self.hub
-            .disconnect(user, |peer| peer.key_id == Some(id), CloseReason::SignedOut);
+        self.fanout.sign_out(user, SignOut::Key(id));
         tracing::info!(user_id = %user, key_id = %id, "API key revoked");
         Ok(())
     }

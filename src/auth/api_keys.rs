@@ -12,10 +12,10 @@ use std::sync::{Arc, RwLock};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::records::{ApiKey, KeyHash, Scope, Scopes, hash_key};
 
 /// What every key starts with, so scanners and people can tell it from a session token.
 pub const KEY_PREFIX: &str = "zs_";
@@ -32,115 +32,11 @@ pub const MAX_EXPIRY_DAYS: u64 = 3650;
 /// `last_used_at` reaches the store at most this often per key.
 const PERSIST_EVERY_SECS: i64 = 60;
 
-/// What a key may do. A session token may do everything its account may; a key only what its
-/// scopes name (see `crate::http::access` for which routes need which).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-pub enum Scope {
-    /// List, search and read agents, their versions and reviews.
-    #[serde(rename = "agents:read")]
-    AgentsRead,
-    /// Upload, edit and delete agents and versions; post reviews.
-    #[serde(rename = "agents:write")]
-    AgentsWrite,
-    /// Read tasks, their statistics and analytics; receive live updates.
-    #[serde(rename = "tasks:read")]
-    TasksRead,
-    /// Submit and cancel tasks.
-    #[serde(rename = "tasks:write")]
-    TasksWrite,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 4] = [
-        Scope::AgentsRead,
-        Scope::AgentsWrite,
-        Scope::TasksRead,
-        Scope::TasksWrite,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::AgentsRead => "agents:read",
-            Scope::AgentsWrite => "agents:write",
-            Scope::TasksRead => "tasks:read",
-            Scope::TasksWrite => "tasks:write",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
-    }
-
-    fn bit(self) -> u8 {
-        1 << self as u8
-    }
-}
-
-/// A set of scopes, one bit each: copied into every authenticated request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Scopes(u8);
-
-impl Scopes {
-    pub fn contains(self, scope: Scope) -> bool {
-        self.0 & scope.bit() != 0
-    }
-}
-
-impl FromIterator<Scope> for Scopes {
-    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
-        Self(iter.into_iter().fold(0, |bits, s| bits | s.bit()))
-    }
-}
-
-/// A stored key: everything but the secret. Stored as JSON; also the API shape.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ApiKey {
-    pub id: Uuid,
-    /// The owner.
-    pub user_id: Uuid,
-    pub name: String,
-    /// The key's first characters (`zs_` and 8 more), to tell keys apart.
-    pub prefix: String,
-    /// Sorted, without duplicates.
-    pub scopes: Vec<Scope>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// Last request made with the key (to the second), `null` if never used.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub last_used_at: Option<OffsetDateTime>,
-    /// After this the key is refused; `null`: it never expires.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-}
-
 /// A new key as created: the secret (shown once) and its record.
 pub struct NewKey {
     pub secret: String,
     pub hash: KeyHash,
     pub key: ApiKey,
-}
-
-/// sha256 of a whole key: its identity in the store and in memory.
-pub type KeyHash = [u8; 32];
-
-pub fn hash_key(secret: &str) -> KeyHash {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-pub fn hex(hash: &KeyHash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Draws a new key for `user_id`. Name, scopes and expiry are checked by the caller.
@@ -267,7 +163,7 @@ mod tests {
         assert!(a.secret[3..].chars().all(|c| c.is_ascii_alphanumeric()));
         assert_eq!(a.key.prefix, a.secret[..11]);
         assert_eq!(a.hash, hash_key(&a.secret));
-        assert_eq!(hex(&a.hash).len(), 64);
+        assert_eq!(crate::records::hex(&a.hash).len(), 64);
     }
 
     #[test]

@@ -7,10 +7,7 @@ mod accounts;
 mod api_keys;
 mod password;
 mod token;
-mod user;
 
 pub use accounts::{AccountError, Accounts, Credential, Principal, Registration};
-pub use api_keys::{ApiKey, KeyHash, NewKey, Scope, Scopes, hash_key, hex};
-pub(crate) use token::read_or_create_secret;
+pub use api_keys::NewKey;
 pub use token::{Claims, TokenError, TokenKeys};
-pub use user::{Email, Role, User, UserView};

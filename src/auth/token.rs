@@ -2,14 +2,14 @@
 //! `<data_dir>/jwt_secret` (mode 0600). Deleting the file signs everyone out.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::config::read_or_create_secret;
 
 /// File name of the signing secret inside the data dir.
 pub const SECRET_FILE: &str = "jwt_secret";
@@ -132,30 +132,6 @@ fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-pub(crate) fn read_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(secret) if secret.len() >= 32 => return Ok(secret),
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "secret is shorter than 32 bytes; delete it to generate a new one",
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut secret = vec![0u8; 64];
-    rand::rng().fill_bytes(&mut secret);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(&secret)?;
-    file.sync_all()?;
-    Ok(secret)
 }
 
 #[cfg(test)]

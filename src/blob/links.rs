@@ -10,6 +10,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
+use crate::records::hex;
+
 /// File name of the link secret inside the data dir.
 pub const SECRET_FILE: &str = "link_secret";
 
@@ -33,7 +35,7 @@ impl LinkSigner {
     /// Loads the secret from the data dir, creating it on first start. Blocking (file I/O).
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
         Ok(Self {
-            key: crate::auth::read_or_create_secret(&data_dir.join(SECRET_FILE))?,
+            key: crate::config::read_or_create_secret(&data_dir.join(SECRET_FILE))?,
         })
     }
 
@@ -47,7 +49,7 @@ impl LinkSigner {
     /// `expires` (Unix seconds).
     pub fn sign(&self, agent: Uuid, version: &str, expires: u64) -> String {
         let tag = self.mac(agent, version, expires).finalize().into_bytes();
-        tag.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&tag)
     }
 
     /// Checks a link's signature (in constant time), then its expiry against `now`.

@@ -99,7 +99,7 @@ async fn open_accounts(settings: &Settings) -> anyhow::Result<Accounts> {
     .await
     .context("opening the data directory")??;
     // No server runs here, so there are no live connections to close.
-    Accounts::open(store, Arc::new(keys), Hub::default())
+    Accounts::open(store, Arc::new(keys), Arc::new(Hub::default()))
         .await
         .context("loading the accounts")
 }

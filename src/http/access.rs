@@ -7,8 +7,9 @@
 
 use axum::http::Method;
 
-use crate::auth::{Credential, Scope};
+use crate::auth::Credential;
 use crate::error::{ApiError, Code};
+use crate::records::Scope;
 
 /// What a route asks of an API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -14,6 +14,7 @@ use super::AppState;
 use super::access::{self, Needs};
 use crate::auth::{Credential, Principal};
 use crate::error::{ApiError, Code};
+use crate::records::{Role, User};
 
 /// The authenticated caller, from `Authorization: Bearer <token>`: a session token, or an API
 /// key whose scopes allow the route (see [`access`]).
@@ -42,10 +43,19 @@ impl AuthUser {
         }
     }
 
-    /// Whether the caller acts with the admin role: a signed-in admin. An admin's API key
-    /// carries only its scopes, never the role's powers.
+    /// Whether the caller, whose account is `account`, acts with the admin role: a signed-in
+    /// admin. An admin's API key carries only its scopes, never the role's powers.
+    pub fn admin_in(&self, account: &User) -> bool {
+        account.role == Role::Admin && self.key_id().is_none()
+    }
+
+    /// [`AuthUser::admin_in`], reading the caller's account.
     pub async fn acts_as_admin(&self, state: &AppState) -> Result<bool, ApiError> {
-        Ok(self.key_id().is_none() && state.accounts.is_admin(self.id).await?)
+        if self.key_id().is_some() {
+            return Ok(false);
+        }
+        let account = state.accounts.user(self.id).await?;
+        Ok(account.is_some_and(|account| self.admin_in(&account)))
     }
 
     /// The bearer token in the headers, if any.
@@ -92,7 +102,7 @@ impl FromRequestParts<AppState> for AuthUser {
 pub fn route_needs(parts: &Parts) -> Needs {
     match parts.extensions.get::<MatchedPath>() {
         Some(route) => access::needs(&parts.method, route.as_str()),
-        None => access::needs(&Method::GET, ""),
+        None => Needs::Session,
     }
 }
 

@@ -19,8 +19,7 @@ use crate::agents::Marketplace;
 use crate::auth::Accounts;
 use crate::config::Secret;
 use crate::orchestrator::Orchestrator;
-use crate::realtime::Hub;
-use crate::store::Store;
+use crate::realtime::{Fanout, Hub};
 
 pub use extractors::{ApiJson, AuthUser, Operator, route_needs};
 pub use router::router;
@@ -48,8 +47,10 @@ pub struct Components {
     pub accounts: Accounts,
     pub marketplace: Marketplace,
     pub orchestrator: Orchestrator,
+    /// This process's sockets: the WebSocket route registers them here.
     pub hub: Hub,
-    pub store: Store,
+    /// Where admin broadcasts go: every connection the server has.
+    pub fanout: Arc<dyn Fanout>,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
     /// Cancelled when the server begins shutting down; WebSocket tasks watch it.

@@ -1,20 +1,21 @@
-//! The meta-agent: auctions, task lifecycle and the worker pool.
+//! The meta-agent: submissions, auctions, the task lifecycle and the worker pool.
 //!
-//! Lifecycle: `submit` runs the auction over the in-memory catalog, journals the task in the
-//! [`ledger::Ledger`] (its WAL record is on disk before the 202), then queues it. A worker pops
-//! it, marks it `running`, executes the winning agent and journals the outcome: failover to
-//! the next bidder, or a terminal state with the agent's updated statistics. The ledger applies
-//! the journal to the store in batches. Status changes are announced on the hub to the owner.
+//! Lifecycle: `submit` parses the [`Submission`], runs the auction over the in-memory catalog,
+//! journals the task (durable before the 202), then queues it. A worker pops it, stages it
+//! (agent, limits), marks it `running`, runs the winning agent and settles the verdict: back
+//! to the queue, canceled, failover to the next bidder, or a terminal state with the agent's
+//! updated statistics. Status changes are announced to the owner through the fan-out.
 
-pub mod analytics;
-mod auction;
-pub mod codec;
+mod detached;
 mod engine;
-pub mod ledger;
+mod events;
+mod outcome;
+mod recovery;
+mod run;
 mod runs;
-mod task;
+mod submission;
 
-pub use auction::{Bid, BidScores, MAX_BIDS, NoEligibleAgent, Pool, Weights, rank, run_auction};
-pub use engine::{Orchestrator, Submission, TaskError};
+pub use engine::{Orchestrator, TaskError};
+pub use recovery::PRUNE_EVERY;
 pub use runs::RecentStats;
-pub use task::{Attempt, FailureCode, Priority, Task, TaskCounts, TaskStatus};
+pub use submission::{IdempotencyKey, Request, Submission};

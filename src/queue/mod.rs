@@ -1,18 +1,20 @@
-//! The in-memory task queue: strict priority (critical > high > normal > low), FIFO within a
-//! priority. Durability lives in the store (a task is committed before it is queued, and
-//! start-up re-queues every unfinished task); this structure only orders work.
+//! The task queue: which queued task runs next. Strict priority (critical > high > normal >
+//! low), FIFO within a priority.
 //!
-//! Workers wait on a `Notify`, never poll: an idle server uses no CPU.
-
-pub mod wal;
+//! [`TaskQueue`] is the seam. The embedded implementation, [`PriorityQueue`], lives in memory
+//! and holds ids only: durability lives in the task journal (a task is journaled before it is
+//! queued, and start-up re-queues every unfinished task). Its workers wait on a `Notify`,
+//! never poll: an idle server uses no CPU. Compatibility mode will add one on Redis.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::orchestrator::Priority;
+use crate::records::{Priority, QueueDepth};
 
 /// A queued task: enough to order it and find it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,14 +40,37 @@ struct Lanes {
     closed: bool,
 }
 
-pub struct TaskQueue {
+/// The order in which queued tasks run.
+pub trait TaskQueue: Send + Sync {
+    /// Queues a task, refusing beyond capacity unless `force` (for a task already journaled,
+    /// which must never be dropped).
+    fn push(&self, task: QueuedTask, force: bool) -> Result<(), QueueError>;
+
+    /// Refuses new submissions once the queue is at capacity.
+    fn check_capacity(&self) -> Result<(), QueueError>;
+
+    /// Waits for the next task; `None` once the queue is closed.
+    fn pop(&self) -> BoxFuture<'_, Option<QueuedTask>>;
+
+    /// Removes a queued task (e.g. canceled). Returns whether it was queued.
+    fn remove(&self, task_id: Uuid) -> bool;
+
+    /// Stops handing out tasks; waiting workers get `None`. Queued tasks stay journaled.
+    fn close(&self);
+
+    /// Queued tasks per priority.
+    fn depth(&self) -> QueueDepth;
+}
+
+/// The embedded queue: one in-memory lane per priority.
+pub struct PriorityQueue {
     /// A std Mutex: critical sections are a few pointer moves and never await.
     inner: Mutex<Lanes>,
     available: Notify,
     capacity: usize,
 }
 
-impl TaskQueue {
+impl PriorityQueue {
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::default(),
@@ -54,9 +79,22 @@ impl TaskQueue {
         }
     }
 
-    /// Queues a task, refusing beyond capacity unless `force` (used by recovery, which must
-    /// never drop a stored task).
-    pub fn push(&self, task: QueuedTask, force: bool) -> Result<(), QueueError> {
+    fn try_pop(&self) -> Result<Option<QueuedTask>, QueueError> {
+        let mut inner = self.inner.lock().expect("queue lock");
+        if inner.closed {
+            return Err(QueueError::Closed);
+        }
+        Ok(inner.lanes.iter_mut().rev().find_map(VecDeque::pop_front))
+    }
+
+    fn len(&self) -> usize {
+        let inner = self.inner.lock().expect("queue lock");
+        inner.lanes.iter().map(VecDeque::len).sum()
+    }
+}
+
+impl TaskQueue for PriorityQueue {
+    fn push(&self, task: QueuedTask, force: bool) -> Result<(), QueueError> {
         {
             let mut inner = self.inner.lock().expect("queue lock");
             if inner.closed {
@@ -75,42 +113,32 @@ impl TaskQueue {
         Ok(())
     }
 
-    /// Refuses new submissions once the queue is at capacity.
-    pub fn check_capacity(&self) -> Result<(), QueueError> {
-        let inner = self.inner.lock().expect("queue lock");
-        let len: usize = inner.lanes.iter().map(VecDeque::len).sum();
-        if len >= self.capacity {
-            Err(QueueError::Full(len))
-        } else {
-            Ok(())
+    fn check_capacity(&self) -> Result<(), QueueError> {
+        match self.len() {
+            len if len >= self.capacity => Err(QueueError::Full(len)),
+            _ => Ok(()),
         }
     }
 
-    fn try_pop(&self) -> Result<Option<QueuedTask>, QueueError> {
-        let mut inner = self.inner.lock().expect("queue lock");
-        if inner.closed {
-            return Err(QueueError::Closed);
-        }
-        Ok(inner.lanes.iter_mut().rev().find_map(VecDeque::pop_front))
-    }
-
-    /// Waits for the next task; `None` once the queue is closed.
-    pub async fn pop(&self) -> Option<QueuedTask> {
-        loop {
-            let notified = self.available.notified();
-            tokio::pin!(notified);
-            // Register before checking, so a push between the check and the await still wakes us.
-            notified.as_mut().enable();
-            match self.try_pop() {
-                Ok(Some(task)) => return Some(task),
-                Ok(None) => notified.await,
-                Err(QueueError::Closed) | Err(QueueError::Full(_)) => return None,
+    fn pop(&self) -> BoxFuture<'_, Option<QueuedTask>> {
+        async move {
+            loop {
+                let notified = self.available.notified();
+                tokio::pin!(notified);
+                // Register before checking, so a push between the check and the await still
+                // wakes us.
+                notified.as_mut().enable();
+                match self.try_pop() {
+                    Ok(Some(task)) => return Some(task),
+                    Ok(None) => notified.await,
+                    Err(QueueError::Closed) | Err(QueueError::Full(_)) => return None,
+                }
             }
         }
+        .boxed()
     }
 
-    /// Removes a queued task (e.g. canceled). Returns whether it was queued.
-    pub fn remove(&self, task_id: Uuid) -> bool {
+    fn remove(&self, task_id: Uuid) -> bool {
         let mut inner = self.inner.lock().expect("queue lock");
         for lane in inner.lanes.iter_mut() {
             if let Some(at) = lane.iter().position(|t| t.task_id == task_id) {
@@ -121,16 +149,14 @@ impl TaskQueue {
         false
     }
 
-    /// Stops handing out tasks; waiting workers get `None`. Queued tasks stay in the store.
-    pub fn close(&self) {
+    fn close(&self) {
         self.inner.lock().expect("queue lock").closed = true;
         self.available.notify_waiters();
     }
 
-    /// Queued tasks per priority, lowest priority first.
-    pub fn depth(&self) -> [usize; 4] {
+    fn depth(&self) -> QueueDepth {
         let inner = self.inner.lock().expect("queue lock");
-        std::array::from_fn(|i| inner.lanes[i].len())
+        QueueDepth::from(std::array::from_fn(|i| inner.lanes[i].len()))
     }
 }
 
@@ -148,7 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_by_priority_then_fifo() {
-        let q = TaskQueue::new(10);
+        let q = PriorityQueue::new(10);
         let order = [
             task(Priority::Low, 1),
             task(Priority::Normal, 2),
@@ -168,19 +194,19 @@ mod tests {
 
     #[tokio::test]
     async fn capacity_is_enforced_except_for_recovery() {
-        let q = TaskQueue::new(1);
+        let q = PriorityQueue::new(1);
         q.push(task(Priority::Low, 1), false).unwrap();
         assert_eq!(
             q.push(task(Priority::Low, 2), false),
             Err(QueueError::Full(1))
         );
         q.push(task(Priority::Low, 3), true).unwrap();
-        assert_eq!(q.depth(), [2, 0, 0, 0]);
+        assert_eq!(q.depth(), QueueDepth::from([2, 0, 0, 0]));
     }
 
     #[tokio::test]
     async fn a_waiting_worker_is_woken_by_push_and_by_close() {
-        let q = std::sync::Arc::new(TaskQueue::new(10));
+        let q = std::sync::Arc::new(PriorityQueue::new(10));
         let waiter = tokio::spawn({
             let q = q.clone();
             async move { q.pop().await }

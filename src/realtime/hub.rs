@@ -1,4 +1,5 @@
-//! The hub fans events out to WebSocket connections.
+//! The hub fans events out to WebSocket connections. A leaf: it knows its events, topics and
+//! peers, never what the events are about (their builders live with tasks and agents).
 //!
 //! Each connection owns a bounded queue; a send never waits. A connection whose queue is full
 //! is a slow consumer: it is dropped (its socket task sees the queue close and closes the
@@ -29,9 +30,6 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::agents::Agent;
-use crate::orchestrator::{Task, TaskStatus};
-
 /// Messages a connection may have queued before it counts as slow.
 const CONNECTION_QUEUE: usize = 256;
 /// Topics one connection may watch at once.
@@ -56,54 +54,6 @@ impl Event {
             timestamp: OffsetDateTime::now_utc(),
             data,
         }
-    }
-
-    pub fn task_update(task: &Task) -> Self {
-        Self::new(
-            "task_update",
-            json!({
-                "task_id": task.id,
-                "owner_id": task.owner_id,
-                "status": task.status,
-                "query": task.query,
-                "agent_id": task.agent_id,
-                "agent_name": task.agent_name,
-                // 1-based number of the run this update is about.
-                "attempt": task.attempts.len() + usize::from(task.status == TaskStatus::Running),
-                "error": task.error,
-                "error_code": task.error_code,
-                "price": task.price,
-                "duration_ms": task.duration_ms,
-                "created_at": task.created_at.format(&time::format_description::well_known::Rfc3339).ok(),
-            }),
-        )
-    }
-
-    pub fn agent_update(agent: &Agent, action: &str) -> Self {
-        Self::new(
-            "agent_update",
-            json!({"agent_id": agent.id, "name": agent.name, "action": action, "status": agent.status}),
-        )
-    }
-
-    /// A version of the agent was added, replaced, deleted, or made current again
-    /// (`change`: added | replaced | deleted | rollback).
-    pub fn agent_version(agent: &Agent, version: &str, change: &str) -> Self {
-        Self::new(
-            "agent_update",
-            json!({"agent_id": agent.id, "name": agent.name, "action": "version",
-                "version": version, "change": change, "current_version": agent.version,
-                "status": agent.status}),
-        )
-    }
-
-    /// The agent's live statistics, for the watchers of [`Topic::Agent`].
-    pub fn agent_stats(agent: &Agent) -> Self {
-        Self::new(
-            "agent_update",
-            json!({"agent_id": agent.id, "name": agent.name, "action": "stats",
-                "stats": agent.stats, "rating": agent.rating}),
-        )
     }
 
     pub fn system(message: &str, level: &str) -> Self {
@@ -154,6 +104,24 @@ impl Topic {
                 .strip_prefix("agent:")
                 .and_then(|id| Uuid::parse_str(id).ok())
                 .map(Topic::Agent),
+        }
+    }
+}
+
+/// Which of a user's connections a sign-out ends: plain data, so it can travel to other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOut {
+    /// Those opened with a session token (a password change ended the sessions).
+    Sessions,
+    /// Those opened with this API key (it was revoked).
+    Key(Uuid),
+}
+
+impl SignOut {
+    fn matches(self, peer: &Peer) -> bool {
+        match self {
+            SignOut::Sessions => peer.key_id.is_none(),
+            SignOut::Key(id) => peer.key_id == Some(id),
         }
     }
 }
@@ -236,12 +204,13 @@ struct Counters {
     dropped: AtomicU64,
 }
 
-/// A topic message waiting for the next flush, built from the state at sending time.
-type Pending = Box<dyn FnOnce() -> Option<Event> + Send>;
+/// A topic message waiting for the next flush, built from the state at sending time (`None`:
+/// nothing to say any more).
+pub type TopicMessage = Box<dyn FnOnce() -> Option<Event> + Send>;
 
 #[derive(Default)]
 struct Coalescer {
-    pending: HashMap<Topic, Pending>,
+    pending: HashMap<Topic, TopicMessage>,
     flush_scheduled: bool,
     last_flush: Option<Instant>,
 }
@@ -384,7 +353,7 @@ impl Hub {
 
     /// Notes that `topic` changed: `build` makes its message at the next flush (the latest
     /// `build` of a topic wins). Costs a map lookup when nobody watches the topic.
-    pub fn touch(&self, topic: Topic, build: impl FnOnce() -> Option<Event> + Send + 'static) {
+    pub fn touch(&self, topic: Topic, build: TopicMessage) {
         if !self.watched(topic) {
             return;
         }
@@ -392,7 +361,7 @@ impl Hub {
             return;
         };
         let mut coalescer = self.inner.coalescer.lock().expect("hub coalescer");
-        coalescer.pending.insert(topic, Box::new(build));
+        coalescer.pending.insert(topic, build);
         if coalescer.flush_scheduled {
             return;
         }
@@ -453,13 +422,8 @@ impl Hub {
         }
     }
 
-    /// Closes the connections of `user_id` whose peer matches, for `reason`; returns how many.
-    pub fn disconnect(
-        &self,
-        user_id: Uuid,
-        matches: impl Fn(&Peer) -> bool,
-        reason: CloseReason,
-    ) -> usize {
+    /// Closes the connections of `user_id` that `which` names (1008); returns how many.
+    pub fn sign_out(&self, user_id: Uuid, which: SignOut) -> usize {
         let mut registry = self.registry_mut();
         let ids: Vec<u64> = registry
             .by_user
@@ -467,13 +431,13 @@ impl Hub {
             .into_iter()
             .flatten()
             .copied()
-            .filter(|id| matches(&registry.connections[id].peer))
+            .filter(|id| which.matches(&registry.connections[id].peer))
             .collect();
         let mut closed = self.closed();
         for id in &ids {
             // Dropping the sender ends the queue; the socket task then closes the socket.
             registry.remove(*id);
-            closed.insert(*id, reason);
+            closed.insert(*id, CloseReason::SignedOut);
         }
         ids.len()
     }
@@ -644,7 +608,7 @@ mod tests {
         let agent = Topic::Agent(Uuid::new_v4());
         let mut w = hub.subscribe(peer(Uuid::new_v4(), false));
         let mut other = hub.subscribe(peer(Uuid::new_v4(), false));
-        hub.touch(agent, || panic!("nobody watches"));
+        hub.touch(agent, Box::new(|| panic!("nobody watches")));
         assert_eq!(hub.watch(w.id, agent), Ok(()));
         assert_eq!(hub.watch(w.id, Topic::Queue), Ok(()));
         assert_eq!(hub.publish(agent, || Event::system("now", "info")), 1);
@@ -653,13 +617,14 @@ mod tests {
         // The first touch is sent at once; the ones after it within the interval coalesce
         // into one message built from the last, sent when the interval has passed.
         let started = Instant::now();
-        hub.touch(agent, || Some(Event::system("first", "info")));
+        hub.touch(agent, Box::new(|| Some(Event::system("first", "info"))));
         let first = tokio::time::timeout(Duration::from_secs(10), w.rx.recv()).await;
         assert!(first.unwrap().unwrap().contains("first"));
         for n in 0..5 {
-            hub.touch(agent, move || {
-                Some(Event::system(&format!("later {n}"), "info"))
-            });
+            hub.touch(
+                agent,
+                Box::new(move || Some(Event::system(&format!("later {n}"), "info"))),
+            );
         }
         let early = tokio::time::timeout(TOPIC_INTERVAL / 2, w.rx.recv()).await;
         assert!(early.is_err(), "held until the interval passes");
@@ -685,7 +650,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn disconnect_closes_matching_connections_with_their_reason() {
+    async fn a_sign_out_closes_the_connections_it_names_with_its_reason() {
         let hub = Hub::default();
         let user = Uuid::new_v4();
         let key = Uuid::new_v4();
@@ -695,10 +660,7 @@ mod tests {
             admin: false,
             key_id: Some(key),
         });
-        assert_eq!(
-            hub.disconnect(user, |p| p.key_id == Some(key), CloseReason::SignedOut),
-            1
-        );
+        assert_eq!(hub.sign_out(user, SignOut::Key(key)), 1);
         assert!(scripted.rx.recv().await.is_none());
         assert_eq!(hub.close_reason(scripted.id), CloseReason::SignedOut);
         assert_eq!(

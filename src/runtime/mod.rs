@@ -13,4 +13,4 @@ mod validate;
 
 pub use compiler::Compiler;
 pub use executor::{Executor, ExecutorConfig, Outcome, Prepared, RunLimits, RunOutput};
-pub use validate::{ModuleInfo, Policy, ValidationError, check, validate};
+pub use validate::{ModuleInfo, ValidationError, check, validate};

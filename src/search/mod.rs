@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use self::collector::{HitCollector, ID_HI, ID_LO};
 use self::derivation::{SearchedField, Word};
-use crate::agents::Agent;
+use crate::records::Agent;
 
 /// Indexing memory budget, shared by the writer's threads. Above tantivy's 15 MB per-thread
 /// minimum so that a rebuild of 100 000 agents fits in one segment per thread.

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Store, StoreError, decode, encode, read_json, tables};
-use crate::agents::{Agent, AgentStatus, AgentVersion, Review, semver_cmp};
+use crate::records::{Agent, AgentStatus, AgentVersion, Review, semver_cmp};
 
 /// What [`Store::insert_agent_replacing_rejected`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +169,7 @@ pub(super) fn migrate_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
     for entry in tasks.iter()? {
         let (key, _) = entry?;
         if let Some(task) = super::tasks::read_task(&tasks, key.value())?
-            && task.status == crate::orchestrator::TaskStatus::Completed
+            && task.state.status == crate::records::TaskStatus::Completed
         {
             super::tasks::count_completed_run(&mut completed, &task)?;
         }

@@ -6,9 +6,8 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::{Store, StoreError, decode, encode, tables};
-use crate::orchestrator::Task;
-use crate::orchestrator::analytics::{
-    Cell, HOUR, HOUR_CELLS_KEPT, MINUTE, MINUTE_CELLS_KEPT, finished_at,
+use crate::records::{
+    Cell, HOUR, HOUR_CELLS_KEPT, MINUTE, MINUTE_CELLS_KEPT, PlacedCell, Task, codec, finished_at,
 };
 
 /// A cell's key in [`tables::ANALYTICS`], owned.
@@ -18,8 +17,8 @@ type CellKey = (String, u32, u64, String);
 /// leaving out the cells that start before `kept_since` (minute, hour cutoffs).
 fn add_task(cells: &mut HashMap<CellKey, Cell>, task: &Task, kept_since: (u64, u64)) {
     let at = finished_at(task);
-    let agent = task.agent_id.to_string();
-    for owner in [task.owner_id.to_string(), tables::ALL_USERS.to_owned()] {
+    let agent = task.state.agent_id.to_string();
+    for owner in [Some(task.owner_id), None].map(tables::owner_key) {
         for (width, since) in [(MINUTE, kept_since.0), (HOUR, kept_since.1)] {
             let start = at / u64::from(width) * u64::from(width);
             if start < since {
@@ -71,8 +70,8 @@ pub(super) fn backfill(txn: &WriteTransaction, now: u64) -> Result<u64, StoreErr
     let mut counted = 0;
     for row in txn.open_table(tables::TASKS)?.iter()? {
         let (_, value) = row?;
-        let task = crate::orchestrator::codec::decode_row(value.value())?;
-        if !task.status.is_terminal() || finished_at(&task) < kept_since.1 {
+        let task = codec::decode_row(value.value())?;
+        if !task.state.status.is_terminal() || finished_at(&task) < kept_since.1 {
             continue;
         }
         add_task(&mut cells, &task, kept_since);
@@ -86,15 +85,16 @@ pub(super) fn backfill(txn: &WriteTransaction, now: u64) -> Result<u64, StoreErr
 }
 
 impl Store {
-    /// The cells of `owner` (a user id or [`tables::ALL_USERS`]) of `width` that start in
-    /// `from..to`: `(start, agent, cell)`.
+    /// The cells of `owner` (everyone's with `None`) of `width` that start in `from..to`:
+    /// `(start, agent, cell)`.
     pub async fn analytics_cells(
         &self,
-        owner: String,
+        owner: Option<Uuid>,
         width: u32,
         from: u64,
         to: u64,
-    ) -> Result<Vec<(u64, Uuid, Cell)>, StoreError> {
+    ) -> Result<Vec<PlacedCell>, StoreError> {
+        let owner = tables::owner_key(owner);
         self.run(move |db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(tables::ANALYTICS)?;

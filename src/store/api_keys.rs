@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Store, StoreError, decode, encode, read_json, tables};
-use crate::auth::{ApiKey, KeyHash, User, hex};
+use crate::records::{ApiKey, KeyHash, User, hex};
 
 /// Parses the hex key of [`tables::API_KEYS`].
 fn parse_hash(text: &str) -> Option<KeyHash> {
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn hashes_round_trip_through_hex() {
-        let hash = crate::auth::hash_key("zs_example");
+        let hash = crate::records::hash_key("zs_example");
         assert_eq!(parse_hash(&hex(&hash)), Some(hash));
         assert_eq!(parse_hash("abc"), None);
         assert_eq!(parse_hash(&"zz".repeat(32)), None);

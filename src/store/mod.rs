@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use agents::{Inserted, Refusal};
-pub use tasks::{AgentOutcome, IdempotencyClaim, Page, TaskBatch, TaskFilter, TaskWrite};
+pub use tasks::{IdempotencyClaim, OwnerPage, TaskBatch};
 
 /// The layout version this build writes. Version 1 files (task rows as JSON) open too: their
 /// rows read as they are, and the file is marked current, so an older build refuses it
@@ -43,7 +43,7 @@ pub enum StoreError {
         source: serde_json::Error,
     },
     #[error(transparent)]
-    CorruptTask(#[from] crate::orchestrator::codec::CodecError),
+    CorruptTask(#[from] crate::records::codec::CodecError),
     #[error("data file has schema version {found}, this build supports 1 to {CURRENT_SCHEMA}")]
     Schema { found: u64 },
     #[error("blocking task failed: {0}")]

@@ -5,14 +5,15 @@
 //! hyphenated lowercase UUID text. Timestamps inside records are RFC 3339.
 
 use redb::TableDefinition;
+use uuid::Uuid;
 
-/// `user id` → JSON [`crate::auth::User`].
+/// `user id` → JSON [`crate::records::User`].
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
 /// `lowercased email` → `user id`. Enforces one account per email.
 pub const USERS_BY_EMAIL: TableDefinition<&str, &str> = TableDefinition::new("users_by_email");
 
-/// `agent id` → JSON [`crate::agents::Agent`], including its live outcome statistics.
+/// `agent id` → JSON [`crate::records::Agent`], including its live outcome statistics.
 pub const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 
 /// `(owner id, agent name)` → `agent id`. One agent per name per owner; makes `--demo`
@@ -20,7 +21,7 @@ pub const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 pub const AGENTS_BY_OWNER_NAME: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("agents_by_owner_name");
 
-/// `(agent id, version)` → JSON [`crate::agents::AgentVersion`]: every binary an agent has
+/// `(agent id, version)` → JSON [`crate::records::AgentVersion`]: every binary an agent has
 /// had that was not deleted.
 pub const AGENT_VERSIONS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("agent_versions");
@@ -30,7 +31,7 @@ pub const AGENT_VERSIONS: TableDefinition<(&str, &str), &[u8]> =
 /// by a crash between storing the bytes and the version, is swept at start).
 pub const BLOB_REFS: TableDefinition<&str, u64> = TableDefinition::new("blob_refs");
 
-/// `(agent id, user id)` → JSON [`crate::agents::Review`]. One review per user and agent.
+/// `(agent id, user id)` → JSON [`crate::records::Review`]. One review per user and agent.
 pub const REVIEWS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("reviews");
 
 /// `(user id, agent id)` → tasks of that user the agent completed: who may review it.
@@ -44,10 +45,10 @@ pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 /// `(sha256 hex, chunk index)` → raw bytes, at most [`crate::blob::CHUNK_SIZE`] each.
 pub const BLOB_CHUNKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("blob_chunks");
 
-/// `task id` → [`crate::orchestrator::Task`] in the binary encoding of
-/// [`crate::orchestrator::codec`] (JSON in rows written by schema 1). The task tables are a view of the task WAL
-/// (`<data_dir>/wal`), written in batches by [`crate::orchestrator::ledger`]; a row's `version`
-/// tells replay which WAL changes it already holds.
+/// `task id` → [`crate::records::Task`] in the binary encoding of [`crate::records::codec`]
+/// (JSON in rows written by schema 1). The task tables are a view of the task WAL
+/// (`<data_dir>/wal`), written in batches by the journal's ledger; a row's `version` tells
+/// replay which WAL changes it already holds.
 pub const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 
 /// `(owner id, submit sequence)` → `task id`. A reverse range lists a user's tasks newest first.
@@ -63,12 +64,18 @@ pub const ACTIVE_TASKS: TableDefinition<u64, &str> = TableDefinition::new("activ
 pub const FINISHED_TASKS: TableDefinition<(u64, u64), &str> =
     TableDefinition::new("finished_tasks");
 
-/// `user id` (or [`ALL_USERS`]) → JSON [`crate::orchestrator::TaskCounts`], updated in the same
+/// `user id` (or [`ALL_USERS`]) → JSON [`crate::records::TaskCounts`], updated in the same
 /// transaction as the status changes they count.
 pub const TASK_COUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("task_counts");
 
-/// The [`TASK_COUNTS`] key holding the server-wide totals.
+/// The [`TASK_COUNTS`] and [`ANALYTICS`] owner key of the server-wide figures.
 pub const ALL_USERS: &str = "*";
+
+/// The owner key of `owner`'s figures in [`TASK_COUNTS`] and [`ANALYTICS`]: the user id, or
+/// [`ALL_USERS`] for everyone's.
+pub fn owner_key(owner: Option<Uuid>) -> String {
+    owner.map_or_else(|| ALL_USERS.to_owned(), |o| o.to_string())
+}
 
 /// `(owner id, Idempotency-Key)` → `task id` (16 raw UUID bytes) followed by the claim time in
 /// unix seconds (u64 LE). A claim older than 24 h no longer binds the key.
@@ -85,7 +92,7 @@ pub const NEXT_TASK_SEQ: &str = "next_task_seq";
 /// Layout version of this file, checked at open.
 pub const SCHEMA_VERSION: &str = "schema_version";
 
-/// `sha256 hex of the whole key` → JSON [`crate::auth::ApiKey`]. The key itself is never
+/// `sha256 hex of the whole key` → JSON [`crate::records::ApiKey`]. The key itself is never
 /// stored; a request's key is found by its hash.
 pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 
@@ -100,7 +107,7 @@ pub const SESSION_GENERATIONS: TableDefinition<&str, u64> =
     TableDefinition::new("session_generations");
 
 /// `(user id or [`ALL_USERS`], cell width in seconds, cell start in unix seconds, agent id)` →
-/// JSON [`crate::orchestrator::analytics::Cell`]: the tasks of that owner and agent that
+/// JSON [`crate::records::Cell`]: the tasks of that owner and agent that
 /// finished in that minute (width 60) or hour (width 3600). Written with the task states in
 /// [`crate::store::Store::apply_tasks`]; old cells are deleted by retention.
 pub const ANALYTICS: TableDefinition<(&str, u32, u64, &str), &[u8]> =

@@ -6,38 +6,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransact
 use uuid::Uuid;
 
 use super::{Store, StoreError, encode, read_json, tables};
-use crate::agents::Agent;
-use crate::orchestrator::codec;
-use crate::orchestrator::{Priority, Task, TaskCounts, TaskStatus};
-
-/// Which tasks a listing returns; `None` matches all.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TaskFilter {
-    pub status: Option<TaskStatus>,
-    pub priority: Option<Priority>,
-    pub agent_id: Option<Uuid>,
-}
-
-impl TaskFilter {
-    pub fn is_empty(&self) -> bool {
-        self.status.is_none() && self.priority.is_none() && self.agent_id.is_none()
-    }
-
-    fn matches(&self, task: &Task) -> bool {
-        self.status.is_none_or(|s| s == task.status)
-            && self.priority.is_none_or(|p| p == task.priority)
-            && self.agent_id.is_none_or(|a| a == task.agent_id)
-    }
-}
-
-/// Where a listing page starts and how long it is.
-#[derive(Debug, Clone, Copy)]
-pub struct Page {
-    /// Only tasks submitted before this sequence number (the previous page's cursor).
-    pub before: Option<u64>,
-    pub offset: usize,
-    pub limit: usize,
-}
+use crate::records::{Agent, AgentOutcome, Page, Task, TaskCounts, TaskFilter, TaskStatus, codec};
 
 /// What [`Store::tasks_for_owner`] found.
 #[derive(Debug)]
@@ -63,23 +32,6 @@ fn live_claim(claim: &[u8], now: u64) -> Option<Uuid> {
     (now.saturating_sub(claimed) < IDEMPOTENCY_WINDOW_SECS).then(|| Uuid::from_slice(id).ok())?
 }
 
-/// The outcome of a run, folded into the agent's statistics.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AgentOutcome {
-    pub agent_id: Uuid,
-    pub success: bool,
-    pub duration_ms: u64,
-}
-
-/// One task's latest state, and the status the store holds for it now (`None`: not stored
-/// yet). Knowing the stored status lets a batch keep indexes and counters right without
-/// reading every row back.
-#[derive(Debug, Clone)]
-pub struct TaskWrite {
-    pub task: Task,
-    pub stored: Option<TaskStatus>,
-}
-
 /// An `Idempotency-Key` bound to the task it created.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdempotencyClaim {
@@ -93,7 +45,8 @@ pub struct IdempotencyClaim {
 /// Everything one apply step writes, in one transaction.
 #[derive(Debug, Default)]
 pub struct TaskBatch {
-    pub writes: Vec<TaskWrite>,
+    /// The latest state of each changed task.
+    pub writes: Vec<Task>,
     pub claims: Vec<IdempotencyClaim>,
     pub outcomes: Vec<AgentOutcome>,
     /// The next submit sequence number to hand out.
@@ -118,31 +71,33 @@ pub(super) fn read_task(
 /// Unix ms; seq).
 fn finished_key(task: &Task) -> (u64, u64) {
     let at = task
+        .state
         .completed_at
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
     (ms, task.seq)
 }
 
-/// A status move of one owner's task: from (`None`: new) → to.
-type Move = (Uuid, Option<TaskStatus>, TaskStatus);
+/// A status move of one task: from (`None`: new) to (`None`: deleted).
+type Shift = (Option<TaskStatus>, Option<TaskStatus>);
+/// A status move of one owner's task.
+type Move = (Uuid, Option<TaskStatus>, Option<TaskStatus>);
 
 /// Applies status moves to the per-owner and server-wide counters: one read and write per
-/// owner, however many moves.
-fn shift_counts(txn: &WriteTransaction, moves: &[Move]) -> Result<(), StoreError> {
-    if moves.is_empty() {
-        return Ok(());
-    }
-    let mut by_key: HashMap<String, Vec<(Option<TaskStatus>, TaskStatus)>> = HashMap::new();
+/// owner, however many moves. The one place the counters change, always in the transaction
+/// that writes or deletes the rows they count.
+fn count_moves(txn: &WriteTransaction, moves: &[Move]) -> Result<(), StoreError> {
+    let mut by_key: HashMap<String, Vec<Shift>> = HashMap::new();
     for &(owner, from, to) in moves {
-        by_key
-            .entry(owner.to_string())
-            .or_default()
-            .push((from, to));
-        by_key
-            .entry(tables::ALL_USERS.to_owned())
-            .or_default()
-            .push((from, to));
+        if from == to {
+            continue;
+        }
+        for key in [Some(owner), None].map(tables::owner_key) {
+            by_key.entry(key).or_default().push((from, to));
+        }
+    }
+    if by_key.is_empty() {
+        return Ok(());
     }
     let mut counts = txn.open_table(tables::TASK_COUNTS)?;
     for (key, moves) in by_key {
@@ -160,10 +115,108 @@ pub(super) fn count_completed_run(
     completed: &mut redb::Table<(&'static str, &'static str), u64>,
     task: &Task,
 ) -> Result<(), StoreError> {
-    let (owner, agent) = (task.owner_id.to_string(), task.agent_id.to_string());
+    let (owner, agent) = (task.owner_id.to_string(), task.state.agent_id.to_string());
     let key = (owner.as_str(), agent.as_str());
     let runs = completed.get(key)?.map_or(0, |v| v.value());
     completed.insert(key, runs + 1)?;
+    Ok(())
+}
+
+/// The task tables one apply step writes, open in its transaction.
+struct TaskTables<'t> {
+    tasks: redb::Table<'t, &'static str, &'static [u8]>,
+    by_owner: redb::Table<'t, (&'static str, u64), &'static str>,
+    active: redb::Table<'t, u64, &'static str>,
+    finished: redb::Table<'t, (u64, u64), &'static str>,
+    completed: redb::Table<'t, (&'static str, &'static str), u64>,
+}
+
+impl<'t> TaskTables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            tasks: txn.open_table(tables::TASKS)?,
+            by_owner: txn.open_table(tables::TASKS_BY_OWNER)?,
+            active: txn.open_table(tables::ACTIVE_TASKS)?,
+            finished: txn.open_table(tables::FINISHED_TASKS)?,
+            completed: txn.open_table(tables::COMPLETED_RUNS)?,
+        })
+    }
+
+    /// Writes a task's row and indexes; returns the status the replaced row had (`None`: the
+    /// task is new to the store). The indexes follow from that status, never from what a
+    /// caller believes the store holds.
+    fn write(&mut self, task: &Task) -> Result<Option<TaskStatus>, StoreError> {
+        let id = task.id.to_string();
+        let replaced = self
+            .tasks
+            .insert(id.as_str(), codec::encode_row(task).as_slice())?
+            .map(|row| codec::row_status(row.value()))
+            .transpose()?;
+        let status = task.state.status;
+        if replaced.is_none() {
+            self.by_owner
+                .insert((task.owner_id.to_string().as_str(), task.seq), id.as_str())?;
+        }
+        let was_terminal = replaced.is_some_and(TaskStatus::is_terminal);
+        if status == TaskStatus::Completed && !was_terminal {
+            count_completed_run(&mut self.completed, task)?;
+        }
+        if status.is_terminal() && !was_terminal {
+            // A task new to the store was never in the active set.
+            if replaced.is_some() {
+                self.active.remove(task.seq)?;
+            }
+            self.finished.insert(finished_key(task), id.as_str())?;
+        } else if replaced.is_none() && !status.is_terminal() {
+            self.active.insert(task.seq, id.as_str())?;
+        }
+        Ok(replaced)
+    }
+}
+
+/// Folds run outcomes into their agents' statistics.
+fn record_outcomes(txn: &WriteTransaction, outcomes: &[AgentOutcome]) -> Result<(), StoreError> {
+    let mut agents = txn.open_table(tables::AGENTS)?;
+    let mut by_agent: HashMap<Uuid, Vec<&AgentOutcome>> = HashMap::new();
+    for outcome in outcomes {
+        by_agent.entry(outcome.agent_id).or_default().push(outcome);
+    }
+    for (agent_id, outcomes) in by_agent {
+        let key = agent_id.to_string();
+        if let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? {
+            for o in outcomes {
+                agent.stats.record(o.success, o.duration_ms);
+            }
+            agents.insert(key.as_str(), encode(&agent).as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds idempotency keys to their tasks.
+fn write_claims(txn: &WriteTransaction, claims: &[IdempotencyClaim]) -> Result<(), StoreError> {
+    let mut keys = txn.open_table(tables::IDEMPOTENCY_KEYS)?;
+    for claim in claims {
+        let mut value = claim.task_id.as_bytes().to_vec();
+        value.extend_from_slice(&claim.claimed_at.to_le_bytes());
+        keys.insert(
+            (claim.owner.to_string().as_str(), claim.key.as_str()),
+            value.as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Raises the stored next submit sequence to `next_seq`.
+fn raise_next_seq(txn: &WriteTransaction, next_seq: u64) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(tables::META)?;
+    let stored = meta
+        .get(tables::NEXT_TASK_SEQ)?
+        .map(|v| v.value())
+        .unwrap_or(1);
+    if next_seq > stored {
+        meta.insert(tables::NEXT_TASK_SEQ, next_seq)?;
+    }
     Ok(())
 }
 
@@ -177,74 +230,23 @@ impl Store {
                 txn.set_durability(redb::Durability::None)
                     .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
             }
-            let mut moves = Vec::new();
+            let mut moves = Vec::with_capacity(batch.writes.len());
             let mut newly_finished = Vec::new();
             {
-                let mut tasks = txn.open_table(tables::TASKS)?;
-                let mut by_owner = txn.open_table(tables::TASKS_BY_OWNER)?;
-                let mut active = txn.open_table(tables::ACTIVE_TASKS)?;
-                let mut finished = txn.open_table(tables::FINISHED_TASKS)?;
-                let mut completed = txn.open_table(tables::COMPLETED_RUNS)?;
-                for TaskWrite { task, stored } in &batch.writes {
-                    let id = task.id.to_string();
-                    tasks.insert(id.as_str(), codec::encode_row(task).as_slice())?;
-                    if stored.is_none() {
-                        by_owner
-                            .insert((task.owner_id.to_string().as_str(), task.seq), id.as_str())?;
+                let mut tables = TaskTables::open(&txn)?;
+                for task in &batch.writes {
+                    let replaced = tables.write(task)?;
+                    let status = task.state.status;
+                    if status.is_terminal() && !replaced.is_some_and(TaskStatus::is_terminal) {
+                        newly_finished.push(task);
                     }
-                    let was_terminal = stored.is_some_and(TaskStatus::is_terminal);
-                    if task.status == TaskStatus::Completed && !was_terminal {
-                        count_completed_run(&mut completed, task)?;
-                    }
-                    if task.status.is_terminal() {
-                        if !was_terminal {
-                            newly_finished.push(task);
-                            // A task new to the store was never in the active set.
-                            if stored.is_some() {
-                                active.remove(task.seq)?;
-                            }
-                            finished.insert(finished_key(task), id.as_str())?;
-                        }
-                    } else if stored.is_none() {
-                        active.insert(task.seq, id.as_str())?;
-                    }
-                    if *stored != Some(task.status) {
-                        moves.push((task.owner_id, *stored, task.status));
-                    }
-                }
-                let mut keys = txn.open_table(tables::IDEMPOTENCY_KEYS)?;
-                for claim in &batch.claims {
-                    let mut value = claim.task_id.as_bytes().to_vec();
-                    value.extend_from_slice(&claim.claimed_at.to_le_bytes());
-                    keys.insert(
-                        (claim.owner.to_string().as_str(), claim.key.as_str()),
-                        value.as_slice(),
-                    )?;
-                }
-                let mut agents = txn.open_table(tables::AGENTS)?;
-                let mut by_agent: HashMap<Uuid, Vec<&AgentOutcome>> = HashMap::new();
-                for outcome in &batch.outcomes {
-                    by_agent.entry(outcome.agent_id).or_default().push(outcome);
-                }
-                for (agent_id, outcomes) in by_agent {
-                    let key = agent_id.to_string();
-                    if let Some(mut agent) = read_json::<Agent>(&agents, "agents", &key)? {
-                        for o in outcomes {
-                            agent.stats.record(o.success, o.duration_ms);
-                        }
-                        agents.insert(key.as_str(), encode(&agent).as_slice())?;
-                    }
-                }
-                let mut meta = txn.open_table(tables::META)?;
-                let stored_seq = meta
-                    .get(tables::NEXT_TASK_SEQ)?
-                    .map(|v| v.value())
-                    .unwrap_or(1);
-                if batch.next_seq > stored_seq {
-                    meta.insert(tables::NEXT_TASK_SEQ, batch.next_seq)?;
+                    moves.push((task.owner_id, replaced, Some(status)));
                 }
             }
-            shift_counts(&txn, &moves)?;
+            write_claims(&txn, &batch.claims)?;
+            record_outcomes(&txn, &batch.outcomes)?;
+            raise_next_seq(&txn, batch.next_seq)?;
+            count_moves(&txn, &moves)?;
             super::analytics::count_finished(&txn, &newly_finished)?;
             txn.commit()?;
             Ok(())
@@ -286,7 +288,7 @@ impl Store {
             for entry in active.iter()? {
                 let (_, id) = entry?;
                 if let Some(task) = read_task(&tasks, id.value())?
-                    && !task.status.is_terminal()
+                    && !task.state.status.is_terminal()
                 {
                     found.push(task);
                 }
@@ -444,20 +446,10 @@ impl Store {
                     };
                     let task = codec::decode_row(&bytes)?;
                     by_owner.remove((task.owner_id.to_string().as_str(), task.seq))?;
-                    pruned.push((task.owner_id, task.status));
+                    pruned.push((task.owner_id, Some(task.state.status), None));
                 }
             }
-            {
-                let mut counts = txn.open_table(tables::TASK_COUNTS)?;
-                for (owner, status) in &pruned {
-                    for key in [owner.to_string().as_str(), tables::ALL_USERS] {
-                        let mut c: TaskCounts =
-                            read_json(&counts, "task_counts", key)?.unwrap_or_default();
-                        c.remove(*status);
-                        counts.insert(key, encode(&c).as_slice())?;
-                    }
-                }
-            }
+            count_moves(&txn, &pruned)?;
             if pruned.is_empty() {
                 txn.abort()?;
             } else {
@@ -471,9 +463,7 @@ impl Store {
     /// Task counts for one user, or for everyone with `None`.
     pub async fn task_counts(&self, owner: Option<Uuid>) -> Result<TaskCounts, StoreError> {
         self.run(move |db| {
-            let key = owner
-                .map(|o| o.to_string())
-                .unwrap_or_else(|| tables::ALL_USERS.to_owned());
+            let key = tables::owner_key(owner);
             let txn = db.begin_read()?;
             Ok(
                 read_json(&txn.open_table(tables::TASK_COUNTS)?, "task_counts", &key)?
@@ -489,24 +479,19 @@ mod tests {
     use super::*;
 
     fn task(owner: Uuid, seq: u64) -> Task {
-        Task {
+        let mut task = Task {
             seq,
-            version: 1,
             ..Task::blank(owner)
-        }
+        };
+        task.state.version = 1;
+        task
     }
 
-    /// Writes `tasks` as changes over the stored statuses `stored`.
-    async fn apply(store: &Store, tasks: &[(&Task, Option<TaskStatus>)]) {
+    /// Writes the latest states of `tasks` in one batch.
+    async fn apply(store: &Store, tasks: &[&Task]) {
         let batch = TaskBatch {
-            writes: tasks
-                .iter()
-                .map(|(t, stored)| TaskWrite {
-                    task: (*t).clone(),
-                    stored: *stored,
-                })
-                .collect(),
-            next_seq: tasks.iter().map(|(t, _)| t.seq + 1).max().unwrap_or(1),
+            writes: tasks.iter().map(|t| (*t).clone()).collect(),
+            next_seq: tasks.iter().map(|t| t.seq + 1).max().unwrap_or(1),
             ..TaskBatch::default()
         };
         store.apply_tasks(batch).await.unwrap();
@@ -514,10 +499,10 @@ mod tests {
 
     fn moved(t: &Task, status: TaskStatus) -> Task {
         let mut t = t.clone();
-        t.status = status;
-        t.version += 1;
+        t.state.status = status;
+        t.state.version += 1;
         if status.is_terminal() {
-            t.completed_at = Some(time::OffsetDateTime::now_utc());
+            t.state.completed_at = Some(time::OffsetDateTime::now_utc());
         }
         t
     }
@@ -528,18 +513,11 @@ mod tests {
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
         let owner = Uuid::new_v4();
         let (a, b) = (task(owner, 1), task(owner, 2));
-        apply(&store, &[(&a, None), (&b, None)]).await;
+        apply(&store, &[&a, &b]).await;
         let a_run = moved(&a, TaskStatus::Running);
         let b_done = moved(&moved(&b, TaskStatus::Running), TaskStatus::Completed);
         // One batch may carry a task straight from queued to completed.
-        apply(
-            &store,
-            &[
-                (&a_run, Some(TaskStatus::Queued)),
-                (&b_done, Some(TaskStatus::Queued)),
-            ],
-        )
-        .await;
+        apply(&store, &[&a_run, &b_done]).await;
         let counts = store.task_counts(Some(owner)).await.unwrap();
         assert_eq!((counts.queued, counts.running, counts.completed), (0, 1, 1));
         assert_eq!(store.task_counts(None).await.unwrap(), counts);
@@ -553,39 +531,50 @@ mod tests {
         assert_eq!(unfinished, [a.id]);
         assert_eq!(store.next_task_seq().await.unwrap(), 3);
         assert_eq!(
-            store.task(b.id).await.unwrap().unwrap().status,
+            store.task(b.id).await.unwrap().unwrap().state.status,
             TaskStatus::Completed
         );
+        // Counts move from the row each write replaces: writing a state twice, or an older
+        // write arriving again, leaves them right.
+        apply(&store, &[&b_done, &a_run, &a_run]).await;
+        assert_eq!(store.task_counts(Some(owner)).await.unwrap(), counts);
+        let deleted = store
+            .prune_finished(0, time::OffsetDateTime::now_utc(), Default::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1);
+        let counts = store.task_counts(None).await.unwrap();
+        assert_eq!((counts.queued, counts.running, counts.completed), (0, 1, 0));
     }
 
     #[tokio::test]
     async fn a_finished_task_is_counted_once_in_its_analytics_cells() {
-        use crate::orchestrator::analytics::{HOUR, MINUTE, finished_at};
+        use crate::records::{HOUR, MINUTE, finished_at};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.redb");
         let store = Store::open(&path).unwrap();
         let owner = Uuid::new_v4();
         let mut t = task(owner, 1);
-        t.agent_id = Uuid::new_v4();
-        t.agent_name = "Echo".into();
-        t.price = 0.25;
-        apply(&store, &[(&t, None)]).await;
+        t.state.agent_id = Uuid::new_v4();
+        t.state.agent_name = "Echo".into();
+        t.state.price = 0.25;
+        apply(&store, &[&t]).await;
         let mut done = moved(&moved(&t, TaskStatus::Running), TaskStatus::Completed);
-        done.duration_ms = Some(40);
-        apply(&store, &[(&done, Some(TaskStatus::Running))]).await;
+        done.state.duration_ms = Some(40);
+        apply(&store, &[&done]).await;
         // A replayed write of a state the store already holds changes no count.
-        apply(&store, &[(&done, Some(TaskStatus::Completed))]).await;
+        apply(&store, &[&done]).await;
         let at = finished_at(&done);
-        for owner in [owner.to_string(), tables::ALL_USERS.to_owned()] {
+        for owner in [Some(owner), None] {
             for width in [MINUTE, HOUR] {
                 let cells = store
-                    .analytics_cells(owner.clone(), width, 0, u64::MAX)
+                    .analytics_cells(owner, width, 0, u64::MAX)
                     .await
                     .unwrap();
-                assert_eq!(cells.len(), 1, "{owner} {width}");
+                assert_eq!(cells.len(), 1, "{owner:?} {width}");
                 let (start, agent, cell) = &cells[0];
                 assert_eq!(*start, at / u64::from(width) * u64::from(width));
-                assert_eq!(*agent, t.agent_id);
+                assert_eq!(*agent, t.state.agent_id);
                 assert_eq!(
                     (cell.completed, cell.spend, cell.duration_ms),
                     (1, 0.25, 40)
@@ -606,19 +595,19 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         let cells = store
-            .analytics_cells(owner.to_string(), MINUTE, 0, u64::MAX)
+            .analytics_cells(Some(owner), MINUTE, 0, u64::MAX)
             .await
             .unwrap();
         assert_eq!(cells.len(), 1);
         assert_eq!(cells[0].2.completed, 1);
         // Retention keeps hour cells longer than minute cells.
         let pruned = store
-            .prune_analytics(at + crate::orchestrator::analytics::MINUTE_CELLS_KEPT + 3_600)
+            .prune_analytics(at + crate::records::MINUTE_CELLS_KEPT + 3_600)
             .await
             .unwrap();
         assert_eq!(pruned, 2, "both owners' minute cells");
         let hours = store
-            .analytics_cells(owner.to_string(), HOUR, 0, u64::MAX)
+            .analytics_cells(Some(owner), HOUR, 0, u64::MAX)
             .await
             .unwrap();
         assert_eq!(hours.len(), 1);
@@ -698,13 +687,13 @@ mod tests {
         let mut finished = Vec::new();
         for seq in 1..=4 {
             let t = task(owner, seq);
-            apply(&store, &[(&t, None)]).await;
+            apply(&store, &[&t]).await;
             let done = moved(&t, TaskStatus::Completed);
-            apply(&store, &[(&done, Some(TaskStatus::Queued))]).await;
+            apply(&store, &[&done]).await;
             finished.push(t.id);
         }
         let queued = task(owner, 5);
-        apply(&store, &[(&queued, None)]).await;
+        apply(&store, &[&queued]).await;
         let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(365);
         let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
 

@@ -4,7 +4,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 use super::{Store, StoreError, encode, read_json, tables};
-use crate::auth::User;
+use crate::records::User;
 
 impl Store {
     /// Inserts a new user. Returns `false` (and writes nothing) if the email is taken.

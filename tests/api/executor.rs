@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use zerostate::agents::{AgentStatus, Warmup};
-use zerostate::runtime::Policy;
+use zerostate::agents::Warmup;
+use zerostate::records::{AgentStatus, Policy};
 use zerostate::store::Store;
 
 use crate::helpers::{

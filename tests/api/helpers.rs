@@ -70,9 +70,13 @@ pub async fn spawn_with(settings: Settings, data_dir: Arc<tempfile::TempDir>) ->
 pub async fn accounts_in(dir: &Path) -> zerostate::auth::Accounts {
     let store = zerostate::store::Store::open(&dir.join(zerostate::DB_FILE)).expect("store opens");
     let keys = zerostate::auth::TokenKeys::load_or_create(dir, 3600).expect("signing key");
-    zerostate::auth::Accounts::open(store, Arc::new(keys), zerostate::realtime::Hub::default())
-        .await
-        .expect("accounts load")
+    zerostate::auth::Accounts::open(
+        store,
+        Arc::new(keys),
+        Arc::new(zerostate::realtime::Hub::default()),
+    )
+    .await
+    .expect("accounts load")
 }
 
 /// The password of the accounts [`spawn_with_admin`] and [`TestApp::signup`] create.

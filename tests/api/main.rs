@@ -4,6 +4,7 @@
 mod agents;
 mod analytics;
 mod api_keys;
+mod architecture;
 mod browser;
 mod child;
 mod crash;

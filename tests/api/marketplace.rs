@@ -430,11 +430,12 @@ async fn identical_bytes_share_one_blob_which_goes_with_the_last_version_using_i
 
     let dir = app.stop().await;
     let store = zerostate::store::Store::open(&dir.path().join(zerostate::DB_FILE)).unwrap();
-    let blobs = zerostate::blob::BlobStore::new(store.clone());
+    let blobs = zerostate::blob::EmbeddedBlobs::new(store.clone());
+    let blobs: &dyn zerostate::blob::BlobStore = &blobs;
     for gone in [&hash, &own] {
         assert_eq!(store.blob_refs(gone.clone()).await.unwrap(), 0);
         assert!(
-            !blobs.exists(gone).await.unwrap(),
+            !blobs.exists(gone.clone()).await.unwrap(),
             "blob {gone} was not collected"
         );
     }

@@ -907,3 +907,120 @@ async fn a_full_queue_refuses_submits_with_503_and_retry_after() {
         .await;
     assert_eq!(status, 202, "{body}");
 }
+
+/// Regression: after a closed-loop overload, `/tasks/stats` and the `zerostate_tasks` gauge
+/// kept showing tasks queued that no queue held. The path: a client that hung up while its
+/// submit waited for the journal's fsync dropped the handler after the task was journaled
+/// and before it was queued, stranding it `queued` until a restart. Work after journaling
+/// now runs to its end whoever waits for it, and every count comes from the store.
+#[tokio::test]
+async fn counts_agree_with_the_queue_after_an_overload_where_clients_hang_up() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut s = crate::helpers::settings(dir.path(), 1);
+    s.tasks.queue_capacity = 64;
+    let app = crate::helpers::spawn_with(s, dir).await;
+    let token = app.signup("user@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    let mut socket = app.socket(&token).await;
+    let subscribe = json!({"type": "subscribe", "topic": "queue"}).to_string();
+    socket.send(Message::text(subscribe)).await.unwrap();
+
+    // 600 submits, 48 at a time, against a queue of 64 and one worker; a client in two gives
+    // up after 0.5 to 40 ms, some while its submit waits for the journal's fsync.
+    let url = app.url("/api/v1/tasks/submit");
+    let body = json!({"query": "q", "agent_id": echo, "budget": 0});
+    let outcomes: Vec<Result<u16, ()>> = futures_util::stream::iter(0..600u64)
+        .map(|i| {
+            let (url, body, token) = (url.clone(), body.clone(), token.clone());
+            async move {
+                let mut client = reqwest::Client::builder();
+                if i % 2 == 0 {
+                    let patience = std::time::Duration::from_micros(500 + i * 997 % 40_000);
+                    client = client.timeout(patience);
+                }
+                let sent = client
+                    .build()
+                    .unwrap()
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&body);
+                match sent.send().await {
+                    Ok(resp) => Ok(resp.status().as_u16()),
+                    Err(_) => Err(()),
+                }
+            }
+        })
+        .buffer_unordered(48)
+        .collect()
+        .await;
+    let accepted = outcomes.iter().filter(|o| **o == Ok(202)).count() as u64;
+    let refused = outcomes.iter().filter(|o| **o == Ok(503)).count();
+    let hung_up = outcomes.iter().filter(|o| o.is_err()).count() as u64;
+    assert!(accepted > 0 && refused > 0 && hung_up > 0, "{outcomes:?}");
+    assert_eq!(
+        accepted as usize + refused + hung_up as usize,
+        600,
+        "{outcomes:?}"
+    );
+
+    // Once the queue reports itself empty with nothing running, the counts must agree. The
+    // topic speaks at most once a second while the queue changes, and not while it is idle.
+    let deadline = Instant::now() + crate::helpers::DEADLINE;
+    let quiet = std::time::Duration::from_secs(5);
+    let mut last = json!(null);
+    let stats = loop {
+        let next = crate::helpers::next_of_type(&mut socket, "queue_update");
+        let went_quiet = match tokio::time::timeout(quiet, next).await {
+            Ok(event) => {
+                last = event;
+                false
+            }
+            Err(_) => true,
+        };
+        let idle = last["data"]["queued"] == 0 && last["data"]["running"] == 0;
+        let (_, stats) = app.get("/api/v1/tasks/stats", Some(&token)).await;
+        if idle && stats["queued"] == 0 && stats["running"] == 0 {
+            break stats;
+        }
+        assert!(
+            !(idle && went_quiet),
+            "the queue has been empty and idle for {quiet:?} ({last}), yet the counts say {stats}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the queue says {last}, the counts say {stats}"
+        );
+    };
+    let total = stats["total"].as_u64().unwrap();
+    assert_eq!(stats["completed"].as_u64(), Some(total), "{stats}");
+    assert!(
+        (accepted..=accepted + hung_up).contains(&total),
+        "{accepted} accepted and {hung_up} hung up, {total} tasks: {stats}"
+    );
+    let (_, listed) = app.get("/api/v1/tasks?status=queued", Some(&token)).await;
+    assert_eq!(listed["total"], 0, "{listed}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "zerostate_tasks{status=\"queued\"} 0",
+        "zerostate_tasks{status=\"running\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
+    assert!(
+        metrics.contains(&format!("zerostate_tasks{{status=\"completed\"}} {total}")),
+        "the gauge counts {total} completed"
+    );
+}

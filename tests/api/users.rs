@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use uuid::Uuid;
-use zerostate::auth::{AccountError, Role};
+use zerostate::auth::AccountError;
+use zerostate::records::Role;
 
 use crate::helpers::{accounts_in, assert_error, close_frame, settings, spawn_app, spawn_with};
 

@@ -15,15 +15,12 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, prefer_wait, tags};
+use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, path_id, prefer_wait, tags};
 use crate::agents::manifest::RawManifest;
-use crate::agents::{
-    Agent, AgentQuery, AgentStatus, AgentVersion, Build, Caller, Download, Edit, Rejection, Review,
-    Sort,
-};
-use crate::auth::Role;
+use crate::agents::{AgentQuery, Caller, Download, Edit, Sort};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser, access};
+use crate::records::{Agent, AgentStatus, AgentVersion, Build, Rejection, Review};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UploadResponse {
@@ -206,16 +203,13 @@ async fn caller(state: &AppState, user: AuthUser) -> Result<Caller, ApiError> {
     Ok(Caller {
         id: user.id,
         name,
-        // An admin's API key carries its scopes, not the role's powers.
-        admin: account.role == Role::Admin && user.key_id().is_none(),
+        admin: user.admin_in(&account),
     })
 }
 
 /// The agent id of the path: a malformed one names no agent.
 fn agent_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    let id = path.map(|Path(id)| id).unwrap_or_default();
-    Uuid::parse_str(&id)
-        .map_err(|_| ApiError::new(Code::AgentNotFound, format!("no agent with id `{id}`")))
+    path_id(path, Code::AgentNotFound, "agent")
 }
 
 /// `201 Created` with `Location`, after waiting for the build if `Prefer: wait` asked.

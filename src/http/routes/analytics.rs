@@ -6,7 +6,7 @@ use axum::extract::{RawQuery, State};
 use super::tags;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
-use crate::orchestrator::analytics::{Report, Window};
+use crate::records::{Report, Window};
 
 /// Analytics of the caller's tasks (`scope=me`, the default) or, for admins, of everyone's
 /// (`scope=all`), over the last hour (`window=1h`, per minute), day (`24h`, the default, per

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::tags;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
-use crate::orchestrator::Bid;
+use crate::records::Bid;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::tags;
 use crate::http::{ApiJson, AppState};
-use crate::orchestrator::{Priority, TaskStatus};
+use crate::records::{Priority, TaskStatus};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct HealthResponse {
@@ -28,7 +28,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, ApiJson<Healt
         Ok(_) => "ok".to_owned(),
         Err(e) => format!("error: {e}"),
     };
-    let depth: usize = state.orchestrator.queue_depth().iter().sum();
+    let depth = state.orchestrator.queue_depth().total();
     let ok = store == "ok";
     let body = HealthResponse {
         status: if ok { "ok" } else { "degraded" },
@@ -71,7 +71,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let depth = state.orchestrator.queue_depth();
     for priority in Priority::ALL {
         metrics::gauge!("zerostate_queue_depth", "priority" => priority.as_str())
-            .set(depth[priority as usize] as f64);
+            .set(depth.of(priority) as f64);
     }
     if let Ok(counts) = state.orchestrator.counts(None).await {
         for status in TaskStatus::ALL {

@@ -1,6 +1,9 @@
 //! One module per resource.
 
+use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::HeaderMap;
+use uuid::Uuid;
 
 use crate::error::{ApiError, Code};
 
@@ -19,6 +22,17 @@ pub mod tags {
     pub const TASKS: &str = "tasks";
     pub const REALTIME: &str = "realtime";
     pub const OPERATIONS: &str = "operations";
+}
+
+/// The id of a route's `{id}`. One that is not a UUID (even one that is not UTF-8) names no
+/// such thing: `code`, "no {what} with id `…`".
+pub fn path_id(
+    path: Result<Path<String>, PathRejection>,
+    code: Code,
+    what: &str,
+) -> Result<Uuid, ApiError> {
+    let id = path.map(|Path(id)| id).unwrap_or_default();
+    Uuid::parse_str(&id).map_err(|_| ApiError::new(code, format!("no {what} with id `{id}`")))
 }
 
 /// Pagination bounds shared by list routes.

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, prefer_wait, tags};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
-use crate::orchestrator::{Priority, RecentStats, Submission, Task, TaskError, TaskStatus};
-use crate::store::{Page, TaskFilter};
+use crate::orchestrator::{RecentStats, Submission, TaskError};
+use crate::records::{Page, Priority, QueueDepth, Task, TaskFilter, TaskStatus};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
@@ -49,14 +49,6 @@ pub struct TaskStatsResponse {
     queue_depth: QueueDepth,
     /// From the caller's runs since the server started.
     recent: RecentStats,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct QueueDepth {
-    low: usize,
-    normal: usize,
-    high: usize,
-    critical: usize,
 }
 
 /// Submit a task: the auction picks an agent and the task is queued. With `Prefer: wait=N`
@@ -106,10 +98,10 @@ pub async fn submit(
     }
     let accepted = SubmitResponse {
         task_id: task.id,
-        status: task.status,
-        agent_id: task.agent_id,
-        agent_name: task.agent_name,
-        price: task.price,
+        status: task.state.status,
+        agent_id: task.state.agent_id,
+        agent_name: task.state.agent_name,
+        price: task.state.price,
     };
     Ok((StatusCode::ACCEPTED, ApiJson(accepted)).into_response())
 }
@@ -150,7 +142,7 @@ pub async fn list(
             }
             "priority" => {
                 filter.priority =
-                    Some(parse_enum(&value).ok_or_else(|| invalid("priority", &value))?)
+                    Some(Priority::parse(&value).ok_or_else(|| invalid("priority", &value))?)
             }
             "agent_id" => {
                 filter.agent_id =
@@ -159,13 +151,13 @@ pub async fn list(
             _ => {}
         }
     }
-    let (tasks, total, next) = state.orchestrator.list(user.id, filter, page).await?;
+    let found = state.orchestrator.list(user.id, filter, page).await?;
     Ok(ApiJson(TaskListResponse {
-        tasks,
-        total,
+        tasks: found.tasks,
+        total: found.total,
         limit: page.limit,
         offset: page.offset,
-        next_cursor: next.map(encode_cursor),
+        next_cursor: found.next.map(encode_cursor),
     }))
 }
 
@@ -242,7 +234,6 @@ pub async fn stats(
     user: AuthUser,
 ) -> Result<ApiJson<TaskStatsResponse>, ApiError> {
     let c = state.orchestrator.counts(Some(user.id)).await?;
-    let depth = state.orchestrator.queue_depth();
     Ok(ApiJson(TaskStatsResponse {
         queued: c.queued,
         running: c.running,
@@ -251,12 +242,7 @@ pub async fn stats(
         canceled: c.canceled,
         timed_out: c.timed_out,
         total: c.total(),
-        queue_depth: QueueDepth {
-            low: depth[Priority::Low as usize],
-            normal: depth[Priority::Normal as usize],
-            high: depth[Priority::High as usize],
-            critical: depth[Priority::Critical as usize],
-        },
+        queue_depth: state.orchestrator.queue_depth(),
         recent: state.orchestrator.recent_stats(user.id),
     }))
 }

@@ -4,12 +4,12 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use super::tags;
-use crate::auth::{ApiKey, Registration, UserView};
+use super::{path_id, tags};
+use crate::auth::Registration;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
+use crate::records::{ApiKey, User, UserView};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterRequest {
@@ -34,7 +34,7 @@ pub struct SessionResponse {
     expires_in: u64,
 }
 
-fn session(state: &AppState, token: String, user: &crate::auth::User) -> SessionResponse {
+fn session(state: &AppState, token: String, user: &User) -> SessionResponse {
     SessionResponse {
         token,
         user: user.into(),
@@ -204,9 +204,7 @@ pub async fn revoke_api_key(
     user: AuthUser,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let id = path.map(|Path(id)| id).unwrap_or_default();
-    let key = Uuid::parse_str(&id)
-        .map_err(|_| ApiError::new(Code::ApiKeyNotFound, format!("no API key with id `{id}`")))?;
+    let key = path_id(path, Code::ApiKeyNotFound, "API key")?;
     state.accounts.revoke_api_key(user.id, key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::tags;
+use super::{path_id, tags};
 use crate::auth::Principal;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::access;
@@ -86,8 +86,7 @@ pub async fn connect(
     })?;
     let peer = Peer {
         user_id: user.id,
-        // An admin's API key carries its scopes, not the role's powers.
-        admin: account.role == crate::auth::Role::Admin && user.key_id().is_none(),
+        admin: user.admin_in(&account),
         key_id: user.key_id(),
     };
     let principal = user.principal;
@@ -248,11 +247,7 @@ fn answer(state: &AppState, connection: u64, text: &str) -> Option<Event> {
             match topic {
                 Topic::Tasks => None,
                 Topic::Queue => Some(state.orchestrator.queue_event()),
-                Topic::Agent(id) => state
-                    .marketplace
-                    .catalog()
-                    .get(id)
-                    .map(|agent| Event::agent_stats(&agent)),
+                Topic::Agent(id) => state.marketplace.stats_event(id),
             }
         }
         "unsubscribe" => match topic() {
@@ -360,7 +355,7 @@ pub async fn broadcast(
     ApiJson(message): ApiJson<Outgoing>,
 ) -> Result<ApiJson<Delivery>, ApiError> {
     let event = message.event()?;
-    let recipients = state.hub.broadcast(event);
+    let recipients = state.fanout.broadcast(event);
     tracing::info!(?operator, recipients, "message broadcast");
     Ok(ApiJson(Delivery { recipients }))
 }
@@ -390,9 +385,7 @@ pub async fn send_to_path(
     path: Result<Path<String>, PathRejection>,
     ApiJson(message): ApiJson<Outgoing>,
 ) -> Result<ApiJson<Delivery>, ApiError> {
-    let id = path.map(|Path(id)| id).unwrap_or_default();
-    let user_id = Uuid::parse_str(&id)
-        .map_err(|_| ApiError::new(Code::UserNotFound, format!("no user with id `{id}`")))?;
+    let user_id = path_id(path, Code::UserNotFound, "user")?;
     send_to(&state, operator, user_id, message).await
 }
 
@@ -409,7 +402,7 @@ async fn send_to(
             format!("no user with id `{user_id}`"),
         ));
     }
-    let recipients = state.hub.send_to_user(user_id, || event);
+    let recipients = state.fanout.send_to_user(user_id, &|| event.clone());
     tracing::info!(?operator, %user_id, recipients, "message sent to a user");
     Ok(ApiJson(Delivery { recipients }))
 }

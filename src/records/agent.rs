@@ -7,8 +7,6 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::manifest::Limits;
-
 /// A published agent. Stored as JSON in `agents`; also the API shape.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Agent {
@@ -64,6 +62,20 @@ pub struct Agent {
     pub updated_at: Option<OffsetDateTime>,
     /// Measured outcomes, updated in the same transaction that finishes each task.
     pub stats: AgentStats,
+}
+
+/// The run limits an agent asks for; `None` takes the server's default. Each is at most the
+/// server's maximum when uploaded, and is capped by the maximum in force when it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub stdin_bytes: Option<u64>,
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
+    /// Used only where the server meters fuel (`limits.max_fuel` set).
+    pub fuel: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -193,6 +205,15 @@ pub struct AgentStats {
     /// Exponential moving average of run durations; the auction's speed criterion.
     #[serde(default)]
     pub ema_duration_ms: Option<f64>,
+}
+
+/// The outcome of one run, folded into the agent's statistics (in the same store transaction
+/// as the task's state).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AgentOutcome {
+    pub agent_id: Uuid,
+    pub success: bool,
+    pub duration_ms: u64,
 }
 
 /// Weight of the newest run in the moving averages.

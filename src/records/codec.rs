@@ -7,11 +7,11 @@
 //! Layout (all integers little-endian):
 //!
 //! ```text
-//! task      = u8 format (= 1) · submission · state
+//! task      = u8 format (= 1) · submission · uuid id · state
 //! submission= uuid owner_id · str query · json? input · u32 n · str capability × n
 //!             · u8 priority · f64 budget · u64 timeout_secs · json? constraints
 //!             · u32 n · bid × n · time? deadline · u8 pinned · u64 seq · time created_at
-//! state     = uuid id · u64 version · u8 status · uuid agent_id · str agent_name · f64 price
+//! state     = u64 version · u8 status · uuid agent_id · str agent_name · f64 price
 //!             · u32 n · (u32 m · bid × m) × n  failover_bids
 //!             · json? result · str? error · u8? error_code · str? stderr · i32? exit_code
 //!             · u32 n · attempt × n · u32 starts · time? started_at · time? completed_at
@@ -36,7 +36,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::auction::{Bid, BidScores};
+use super::bid::{Bid, BidScores};
 use super::task::{Attempt, FailureCode, Priority, Task, TaskState, TaskStatus};
 
 /// The format byte of this layout.
@@ -70,12 +70,15 @@ pub fn put_task(out: &mut Vec<u8>, task: &Task) {
     w.u8(task.pinned as u8);
     w.u64(task.seq);
     w.time(task.created_at);
-    w.state(task);
+    w.uuid(task.id);
+    w.state(&task.state);
 }
 
-/// A task's changing fields (what [`TaskState::of`] takes), appended to `out`.
-pub fn put_state_of(out: &mut Vec<u8>, task: &Task) {
-    Writer(out).state(task);
+/// Task `id`'s changing fields, appended to `out`: `uuid id · state`, the tail of [`put_task`].
+pub fn put_state(out: &mut Vec<u8>, id: Uuid, state: &TaskState) {
+    let mut w = Writer(out);
+    w.uuid(id);
+    w.state(state);
 }
 
 /// The task at the start of `r`, as [`put_task`] wrote it.
@@ -98,9 +101,9 @@ pub fn read_task(r: &mut Reader<'_>) -> Result<Task, CodecError> {
     let pinned = r.bool()?;
     let seq = r.u64()?;
     let created_at = r.time()?;
-    let state = r.state()?;
-    let mut task = Task {
-        id: state.id,
+    let (id, state) = read_state(r)?;
+    Ok(Task {
+        id,
         owner_id,
         query,
         input,
@@ -114,15 +117,14 @@ pub fn read_task(r: &mut Reader<'_>) -> Result<Task, CodecError> {
         pinned,
         seq,
         created_at,
-        ..Task::blank(owner_id)
-    };
-    state.apply(&mut task);
-    Ok(task)
+        state,
+    })
 }
 
-/// The state at the start of `r`, as [`put_state_of`] wrote it.
-pub fn read_state(r: &mut Reader<'_>) -> Result<TaskState, CodecError> {
-    r.state()
+/// The task id and state at the start of `r`, as [`put_state`] wrote them.
+pub fn read_state(r: &mut Reader<'_>) -> Result<(Uuid, TaskState), CodecError> {
+    let id = r.uuid()?;
+    Ok((id, r.state()?))
 }
 
 /// A whole `tasks` row: this encoding, or JSON (rows written before it).
@@ -137,6 +139,23 @@ pub fn decode_row(bytes: &[u8]) -> Result<Task, CodecError> {
     let task = read_task(&mut r)?;
     r.finish()?;
     Ok(task)
+}
+
+/// The status of a whole `tasks` row, without decoding the rest: what the store's counters
+/// move a task from when its row is replaced.
+pub fn row_status(bytes: &[u8]) -> Result<TaskStatus, CodecError> {
+    if bytes.first() == Some(&b'{') {
+        return decode_row(bytes).map(|task| task.state.status);
+    }
+    let mut r = Reader::new(bytes);
+    let format = r.u8()?;
+    if format != FORMAT {
+        return Err(r.error(format!("unknown task format {format}")));
+    }
+    r.skip_submission()?;
+    // uuid id · u64 version, then the status.
+    r.take(16 + 8)?;
+    r.pick(&TaskStatus::ALL, "status")
 }
 
 /// A `tasks` row for `task`.
@@ -212,8 +231,7 @@ impl Writer<'_> {
         }
     }
 
-    fn state(&mut self, s: &Task) {
-        self.uuid(s.id);
+    fn state(&mut self, s: &TaskState) {
         self.u64(s.version);
         self.u8(s.status as u8);
         self.uuid(s.agent_id);
@@ -364,6 +382,34 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.error(format!("unknown {what} {i}")))
     }
 
+    /// Steps over a submission (see the layout above) without decoding it.
+    fn skip_submission(&mut self) -> Result<(), CodecError> {
+        self.take(16)?;
+        self.skip_str()?;
+        self.opt(Self::skip_str)?;
+        for _ in 0..self.len(4)? {
+            self.skip_str()?;
+        }
+        // priority · budget · timeout_secs
+        self.take(1 + 8 + 8)?;
+        self.opt(Self::skip_str)?;
+        for _ in 0..self.len(16 + 4 + 6 * 8)? {
+            self.take(16)?;
+            self.skip_str()?;
+            self.take(6 * 8)?;
+        }
+        self.opt(|r| r.take(12).map(drop))?;
+        // pinned · seq · created_at
+        self.take(1 + 8 + 12)?;
+        Ok(())
+    }
+
+    /// Steps over a `str` (or a `json`, framed the same way).
+    fn skip_str(&mut self) -> Result<(), CodecError> {
+        let n = self.u32()? as usize;
+        self.take(n).map(drop)
+    }
+
     fn bids(&mut self) -> Result<Vec<Bid>, CodecError> {
         // uuid, name length and six figures at least.
         let n = self.len(16 + 4 + 6 * 8)?;
@@ -386,7 +432,6 @@ impl<'a> Reader<'a> {
     }
 
     fn state(&mut self) -> Result<TaskState, CodecError> {
-        let id = self.uuid()?;
         let version = self.u64()?;
         let status = self.pick(&TaskStatus::ALL, "status")?;
         let agent_id = self.uuid()?;
@@ -415,7 +460,6 @@ impl<'a> Reader<'a> {
             })
             .collect::<Result<_, _>>()?;
         Ok(TaskState {
-            id,
             version,
             status,
             agent_id,
@@ -456,7 +500,6 @@ mod tests {
         };
         let now = OffsetDateTime::now_utc();
         Task {
-            status: TaskStatus::Failed,
             query: "résumé ✓".into(),
             input: Some(Arc::new(serde_json::json!({"rows": [1, 2.5, null, "x"]}))),
             capabilities: Arc::new(["text".into(), "csv".into()]),
@@ -464,33 +507,36 @@ mod tests {
             budget: 12.5,
             timeout_secs: 300,
             constraints: Some(Arc::new(serde_json::json!({"region": "eu"}))),
-            agent_id: Uuid::now_v7(),
-            agent_name: "B".into(),
-            price: 0.25,
             bids: Arc::new([bid("A"), bid("B")]),
-            failover_bids: vec![vec![bid("B")], vec![]],
-            result: Some(serde_json::json!("plain text")),
-            error: Some("exit code 3".into()),
-            error_code: Some(FailureCode::ExitCode),
-            stderr: Some("boom\n".into()),
-            exit_code: Some(-3),
             deadline: Some(now + time::Duration::hours(1)),
             pinned: true,
-            attempts: vec![Attempt {
-                agent_id: Uuid::now_v7(),
-                agent_name: "A".into(),
-                outcome: "failed".into(),
-                error: Some("trap".into()),
-                error_code: Some(FailureCode::StackOverflow),
-                duration_ms: 17,
-                started_at: now,
-            }],
-            starts: 2,
             seq: 99,
-            started_at: Some(now),
-            completed_at: Some(now + time::Duration::milliseconds(17)),
-            duration_ms: Some(17),
-            version: 6,
+            state: TaskState {
+                version: 6,
+                status: TaskStatus::Failed,
+                agent_id: Uuid::now_v7(),
+                agent_name: "B".into(),
+                price: 0.25,
+                failover_bids: vec![vec![bid("B")], vec![]],
+                result: Some(serde_json::json!("plain text")),
+                error: Some("exit code 3".into()),
+                error_code: Some(FailureCode::ExitCode),
+                stderr: Some("boom\n".into()),
+                exit_code: Some(-3),
+                attempts: vec![Attempt {
+                    agent_id: Uuid::now_v7(),
+                    agent_name: "A".into(),
+                    outcome: "failed".into(),
+                    error: Some("trap".into()),
+                    error_code: Some(FailureCode::StackOverflow),
+                    duration_ms: 17,
+                    started_at: now,
+                }],
+                starts: 2,
+                started_at: Some(now),
+                completed_at: Some(now + time::Duration::milliseconds(17)),
+                duration_ms: Some(17),
+            },
             ..Task::blank(Uuid::now_v7())
         }
     }
@@ -518,16 +564,37 @@ mod tests {
     fn a_state_round_trips_and_brings_a_copy_up_to_date() {
         let task = full_task();
         let mut out = Vec::new();
-        put_state_of(&mut out, &task);
+        put_state(&mut out, task.id, &task.state);
         let mut r = Reader::new(&out);
-        let state = read_state(&mut r).unwrap();
+        let (id, state) = read_state(&mut r).unwrap();
         r.finish().unwrap();
         let mut copy = task.clone();
-        copy.status = TaskStatus::Queued;
-        copy.attempts.clear();
-        copy.result = None;
-        state.apply(&mut copy);
+        copy.state = state;
+        assert_eq!(id, task.id);
         assert_eq!(json(&copy), json(&task));
+    }
+
+    #[test]
+    fn a_state_is_the_tail_of_its_task() {
+        // The change record and the row share the state's bytes: one layout, written once.
+        let task = full_task();
+        let mut state = Vec::new();
+        put_state(&mut state, task.id, &task.state);
+        assert!(encode_row(&task).ends_with(&state));
+    }
+
+    #[test]
+    fn a_rows_status_reads_without_decoding_the_rest() {
+        for task in [full_task(), Task::blank(Uuid::now_v7())] {
+            let status = task.state.status;
+            assert_eq!(row_status(&encode_row(&task)).unwrap(), status);
+            let json = serde_json::to_vec(&task).unwrap();
+            assert_eq!(row_status(&json).unwrap(), status);
+        }
+        let row = encode_row(&full_task());
+        for len in 0..row.len() - 1 {
+            let _ = row_status(&row[..len]);
+        }
     }
 
     #[test]

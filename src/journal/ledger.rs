@@ -1,5 +1,6 @@
-//! The ledger: the live state of every task that is unfinished or not yet applied to the
-//! store, journaled to the write-ahead log and applied to redb in batches.
+//! The ledger, the embedded [`TaskJournal`]: the live state of every task that is unfinished
+//! or not yet applied to the store, journaled to the write-ahead log and applied to redb in
+//! batches.
 //!
 //! Writes: every change is a compare-and-set on the task's in-memory status under one std
 //! Mutex (held for a map operation and a channel send, never across an await). The change's
@@ -22,21 +23,26 @@
 //! applied only if its task version is newer than the row's, so replaying twice (a crash
 //! between the store's sync and the WAL checkpoint) changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::codec;
-use super::task::{Task, TaskState, TaskStatus};
-use crate::queue::wal::{Pending, Synced, Wal, WalError, WalOptions};
-use crate::store::{AgentOutcome, IdempotencyClaim, Store, StoreError, TaskBatch, TaskWrite};
+use super::wal::{Synced, Wal, WalOptions};
+use super::{Durable, JournalError, Retention, Submitted, TaskJournal, TaskPage};
+use crate::records::{
+    AgentOutcome, Page, PlacedCell, Task, TaskChange, TaskCounts, TaskFilter, TaskState,
+    TaskStatus, codec,
+};
+use crate::store::{IdempotencyClaim, Store, StoreError, TaskBatch};
 
 /// How often the applier makes the store durable and checkpoints the WAL. The store's sync
 /// writes out everything applied since the last one, and while that burst is on the disk a
@@ -49,26 +55,19 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// current ([`Ledger::settled`]) cuts the wait short.
 pub const APPLY_DELAY: Duration = Duration::from_millis(20);
 
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    #[error(transparent)]
-    Wal(#[from] WalError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("undecodable WAL record: {0}")]
-    BadRecord(String),
-}
+/// Finished tasks deleted per transaction by retention.
+const PRUNE_BATCH: usize = 10_000;
 
-// WAL record payloads (the log frames them; see `queue::wal`). The first byte is the kind;
-// `task` and `state` are the binary encodings of [`codec`], `x?` is a 0/1 flag then `x`,
-// integers are little-endian.
+// WAL record payloads (the log frames them; see [`super::wal`]). The first byte is the kind;
+// `task` and `uuid id · state` are the binary encodings of [`codec`], `x?` is a 0/1 flag then
+// `x`, integers are little-endian.
 //
 // kind 4, snapshot: the whole task, as submitted, and the idempotency claim riding on it.
 //   task · claim?    claim = uuid owner · u32 len · key bytes · uuid task_id
 //                            · u64 claimed_at (unix s)
 //
 // kind 5, changed: any later change but a start; the submission is not repeated.
-//   state · outcome?    outcome = uuid agent_id · u8 success · u64 duration_ms
+//   uuid id · state · outcome?    outcome = uuid agent_id · u8 success · u64 duration_ms
 //
 // kind 2, started: a worker took the task (the hot path, so the fewest bytes).
 //   uuid id · u64 version after the change · u32 starts · i64 started_at (unix ns)
@@ -76,7 +75,7 @@ pub enum LedgerError {
 //
 // Logs written before the binary encoding hold kinds 1 and 3, read still: the snapshot and
 // the change as JSON, `{"task": Task, "claim": IdempotencyClaim | null, "outcome":
-// AgentOutcome | null}` and `{"state": TaskState, "outcome": AgentOutcome | null}`.
+// AgentOutcome | null}` and `{"state": {"id": …, TaskState}, "outcome": AgentOutcome | null}`.
 
 const SNAPSHOT_JSON: u8 = 1;
 const STARTED: u8 = 2;
@@ -101,10 +100,34 @@ struct Started {
     started_at: OffsetDateTime,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
 struct Changed {
+    id: Uuid,
     state: TaskState,
     outcome: Option<AgentOutcome>,
+}
+
+/// A kind 3 record: [`Changed`] as JSON, the id inside the state.
+#[derive(serde::Deserialize)]
+struct ChangedJson {
+    state: IdentifiedState,
+    outcome: Option<AgentOutcome>,
+}
+
+#[derive(serde::Deserialize)]
+struct IdentifiedState {
+    id: Uuid,
+    #[serde(flatten)]
+    state: TaskState,
+}
+
+impl From<ChangedJson> for Changed {
+    fn from(c: ChangedJson) -> Self {
+        Self {
+            id: c.state.id,
+            state: c.state.state,
+            outcome: c.outcome,
+        }
+    }
 }
 
 enum Change {
@@ -118,7 +141,7 @@ impl Change {
         match self {
             Change::Snapshot(s) => s.task.id,
             Change::Started(s) => s.id,
-            Change::Changed(c) => c.state.id,
+            Change::Changed(c) => c.id,
         }
     }
 }
@@ -136,11 +159,11 @@ fn encode_snapshot(task: &Task, claim: Option<&IdempotencyClaim>) -> Vec<u8> {
     out
 }
 
-/// A change of `task` to its current state, with the run's outcome if it ended one.
-fn encode_changed(task: &Task, outcome: Option<&AgentOutcome>) -> Vec<u8> {
+/// A change of task `id` to `state`, with the run's outcome if it ended one.
+fn encode_changed(id: Uuid, state: &TaskState, outcome: Option<&AgentOutcome>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.push(CHANGED);
-    codec::put_state_of(&mut out, task);
+    codec::put_state(&mut out, id, state);
     codec::Writer(&mut out).opt(outcome, |w, o| {
         w.uuid(o.agent_id);
         w.u8(o.success as u8);
@@ -160,9 +183,9 @@ fn encode_started(s: &Started) -> Vec<u8> {
     out
 }
 
-fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
-    let bad = |e: codec::CodecError| LedgerError::BadRecord(e.to_string());
-    let json = |e: serde_json::Error| LedgerError::BadRecord(e.to_string());
+fn decode(payload: &[u8]) -> Result<Change, JournalError> {
+    let bad = |e: codec::CodecError| JournalError::BadRecord(e.to_string());
+    let json = |e: serde_json::Error| JournalError::BadRecord(e.to_string());
     let mut r = codec::Reader::new(payload.get(1..).unwrap_or_default());
     let change = match payload.first() {
         Some(&SNAPSHOT) => {
@@ -186,7 +209,7 @@ fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
             }))
         }
         Some(&CHANGED) => {
-            let state = codec::read_state(&mut r).map_err(bad)?;
+            let (id, state) = codec::read_state(&mut r).map_err(bad)?;
             let outcome = r
                 .opt(|r| {
                     Ok(AgentOutcome {
@@ -196,7 +219,7 @@ fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
                     })
                 })
                 .map_err(bad)?;
-            Change::Changed(Box::new(Changed { state, outcome }))
+            Change::Changed(Box::new(Changed { id, state, outcome }))
         }
         Some(&STARTED) if payload.len() == STARTED_LEN => {
             let field = |range: std::ops::Range<usize>| &payload[range];
@@ -206,7 +229,7 @@ fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
                 version: u64::from_le_bytes(field(17..25).try_into().expect("8 bytes")),
                 starts: u32::from_le_bytes(field(25..29).try_into().expect("4 bytes")),
                 started_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
-                    .map_err(|e| LedgerError::BadRecord(e.to_string()))?,
+                    .map_err(|e| JournalError::BadRecord(e.to_string()))?,
             }));
         }
         Some(&SNAPSHOT_JSON) => {
@@ -215,12 +238,12 @@ fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
                 .map_err(json);
         }
         Some(&CHANGED_JSON) => {
-            return serde_json::from_slice(&payload[1..])
-                .map(|c| Change::Changed(Box::new(c)))
+            return serde_json::from_slice::<ChangedJson>(&payload[1..])
+                .map(|c| Change::Changed(Box::new(c.into())))
                 .map_err(json);
         }
         other => {
-            return Err(LedgerError::BadRecord(format!(
+            return Err(JournalError::BadRecord(format!(
                 "unknown kind {other:?} ({} bytes)",
                 payload.len()
             )));
@@ -230,31 +253,9 @@ fn decode(payload: &[u8]) -> Result<Change, LedgerError> {
     Ok(change)
 }
 
-/// What [`Ledger::submit`] did.
-#[derive(Debug)]
-pub enum Submitted {
-    /// Stored and durable.
-    New(Box<Task>),
-    /// The owner used this idempotency key for this task within the last 24 h.
-    Existing(Uuid),
-}
-
-/// Resolves once a change's WAL record is on disk.
-pub struct Durable(Pending);
-
-impl Durable {
-    pub async fn wait(self) -> Result<(), LedgerError> {
-        self.0.wait().await?;
-        Ok(())
-    }
-}
-
 /// A task in memory.
 struct Entry {
     task: Task,
-    /// The status and version the store holds (`None`/0: not stored yet).
-    stored: Option<TaskStatus>,
-    stored_version: u64,
     /// Changed since the last apply; its id is in [`Live::dirty`].
     dirty: bool,
     /// The WAL number of the record of its latest change (0: loaded at start, so durable).
@@ -271,7 +272,7 @@ struct Live {
     outcomes: Vec<AgentOutcome>,
     next_seq: u64,
     /// Bumped whenever claims move from memory to the store: a submit that looked in the store
-    /// before such a move must look again (see [`Ledger::submit`]).
+    /// before such a move must look again (see [`TaskJournal::submit`]).
     claim_epoch: u64,
     /// Tasks that ended in this process, with the WAL number of their end record, until a
     /// checkpoint covers it: retention must not delete them, or a replay would bring them back.
@@ -287,6 +288,17 @@ impl Live {
             self.dirty.push(id);
         }
     }
+}
+
+/// One apply step's batch, taken from the live state.
+struct Step {
+    batch: TaskBatch,
+    /// Each task written, with the version and status written.
+    written: Vec<(Uuid, u64, TaskStatus)>,
+    /// The WAL record number the batch brings the store up to.
+    target: u64,
+    /// Nothing was deferred: after the write the store holds every change up to `target`.
+    complete: bool,
 }
 
 /// What the apply steps know of the store's durability.
@@ -323,7 +335,7 @@ struct Shared {
 impl Ledger {
     /// Opens the WAL in `dir`, replays it into the store and loads every unfinished task.
     /// Returns the ledger and those tasks in submit order.
-    pub async fn open(store: Store, dir: &Path) -> Result<(Self, Vec<Task>), LedgerError> {
+    pub async fn open(store: Store, dir: &Path) -> Result<(Self, Vec<Task>), JournalError> {
         let dir = dir.to_owned();
         let (wal, records) =
             tokio::task::spawn_blocking(move || Wal::open(&dir, WalOptions::default()))
@@ -347,8 +359,6 @@ impl Ledger {
                 task.id,
                 Box::new(Entry {
                     task: task.clone(),
-                    stored: Some(task.status),
-                    stored_version: task.version,
                     dirty: false,
                     record: 0,
                 }),
@@ -379,40 +389,13 @@ impl Ledger {
         self.shared.live.lock().expect("ledger lock")
     }
 
-    /// The task's latest state in memory, if it is there (unfinished or recently finished),
-    /// whether or not that state is durable yet: for the workers that move it on.
-    pub fn live_task(&self, id: Uuid) -> Option<Task> {
-        self.live().tasks.get(&id).map(|e| e.task.clone())
-    }
-
-    /// The task as it is on disk, from memory or the store: a change is not shown before its
-    /// WAL record is synced, so nothing a reader saw can be undone by a crash.
-    pub async fn task(&self, id: Uuid) -> Result<Option<Task>, LedgerError> {
-        let live = self
-            .live()
-            .tasks
-            .get(&id)
-            .map(|e| (e.task.clone(), e.record));
-        if let Some((task, record)) = live {
-            self.shared.wal.synced_through(record).await?;
-            return Ok(Some(task));
-        }
-        // Not in memory: either stored, or evicted after being applied (so stored now).
-        Ok(self.shared.store.task(id).await?)
-    }
-
-    /// The task `owner` created with `key` in the last 24 h, if any.
-    pub async fn claimed(&self, owner: Uuid, key: &str) -> Result<Option<Uuid>, LedgerError> {
-        Ok(self.claim_lookup(owner, key).await?.0)
-    }
-
     /// Looks in memory, then in the store; also returns the claim epoch seen before the store
     /// lookup.
     async fn claim_lookup(
         &self,
         owner: Uuid,
         key: &str,
-    ) -> Result<(Option<Uuid>, u64), LedgerError> {
+    ) -> Result<(Option<Uuid>, u64), JournalError> {
         let epoch = {
             let live = self.live();
             if let Some(claim) = live.claims.get(&(owner, key.to_owned())) {
@@ -428,133 +411,9 @@ impl Ledger {
         Ok((stored, epoch))
     }
 
-    /// Journals a new task (assigning its submit sequence and version 1) and returns it once
-    /// its record is on disk. With an idempotency key the owner already used within 24 h,
-    /// nothing is written and the first task's id is returned.
-    pub async fn submit(
-        &self,
-        mut task: Task,
-        key: Option<String>,
-    ) -> Result<Submitted, LedgerError> {
-        let durable = loop {
-            let epoch = match &key {
-                Some(key) => match self.claim_lookup(task.owner_id, key).await? {
-                    (Some(id), _) => return Ok(Submitted::Existing(id)),
-                    (None, epoch) => Some(epoch),
-                },
-                None => None,
-            };
-            let mut live = self.live();
-            let claim = match &key {
-                Some(key) => {
-                    if let Some(claim) = live.claims.get(&(task.owner_id, key.clone())) {
-                        return Ok(Submitted::Existing(claim.task_id));
-                    }
-                    if epoch != Some(live.claim_epoch) {
-                        // Claims moved to the store while we looked there: look again.
-                        continue;
-                    }
-                    let claim = IdempotencyClaim {
-                        owner: task.owner_id,
-                        key: key.clone(),
-                        task_id: task.id,
-                        claimed_at: task.created_at.unix_timestamp().max(0) as u64,
-                    };
-                    live.claims
-                        .insert((task.owner_id, key.clone()), claim.clone());
-                    Some(claim)
-                }
-                None => None,
-            };
-            task.seq = live.next_seq;
-            live.next_seq += 1;
-            task.status = TaskStatus::Queued;
-            task.version = 1;
-            let record = encode_snapshot(&task, claim.as_ref());
-            let durable = self.shared.wal.append_nowait(record)?;
-            live.tasks.insert(
-                task.id,
-                Box::new(Entry {
-                    task: task.clone(),
-                    stored: None,
-                    stored_version: 0,
-                    dirty: false,
-                    record: durable.number,
-                }),
-            );
-            live.mark(task.id);
-            break durable;
-        };
-        Durable(durable).wait().await?;
-        Ok(Submitted::New(Box::new(task)))
-    }
-
-    /// Marks a queued task running (a worker took it). The record is not waited for: a crash
-    /// re-queues running tasks anyway. `None` if the task is not queued.
-    pub fn start(&self, id: Uuid) -> Result<Option<Task>, LedgerError> {
-        let mut live = self.live();
-        let Some(entry) = live.tasks.get_mut(&id) else {
-            return Ok(None);
-        };
-        if entry.task.status != TaskStatus::Queued {
-            return Ok(None);
-        }
-        let task = &mut entry.task;
-        task.status = TaskStatus::Running;
-        task.starts += 1;
-        task.version += 1;
-        let now = OffsetDateTime::now_utc();
-        task.started_at = Some(now);
-        let record = encode_started(&Started {
-            id,
-            version: task.version,
-            starts: task.starts,
-            started_at: now,
-        });
-        let task = task.clone();
-        entry.record = self.shared.wal.append_nowait(record)?.number;
-        live.mark(id);
-        Ok(Some(task))
-    }
-
-    /// Applies `change` to the task if it is in status `from`, journals the new state (with
-    /// the run's `outcome` for the agent's statistics) and returns it with a handle that
-    /// resolves once it is durable. `None` if the task is not in `from`: someone else moved it
-    /// (a late result of a stale run, a cancel that lost a race), and nothing is written.
-    pub fn transition(
-        &self,
-        id: Uuid,
-        from: TaskStatus,
-        outcome: Option<AgentOutcome>,
-        change: impl FnOnce(&mut Task),
-    ) -> Result<Option<(Task, Durable)>, LedgerError> {
-        let mut live = self.live();
-        let Some(entry) = live.tasks.get_mut(&id) else {
-            return Ok(None);
-        };
-        if entry.task.status != from {
-            return Ok(None);
-        }
-        let mut task = entry.task.clone();
-        change(&mut task);
-        task.version = entry.task.version + 1;
-        let record = encode_changed(&task, outcome.as_ref());
-        let durable = self.shared.wal.append_nowait(record)?;
-        entry.task = task.clone();
-        entry.record = durable.number;
-        if task.status.is_terminal() {
-            live.uncheckpointed_ends.insert(id, durable.number);
-        }
-        if let Some(outcome) = outcome {
-            live.outcomes.push(outcome);
-        }
-        live.mark(id);
-        Ok(Some((task, Durable(durable))))
-    }
-
     /// Waits until the store holds every change made before the call: listings and counters
     /// read after this agree with every task read before it.
-    pub async fn settled(&self) -> Result<(), LedgerError> {
+    pub async fn settled(&self) -> Result<(), JournalError> {
         let target = self.shared.wal.appended();
         if *self.shared.applied.borrow() >= target {
             return Ok(());
@@ -570,13 +429,7 @@ impl Ledger {
 
     /// Applies everything, syncs the store and checkpoints the WAL (retention runs after this,
     /// so it never deletes a task whose records a replay would bring back).
-    pub async fn checkpoint(&self) -> Result<(), LedgerError> {
-        self.apply_step(true).await
-    }
-
-    /// Stops the applier after a final synced apply and checkpoint.
-    pub async fn close(&self) -> Result<(), LedgerError> {
-        self.shared.stop.cancel();
+    pub async fn checkpoint(&self) -> Result<(), JournalError> {
         self.apply_step(true).await
     }
 
@@ -618,7 +471,7 @@ impl Ledger {
     /// leave unfinished ones in memory (where readers find them) until they finish or a full
     /// step comes: most tasks then reach the store once, in their final state. A step is full
     /// when it syncs or a reader waits in [`Ledger::settled`].
-    async fn apply_step(&self, force_sync: bool) -> Result<(), LedgerError> {
+    async fn apply_step(&self, force_sync: bool) -> Result<(), JournalError> {
         let mut state = self.shared.applying.lock().await;
         let sync = force_sync
             || state
@@ -628,54 +481,76 @@ impl Ledger {
         // The checkpoint position is read before the batch is taken: every record before it
         // was queued (and its task marked) before this point, so the batch covers it.
         let checkpoint_at = *self.shared.wal.durable().borrow();
-        let (batch, written, target, complete) = {
-            let mut live = self.live();
-            // Every change appended so far marked its task under this lock: the batch holds
-            // them all, and nothing later.
-            let target = self.shared.wal.appended();
-            let ids = std::mem::take(&mut live.dirty);
-            let mut writes = Vec::with_capacity(ids.len());
-            let mut written = Vec::with_capacity(ids.len());
-            let mut deferred = Vec::new();
-            for id in ids {
-                if let Some(entry) = live.tasks.get_mut(&id) {
-                    if !full && !entry.task.status.is_terminal() {
-                        deferred.push(id);
-                        continue;
-                    }
-                    entry.dirty = false;
-                    writes.push(TaskWrite {
-                        task: entry.task.clone(),
-                        stored: entry.stored,
-                    });
-                    written.push((id, entry.task.version, entry.task.status));
-                }
-            }
-            // Still marked dirty: they stay in the list for a later step.
-            let complete = deferred.is_empty();
-            live.dirty = deferred;
-            let batch = TaskBatch {
-                writes,
-                claims: live.claims.values().cloned().collect(),
-                outcomes: std::mem::take(&mut live.outcomes),
-                next_seq: live.next_seq,
-                durable: sync,
-            };
-            (batch, written, target, complete)
-        };
-        let empty = batch.writes.is_empty() && batch.outcomes.is_empty() && batch.claims.is_empty();
-        if empty && !(sync && state.unsynced) {
-            // Earlier steps wrote everything appended so far (but what this one deferred),
-            // and nothing needs syncing: an idle server's checkpoint does no I/O.
-            if complete {
-                self.mark_applied(target);
-            }
-            if sync {
-                state.last_sync = Some(Instant::now());
-                self.checkpoint_wal(checkpoint_at).await?;
-            }
-            return Ok(());
+        let step = self.take_batch(full, sync);
+        let empty = step.batch.writes.is_empty()
+            && step.batch.outcomes.is_empty()
+            && step.batch.claims.is_empty();
+        // Earlier steps wrote everything appended so far (but what this one deferred), and
+        // nothing needs syncing: an idle server's checkpoint does no I/O.
+        if !empty || (sync && state.unsynced) {
+            self.write_batch(step.batch, step.target, step.written)
+                .await?;
+            state.unsynced = !sync;
         }
+        if step.complete {
+            self.mark_applied(step.target);
+        }
+        if sync {
+            state.last_sync = Some(Instant::now());
+            self.checkpoint_wal(checkpoint_at).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the batch of an apply step out of the live state: every changed task (a full
+    /// step) or the finished ones, with the pending claims and outcomes.
+    fn take_batch(&self, full: bool, sync: bool) -> Step {
+        let mut live = self.live();
+        // Every change appended so far marked its task under this lock: the batch holds them
+        // all, and nothing later.
+        let target = self.shared.wal.appended();
+        let ids = std::mem::take(&mut live.dirty);
+        let mut writes = Vec::with_capacity(ids.len());
+        let mut written = Vec::with_capacity(ids.len());
+        let mut deferred = Vec::new();
+        for id in ids {
+            if let Some(entry) = live.tasks.get_mut(&id) {
+                if !full && !entry.task.state.status.is_terminal() {
+                    deferred.push(id);
+                    continue;
+                }
+                entry.dirty = false;
+                written.push((id, entry.task.state.version, entry.task.state.status));
+                writes.push(entry.task.clone());
+            }
+        }
+        // Still marked dirty: they stay in the list for a later step.
+        let complete = deferred.is_empty();
+        live.dirty = deferred;
+        let batch = TaskBatch {
+            writes,
+            claims: live.claims.values().cloned().collect(),
+            outcomes: std::mem::take(&mut live.outcomes),
+            next_seq: live.next_seq,
+            durable: sync,
+        };
+        Step {
+            batch,
+            written,
+            target,
+            complete,
+        }
+    }
+
+    /// Writes a batch once its records are on disk (the store never holds a change the WAL
+    /// could lose), then forgets the finished tasks it wrote and the claims it moved. On an
+    /// error nothing was written, and everything is marked for the next step again.
+    async fn write_batch(
+        &self,
+        batch: TaskBatch,
+        target: u64,
+        written: Vec<(Uuid, u64, TaskStatus)>,
+    ) -> Result<(), JournalError> {
         let claims: Vec<(Uuid, String)> = batch
             .claims
             .iter()
@@ -688,43 +563,30 @@ impl Ledger {
             self.shared.store.apply_tasks(batch).await?;
             metrics::histogram!("zerostate_task_apply_seconds").record(started.elapsed());
             crate::telemetry::histogram_recorded();
-            Ok::<_, LedgerError>(())
+            Ok::<_, JournalError>(())
         };
-        if let Err(e) = written_down.await {
-            // Nothing was written: mark everything again for the next step.
-            let mut live = self.live();
+        let result = written_down.await;
+        let mut live = self.live();
+        if result.is_err() {
             for (id, _, _) in written {
                 live.mark(id);
             }
             live.outcomes.extend(outcomes);
-            return Err(e);
+            return result;
         }
-        {
-            let mut live = self.live();
-            for (id, version, status) in written {
-                let Some(entry) = live.tasks.get_mut(&id) else {
-                    continue;
-                };
-                entry.stored = Some(status);
-                entry.stored_version = version;
-                if entry.task.version == version && status.is_terminal() && !entry.dirty {
-                    live.tasks.remove(&id);
-                }
-            }
-            if !claims.is_empty() {
-                for claim in &claims {
-                    live.claims.remove(claim);
-                }
-                live.claim_epoch += 1;
+        for (id, version, status) in written {
+            let applied = live.tasks.get(&id).is_some_and(|entry| {
+                entry.task.state.version == version && status.is_terminal() && !entry.dirty
+            });
+            if applied {
+                live.tasks.remove(&id);
             }
         }
-        if complete {
-            self.mark_applied(target);
-        }
-        state.unsynced = !sync;
-        if sync {
-            state.last_sync = Some(Instant::now());
-            self.checkpoint_wal(checkpoint_at).await?;
+        if !claims.is_empty() {
+            for claim in &claims {
+                live.claims.remove(claim);
+            }
+            live.claim_epoch += 1;
         }
         Ok(())
     }
@@ -739,7 +601,7 @@ impl Ledger {
     }
 
     /// Checkpoints the WAL at `at` (file writes and syncs, on the blocking pool).
-    async fn checkpoint_wal(&self, at: Synced) -> Result<(), LedgerError> {
+    async fn checkpoint_wal(&self, at: Synced) -> Result<(), JournalError> {
         let ledger = self.clone();
         tokio::task::spawn_blocking(move || ledger.shared.wal.checkpoint(at.lsn))
             .await
@@ -752,109 +614,421 @@ impl Ledger {
 
     /// Tasks that ended after the last checkpoint: not to be deleted yet (see
     /// [`Live::uncheckpointed_ends`]).
-    pub fn uncheckpointed_ends(&self) -> std::collections::HashSet<Uuid> {
+    fn uncheckpointed_ends(&self) -> HashSet<Uuid> {
         self.live().uncheckpointed_ends.keys().copied().collect()
+    }
+}
+
+impl TaskJournal for Ledger {
+    /// The record is queued under the lock, so the log's order is the order of submits; one
+    /// group-commit fsync covers every record queued meanwhile.
+    fn submit(
+        &self,
+        mut task: Task,
+        key: Option<String>,
+    ) -> BoxFuture<'_, Result<Submitted, JournalError>> {
+        async move {
+            let durable = loop {
+                let epoch = match &key {
+                    Some(key) => match self.claim_lookup(task.owner_id, key).await? {
+                        (Some(id), _) => return Ok(Submitted::Existing(id)),
+                        (None, epoch) => Some(epoch),
+                    },
+                    None => None,
+                };
+                let mut live = self.live();
+                let claim = match &key {
+                    Some(key) => {
+                        if let Some(claim) = live.claims.get(&(task.owner_id, key.clone())) {
+                            return Ok(Submitted::Existing(claim.task_id));
+                        }
+                        if epoch != Some(live.claim_epoch) {
+                            // Claims moved to the store while we looked there: look again.
+                            continue;
+                        }
+                        let claim = IdempotencyClaim {
+                            owner: task.owner_id,
+                            key: key.clone(),
+                            task_id: task.id,
+                            claimed_at: task.created_at.unix_timestamp().max(0) as u64,
+                        };
+                        live.claims
+                            .insert((task.owner_id, key.clone()), claim.clone());
+                        Some(claim)
+                    }
+                    None => None,
+                };
+                task.seq = live.next_seq;
+                live.next_seq += 1;
+                task.state.status = TaskStatus::Queued;
+                task.state.version = 1;
+                let record = encode_snapshot(&task, claim.as_ref());
+                let durable = self.shared.wal.append_nowait(record)?;
+                live.tasks.insert(
+                    task.id,
+                    Box::new(Entry {
+                        task: task.clone(),
+                        dirty: false,
+                        record: durable.number,
+                    }),
+                );
+                live.mark(task.id);
+                break durable;
+            };
+            durable.wait().await?;
+            Ok(Submitted::New(Box::new(task)))
+        }
+        .boxed()
+    }
+
+    fn claimed(
+        &self,
+        owner: Uuid,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<Uuid>, JournalError>> {
+        async move { Ok(self.claim_lookup(owner, &key).await?.0) }.boxed()
+    }
+
+    /// The hot path: a 37-byte record, not waited for.
+    fn start(&self, id: Uuid) -> Result<Option<Task>, JournalError> {
+        let mut live = self.live();
+        let Some(entry) = live.tasks.get_mut(&id) else {
+            return Ok(None);
+        };
+        if entry.task.state.status != TaskStatus::Queued {
+            return Ok(None);
+        }
+        let now = OffsetDateTime::now_utc();
+        let state = &mut entry.task.state;
+        state.status = TaskStatus::Running;
+        state.starts += 1;
+        state.version += 1;
+        state.started_at = Some(now);
+        let record = encode_started(&Started {
+            id,
+            version: state.version,
+            starts: state.starts,
+            started_at: now,
+        });
+        let task = entry.task.clone();
+        entry.record = self.shared.wal.append_nowait(record)?.number;
+        live.mark(id);
+        Ok(Some(task))
+    }
+
+    fn transition(
+        &self,
+        id: Uuid,
+        from: TaskStatus,
+        outcome: Option<AgentOutcome>,
+        change: TaskChange,
+    ) -> Result<Option<(Task, Durable)>, JournalError> {
+        let mut live = self.live();
+        let Some(entry) = live.tasks.get_mut(&id) else {
+            return Ok(None);
+        };
+        if entry.task.state.status != from {
+            return Ok(None);
+        }
+        let mut state = entry.task.state.clone();
+        change.apply(&mut state, OffsetDateTime::now_utc());
+        state.version += 1;
+        let record = encode_changed(id, &state, outcome.as_ref());
+        let pending = self.shared.wal.append_nowait(record)?;
+        entry.task.state = state;
+        entry.record = pending.number;
+        let task = entry.task.clone();
+        if task.state.status.is_terminal() {
+            live.uncheckpointed_ends.insert(id, pending.number);
+        }
+        if let Some(outcome) = outcome {
+            live.outcomes.push(outcome);
+        }
+        live.mark(id);
+        let durable = async move {
+            pending.wait().await?;
+            Ok(())
+        };
+        Ok(Some((task, Durable::new(durable.boxed()))))
+    }
+
+    /// In memory while unfinished or not yet applied to the store.
+    fn live_task(&self, id: Uuid) -> Option<Task> {
+        self.live().tasks.get(&id).map(|e| e.task.clone())
+    }
+
+    /// From memory once its latest record is synced (at most one group commit away), else
+    /// from the store.
+    fn task(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Task>, JournalError>> {
+        async move {
+            let live = self
+                .live()
+                .tasks
+                .get(&id)
+                .map(|e| (e.task.clone(), e.record));
+            if let Some((task, record)) = live {
+                self.shared.wal.synced_through(record).await?;
+                return Ok(Some(task));
+            }
+            // Not in memory: either stored, or evicted after being applied (so stored now).
+            Ok(self.shared.store.task(id).await?)
+        }
+        .boxed()
+    }
+
+    /// Reads the store once it holds every change made before the call ([`Ledger::settled`]).
+    fn list(
+        &self,
+        owner: Uuid,
+        filter: TaskFilter,
+        page: Page,
+    ) -> BoxFuture<'_, Result<TaskPage, JournalError>> {
+        async move {
+            self.settled().await?;
+            let store = &self.shared.store;
+            // Counted per status in the counts table: no scan needed.
+            let counted = filter.priority.is_none() && filter.agent_id.is_none();
+            let found = store.tasks_for_owner(owner, filter, page, !counted).await?;
+            let total = match found.matched {
+                Some(n) => n,
+                None => {
+                    let counts = store.task_counts(Some(owner)).await?;
+                    filter.status.map_or(counts.total(), |s| counts.get(s))
+                }
+            };
+            let next = found
+                .more
+                .then(|| found.tasks.last().map(|t| t.seq))
+                .flatten();
+            Ok(TaskPage {
+                tasks: found.tasks,
+                total,
+                next,
+            })
+        }
+        .boxed()
+    }
+
+    fn counts(&self, owner: Option<Uuid>) -> BoxFuture<'_, Result<TaskCounts, JournalError>> {
+        async move {
+            self.settled().await?;
+            Ok(self.shared.store.task_counts(owner).await?)
+        }
+        .boxed()
+    }
+
+    fn analytics(
+        &self,
+        owner: Option<Uuid>,
+        width: u32,
+        from: u64,
+        to: u64,
+    ) -> BoxFuture<'_, Result<Vec<PlacedCell>, JournalError>> {
+        async move {
+            // Tasks journaled as finished are in the store before they are counted here.
+            self.settled().await?;
+            let store = &self.shared.store;
+            Ok(store.analytics_cells(owner, width, from, to).await?)
+        }
+        .boxed()
+    }
+
+    /// Checkpoints first; tasks that ended after the checkpoint stay, so a replay cannot
+    /// bring back what retention deleted.
+    fn prune(&self, retention: Retention) -> BoxFuture<'_, Result<usize, JournalError>> {
+        async move {
+            // Everything before the checkpoint is in the store and will not be replayed. A task
+            // whose end was journaled after it could come back from the WAL: those stay for now.
+            self.checkpoint().await?;
+            let keep_ids = self.uncheckpointed_ends();
+            let store = &self.shared.store;
+            let mut total = 0;
+            loop {
+                let pruned = store
+                    .prune_finished(
+                        retention.max_finished,
+                        retention.cutoff,
+                        keep_ids.clone(),
+                        PRUNE_BATCH,
+                    )
+                    .await?;
+                total += pruned;
+                if pruned < PRUNE_BATCH {
+                    break;
+                }
+            }
+            let keys = store.prune_idempotency_keys().await?;
+            if keys > 0 {
+                tracing::debug!(keys, "expired idempotency keys deleted");
+            }
+            let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+            let cells = store.prune_analytics(now).await?;
+            if cells > 0 {
+                tracing::debug!(cells, "expired analytics cells deleted");
+            }
+            Ok(total)
+        }
+        .boxed()
+    }
+
+    /// Stops the applier after a final synced apply and checkpoint.
+    fn close(&self) -> BoxFuture<'_, Result<(), JournalError>> {
+        async move {
+            self.shared.stop.cancel();
+            self.apply_step(true).await
+        }
+        .boxed()
     }
 }
 
 /// Replays WAL changes over the stored rows and writes the result in one synced batch.
 /// Returns the next submit sequence number.
-async fn replay(store: &Store, changes: Vec<Change>) -> Result<u64, LedgerError> {
+async fn replay(store: &Store, changes: Vec<Change>) -> Result<u64, JournalError> {
     let mut ids: Vec<Uuid> = changes.iter().map(Change::task_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let stored: HashMap<Uuid, Task> = store
+    let stored = store
         .tasks_by_id(ids)
         .await?
         .into_iter()
         .map(|t| (t.id, t))
         .collect();
-    let stored_version = |id: &Uuid| stored.get(id).map_or(0, |t| t.version);
-    let mut states: HashMap<Uuid, Task> = HashMap::new();
-    let mut batch = TaskBatch {
-        next_seq: store.next_task_seq().await?,
-        durable: true,
-        ..TaskBatch::default()
+    let mut replay = Replay {
+        stored,
+        states: HashMap::new(),
+        batch: TaskBatch {
+            next_seq: store.next_task_seq().await?,
+            durable: true,
+            ..TaskBatch::default()
+        },
     };
     for change in changes {
-        match change {
-            Change::Snapshot(snapshot) => {
-                let Snapshot {
-                    task,
-                    claim,
-                    outcome,
-                } = *snapshot;
-                let id = task.id;
-                batch.next_seq = batch.next_seq.max(task.seq + 1);
-                if task.version <= stored_version(&id) {
-                    continue;
-                }
-                batch.claims.extend(claim);
-                batch.outcomes.extend(outcome);
-                let current = states.get(&id).map_or(stored_version(&id), |t| t.version);
-                if task.version > current {
-                    states.insert(id, task);
-                }
-            }
-            Change::Started(s) => {
-                let current = states.get(&s.id).or_else(|| stored.get(&s.id)).cloned();
-                match current {
-                    Some(mut task) if s.version > task.version => {
-                        task.status = TaskStatus::Running;
-                        task.version = s.version;
-                        task.starts = s.starts;
-                        task.started_at = Some(s.started_at);
-                        states.insert(s.id, task);
-                    }
-                    Some(_) => {}
-                    None => {
-                        tracing::warn!(task_id = %s.id, "WAL start of an unknown task; skipped")
-                    }
-                }
-            }
-            Change::Changed(changed) => {
-                let Changed { state, outcome } = *changed;
-                let id = state.id;
-                if state.version <= stored_version(&id) {
-                    continue;
-                }
-                let current = states.get(&id).or_else(|| stored.get(&id)).cloned();
-                match current {
-                    Some(mut task) if state.version > task.version => {
-                        batch.outcomes.extend(outcome);
-                        state.apply(&mut task);
-                        states.insert(id, task);
-                    }
-                    Some(_) => {}
-                    None => {
-                        tracing::warn!(task_id = %id, "WAL change of an unknown task; skipped")
-                    }
-                }
-            }
-        }
+        replay.apply(change);
     }
-    batch.writes = states
-        .into_values()
-        .map(|task| TaskWrite {
-            stored: stored.get(&task.id).map(|t| t.status),
-            task,
-        })
-        .collect();
+    let Replay {
+        states, mut batch, ..
+    } = replay;
+    batch.writes = states.into_values().collect();
     let next_seq = batch.next_seq;
     store.apply_tasks(batch).await?;
     Ok(next_seq)
 }
 
+/// The state of a replay: each change applies only over an older version of its task.
+struct Replay {
+    /// The rows of the replayed tasks as the store holds them.
+    stored: HashMap<Uuid, Task>,
+    /// The replayed tasks' latest states.
+    states: HashMap<Uuid, Task>,
+    batch: TaskBatch,
+}
+
+impl Replay {
+    fn stored_version(&self, id: Uuid) -> u64 {
+        self.stored.get(&id).map_or(0, |t| t.state.version)
+    }
+
+    /// The task as replayed so far, or as stored.
+    fn current(&self, id: Uuid) -> Option<Task> {
+        self.states
+            .get(&id)
+            .or_else(|| self.stored.get(&id))
+            .cloned()
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Snapshot(snapshot) => self.snapshot(*snapshot),
+            Change::Started(started) => self.started(started),
+            Change::Changed(changed) => self.changed(*changed),
+        }
+    }
+
+    fn snapshot(&mut self, snapshot: Snapshot) {
+        let Snapshot {
+            task,
+            claim,
+            outcome,
+        } = snapshot;
+        self.batch.next_seq = self.batch.next_seq.max(task.seq + 1);
+        let stored = self.stored_version(task.id);
+        if task.state.version <= stored {
+            return;
+        }
+        self.batch.claims.extend(claim);
+        self.batch.outcomes.extend(outcome);
+        let current = self
+            .states
+            .get(&task.id)
+            .map_or(stored, |t| t.state.version);
+        if task.state.version > current {
+            self.states.insert(task.id, task);
+        }
+    }
+
+    fn started(&mut self, s: Started) {
+        match self.current(s.id) {
+            Some(mut task) if s.version > task.state.version => {
+                let state = &mut task.state;
+                state.status = TaskStatus::Running;
+                state.version = s.version;
+                state.starts = s.starts;
+                state.started_at = Some(s.started_at);
+                self.states.insert(s.id, task);
+            }
+            Some(_) => {}
+            None => tracing::warn!(task_id = %s.id, "WAL start of an unknown task; skipped"),
+        }
+    }
+
+    fn changed(&mut self, changed: Changed) {
+        let Changed { id, state, outcome } = changed;
+        if state.version <= self.stored_version(id) {
+            return;
+        }
+        match self.current(id) {
+            Some(mut task) if state.version > task.state.version => {
+                self.batch.outcomes.extend(outcome);
+                task.state = state;
+                self.states.insert(id, task);
+            }
+            Some(_) => {}
+            None => tracing::warn!(task_id = %id, "WAL change of an unknown task; skipped"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::Agent;
+    use crate::records::{Agent, Finished};
 
     fn task(owner: Uuid, agent_id: Uuid) -> Task {
-        Task {
-            agent_id,
-            ..Task::blank(owner)
-        }
+        let mut task = Task::blank(owner);
+        task.state.agent_id = agent_id;
+        task
+    }
+
+    /// A run's end with `status`.
+    fn finished(status: TaskStatus) -> TaskChange {
+        TaskChange::Finished(Box::new(Finished {
+            status,
+            attempt: crate::records::Attempt {
+                agent_id: Uuid::nil(),
+                agent_name: String::new(),
+                outcome: status.as_str().into(),
+                error: None,
+                error_code: None,
+                duration_ms: 1,
+                started_at: OffsetDateTime::now_utc(),
+            },
+            result: None,
+            error: None,
+            error_code: None,
+            stderr: String::new(),
+            exit_code: None,
+            duration_ms: 1,
+        }))
     }
 
     /// A store and a ledger over an empty data dir.
@@ -897,7 +1071,7 @@ mod tests {
         for seq in 1..=3 {
             let mut t = task(owner, agent);
             t.seq = seq;
-            t.version = 1;
+            t.state.version = 1;
             let claim = (seq == 1).then(|| IdempotencyClaim {
                 owner,
                 key: "k".into(),
@@ -919,7 +1093,7 @@ mod tests {
             started_at: OffsetDateTime::now_utc(),
         };
         wal.append_blocking(encode_started(&started)).unwrap();
-        let mut done = tasks[1].clone();
+        let mut done = tasks[1].state.clone();
         done.status = TaskStatus::Completed;
         done.version = 3;
         done.completed_at = Some(OffsetDateTime::now_utc());
@@ -928,7 +1102,7 @@ mod tests {
             success: true,
             duration_ms: 5,
         };
-        wal.append_blocking(encode_changed(&done, Some(&outcome)))
+        wal.append_blocking(encode_changed(tasks[1].id, &done, Some(&outcome)))
             .unwrap();
         tasks
     }
@@ -961,7 +1135,7 @@ mod tests {
         let (ledger, unfinished) = Ledger::open(store.clone(), &wal_dir).await.unwrap();
         let statuses: Vec<(Uuid, TaskStatus, u32)> = unfinished
             .iter()
-            .map(|t| (t.id, t.status, t.starts))
+            .map(|t| (t.id, t.state.status, t.state.starts))
             .collect();
         assert_eq!(
             statuses,
@@ -1016,21 +1190,24 @@ mod tests {
         let (waiting, done) = (submit_new(&ledger).await, submit_new(&ledger).await);
         ledger.start(done.id).unwrap().unwrap();
         let (_, durable) = ledger
-            .transition(done.id, TaskStatus::Running, None, |t| {
-                t.status = TaskStatus::Completed
-            })
+            .transition(
+                done.id,
+                TaskStatus::Running,
+                None,
+                finished(TaskStatus::Completed),
+            )
             .unwrap()
             .unwrap();
         durable.wait().await.unwrap();
         ledger.apply_step(false).await.unwrap();
         let stored = |id| {
             let store = store.clone();
-            async move { store.task(id).await.unwrap().map(|t| t.status) }
+            async move { store.task(id).await.unwrap().map(|t| t.state.status) }
         };
         assert_eq!(stored(done.id).await, Some(TaskStatus::Completed));
         assert_eq!(stored(waiting.id).await, None, "left in memory");
         assert_eq!(
-            ledger.task(waiting.id).await.unwrap().unwrap().status,
+            ledger.task(waiting.id).await.unwrap().unwrap().state.status,
             TaskStatus::Queued,
             "readers see it"
         );
@@ -1043,20 +1220,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, ledger) = open_fresh(dir.path()).await;
         let t = submit_new(&ledger).await;
-        let finish =
-            |status| ledger.transition(t.id, TaskStatus::Running, None, move |t| t.status = status);
+        let finish = |status| ledger.transition(t.id, TaskStatus::Running, None, finished(status));
         assert!(
             finish(TaskStatus::Completed).unwrap().is_none(),
             "not running yet"
         );
         assert_eq!(
-            ledger.start(t.id).unwrap().unwrap().status,
+            ledger.start(t.id).unwrap().unwrap().state.status,
             TaskStatus::Running
         );
         assert!(ledger.start(t.id).unwrap().is_none(), "started once");
         let (done, durable) = finish(TaskStatus::Completed).unwrap().unwrap();
         durable.wait().await.unwrap();
-        assert_eq!(done.version, 3);
+        assert_eq!(done.state.version, 3);
         // A late result of a stale run.
         assert!(finish(TaskStatus::Failed).unwrap().is_none());
         ledger.close().await.unwrap();
@@ -1066,7 +1242,7 @@ mod tests {
             .unwrap();
         assert!(unfinished.is_empty());
         assert_eq!(
-            store.task(t.id).await.unwrap().unwrap().status,
+            store.task(t.id).await.unwrap().unwrap().state.status,
             TaskStatus::Completed
         );
     }
@@ -1086,7 +1262,10 @@ mod tests {
             Change::Started(back) => assert_eq!(back, s),
             _ => panic!("decoded the wrong kind"),
         }
-        assert!(matches!(decode(&[9, 1, 2]), Err(LedgerError::BadRecord(_))));
+        assert!(matches!(
+            decode(&[9, 1, 2]),
+            Err(JournalError::BadRecord(_))
+        ));
     }
 
     #[test]
@@ -1107,19 +1286,40 @@ mod tests {
             _ => panic!("decoded the wrong kind"),
         }
         let outcome = AgentOutcome {
-            agent_id: t.agent_id,
+            agent_id: t.state.agent_id,
             success: false,
             duration_ms: 9,
         };
-        match decode(&encode_changed(&t, Some(&outcome))).unwrap() {
+        match decode(&encode_changed(t.id, &t.state, Some(&outcome))).unwrap() {
             Change::Changed(c) => {
-                assert_eq!((c.state.id, c.state.version), (t.id, t.version));
+                assert_eq!((c.id, c.state.version), (t.id, t.state.version));
                 assert_eq!(c.outcome, Some(outcome));
             }
             _ => panic!("decoded the wrong kind"),
         }
-        let mut longer = encode_changed(&t, None);
+        let mut longer = encode_changed(t.id, &t.state, None);
         longer.push(0);
-        assert!(matches!(decode(&longer), Err(LedgerError::BadRecord(_))));
+        assert!(matches!(decode(&longer), Err(JournalError::BadRecord(_))));
+    }
+
+    #[test]
+    fn json_changes_of_older_logs_still_decode() {
+        // Kind 3: `{"state": {"id": …, the state's fields}, "outcome": …}`.
+        let t = task(Uuid::new_v4(), Uuid::new_v4());
+        let mut state = serde_json::to_value(&t.state).unwrap();
+        state["id"] = serde_json::json!(t.id);
+        let mut record = vec![CHANGED_JSON];
+        serde_json::to_writer(
+            &mut record,
+            &serde_json::json!({"state": state, "outcome": null}),
+        )
+        .unwrap();
+        match decode(&record).unwrap() {
+            Change::Changed(c) => {
+                assert_eq!((c.id, c.state.status), (t.id, TaskStatus::Queued));
+                assert_eq!(c.outcome, None);
+            }
+            _ => panic!("decoded the wrong kind"),
+        }
     }
 }

@@ -49,12 +49,12 @@ pub struct Cell {
 impl Cell {
     /// Counts a task in a terminal state.
     pub fn count(&mut self, task: &Task) {
-        self.agent_name.clone_from(&task.agent_name);
-        match task.status {
+        self.agent_name.clone_from(&task.state.agent_name);
+        match task.state.status {
             TaskStatus::Completed => {
                 self.completed += 1;
-                self.spend += task.price;
-                let ms = task.duration_ms.unwrap_or(0);
+                self.spend += task.state.price;
+                let ms = task.state.duration_ms.unwrap_or(0);
                 self.duration_ms += ms;
                 self.durations.resize(DURATION_BOUNDS_MS.len() + 1, 0);
                 self.durations[duration_bucket(ms)] += 1;
@@ -98,9 +98,13 @@ fn duration_bucket(ms: u64) -> usize {
     DURATION_BOUNDS_MS.partition_point(|&bound| bound < ms)
 }
 
+/// A stored cell with its place: (cell start in unix seconds, agent, cell).
+pub type PlacedCell = (u64, Uuid, Cell);
+
 /// Where a finished task is counted: its finish time, in unix seconds.
 pub fn finished_at(task: &Task) -> u64 {
-    task.completed_at
+    task.state
+        .completed_at
         .unwrap_or_else(OffsetDateTime::now_utc)
         .unix_timestamp()
         .max(0) as u64
@@ -243,7 +247,7 @@ fn mean(sum: u64, n: u64) -> Option<f64> {
 
 /// Builds the report of `window` ending now (`now`, unix seconds) from the stored cells of
 /// the window: `(cell start, agent, cell)`.
-pub fn report(window: Window, scope: &str, now: u64, cells: &[(u64, Uuid, Cell)]) -> Report {
+pub fn report(window: Window, scope: &str, now: u64, cells: &[PlacedCell]) -> Report {
     let (width, _) = window.buckets();
     let (from, to) = window.span(now);
     let mut throughput: Vec<Throughput> = (from..to)
@@ -307,13 +311,15 @@ mod tests {
     use super::*;
 
     fn finished(status: TaskStatus, agent: &str, price: f64, ms: u64) -> Task {
-        Task {
+        let mut task = Task::blank(Uuid::new_v4());
+        task.state = super::super::task::TaskState {
             status,
             agent_name: agent.into(),
             price,
             duration_ms: Some(ms),
-            ..Task::blank(Uuid::new_v4())
-        }
+            ..task.state
+        };
+        task
     }
 
     #[test]
