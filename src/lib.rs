@@ -105,18 +105,18 @@ impl Application {
         listener: TcpListener,
     ) -> Result<Self, StartError> {
         let opened = Opened::open(&settings).await?;
-        let domain = Domain::start(&settings, opened).await?;
+        let services = Services::start(&settings, opened).await?;
         let shutdown = CancellationToken::new();
         let (routes, openapi) = http::router::routes(settings.agents.max_binary_bytes);
         let openapi = openapi
             .to_pretty_json()
             .map_err(|e| StartError::Component(e.to_string()))?;
         let state = AppState::new(http::Components {
-            accounts: domain.accounts,
-            marketplace: domain.marketplace,
-            orchestrator: domain.orchestrator,
-            hub: domain.hub,
-            fanout: domain.fanout,
+            accounts: services.accounts,
+            marketplace: services.marketplace,
+            orchestrator: services.orchestrator,
+            hub: services.hub,
+            fanout: services.fanout,
             metrics: telemetry::metrics_handle(),
             started_at: Instant::now(),
             shutdown: shutdown.clone(),
@@ -257,8 +257,9 @@ impl Opened {
     }
 }
 
-/// The domain components, wired to their seams' embedded implementations.
-struct Domain {
+/// The services the HTTP layer serves (accounts, marketplace, orchestrator, live updates),
+/// wired to their seams' embedded implementations.
+struct Services {
     accounts: Accounts,
     marketplace: Marketplace,
     orchestrator: Orchestrator,
@@ -266,7 +267,7 @@ struct Domain {
     fanout: Arc<dyn Fanout>,
 }
 
-impl Domain {
+impl Services {
     /// Builds the components over what was opened, then queues the unfinished tasks and
     /// applies retention once.
     async fn start(settings: &Settings, opened: Opened) -> Result<Self, StartError> {

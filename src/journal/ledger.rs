@@ -291,7 +291,7 @@ impl Live {
 }
 
 /// One apply step's batch, taken from the live state.
-struct Step {
+struct ApplyStep {
     batch: TaskBatch,
     /// Each task written, with the version and status written.
     written: Vec<(Uuid, u64, TaskStatus)>,
@@ -504,7 +504,7 @@ impl Ledger {
 
     /// Takes the batch of an apply step out of the live state: every changed task (a full
     /// step) or the finished ones, with the pending claims and outcomes.
-    fn take_batch(&self, full: bool, sync: bool) -> Step {
+    fn take_batch(&self, full: bool, sync: bool) -> ApplyStep {
         let mut live = self.live();
         // Every change appended so far marked its task under this lock: the batch holds them
         // all, and nothing later.
@@ -534,7 +534,7 @@ impl Ledger {
             next_seq: live.next_seq,
             durable: sync,
         };
-        Step {
+        ApplyStep {
             batch,
             written,
             target,

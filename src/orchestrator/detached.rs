@@ -1,5 +1,6 @@
 //! Work that must not stop halfway when its caller goes away (a client that hangs up drops
-//! its request's future): once journaled, a task must still be queued and announced.
+//! its request's future): a submit past its auction is journaled, queued and announced, and
+//! a cancel's end is announced, whoever still waits for them.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::detached::Detached;
 use super::events;
+use super::run::ended;
 use super::runs::{RecentRuns, RecentStats};
 use super::submission::{IdempotencyKey, Request, Submission, checked_requirements};
 use crate::agents::{AgentError, Marketplace};
@@ -215,8 +216,8 @@ impl Orchestrator {
         let request = submission.parse(&self.inner.settings, OffsetDateTime::now_utc())?;
         self.inner.queue.check_capacity()?;
         let task = self.auction(owner, request).await?;
-        // Runs to its end even if the client hangs up: a journaled task left out of the queue
-        // would show as queued until a restart.
+        // From here the work runs to its end even if the client hangs up: a task journaled
+        // but left out of the queue would show as queued until a restart.
         let this = self.clone();
         Detached::new(async move { this.journal_and_queue(task, key).await }).await
     }
@@ -356,14 +357,9 @@ impl Orchestrator {
 
     /// Cancels a queued task; `None` if it left the queue meanwhile.
     async fn cancel_queued(&self, task: &Task) -> Result<Option<Task>, TaskError> {
-        let change = TaskChange::Ended {
-            status: TaskStatus::Canceled,
-            code: FailureCode::Canceled,
-            error: "canceled by its owner before it ran".into(),
-            ran_ms: None,
-        };
-        let ended = self.end(task.id, TaskStatus::Queued, change).await?;
-        Ok(ended)
+        let reason = "canceled by its owner before it ran";
+        let change = ended(TaskStatus::Canceled, FailureCode::Canceled, reason);
+        self.end(task.id, TaskStatus::Queued, change).await
     }
 
     /// Stops a running task and waits for its worker to mark it canceled; `None` if it did not
@@ -528,8 +524,8 @@ impl Orchestrator {
         self.announce(task);
     }
 
-    /// Ends a task that is in status `from` with `change`, out of the queue, and announces it
-    /// once durable. `None` if the task was not in `from`.
+    /// Ends a task that is in status `from` with `change` (taking it out of the queue if it
+    /// was queued) and announces it once durable. `None` if the task was not in `from`.
     pub(super) async fn end(
         &self,
         id: Uuid,
@@ -539,7 +535,9 @@ impl Orchestrator {
         let Some((task, durable)) = self.inner.journal.transition(id, from, None, change)? else {
             return Ok(None);
         };
-        self.inner.queue.remove(task.id);
+        if from == TaskStatus::Queued {
+            self.inner.queue.remove(task.id);
+        }
         // Told even if the caller goes away meanwhile: waiters and the owner must hear of it.
         let this = self.clone();
         let announced = Detached::new(async move {

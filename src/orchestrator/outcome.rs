@@ -84,10 +84,10 @@ pub enum Verdict {
     /// Canceled by its owner while it ran (a cancel that lands after the guest ended still
     /// wins: no failover, no re-run).
     Canceled { ran_ms: u64 },
-    /// The run ended the task with `finished`, unless `may_fail_over` (a failure another
+    /// The run finished the task with `finished`, unless `may_fail_over` (a failure another
     /// agent might not meet) and another agent bids. `outcome` moves the agent's statistics;
     /// `None` when the failure was not the agent's doing.
-    Ended {
+    Finished {
         finished: Box<Finished>,
         outcome: Option<AgentOutcome>,
         may_fail_over: bool,
@@ -146,7 +146,7 @@ pub fn judge(run: RunReport<'_>) -> Verdict {
         (false, true) => TaskStatus::TimedOut,
         (false, false) => TaskStatus::Failed,
     };
-    Verdict::Ended {
+    Verdict::Finished {
         finished: Box::new(Finished {
             status,
             attempt,
@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn verdicts_blame_the_agent_only_for_its_own_failures() {
-        let Verdict::Ended {
+        let Verdict::Finished {
             finished,
             outcome,
             may_fail_over,
@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(finished.result, Some(serde_json::json!({"n": 1})));
         assert!(outcome.unwrap().success && !may_fail_over);
 
-        let Verdict::Ended {
+        let Verdict::Finished {
             outcome,
             may_fail_over,
             ..
@@ -366,7 +366,7 @@ mod tests {
         assert!(outcome.is_none(), "the deadline's fault, not the agent's");
         assert!(!may_fail_over, "another agent would meet the same deadline");
 
-        let Verdict::Ended {
+        let Verdict::Finished {
             finished,
             outcome,
             may_fail_over,
@@ -379,7 +379,7 @@ mod tests {
 
         assert!(matches!(
             verdict(Outcome::InputLimit, false, false),
-            Verdict::Ended { outcome: None, .. }
+            Verdict::Finished { outcome: None, .. }
         ));
         assert!(matches!(
             verdict(Outcome::Completed, false, true),

@@ -29,11 +29,12 @@ struct Staged {
     cut_by_deadline: bool,
 }
 
-/// A run that ended, with what the verdict needs.
-struct Ran {
-    staged: Staged,
-    /// The task as the start left it.
+/// A task's run that ended: the task as its start left it, and what the verdict needs.
+struct Run {
     task: Task,
+    agent: Arc<Agent>,
+    limits: RunLimits,
+    cut_by_deadline: bool,
     output: RunOutput,
     started_at: OffsetDateTime,
 }
@@ -68,18 +69,18 @@ impl Orchestrator {
         // Registered before the task shows as running, so a cancel always finds it.
         let cancel = CancellationToken::new();
         let _registered = RunningGuard::register(&self.inner.running, staged.task.id, &cancel);
-        let Some(ran) = self.invoke(staged, &cancel).await? else {
+        let Some(run) = self.invoke(staged, &cancel).await? else {
             return Ok(());
         };
         let verdict = outcome::judge(RunReport {
-            agent: &ran.staged.agent,
-            output: &ran.output,
-            limits: &ran.staged.limits,
-            cut_by_deadline: ran.staged.cut_by_deadline,
+            agent: &run.agent,
+            output: &run.output,
+            limits: &run.limits,
+            cut_by_deadline: run.cut_by_deadline,
             canceled: cancel.is_cancelled(),
-            started_at: ran.started_at,
+            started_at: run.started_at,
         });
-        self.settle(&ran, verdict).await
+        self.settle(&run, verdict).await
     }
 
     /// The task if it is still queued, with its agent loaded and its limits set. A task that
@@ -146,8 +147,14 @@ impl Orchestrator {
         &self,
         staged: Staged,
         cancel: &CancellationToken,
-    ) -> Result<Option<Ran>, TaskError> {
-        let Some(task) = self.inner.journal.start(staged.task.id)? else {
+    ) -> Result<Option<Run>, TaskError> {
+        let Staged {
+            task,
+            agent,
+            limits,
+            cut_by_deadline,
+        } = staged;
+        let Some(task) = self.inner.journal.start(task.id)? else {
             return Ok(None);
         };
         let started_at = task
@@ -155,30 +162,24 @@ impl Orchestrator {
             .started_at
             .unwrap_or_else(OffsetDateTime::now_utc);
         self.announce(&task);
-        let Invocation { args, env, stdin } = Invocation::of(&task, &staged.agent);
-        let output = self
-            .inner
-            .executor
-            .run(
-                &staged.agent.binary_hash,
-                args,
-                env,
-                stdin,
-                staged.limits,
-                cancel.clone(),
-            )
+        let Invocation { args, env, stdin } = Invocation::of(&task, &agent);
+        let executor = &self.inner.executor;
+        let output = executor
+            .run(&agent.binary_hash, args, env, stdin, limits, cancel.clone())
             .await;
-        Ok(Some(Ran {
-            staged,
+        Ok(Some(Run {
             task,
+            agent,
+            limits,
+            cut_by_deadline,
             output,
             started_at,
         }))
     }
 
     /// Journals what the verdict means for the task.
-    async fn settle(&self, ran: &Ran, verdict: Verdict) -> Result<(), TaskError> {
-        let task = &ran.task;
+    async fn settle(&self, run: &Run, verdict: Verdict) -> Result<(), TaskError> {
+        let task = &run.task;
         match verdict {
             Verdict::Interrupted => self.requeue_interrupted(task),
             Verdict::Canceled { ran_ms } => {
@@ -193,7 +194,7 @@ impl Orchestrator {
                     .await
                     .map(drop)
             }
-            Verdict::Ended {
+            Verdict::Finished {
                 finished,
                 outcome,
                 may_fail_over,
@@ -201,7 +202,7 @@ impl Orchestrator {
                 if may_fail_over && let Some(bids) = self.failover_auction(task, &finished) {
                     return self.fail_over(task, finished.attempt, bids, outcome);
                 }
-                self.finish(ran, finished, outcome)
+                self.finish(run, finished, outcome)
             }
         }
     }
@@ -273,11 +274,11 @@ impl Orchestrator {
     /// the change to be durable.
     fn finish(
         &self,
-        ran: &Ran,
+        run: &Run,
         finished: Box<Finished>,
         outcome: Option<AgentOutcome>,
     ) -> Result<(), TaskError> {
-        let (id, success) = (ran.task.id, finished.status == TaskStatus::Completed);
+        let (id, success) = (run.task.id, finished.status == TaskStatus::Completed);
         let duration_ms = finished.duration_ms;
         let change = TaskChange::Finished(finished);
         let journal = &self.inner.journal;
@@ -292,9 +293,9 @@ impl Orchestrator {
         }
         let metrics = &self.inner.metrics;
         metrics.finished(task.state.status).increment(1);
-        metrics.duration.record(ran.output.duration.as_secs_f64());
+        metrics.duration.record(run.output.duration.as_secs_f64());
         crate::telemetry::histogram_recorded();
-        tracing::debug!(task_id = %task.id, agent = %ran.staged.agent.name, status = task.state.status.as_str(), duration_ms, "task finished");
+        tracing::debug!(task_id = %task.id, agent = %run.agent.name, status = task.state.status.as_str(), duration_ms, "task finished");
         let now = std::time::Instant::now();
         self.inner
             .recent
@@ -311,7 +312,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Folds a run's outcome into the agent's live statistics (the store gets it with the
+    /// Folds a run's outcome into the agent's live statistics (the journal records it with the
     /// task's state).
     fn record_outcome(&self, outcome: Option<AgentOutcome>) {
         if let Some(o) = outcome {

@@ -2,8 +2,9 @@
 //! live messages without knowing where the sockets are.
 //!
 //! The embedded implementation is the [`Hub`] of this process. Compatibility mode will add one
-//! that carries each message to every node's hub; what crosses that boundary is data (events,
-//! topics, [`SignOut`]), never a reference into this process.
+//! that carries each message to every node's hub. Builders run in the sending process; what
+//! would cross to another node is what they build (events) and plain data (users, topics,
+//! [`SignOut`]).
 
 use uuid::Uuid;
 

@@ -1,5 +1,5 @@
-//! The hub fans events out to WebSocket connections. A leaf: it knows its events, topics and
-//! peers, never what the events are about (their builders live with tasks and agents).
+//! The hub fans events out to WebSocket connections. A leaf: it routes events by user and
+//! topic and never builds one from a task or an agent (their builders live with them).
 //!
 //! Each connection owns a bounded queue; a send never waits. A connection whose queue is full
 //! is a slow consumer: it is dropped (its socket task sees the queue close and closes the

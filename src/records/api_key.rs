@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// What a key may do. A session token may do everything its account may; a key only what its
-/// scopes name (see `crate::http::access` for which routes need which).
+/// scopes name (`src/http/access.rs` says which routes need which).
 #[derive(
     Debug,
     Clone,

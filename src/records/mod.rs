@@ -3,7 +3,7 @@
 //!
 //! The bottom layer: it imports nothing of the project's, so the store, the journal, the
 //! domain and the HTTP layer can all speak in these types without importing each other. No
-//! I/O, no locks, no clocks but the `now` a caller passes (or a record's creation time).
+//! I/O and no locks.
 
 mod agent;
 mod analytics;

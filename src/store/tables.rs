@@ -39,10 +39,12 @@ pub const REVIEWS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("
 pub const COMPLETED_RUNS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("completed_runs");
 
-/// `sha256 hex` → JSON [`crate::blob::BlobMeta`] (size, chunk count).
+/// `sha256 hex` → JSON `BlobMeta` (size, chunk count): the embedded blob store's
+/// (`src/blob/`), which keeps its bytes in this file.
 pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 
-/// `(sha256 hex, chunk index)` → raw bytes, at most [`crate::blob::CHUNK_SIZE`] each.
+/// `(sha256 hex, chunk index)` → raw bytes, at most the blob store's `CHUNK_SIZE` (256 KiB)
+/// each.
 pub const BLOB_CHUNKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("blob_chunks");
 
 /// `task id` → [`crate::records::Task`] in the binary encoding of [`crate::records::codec`]
