@@ -16,6 +16,5 @@ mod runs;
 mod submission;
 
 pub use engine::{Orchestrator, TaskError};
-pub use recovery::PRUNE_EVERY;
 pub use runs::RecentStats;
-pub use submission::{IdempotencyKey, Request, Submission};
+pub use submission::Submission;

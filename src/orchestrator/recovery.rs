@@ -12,7 +12,7 @@ use crate::journal::Retention;
 use crate::records::{FailureCode, Task, TaskChange, TaskStatus};
 
 /// Retention runs this often.
-pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// A task interrupted by a server stop this many times fails instead of running again.
 const MAX_STARTS: u32 = 3;
 

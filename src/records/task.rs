@@ -502,10 +502,6 @@ pub struct TaskFilter {
 }
 
 impl TaskFilter {
-    pub fn is_empty(&self) -> bool {
-        self.status.is_none() && self.priority.is_none() && self.agent_id.is_none()
-    }
-
     pub fn matches(&self, task: &Task) -> bool {
         self.status.is_none_or(|s| s == task.state.status)
             && self.priority.is_none_or(|p| p == task.priority)
