@@ -473,7 +473,7 @@ fn main() {
     println!("corpus generated in {} ms", ms(started.elapsed()));
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let index = SearchIndex::open(dir.path()).expect("open index");
+    let index = SearchIndex::open(dir.path(), Default::default()).expect("open index");
     let started = Instant::now();
     index.rebuild(&agents).expect("rebuild");
     let rebuild = started.elapsed();

@@ -36,6 +36,43 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub auction: AuctionSettings,
     pub realtime: RealtimeSettings,
+    pub http: HttpSettings,
+}
+
+/// What one connection may hold of the server, whoever is at the other end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// A request's headers must arrive within this; an idle keep-alive connection is closed
+    /// after it (slowloris and silent sockets).
+    pub header_timeout_secs: u64,
+    /// A request body gets this long, plus a second per `min_body_rate` bytes received; a body
+    /// slower than that fails with 408 and its connection is closed.
+    pub body_grace_secs: u64,
+    /// Slowest accepted body, bytes per second, once its grace is spent.
+    pub min_body_rate: u64,
+    /// A response the client does not read for this long is abandoned with its connection.
+    pub write_timeout_secs: u64,
+    /// Most open connections; the process keeps descriptors for its storage besides (the cap is
+    /// lowered to fit the open-file limit). Beyond it a connection is answered 503
+    /// `too_many_connections` and closed.
+    pub max_connections: usize,
+    /// Most open connections from one IP address (0: no per-address cap; set 0 behind a
+    /// reverse proxy, which is one address).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 10,
+            body_grace_secs: 10,
+            min_body_rate: 16 * 1024,
+            write_timeout_secs: 30,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +287,7 @@ impl Default for Settings {
                 reputation_weight: 0.2,
             },
             realtime: RealtimeSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }

@@ -128,6 +128,10 @@ error_codes! {
     NoEligibleAgent => (UNPROCESSABLE_ENTITY, "no_eligible_agent"),
     /// The in-memory queue is at its configured capacity.
     QueueFull => (SERVICE_UNAVAILABLE, "queue_full"),
+    /// The server, or the caller's address, has as many open connections as it serves.
+    TooManyConnections => (SERVICE_UNAVAILABLE, "too_many_connections"),
+    /// The request body arrived slower than the configured minimum rate (`[http]`).
+    RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
     /// The server is shutting down and takes no new work.
     ShuttingDown => (SERVICE_UNAVAILABLE, "shutting_down"),
     /// A bug or an I/O failure on our side; details are in the server log only.
@@ -212,9 +216,36 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The error a request body ends with when it arrives slower than the minimum rate; the
+/// connection layer raises it, the extractors answer it with 408.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body arrived slower than the minimum rate")]
+pub struct BodyTooSlow;
+
+/// Whether `error` or one of its causes is [`BodyTooSlow`].
+fn too_slow(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<BodyTooSlow>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+impl ApiError {
+    fn too_slow() -> Self {
+        Self::new(Code::RequestTimeout, BodyTooSlow.to_string())
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
         use axum::extract::rejection::JsonRejection as R;
+        if too_slow(&rejection) {
+            return Self::too_slow();
+        }
         match rejection {
             R::JsonDataError(e) => Self::new(Code::InvalidRequest, e.body_text()),
             R::JsonSyntaxError(e) => Self::new(Code::MalformedJson, e.body_text()),
@@ -232,7 +263,9 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 
 impl From<axum::extract::multipart::MultipartError> for ApiError {
     fn from(error: axum::extract::multipart::MultipartError) -> Self {
-        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if too_slow(&error) {
+            Self::too_slow()
+        } else if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(Code::PayloadTooLarge, error.body_text())
         } else {
             Self::new(Code::MalformedMultipart, error.body_text())

@@ -21,7 +21,6 @@ pub mod search;
 pub mod store;
 pub mod telemetry;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +49,8 @@ pub const INDEX_DIR: &str = "search";
 pub const WAL_DIR: &str = "wal";
 /// Name of the compiled-module cache directory inside the data dir.
 pub const MODULES_DIR: &str = "modules";
+/// Name of the directory inside the data dir where upload bodies wait.
+pub const UPLOADS_DIR: &str = "uploads";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -84,18 +85,17 @@ pub struct Application {
     state: AppState,
     router: axum::Router,
     shutdown: CancellationToken,
+    /// Arms injected search index write failures (fault tests).
+    search_faults: search::Faults,
 }
 
 impl Application {
     /// Binds `settings.listen` and builds every component.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: settings.listen,
-                    source,
-                })?;
+        let listener = bind(settings.listen).map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
         Self::build_with_listener(settings, listener).await
     }
 
@@ -104,7 +104,10 @@ impl Application {
         settings: Settings,
         listener: TcpListener,
     ) -> Result<Self, StartError> {
-        let opened = Opened::open(&settings).await?;
+        let open_files = http::server::raise_open_file_limit();
+        tracing::debug!(open_files, "open-file limit");
+        let search_faults = search::Faults::default();
+        let opened = Opened::open(&settings, search_faults.clone()).await?;
         let services = Services::start(&settings, opened).await?;
         let shutdown = CancellationToken::new();
         let (routes, openapi) = http::router::routes(settings.agents.max_binary_bytes);
@@ -123,6 +126,7 @@ impl Application {
             openapi: Arc::new(openapi),
             service_token: settings.realtime.service_token.clone(),
             ping_every: Duration::from_secs(settings.realtime.ping_interval_secs),
+            spool: services.spool,
         });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
@@ -136,7 +140,13 @@ impl Application {
             state,
             router,
             shutdown,
+            search_faults,
         })
+    }
+
+    /// Makes the search index's next writes fail, as a full disk would: for fault tests.
+    pub fn search_faults(&self) -> search::Faults {
+        self.search_faults.clone()
     }
 
     /// The bound address (the real port when built with port 0).
@@ -165,6 +175,7 @@ impl Application {
             state,
             router,
             shutdown,
+            ..
         } = self;
         let workers = state.orchestrator.spawn_workers(settings.workers);
         let retention = {
@@ -180,34 +191,27 @@ impl Application {
         let grace = Duration::from_secs(settings.tasks.shutdown_grace_secs);
         let orchestrator = state.orchestrator.clone();
         let signal = shutdown.clone();
-        let serve = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        // No new task starts while open requests drain.
+        tokio::spawn(async move {
             signal.cancelled().await;
-            // No new task starts while open requests drain.
             orchestrator.stop_accepting();
-        })
-        .into_future();
+        });
+        let rules = http::server::ConnectionRules::new(&settings.http, max_body_bytes(&settings));
         // Open requests (a slow upload, say) get the grace period, not forever.
-        let drain_limit = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        let served = tokio::select! {
-            served = serve => served,
-            () = drain_limit => {
-                tracing::warn!("requests still open after the grace period; closing them");
-                Ok(())
-            }
-        };
+        if !http::server::serve(listener, router, rules, shutdown.clone(), grace).await {
+            tracing::warn!("requests still open after the grace period; closing them");
+        }
         tracing::info!("shutting down: draining running tasks");
         state.orchestrator.shutdown(workers, grace).await;
         let _ = retention.await;
         tracing::info!("shutdown complete");
-        served.map_err(StartError::Serve)
+        Ok(())
     }
+}
+
+/// The longest request body any route accepts: an upload's module and its form fields.
+fn max_body_bytes(settings: &Settings) -> u64 {
+    settings.agents.max_binary_bytes as u64 + http::router::FORM_OVERHEAD_BYTES
 }
 
 /// Components opened together on the blocking pool.
@@ -218,11 +222,12 @@ struct Opened {
     links: blob::links::LinkSigner,
     executor: Executor,
     compiler: Compiler,
+    spool: http::spool::Spool,
 }
 
 impl Opened {
     /// Creates the data dir if need be and opens what lives in it.
-    async fn open(settings: &Settings) -> Result<Self, StartError> {
+    async fn open(settings: &Settings, faults: search::Faults) -> Result<Self, StartError> {
         let data_dir = settings.data_dir.clone();
         let ttl = settings.auth.token_ttl_secs;
         let executor_config = ExecutorConfig {
@@ -237,9 +242,16 @@ impl Opened {
                 path: data_dir.display().to_string(),
                 source,
             })?;
+            let uploads = data_dir.join(UPLOADS_DIR);
+            create_private_dir(&uploads).map_err(|source| StartError::DataDir {
+                path: uploads.display().to_string(),
+                source,
+            })?;
             Ok(Opened {
+                spool: http::spool::Spool::open(&uploads)
+                    .map_err(|e| StartError::Component(format!("upload spool: {e}")))?,
                 store: Store::open(&data_dir.join(DB_FILE))?,
-                search: SearchIndex::open(&data_dir.join(INDEX_DIR))?,
+                search: SearchIndex::open(&data_dir.join(INDEX_DIR), faults)?,
                 keys: TokenKeys::load_or_create(&data_dir, ttl)?,
                 links: blob::links::LinkSigner::load_or_create(&data_dir)
                     .map_err(|e| StartError::Component(format!("download link secret: {e}")))?,
@@ -265,6 +277,7 @@ struct Services {
     orchestrator: Orchestrator,
     hub: Hub,
     fanout: Arc<dyn Fanout>,
+    spool: http::spool::Spool,
 }
 
 impl Services {
@@ -327,8 +340,26 @@ impl Services {
             orchestrator,
             hub,
             fanout,
+            spool: opened.spool,
         })
     }
+}
+
+/// Connections the kernel completes before the server accepts them. The standard 128
+/// overflows when thousands of clients connect at once (their handshakes are then dropped);
+/// the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with address reuse (a restart does not wait for old connections' TIME_WAIT)
+/// and [`LISTEN_BACKLOG`].
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A start-up step that failed, named.

@@ -14,7 +14,6 @@ use super::manifest::{Manifest, ManifestError, RawManifest, is_semver};
 use super::marketplace::{AgentError, Caller, Marketplace, Target, compile_schema};
 use crate::blob::links::LINK_TTL_SECS;
 use crate::records::{Agent, AgentStatus, AgentVersion, Review};
-use crate::store::StoreError;
 
 /// How an edit's body applies to the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +126,7 @@ impl Marketplace {
             .map_err(|r| AgentError::refused(r, &current.name))?;
         self.changed(&agent);
         if text_changed {
-            self.index(&agent).await?;
+            self.indexing.follow(&[agent.id]).await;
         }
         tracing::info!(agent_id = %id, "agent edited");
         self.fanout
@@ -145,10 +144,7 @@ impl Marketplace {
             .await?
             .ok_or(AgentError::NotFound)?;
         self.forget(id);
-        let search = self.search.clone();
-        tokio::task::spawn_blocking(move || search.remove(id))
-            .await
-            .map_err(StoreError::from)??;
+        self.indexing.follow(&[id]).await;
         self.collect(released).await?;
         tracing::info!(agent_id = %id, name = %agent.name, "agent deleted");
         self.fanout

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::catalog::Catalog;
 use super::directory::{Directory, Filter, Sort};
 use super::events;
+use super::indexing::{IndexHealth, Indexing};
 use super::manifest::{Manifest, ManifestError, RawManifest};
 use crate::blob::links::{LinkError, LinkSigner};
 use crate::blob::{BlobError, BlobStore};
@@ -203,7 +204,8 @@ type CompiledSchemas = HashMap<Uuid, (Value, Arc<jsonschema::Validator>)>;
 pub struct Marketplace {
     pub(super) store: Store,
     pub(super) blobs: Arc<dyn BlobStore>,
-    pub(super) search: Arc<SearchIndex>,
+    /// The search index, following the store.
+    pub(super) indexing: Indexing,
     pub(super) fanout: Arc<dyn Fanout>,
     /// Ready agents in memory, for auctions.
     catalog: Catalog,
@@ -263,12 +265,8 @@ impl Marketplace {
         links: LinkSigner,
     ) -> Result<Self, AgentError> {
         let agents = store.all_agents().await?;
-        let agents = {
-            let search = search.clone();
-            tokio::task::spawn_blocking(move || search.reconcile(&agents).map(|()| agents))
-                .await
-                .map_err(StoreError::from)??
-        };
+        let indexing = Indexing::start(search, store.clone());
+        indexing.reconcile(agents.clone()).await;
         let mut unbuilt = Vec::new();
         for agent in &agents {
             if !agent.status.is_built() {
@@ -303,7 +301,7 @@ impl Marketplace {
         let marketplace = Self {
             store,
             blobs,
-            search,
+            indexing,
             fanout,
             catalog,
             directory,
@@ -814,16 +812,13 @@ impl Marketplace {
             Inserted::Replaced { old, released } => {
                 tracing::info!(agent_id = %agent.id, replaced = %old, "a new upload replaces a rejected agent");
                 self.forget(old);
-                let search = self.search.clone();
-                tokio::task::spawn_blocking(move || search.remove(old))
-                    .await
-                    .map_err(StoreError::from)??;
+                self.indexing.follow(&[old]).await;
                 self.collect(released).await?;
             }
             Inserted::New => {}
         }
         self.changed(&agent);
-        self.index(&agent).await?;
+        self.indexing.follow(&[agent.id]).await;
         tracing::info!(agent_id = %agent.id, name = %agent.name, hash = %agent.binary_hash, "agent published");
         self.fanout
             .broadcast(events::agent_update(&agent, "registered"));
@@ -836,14 +831,9 @@ impl Marketplace {
         Ok(agent)
     }
 
-    /// Makes the agent's current text searchable.
-    pub(super) async fn index(&self, agent: &Agent) -> Result<(), AgentError> {
-        let search = self.search.clone();
-        let indexed = agent.clone();
-        tokio::task::spawn_blocking(move || search.upsert(&indexed))
-            .await
-            .map_err(StoreError::from)??;
-        Ok(())
+    /// How far the search index is behind the store.
+    pub fn index_health(&self) -> IndexHealth {
+        self.indexing.health()
     }
 
     /// Deletes the blobs in `hashes` that no version uses (any more).
@@ -897,7 +887,7 @@ impl Marketplace {
     pub async fn list(&self, query: AgentQuery) -> Result<AgentList, AgentError> {
         let hits = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             Some(q) => {
-                let search = self.search.clone();
+                let search = self.indexing.search().clone();
                 let q = q.to_owned();
                 let hits = tokio::task::spawn_blocking(move || search.search(&q, MAX_HITS))
                     .await

@@ -11,11 +11,13 @@ mod catalog;
 mod changes;
 mod directory;
 mod events;
+mod indexing;
 pub mod manifest;
 mod marketplace;
 
 pub use catalog::Catalog;
 pub use changes::{Download, Edit, SignedLink};
 pub use directory::{Directory, Filter, Listing, Sort};
+pub use indexing::IndexHealth;
 pub use manifest::{Manifest, ManifestError, parse_capabilities};
 pub use marketplace::{AgentError, AgentList, AgentQuery, Caller, Marketplace, Rules, Warmup};

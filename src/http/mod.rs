@@ -7,6 +7,8 @@ pub mod access;
 mod extractors;
 pub mod router;
 mod routes;
+pub mod server;
+pub mod spool;
 mod ui;
 
 use std::sync::Arc;
@@ -61,4 +63,6 @@ pub struct Components {
     pub service_token: Secret,
     /// `realtime.ping_interval_secs`: how often every socket is pinged.
     pub ping_every: std::time::Duration,
+    /// Where upload bodies wait on disk.
+    pub spool: spool::Spool,
 }

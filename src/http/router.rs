@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -19,9 +19,12 @@ use super::AppState;
 use super::routes::{agents, analytics, auctions, health, tasks, users, ws};
 use super::ui;
 use crate::error::{ApiError, Code};
+use crate::telemetry::LogBudget;
 
 /// Largest JSON body: a task input of 4 MiB plus its envelope.
 const JSON_BODY_LIMIT: usize = 5 * 1024 * 1024;
+/// Room for an upload's form fields and multipart framing beside its module.
+pub const FORM_OVERHEAD_BYTES: u64 = 1024 * 1024;
 
 /// The API routes and the OpenAPI document generated from them.
 pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
@@ -35,7 +38,9 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
             agents::delete_version
         ))
         // The module plus room for the other form fields.
-        .layer(DefaultBodyLimit::max(max_binary_bytes + 1024 * 1024));
+        .layer(DefaultBodyLimit::max(
+            max_binary_bytes + FORM_OVERHEAD_BYTES as usize,
+        ));
     let (router, mut openapi) = OpenApiRouter::new()
         .routes(routes!(users::register))
         .routes(routes!(users::login))
@@ -217,6 +222,9 @@ impl RouteMetrics {
 /// with method, path (never the query: a WebSocket URL's query holds a session token), status
 /// and latency. No span per request: at 10,000 requests/s opening and closing one cost 3 % of
 /// the server's CPU, for context that only a failing request needs, and gets here.
+/// Budget of the refusal log lines.
+static REFUSALS_LOGGED: LogBudget = LogBudget::every(Duration::from_secs(10));
+
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -224,8 +232,14 @@ async fn log_request(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-    if response.status().is_server_error() {
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(%method, path = uri.path(), status, latency_ms, "request failed");
+    } else if response.status().is_server_error() {
+        // Expected refusals (queue_full, shutting_down): counted by route and status in
+        // /metrics, logged at most once per interval.
+        if let Some(suppressed) = REFUSALS_LOGGED.allow() {
+            tracing::warn!(%method, path = uri.path(), status, suppressed, "request refused (logged once per 10 s)");
+        }
     } else {
         tracing::debug!(%method, path = uri.path(), status, latency_ms, "request");
     }

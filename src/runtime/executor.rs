@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
@@ -30,6 +31,7 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::cache::ModuleCache;
 use super::pipes::{CappedPipe, Overflow};
+use crate::telemetry::GuestDiagnostics;
 
 /// Nice value of the threads guests run on. Below the server's own threads (0), so agents
 /// burning CPU never delay accepting, journaling and answering requests; above the build
@@ -502,6 +504,7 @@ impl Guest {
             Ok(turns.next())
         });
 
+        let diagnostics = GuestDiagnostics::default();
         let result = {
             let _ticking = self.ticker.activate();
             let call = async {
@@ -511,6 +514,7 @@ impl Guest {
                     .call_async(&mut store, ())
                     .await
             };
+            let call = call.instrument(diagnostics.span());
             tokio::select! {
                 result = tokio::time::timeout(limits.timeout, call) => {
                     result.unwrap_or_else(|_| Err(wasmtime::Error::new(TimedOut)))
@@ -523,10 +527,22 @@ impl Guest {
         RunOutput {
             outcome,
             stdout: stdout.contents(),
-            stderr: stderr.contents(),
+            stderr: with_note(stderr.contents(), diagnostics.summary()),
             duration: started.elapsed(),
         }
     }
+}
+
+/// The guest's stderr, with the host's note about the run (on a line of its own) after it.
+fn with_note(mut stderr: Vec<u8>, note: Option<String>) -> Vec<u8> {
+    if let Some(note) = note {
+        if !stderr.is_empty() && !stderr.ends_with(b"\n") {
+            stderr.push(b'\n');
+        }
+        stderr.extend_from_slice(note.as_bytes());
+        stderr.push(b'\n');
+    }
+    stderr
 }
 
 fn classify(

@@ -15,11 +15,13 @@
 
 mod collector;
 mod derivation;
+mod faults;
 mod tier;
 
 use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use tantivy::query::{BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
@@ -31,7 +33,10 @@ use uuid::Uuid;
 
 use self::collector::{HitCollector, ID_HI, ID_LO};
 use self::derivation::{SearchedField, Word};
+use self::faults::FaultyDirectory;
 use crate::records::Agent;
+
+pub use self::faults::Faults;
 
 /// Indexing memory budget, shared by the writer's threads. Above tantivy's 15 MB per-thread
 /// minimum so that a rebuild of 100 000 agents fits in one segment per thread.
@@ -51,6 +56,15 @@ const WHOLE_NAME_BONUS: Score = 4.0;
 /// word found in the name and the description ranks above one found in the name only.
 const TIE_BREAKER: Score = 0.1;
 
+/// What a caught panic carried, as text.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// One matching agent; a higher score is a better match.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
@@ -67,6 +81,8 @@ pub enum SearchError {
     Directory(#[from] tantivy::directory::error::OpenDirectoryError),
     #[error("search index I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the search index writer panicked: {0}")]
+    Panicked(String),
 }
 
 struct Fields {
@@ -87,10 +103,13 @@ struct Fields {
 /// The agent search index: one tantivy index with its single writer and a reader reloaded after
 /// each commit.
 pub struct SearchIndex {
+    index: Index,
     reader: IndexReader,
     /// Single writer, as tantivy requires; a std Mutex because it is only held on blocking
-    /// threads.
-    writer: Mutex<IndexWriter>,
+    /// threads. `None` after a write failed in a way that may have left it unusable (a failed
+    /// rollback, a panic inside tantivy): the next write opens a new one, so a lost writer
+    /// costs one failed write, never a restart.
+    writer: Mutex<Option<IndexWriter>>,
     fields: Fields,
     /// The text fields' tokenizer, cloned per use because tokenizing needs `&mut`.
     analyzer: TextAnalyzer,
@@ -122,19 +141,21 @@ fn schema() -> (Schema, Fields) {
 
 impl SearchIndex {
     /// Opens the index in `dir`, recreating it if it cannot be opened or has another schema.
-    pub fn open(dir: &Path) -> Result<Self, SearchError> {
+    /// `faults` arms injected write failures (fault tests); pass `Faults::default()`.
+    pub fn open(dir: &Path, faults: Faults) -> Result<Self, SearchError> {
         std::fs::create_dir_all(dir)?;
         let (schema, fields) = schema();
+        let directory = || FaultyDirectory::open(dir, faults.clone());
         let index = if !dir.join("meta.json").exists() {
-            Index::create_in_dir(dir, schema)?
+            Index::create(directory()?, schema, Default::default())?
         } else {
-            match Index::open_in_dir(dir) {
+            match Index::open(directory()?) {
                 Ok(index) if index.schema() == schema => index,
                 Ok(_) | Err(_) => {
                     tracing::warn!(dir = %dir.display(), "search index unreadable or of another schema; recreating it");
                     std::fs::remove_dir_all(dir)?;
                     std::fs::create_dir_all(dir)?;
-                    Index::create_in_dir(dir, schema)?
+                    Index::create(directory()?, schema, Default::default())?
                 }
             }
         };
@@ -142,10 +163,7 @@ impl SearchIndex {
     }
 
     fn from_index(index: Index, fields: Fields) -> Result<Self, SearchError> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_WRITER_THREADS);
-        let writer = index.writer_with_num_threads(threads, WRITER_HEAP_BYTES)?;
+        let writer = Self::new_writer(&index)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -174,8 +192,9 @@ impl SearchIndex {
             },
         ];
         Ok(Self {
+            index,
             reader,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
             fields,
             analyzer,
             searched,
@@ -202,21 +221,52 @@ impl SearchIndex {
         Term::from_field_text(self.fields.id, &id.to_string())
     }
 
+    fn new_writer(index: &Index) -> Result<IndexWriter, SearchError> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_WRITER_THREADS);
+        Ok(index.writer_with_num_threads(threads, WRITER_HEAP_BYTES)?)
+    }
+
+    /// The writer's slot. A panic while it was held left the writer in an unknown state: it is
+    /// dropped, and the next write opens a new one.
+    fn writer_slot(&self) -> MutexGuard<'_, Option<IndexWriter>> {
+        self.writer.lock().unwrap_or_else(|poisoned| {
+            let mut slot = poisoned.into_inner();
+            *slot = None;
+            slot
+        })
+    }
+
     /// Applies `change` and commits it, then reloads the reader so that searches see it. A
     /// failed change is rolled back: left pending, it would be published by the next commit,
-    /// a rebuild's delete-all included.
+    /// a rebuild's delete-all included. When the rollback fails too, or tantivy panics, the
+    /// writer is dropped and the next call opens a new one.
     fn commit(
         &self,
         change: impl FnOnce(&mut IndexWriter) -> Result<(), SearchError>,
     ) -> Result<(), SearchError> {
-        let mut writer = self.writer.lock().expect("search writer poisoned");
-        let committed = change(&mut writer).and_then(|()| Ok(writer.commit().map(drop)?));
+        let mut slot = self.writer_slot();
+        let writer = match slot.as_mut() {
+            Some(writer) => writer,
+            None => slot.insert(Self::new_writer(&self.index)?),
+        };
+        let committed = catch_unwind(AssertUnwindSafe(|| {
+            change(writer).and_then(|()| Ok(writer.commit().map(drop)?))
+        }))
+        .unwrap_or_else(|panic| Err(SearchError::Panicked(panic_message(&panic))));
         if let Err(e) = committed {
-            if let Err(rollback) = writer.rollback() {
-                tracing::error!(error = %rollback, "cannot roll back the search index writer");
+            let rolled_back = match &e {
+                SearchError::Panicked(_) => false,
+                _ => catch_unwind(AssertUnwindSafe(|| writer.rollback().is_ok())).unwrap_or(false),
+            };
+            if !rolled_back {
+                tracing::warn!(error = %e, "search index writer lost; the next write opens a new one");
+                *slot = None;
             }
             return Err(e);
         }
+        drop(slot);
         self.reader.reload()?;
         Ok(())
     }
@@ -597,14 +647,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = agent("Echo", "words", &["echo"]);
         {
-            let index = SearchIndex::open(dir.path()).unwrap();
+            let index = SearchIndex::open(dir.path(), Default::default()).unwrap();
             index.upsert(&a).unwrap();
         }
-        let index = SearchIndex::open(dir.path()).unwrap();
+        let index = SearchIndex::open(dir.path(), Default::default()).unwrap();
         assert_eq!(ids(&index, "echo"), [a.id]);
         drop(index);
         std::fs::write(dir.path().join("meta.json"), b"not json").unwrap();
-        let index = SearchIndex::open(dir.path()).unwrap();
+        let index = SearchIndex::open(dir.path(), Default::default()).unwrap();
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_index_usable_and_the_next_write_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::default();
+        let index = SearchIndex::open(dir.path(), faults.clone()).unwrap();
+        let a = agent("Echo", "words", &["echo"]);
+        index.upsert(&a).unwrap();
+        let b = agent("Zeppelin", "airship", &["fly"]);
+        for failing in [1, 2, 3, u32::MAX] {
+            faults.fail_next_writes(failing);
+            assert!(index.upsert(&b).is_err(), "{failing} failing writes");
+            faults.fail_next_writes(0);
+            assert_eq!(ids(&index, "echo"), [a.id]);
+            assert!(ids(&index, "airship").is_empty());
+        }
+        index.upsert(&b).unwrap();
+        assert_eq!(ids(&index, "airship"), [b.id]);
+        assert_eq!(ids(&index, "echo"), [a.id]);
+    }
+
+    #[test]
+    fn a_panic_inside_a_write_costs_that_write_only() {
+        let index = SearchIndex::in_memory();
+        let panicked = index.commit(|_| panic!("tantivy fell over"));
+        assert!(matches!(panicked, Err(SearchError::Panicked(m)) if m == "tantivy fell over"));
+        let a = agent("Echo", "words", &["echo"]);
+        index.upsert(&a).unwrap();
+        assert_eq!(ids(&index, "echo"), [a.id]);
     }
 }

@@ -71,7 +71,7 @@ const ROOMS: &[Room] = &[
     ),
     room("queue", Infrastructure, &["records"]),
     room("search", Infrastructure, &["records"]),
-    room("runtime", Infrastructure, &["records"]),
+    room("runtime", Infrastructure, &["records", "telemetry"]),
     room("realtime", Infrastructure, &[]),
     room("ranking", Infrastructure, &["records", "config"]),
     room(

@@ -5,6 +5,8 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
@@ -13,12 +15,45 @@ pub struct Server {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// Lines the server has logged since it listened.
+    log_lines: Arc<AtomicU64>,
 }
 
 impl Server {
     /// Starts `binary serve` on port 0 over `data_dir` with the extra `args` and environment
     /// (settings as `ZEROSTATE_*`), and reads the bound address from its JSON log.
     pub fn start(binary: &OsStr, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(Self::command(binary, data_dir, args, env))
+    }
+
+    /// As [`Server::start`], with the open-file limit (soft and hard) at `open_files`, as a
+    /// service manager would set it.
+    #[allow(dead_code)] // not every includer of this file uses it
+    pub fn start_with_open_files(
+        binary: &OsStr,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        open_files: u64,
+    ) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut command = Self::command(binary, data_dir, &[], env);
+        let limit = libc::rlimit {
+            rlim_cur: open_files as libc::rlim_t,
+            rlim_max: open_files as libc::rlim_t,
+        };
+        // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(command)
+    }
+
+    fn command(binary: &OsStr, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(binary);
         // The harness's own settings (ZEROSTATE_CRASH_CYCLES, say) are not the server's: it
         // refuses keys it does not know.
@@ -27,7 +62,7 @@ impl Server {
                 command.env_remove(key);
             }
         }
-        let mut child = command
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
@@ -35,9 +70,12 @@ impl Server {
             .env("ZEROSTATE_LOG__FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn zerostate");
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("spawn zerostate");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let addr = loop {
             let line = lines
@@ -51,11 +89,24 @@ impl Server {
             }
         };
         // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log_lines = Arc::new(AtomicU64::new(0));
+        let counted = log_lines.clone();
+        std::thread::spawn(move || {
+            for _ in lines {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        });
         Self {
             child,
             base: format!("http://{addr}"),
+            log_lines,
         }
+    }
+
+    /// Lines logged since the server listened.
+    #[allow(dead_code)] // not every includer of this file uses it
+    pub fn log_lines(&self) -> u64 {
+        self.log_lines.load(Ordering::Relaxed)
     }
 }
 

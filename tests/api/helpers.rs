@@ -25,6 +25,8 @@ pub struct TestApp {
     server: Option<JoinHandle<()>>,
     /// How the start-up warm-up ended.
     pub warmup: Warmup,
+    /// Arms injected search index write failures.
+    pub search_faults: zerostate::search::Faults,
 }
 
 pub fn settings(data_dir: &Path, workers: usize) -> Settings {
@@ -49,6 +51,7 @@ pub async fn spawn_with(settings: Settings, data_dir: Arc<tempfile::TempDir>) ->
     let mut warming = app.warmup();
     let addr = app.local_addr();
     let shutdown = app.shutdown_token();
+    let search_faults = app.search_faults();
     let server = tokio::spawn(async move { app.run_until_stopped().await.expect("server runs") });
     let warmup = *tokio::time::timeout(DEADLINE, warming.wait_for(|w| w.done))
         .await
@@ -56,6 +59,7 @@ pub async fn spawn_with(settings: Settings, data_dir: Arc<tempfile::TempDir>) ->
         .expect("the server keeps its marketplace");
     TestApp {
         warmup,
+        search_faults,
         base: format!("http://{addr}"),
         ws_base: format!("ws://{addr}"),
         client: reqwest::Client::new(),

@@ -12,6 +12,7 @@ mod demo_agents;
 mod errors;
 mod executor;
 mod helpers;
+mod hostile;
 mod marketplace;
 mod modules;
 mod operations;

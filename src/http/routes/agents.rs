@@ -9,7 +9,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -19,6 +19,7 @@ use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, path_id, prefer_wait, tags}
 use crate::agents::manifest::RawManifest;
 use crate::agents::{AgentQuery, Caller, Download, Edit, Sort};
 use crate::error::{ApiError, Code, ErrorBody};
+use crate::http::spool::{Loaded, Spool, SpoolFile};
 use crate::http::{ApiJson, AppState, AuthUser, access};
 use crate::records::{Agent, AgentStatus, AgentVersion, Build, Rejection, Review};
 
@@ -111,14 +112,16 @@ pub struct VersionForm {
     version: Option<String>,
 }
 
-/// The parts of a multipart upload: the module, and every text field in order.
+/// The parts of a multipart upload: the module (on disk), and every text field in order.
 struct Form {
-    wasm: Option<Bytes>,
+    wasm: Option<SpoolFile>,
     texts: Vec<(String, String)>,
 }
 
-/// Reads a multipart body; `fields` are the text fields this route accepts.
+/// Reads a multipart body, the module to a spool file; `fields` are the text fields this
+/// route accepts.
 async fn read_form(
+    spool: &Spool,
     headers: &HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
     max: usize,
@@ -145,17 +148,17 @@ async fn read_form(
     while let Some(mut field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "wasm_binary" {
-            let mut buf = BytesMut::new();
+            let mut file = spool.file().await.map_err(spool_failed)?;
             while let Some(chunk) = field.chunk().await? {
-                if buf.len() + chunk.len() > max {
+                if file.written() + chunk.len() as u64 > max as u64 {
                     return Err(ApiError::new(
                         Code::PayloadTooLarge,
                         format!("wasm_binary is larger than the limit of {max} bytes"),
                     ));
                 }
-                buf.extend_from_slice(&chunk);
+                file.write(&chunk).await.map_err(spool_failed)?;
             }
-            form.wasm = Some(buf.freeze());
+            form.wasm = Some(file);
         } else if fields.contains(&name.as_str()) {
             form.texts.push((name, field.text().await?));
         } else {
@@ -168,11 +171,17 @@ async fn read_form(
     Ok(form)
 }
 
+fn spool_failed(error: std::io::Error) -> ApiError {
+    ApiError::internal(&error)
+}
+
 impl Form {
-    fn wasm(&mut self) -> Result<Bytes, ApiError> {
-        self.wasm
-            .take()
-            .ok_or_else(|| ApiError::new(Code::InvalidRequest, "missing file field `wasm_binary`"))
+    /// The module, read into memory once a place there is free (see [`Spool`]).
+    async fn wasm(&mut self) -> Result<Loaded, ApiError> {
+        let file = self.wasm.take().ok_or_else(|| {
+            ApiError::new(Code::InvalidRequest, "missing file field `wasm_binary`")
+        })?;
+        file.load().await.map_err(spool_failed)
     }
 
     fn text(&self, name: &str) -> Option<&str> {
@@ -263,8 +272,8 @@ pub async fn upload(
         "capabilities",
         "price",
     ];
-    let mut form = read_form(&headers, multipart, max, &fields).await?;
-    let wasm = form.wasm()?;
+    let mut form = read_form(&state.spool, &headers, multipart, max, &fields).await?;
+    let wasm = form.wasm().await?;
     // Separate fields override the `manifest` part, whatever the order of the parts.
     let mut raw = match form.text("manifest") {
         Some(text) => serde_json::from_str::<RawManifest>(text).map_err(|e| {
@@ -299,7 +308,13 @@ pub async fn upload(
         raw.capabilities = capabilities;
     }
     let caller = caller(&state, user).await?;
-    let agent = state.marketplace.publish(&caller, raw, wasm).await?;
+    // The module's place in memory is freed once it is stored.
+    let agent = state
+        .marketplace
+        .publish(&caller, raw, wasm.bytes.clone())
+        .await;
+    drop(wasm);
+    let agent = agent?;
     let (status, headers, agent) = created(&state, agent, None, wait).await?;
     Ok((status, headers, ApiJson(agent.into())))
 }
@@ -319,8 +334,8 @@ pub async fn register(
 ) -> Result<(StatusCode, HeaderMap, ApiJson<Agent>), ApiError> {
     let wait = prefer_wait(&headers)?;
     let max = state.marketplace.max_binary_bytes();
-    let mut form = read_form(&headers, multipart, max, &["agent"]).await?;
-    let wasm = form.wasm()?;
+    let mut form = read_form(&state.spool, &headers, multipart, max, &["agent"]).await?;
+    let wasm = form.wasm().await?;
     let agent = form
         .text("agent")
         .ok_or_else(|| ApiError::new(Code::InvalidRequest, "missing form field `agent` (JSON)"))?;
@@ -333,7 +348,13 @@ pub async fn register(
     let raw =
         RawManifest::from_seed(agent).map_err(|e| ApiError::new(Code::InvalidRequest, e.0))?;
     let caller = caller(&state, user).await?;
-    let agent = state.marketplace.publish(&caller, raw, wasm).await?;
+    // The module's place in memory is freed once it is stored.
+    let agent = state
+        .marketplace
+        .publish(&caller, raw, wasm.bytes.clone())
+        .await;
+    drop(wasm);
+    let agent = agent?;
     let (status, headers, agent) = created(&state, agent, None, wait).await?;
     Ok((status, headers, ApiJson(agent)))
 }
@@ -602,14 +623,16 @@ pub async fn add_version(
     let id = agent_id(path)?;
     let wait = prefer_wait(&headers)?;
     let max = state.marketplace.max_binary_bytes();
-    let mut form = read_form(&headers, multipart, max, &["version"]).await?;
-    let wasm = form.wasm()?;
+    let mut form = read_form(&state.spool, &headers, multipart, max, &["version"]).await?;
+    let wasm = form.wasm().await?;
     let version = form.text("version").map(str::to_owned);
     let caller = caller(&state, user).await?;
-    let (agent, v) = state
+    let added = state
         .marketplace
-        .add_version(&caller, id, version, wasm)
-        .await?;
+        .add_version(&caller, id, version, wasm.bytes.clone())
+        .await;
+    drop(wasm);
+    let (agent, v) = added?;
     let (status, headers, agent) = created(&state, agent, Some(v.version.clone()), wait).await?;
     let version = state
         .marketplace
@@ -638,10 +661,15 @@ pub async fn replace_binary(
     let id = agent_id(path)?;
     let wait = prefer_wait(&headers)?;
     let max = state.marketplace.max_binary_bytes();
-    let mut form = read_form(&headers, multipart, max, &[]).await?;
-    let wasm = form.wasm()?;
+    let mut form = read_form(&state.spool, &headers, multipart, max, &[]).await?;
+    let wasm = form.wasm().await?;
     let caller = caller(&state, user).await?;
-    let mut agent = state.marketplace.replace_binary(&caller, id, wasm).await?;
+    let replaced = state
+        .marketplace
+        .replace_binary(&caller, id, wasm.bytes.clone())
+        .await;
+    drop(wasm);
+    let mut agent = replaced?;
     if let Some(secs) = wait {
         agent = state
             .marketplace

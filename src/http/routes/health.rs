@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::tags;
+use crate::agents::IndexHealth;
 use crate::http::{ApiJson, AppState};
 use crate::records::{Priority, TaskStatus};
 
@@ -29,13 +30,15 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, ApiJson<Healt
         Err(e) => format!("error: {e}"),
     };
     let depth = state.orchestrator.queue_depth().total();
-    let ok = store == "ok";
+    let index = state.marketplace.index_health();
+    let ok = store == "ok" && index.in_step();
     let body = HealthResponse {
         status: if ok { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started_at.elapsed().as_secs(),
         checks: json!({
             "store": store,
+            "search_index": search_check(&index),
             "queue": {"status": "ok", "depth": depth},
             "websocket": {"status": "ok", "connections": state.hub.stats().current_connections},
         }),
@@ -48,8 +51,18 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, ApiJson<Healt
     (status, ApiJson(body))
 }
 
+/// The search index's state: `ok`, or `behind` with what waits for the healer.
+fn search_check(index: &IndexHealth) -> serde_json::Value {
+    if index.in_step() {
+        json!({"status": "ok"})
+    } else {
+        json!({"status": "behind", "pending": index.pending, "rebuild": index.rebuild, "error": index.error})
+    }
+}
+
 /// Readiness: 200 once every ready agent's compiled code is loaded (the start-up warm-up) and
-/// while the server accepts work; 503 before, and once it is shutting down.
+/// while the server accepts work; 503 before, and once it is shutting down. The search index's
+/// state is reported beside: an index behind the store heals itself, and serves meanwhile.
 #[utoipa::path(get, path = "/ready", tag = tags::OPERATIONS, responses((status = 200), (status = 503)))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let warmup = *state.marketplace.warmup().borrow();
@@ -62,7 +75,11 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         (StatusCode::OK, "ready")
     };
-    (status, ApiJson(json!({"status": word, "agents": agents})))
+    let search = search_check(&state.marketplace.index_health());
+    (
+        status,
+        ApiJson(json!({"status": word, "agents": agents, "search_index": search})),
+    )
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -3,25 +3,41 @@
 //! Both are process-global: `init_logging` is called once by `main`; the metrics recorder is
 //! installed on first use so that several `Application`s in one test process share it.
 
+mod guest;
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, LogSettings};
 
+pub use self::guest::GuestDiagnostics;
+
 /// Installs the global tracing subscriber. `RUST_LOG` wins over the configured filter.
+/// What guests cause inside the WASI implementation never reaches the server log: it is
+/// counted on the run instead ([`GuestDiagnostics`]), so an agent cannot flood the log.
 pub fn init_logging(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(settings.filter.as_str()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second init (e.g. in tests) keeps the first subscriber.
-    let _ = match settings.format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let server_only = filter.and(filter_fn(|meta| !guest::caused_by_guest(meta.target())));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match settings.format {
+        LogFormat::Pretty => fmt.with_filter(server_only).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_filter(server_only)
+            .boxed(),
     };
+    // A second init (e.g. in tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(guest::layer())
+        .try_init();
 }
 
 /// Seconds buckets for HTTP latency and task duration histograms.
@@ -58,5 +74,36 @@ pub fn histogram_recorded() {
     let n = SAMPLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if n % UPKEEP_EVERY == UPKEEP_EVERY - 1 {
         metrics_handle().run_upkeep();
+    }
+}
+
+/// At most one log line per interval for a kind of event an attacker can cause at will; the
+/// lines in between are counted and reported with the next one.
+pub struct LogBudget {
+    every: std::time::Duration,
+    /// When the last line was allowed. A std Mutex, held for a comparison.
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogBudget {
+    pub const fn every(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            last: std::sync::Mutex::new(None),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines suppressed since the last one)` when a line may be logged now.
+    pub fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < self.every) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
     }
 }

@@ -1,0 +1,110 @@
+//! Upload bodies go to disk as they arrive, not to memory: a module is read into memory only
+//! once its whole body is in, and only [`IN_MEMORY`] at a time (validation and storing need
+//! the bytes; the rest wait for a place with theirs on disk). Six 100 MiB uploads at once hold
+//! at most two modules in memory, not six.
+//!
+//! Files live in `<data_dir>/uploads`, are removed when dropped, and any left by a crash are
+//! removed at start.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+/// Uploads whose module is in memory at once.
+pub const IN_MEMORY: usize = 2;
+
+/// Where upload bodies wait.
+pub struct Spool {
+    dir: PathBuf,
+    /// Places for modules in memory.
+    in_memory: Arc<Semaphore>,
+}
+
+impl Spool {
+    /// Empties `dir` (which exists) of files a crash left.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        for entry in std::fs::read_dir(dir)? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            in_memory: Arc::new(Semaphore::new(IN_MEMORY)),
+        })
+    }
+
+    /// A new, empty spool file.
+    pub async fn file(&self) -> io::Result<SpoolFile> {
+        let path = self.dir.join(format!("{}.part", Uuid::new_v4()));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        Ok(SpoolFile {
+            path,
+            file: Some(file),
+            len: 0,
+            in_memory: self.in_memory.clone(),
+        })
+    }
+}
+
+/// One upload's body on disk; removed when dropped.
+pub struct SpoolFile {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+    len: u64,
+    in_memory: Arc<Semaphore>,
+}
+
+/// A module read back into memory, with its place; the place is freed when this is dropped.
+pub struct Loaded {
+    pub bytes: Bytes,
+    _place: OwnedSemaphorePermit,
+}
+
+impl SpoolFile {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.len
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("spool file closed"))?;
+        file.write_all(chunk).await?;
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Waits for a place in memory, then reads the whole body into it.
+    pub async fn load(mut self) -> io::Result<Loaded> {
+        if let Some(mut file) = self.file.take() {
+            file.flush().await?;
+        }
+        let place = self
+            .in_memory
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(io::Error::other)?;
+        let bytes = tokio::fs::read(&self.path).await?;
+        Ok(Loaded {
+            bytes: Bytes::from(bytes),
+            _place: place,
+        })
+    }
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
