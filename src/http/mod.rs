@@ -61,4 +61,7 @@ pub struct Components {
     pub service_token: Secret,
     /// `realtime.ping_interval_secs`: how often every socket is pinged.
     pub ping_every: std::time::Duration,
+    /// `public_url` without a trailing `/`: the base of absolute links; empty for relative
+    /// ones.
+    pub public_url: String,
 }
