@@ -28,7 +28,8 @@ pub struct Settings {
     /// relative to the server's root. Never taken from a request's `Host` or
     /// `X-Forwarded-*` headers, which any client can set.
     pub public_url: String,
-    /// Directory holding the redb file, the search index and the JWT secret.
+    /// Directory holding the redb file, the search index and the secrets; made private
+    /// (0700, files 0600) at every start.
     pub data_dir: PathBuf,
     /// Size of the worker pool that executes agents. 0 accepts tasks but runs none.
     pub workers: usize,

@@ -33,6 +33,8 @@ use wasmtime::{Engine, Module};
 pub const KEY_FILE: &str = "module_cache_key";
 
 const MAGIC: &[u8; 8] = b"ZSCWASM2";
+/// Magic of the format before entries were authenticated (a bare sha256): never loaded now.
+const UNAUTHENTICATED_MAGIC: &[u8; 8] = b"ZSCWASM1";
 const HEADER: usize = MAGIC.len() + 32;
 
 pub struct ModuleCache {
@@ -106,6 +108,11 @@ impl ModuleCache {
                 .mac(hash, &bytes[HEADER..])
                 .verify_slice(&bytes[MAGIC.len()..HEADER])
                 .is_ok();
+        if !authentic && bytes.starts_with(UNAUTHENTICATED_MAGIC) {
+            tracing::debug!(path = %path.display(), "compiled module of the unauthenticated format deleted; compiling again");
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
         if !authentic {
             self.refused(&path);
             return None;
