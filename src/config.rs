@@ -23,7 +23,13 @@ pub const DEFAULT_CONFIG_FILE: &str = "config/zerostate.toml";
 pub struct Settings {
     /// Address the HTTP server binds to.
     pub listen: SocketAddr,
-    /// Directory holding the redb file, the search index and the JWT secret.
+    /// The URL clients reach this server at (`https://zerostate.example.com`, perhaps with a
+    /// path prefix), for the absolute links it hands out (signed downloads). Empty: links are
+    /// relative to the server's root. Never taken from a request's `Host` or
+    /// `X-Forwarded-*` headers, which any client can set.
+    pub public_url: String,
+    /// Directory holding the redb file, the search index and the secrets; made private
+    /// (0700, files 0600) at every start.
     pub data_dir: PathBuf,
     /// Size of the worker pool that executes agents. 0 accepts tasks but runs none.
     pub workers: usize,
@@ -125,30 +131,89 @@ impl std::fmt::Debug for Secret {
 }
 
 /// A secret of this install kept in a file of the data dir (session signing, download
-/// links): read, or drawn at random (64 bytes) and written with mode 0600 on first start.
-/// Blocking (file I/O).
+/// links, the compiled-code cache's key): read, or drawn at random (64 bytes) on first start
+/// and written atomically (see [`create_file_atomically`]), so a crash leaves the whole secret
+/// or none, never a short one that would stop every later start. Blocking (file I/O).
 pub fn read_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(secret) if secret.len() >= 32 => return Ok(secret),
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "secret is shorter than 32 bytes; delete it to generate a new one",
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    if let Some(secret) = read_secret(path)? {
+        return Ok(secret);
     }
     let mut secret = vec![0u8; 64];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+    if create_file_atomically(path, &secret)? {
+        return Ok(secret);
+    }
+    // Another process (`zerostate user create` beside the server) created it first: use that.
+    read_secret(path)?.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+}
+
+/// The secret in `path`; `None` if there is no such file.
+fn read_secret(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(secret) if secret.len() >= 32 => Ok(Some(secret)),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "secret is shorter than 32 bytes; delete it to generate a new one",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `path` holding `bytes`, mode 0600 from its first byte, unless it exists (then
+/// `false`, and the file is untouched). Atomic: the bytes go to a fresh temporary file beside
+/// it, which is synced, then linked under the final name (a link, unlike a rename, never
+/// replaces a file another process created meanwhile) and the directory synced; a reader or a
+/// crash sees the whole file or none. On a filesystem without hard links, a rename does it.
+pub fn create_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    std::io::Write::write_all(&mut file, &secret)?;
-    file.sync_all()?;
-    Ok(secret)
+    let written = options.open(&tmp).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()
+    });
+    let placed = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(_) if !path.exists() => std::fs::rename(&tmp, path).map(|()| true),
+        Err(e) => Err(e),
+    });
+    let _ = std::fs::remove_file(&tmp);
+    let placed = placed?;
+    if placed {
+        sync_dir(dir)?;
+    }
+    Ok(placed)
+}
+
+/// Makes a directory's entries (a file created or renamed in it) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// An absolute `http(s)://host[:port][/path]` URL: the base of links the server hands out.
+fn is_base_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    !host.is_empty()
+        && !host.contains('@')
+        && !url
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '\\'))
 }
 
 /// Weights of the auction's criteria; they must sum to 1.
@@ -245,6 +310,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
             data_dir: PathBuf::from("./zerostate-data"),
             workers: 4,
             demo: false,
@@ -351,6 +417,11 @@ impl Settings {
             }
         };
         rule(self.workers <= 1024, "workers must be at most 1024")?;
+        rule(
+            self.public_url.is_empty() || is_base_url(&self.public_url),
+            "public_url must be empty or an http:// or https:// URL with a host and no query, \
+             fragment or spaces",
+        )?;
         rule(
             (1..=t.max_timeout_secs).contains(&t.default_timeout_secs),
             "tasks.default_timeout_secs must be between 1 and tasks.max_timeout_secs",
@@ -518,6 +589,81 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_file_is_created_atomically_once_with_mode_0600_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        assert!(create_file_atomically(&path, b"first").unwrap());
+        assert!(!create_file_atomically(&path, b"second").unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["secret"], "no temporary file is left behind");
+    }
+
+    #[test]
+    fn processes_creating_a_secret_at_once_all_get_the_one_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("link_secret");
+        let secrets: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| read_or_create_secret(&path).unwrap()))
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(on_disk.len(), 64);
+        assert!(secrets.iter().all(|s| *s == on_disk));
+        // A short (damaged) secret stops start-up rather than being replaced silently.
+        std::fs::write(&path, b"short").unwrap();
+        let err = read_or_create_secret(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn public_url_is_an_http_base_url_or_empty() {
+        for good in [
+            "",
+            "https://zerostate.example.com",
+            "http://10.0.0.5:8080/zerostate/",
+        ] {
+            assert!(
+                Settings {
+                    public_url: good.into(),
+                    ..Settings::default()
+                }
+                .checked()
+                .is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "zerostate.example.com",
+            "ftp://example.com",
+            "https://",
+            "https:///path",
+            "https://example.com/?x=1",
+            "https://example.com/#top",
+            "https://user@evil.example",
+            "https://exa mple.com",
+        ] {
+            let err = Settings {
+                public_url: bad.into(),
+                ..Settings::default()
+            }
+            .checked();
+            assert!(err.unwrap_err().to_string().contains("public_url"), "{bad}");
+        }
     }
 
     #[test]

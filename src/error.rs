@@ -83,9 +83,11 @@ error_codes! {
     RouteNotFound => (NOT_FOUND, "route_not_found"),
     /// No agent with this id (or not visible to the caller).
     AgentNotFound => (NOT_FOUND, "agent_not_found"),
-    /// No task with this id owned by the caller.
+    /// No task with this id owned by the caller (another user's task answers this too, so
+    /// its existence stays hidden).
     TaskNotFound => (NOT_FOUND, "task_not_found"),
-    /// The task belongs to another user.
+    /// Retired: no route answers it any more (another user's task is `task_not_found`). Kept
+    /// so the name is never reused.
     TaskForbidden => (FORBIDDEN, "task_forbidden"),
     /// The task input does not satisfy the agent's input JSON Schema; `error.path` is the JSON
     /// pointer of the first mismatch.
@@ -96,6 +98,8 @@ error_codes! {
     AgentForbidden => (FORBIDDEN, "agent_forbidden"),
     /// Reviews are open to users who had a task completed by the agent.
     ReviewNotAllowed => (FORBIDDEN, "review_not_allowed"),
+    /// An agent's owner may not review it: reviews feed the auction's quality score.
+    OwnAgentReview => (FORBIDDEN, "own_agent_review"),
     /// A download link whose signature does not match what it names.
     InvalidSignature => (FORBIDDEN, "invalid_signature"),
     /// A download link past its expiry time.

@@ -127,6 +127,7 @@ impl Application {
             service_token: settings.realtime.service_token.clone(),
             ping_every: Duration::from_secs(settings.realtime.ping_interval_secs),
             spool: services.spool,
+            public_url: settings.public_url.trim_end_matches('/').to_owned(),
         });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
@@ -259,7 +260,13 @@ impl Opened {
                     .map_err(|e| StartError::Runtime(format!("build thread: {e}")))?,
                 executor: Executor::with_config(executor_config)
                     .map_err(|e| StartError::Runtime(e.to_string()))?
-                    .with_module_cache(&data_dir.join(MODULES_DIR))
+                    .with_module_cache(
+                        &data_dir.join(MODULES_DIR),
+                        &config::read_or_create_secret(
+                            &data_dir.join(runtime::MODULE_CACHE_KEY_FILE),
+                        )
+                        .map_err(|e| StartError::Runtime(format!("module cache key: {e}")))?,
+                    )
                     .map_err(|e| StartError::Runtime(format!("module cache: {e}")))?,
             })
         };
@@ -367,12 +374,101 @@ fn failed(step: &str, error: impl std::fmt::Display) -> StartError {
     StartError::Component(format!("{step}: {error}"))
 }
 
-/// Creates the data dir readable by the service user only (it holds password hashes and the
-/// signing secret). An existing directory keeps its permissions.
+/// Makes the data dir private to the service user, whatever existed before (it holds password
+/// hashes, session and link secrets, and compiled code the server maps as executable): the
+/// directory and every directory in it 0700, every file 0600, created if need be. It also sets
+/// the process umask to 077, so what the server and its libraries create later (redb, the WAL,
+/// tantivy's segment files) is private from the start; nothing this process writes is meant
+/// for other users. Symbolic links inside are left alone (never followed). Blocking.
 pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    // SAFETY: umask takes and returns a plain integer and cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path)
+    builder.create(path)?;
+    #[cfg(unix)]
+    make_private(path, std::fs::metadata(path)?)?;
+    Ok(())
+}
+
+/// Sets `path` (whose metadata, not following a link, is `meta`) to 0700 if a directory, its
+/// contents too, or 0600 if a file; other kinds (links, sockets) are left as they are.
+#[cfg(unix)]
+fn make_private(path: &std::path::Path, meta: std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match meta.file_type() {
+        t if t.is_dir() => 0o700,
+        t if t.is_file() => 0o600,
+        _ => return Ok(()),
+    };
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    if meta.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(named)?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(named)? {
+            let entry = entry.map_err(named)?;
+            make_private(&entry.path(), entry.metadata().map_err(named)?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn an_existing_data_dir_with_loose_modes_is_made_private() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let search = data.join(INDEX_DIR);
+        std::fs::create_dir_all(&search).unwrap();
+        let loose = |p: &std::path::Path, m| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        std::fs::write(data.join(DB_FILE), b"db").unwrap();
+        std::fs::write(search.join("meta.json"), b"{}").unwrap();
+        loose(&data.join(DB_FILE), 0o644);
+        loose(&search.join("meta.json"), 0o664);
+        loose(&search, 0o2775);
+        loose(&data, 0o755);
+        // A link to something outside is not followed: its target keeps its mode.
+        let outside = root.path().join("outside");
+        std::fs::write(&outside, b"x").unwrap();
+        loose(&outside, 0o644);
+        std::os::unix::fs::symlink(&outside, data.join("link")).unwrap();
+
+        create_private_dir(&data).unwrap();
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&search), 0o700);
+        assert_eq!(mode(&data.join(DB_FILE)), 0o600);
+        assert_eq!(mode(&search.join("meta.json")), 0o600);
+        assert_eq!(mode(&outside), 0o644);
+        // What is created from now on is private too (the umask).
+        std::fs::write(data.join("later"), b"x").unwrap();
+        std::fs::create_dir(data.join("later-dir")).unwrap();
+        assert_eq!(mode(&data.join("later")), 0o600);
+        assert_eq!(mode(&data.join("later-dir")), 0o700);
+        // A fresh one is created private, parents included.
+        let fresh = root.path().join("a/b");
+        create_private_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+    }
 }

@@ -350,7 +350,7 @@ impl Marketplace {
     }
 
     /// Adds or replaces `caller`'s review; only users who had a task completed by the agent
-    /// may review it.
+    /// may review it, and never its owner (reviews move the agent's auction score).
     pub async fn review(
         &self,
         caller: &Caller,
@@ -358,7 +358,10 @@ impl Marketplace {
         rating: u8,
         comment: String,
     ) -> Result<Review, AgentError> {
-        self.get(id).await?;
+        // An agent's owner never changes, so this check cannot go stale before the write.
+        if self.get(id).await?.owner_id == caller.id {
+            return Err(AgentError::OwnAgentReview);
+        }
         let now = OffsetDateTime::now_utc();
         let review = Review {
             agent_id: id,

@@ -68,6 +68,8 @@ pub enum AgentError {
     VersionNotReady(String),
     #[error("only users who had a task completed by this agent may review it")]
     ReviewNotAllowed,
+    #[error("owners may not review their own agents")]
+    OwnAgentReview,
     #[error("input at `{path}` does not match the agent's input schema: {message}")]
     InvalidInput { path: String, message: String },
     #[error(transparent)]
@@ -97,6 +99,7 @@ impl From<AgentError> for ApiError {
             AgentError::VersionIsCurrent(_) => Code::VersionIsCurrent,
             AgentError::VersionNotReady(_) => Code::VersionNotReady,
             AgentError::ReviewNotAllowed => Code::ReviewNotAllowed,
+            AgentError::OwnAgentReview => Code::OwnAgentReview,
             AgentError::InvalidInput { path, .. } => {
                 let path = path.clone();
                 return ApiError::new(Code::InvalidInput, e.to_string()).with_path(path);

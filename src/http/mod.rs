@@ -65,4 +65,7 @@ pub struct Components {
     pub ping_every: std::time::Duration,
     /// Where upload bodies wait on disk.
     pub spool: spool::Spool,
+    /// `public_url` without a trailing `/`: the base of absolute links; empty for relative
+    /// ones.
+    pub public_url: String,
 }

@@ -111,7 +111,18 @@ pub fn router(routes: Router<AppState>, state: AppState) -> Router {
         }))
         // Outside the panic catcher, so a panic is logged with its request.
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::map_response(nosniff))
         .with_state(state)
+}
+
+/// `X-Content-Type-Options: nosniff` on every response: a browser renders each one as its
+/// declared type only, never a JSON body, an error or an agent's output sniffed as HTML.
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {

@@ -328,7 +328,7 @@ impl Wal {
         bytes.extend_from_slice(&lsn.offset.to_le_bytes());
         bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
         let tmp = self.dir.join(CHECKPOINT_TMP);
-        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        let mut file = private_file().truncate(true).open(&tmp).map_err(io(&tmp))?;
         file.write_all(&bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
         let target = self.dir.join(CHECKPOINT_FILE);
@@ -605,12 +605,20 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(ids)
 }
 
+/// Options that create a file for writing, readable by the service user only (mode 0600):
+/// the log holds every task's input and output.
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.create(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
 fn create_segment(dir: &Path, id: u64) -> Result<File, WalError> {
     let path = segment_path(dir, id);
-    let mut file = OpenOptions::new()
-        .create(true)
+    let mut file = private_file()
         .truncate(true)
-        .write(true)
         .open(&path)
         .map_err(io(&path))?;
     file.write_all(MAGIC).map_err(io(&path))?;

@@ -56,10 +56,10 @@ pub enum TaskError {
     AgentNotFound,
     #[error("the agent is {0}; it takes tasks once its build is ready")]
     AgentNotReady(&'static str),
+    /// No such task, or another user's: the two answer alike, so ids of others' tasks
+    /// reveal nothing.
     #[error("task not found")]
     NotFound,
-    #[error("this task belongs to another user")]
-    Forbidden,
     #[error(
         "the task this Idempotency-Key created has been deleted by retention; send a new key to submit again"
     )]
@@ -89,7 +89,6 @@ impl From<TaskError> for ApiError {
             TaskError::AgentNotFound => Code::AgentNotFound,
             TaskError::AgentNotReady(_) => Code::AgentNotReady,
             TaskError::NotFound => Code::TaskNotFound,
-            TaskError::Forbidden => Code::TaskForbidden,
             TaskError::KeyReused => Code::IdempotencyKeyReused,
             TaskError::Finished(_) => Code::TaskFinished,
             TaskError::QueueFull(_) => Code::QueueFull,
@@ -392,12 +391,11 @@ impl Orchestrator {
         )?)
     }
 
-    /// A task, if `owner` owns it.
+    /// A task, if `owner` owns it; another user's task is [`TaskError::NotFound`] too.
     pub async fn task(&self, owner: Uuid, id: Uuid) -> Result<Task, TaskError> {
         match self.inner.journal.task(id).await? {
             Some(task) if task.owner_id == owner => Ok(task),
-            Some(_) => Err(TaskError::Forbidden),
-            None => Err(TaskError::NotFound),
+            Some(_) | None => Err(TaskError::NotFound),
         }
     }
 

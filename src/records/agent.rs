@@ -37,10 +37,12 @@ pub struct Agent {
     /// Run limits the manifest asked for; `null` fields take the server's defaults.
     #[serde(default)]
     pub limits: Limits,
-    /// Arguments after argv[0], from the manifest.
+    /// Arguments after argv[0], from the manifest. In the API, only the owner and admins
+    /// see it (`GET /api/v1/agents/{id}`); listings and other users get the agent without it.
     #[serde(default)]
     pub argv: Vec<String>,
-    /// Environment from the manifest (the runtime adds `ZEROSTATE_*`).
+    /// Environment from the manifest (the runtime adds `ZEROSTATE_*`). Seen by the owner and
+    /// admins only, like `argv`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// JSON Schema the task input must satisfy; `null` accepts any input.

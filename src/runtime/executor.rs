@@ -274,9 +274,10 @@ impl Executor {
     }
 
     /// Keeps compiled modules in `dir` (see [`ModuleCache`]), so that after a restart a
-    /// module is loaded instead of compiled again. Blocking.
-    pub fn with_module_cache(mut self, dir: &Path) -> std::io::Result<Self> {
-        self.cache = Some(ModuleCache::open(dir, &self.engine)?);
+    /// module is loaded instead of compiled again. Entries are authenticated under `key`, a
+    /// secret of this install: a file it did not write is never loaded. Blocking.
+    pub fn with_module_cache(mut self, dir: &Path, key: &[u8]) -> std::io::Result<Self> {
+        self.cache = Some(ModuleCache::open(dir, &self.engine, key)?);
         Ok(self)
     }
 
@@ -936,12 +937,24 @@ mod tests {
     async fn a_restart_loads_compiled_code_from_the_cache_and_a_damaged_entry_is_recompiled() {
         let dir = tempfile::tempdir().unwrap();
         let bytes = wat::parse_str(echo_then_exit(0)).unwrap();
-        let cached = |dir: &Path| Executor::new(1).unwrap().with_module_cache(dir).unwrap();
+        let cached = |dir: &Path| {
+            Executor::new(1)
+                .unwrap()
+                .with_module_cache(dir, b"this install's key")
+                .unwrap()
+        };
 
         let first = cached(dir.path());
         assert_eq!(first.prepare("m", &bytes), Ok(Prepared::Compiled));
         assert_eq!(first.prepare("m", &bytes), Ok(Prepared::Loaded));
         drop(first);
+        let entry = cache_entry(dir.path());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&entry).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
 
         // A restart: the code comes from disk, without the module bytes.
         let second = cached(dir.path());
@@ -954,18 +967,14 @@ mod tests {
         );
         drop(second);
 
-        // A flipped bit in the compiled code fails the checksum: compiled again, not run.
-        let entry = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
-            .unwrap();
+        // A flipped bit in the compiled code fails the MAC: compiled again, not run.
         let mut code = std::fs::read(&entry).unwrap();
         let last = code.len() - 1;
         code[last] ^= 1;
         std::fs::write(&entry, code).unwrap();
         let third = cached(dir.path());
         assert_eq!(third.prepare_cached("m"), Ok(None));
+        assert!(!entry.exists(), "the damaged entry is deleted");
         assert_eq!(third.prepare("m", &bytes), Ok(Prepared::Compiled));
 
         // Files of another engine build are deleted at open.
@@ -973,5 +982,60 @@ mod tests {
         std::fs::write(&foreign, b"old").unwrap();
         drop(cached(dir.path()));
         assert!(!foreign.exists());
+    }
+
+    /// The one compiled-module file in `dir`.
+    fn cache_entry(dir: &Path) -> std::path::PathBuf {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries.pop().unwrap()
+    }
+
+    #[test]
+    fn a_planted_or_swapped_compiled_module_is_never_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = |dir: &Path| {
+            Executor::new(1)
+                .unwrap()
+                .with_module_cache(dir, b"this install's key")
+                .unwrap()
+        };
+        let planter = Executor::new(1)
+            .unwrap()
+            .with_module_cache(dir.path(), b"a key the planter chose")
+            .unwrap();
+        // Real wasmtime output for this very engine, with a sound header, but not under our
+        // key: what someone able to write the directory could plant.
+        let spin = wat::parse_str(SPIN).unwrap();
+        assert_eq!(planter.prepare("m", &spin), Ok(Prepared::Compiled));
+        let planted = cache_entry(dir.path());
+        let server = ours(dir.path());
+        assert_eq!(
+            server.prepare_cached("m"),
+            Ok(None),
+            "planted code is not loaded"
+        );
+        assert!(!planted.exists(), "and it is deleted");
+
+        // Our own entry of another module, copied under this module's name: the MAC binds
+        // the name, so it is refused too.
+        let echo = wat::parse_str(echo_then_exit(0)).unwrap();
+        assert_eq!(server.prepare("echo", &echo), Ok(Prepared::Compiled));
+        let echo_entry = cache_entry(dir.path());
+        let name = echo_entry.file_name().unwrap().to_str().unwrap();
+        let swapped = dir.path().join(name.replacen("echo", "m", 1));
+        std::fs::copy(&echo_entry, &swapped).unwrap();
+        let restarted = ours(dir.path());
+        assert_eq!(restarted.prepare_cached("echo"), Ok(Some(Prepared::Cached)));
+        assert_eq!(
+            restarted.prepare_cached("m"),
+            Ok(None),
+            "a swapped entry is not loaded"
+        );
+        assert!(!swapped.exists());
     }
 }

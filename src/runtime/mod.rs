@@ -11,6 +11,7 @@ mod executor;
 mod pipes;
 mod validate;
 
+pub use cache::KEY_FILE as MODULE_CACHE_KEY_FILE;
 pub use compiler::Compiler;
 pub use executor::{Executor, ExecutorConfig, Outcome, Prepared, RunLimits, RunOutput};
 pub use validate::{ModuleInfo, ValidationError, check, validate};

@@ -441,6 +441,44 @@ async fn identical_bytes_share_one_blob_which_goes_with_the_last_version_using_i
     }
 }
 
+/// `GET /agents/{id}/binary/url` with a `Host` and `X-Forwarded-*` headers naming another
+/// site, as a client poisoning links handed to others would send.
+async fn link_asked_with_forged_headers(app: &TestApp, token: &str, id: &str) -> (u16, Value) {
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/v1/agents/{id}/binary/url")))
+        .bearer_auth(token)
+        .header("host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    read(resp).await
+}
+
+#[tokio::test]
+async fn signed_links_are_built_on_the_configured_public_url_never_on_request_headers() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = settings(dir.path(), 1);
+    settings.public_url = "https://zerostate.example.com/market/".into();
+    let app = spawn_with(settings, dir).await;
+    let token = app.signup("owner@example.com").await;
+    let id = app
+        .publish(&token, "Linked", says("bytes"), "linked", 0.0)
+        .await;
+    let (status, link) = link_asked_with_forged_headers(&app, &token, &id).await;
+    assert_eq!(status, 200, "{link}");
+    let url = link["url"].as_str().unwrap();
+    let prefix = format!("https://zerostate.example.com/market/api/v1/agents/{id}/binary?");
+    assert!(url.starts_with(&prefix), "{url}");
+    assert!(!url.contains("evil"), "{url}");
+    // The same link, reached directly (as the proxy at public_url would forward it), works.
+    let path = &url["https://zerostate.example.com/market".len()..];
+    let (status, bytes) = download(&app, &app.url(path), None).await;
+    assert_eq!((status, bytes), (200, says("bytes")));
+}
+
 #[tokio::test]
 async fn signed_links_download_without_a_session_until_they_expire_or_are_changed() {
     let app = spawn_app().await;
@@ -448,12 +486,17 @@ async fn signed_links_download_without_a_session_until_they_expire_or_are_change
     let id = app
         .publish(&token, "Linked", says("bytes"), "linked", 0.0)
         .await;
-    let (status, link) = app
-        .get(&format!("/api/v1/agents/{id}/binary/url"), Some(&token))
-        .await;
+    let (status, link) = link_asked_with_forged_headers(&app, &token, &id).await;
     assert_eq!(status, 200, "{link}");
-    let url = link["url"].as_str().unwrap().to_owned();
-    assert!(url.starts_with(&app.base), "{url}");
+    // Without `public_url` the link is relative: the forged headers are not in it.
+    let path = link["url"].as_str().unwrap();
+    assert!(
+        path.starts_with(&format!(
+            "/api/v1/agents/{id}/binary?version=1.0.0&expires="
+        )),
+        "{path}"
+    );
+    let url = app.url(path);
     let expires_at = time::OffsetDateTime::parse(
         link["expires_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,
@@ -655,6 +698,14 @@ async fn reviews_come_from_users_who_ran_the_agent_and_rate_it_by_a_bayesian_sco
     }
     let (status, body) = review(&user, json!({"rating": 5, "comment": "great"})).await;
     assert_eq!((status, body["rating"].as_u64()), (201, Some(5)), "{body}");
+    // The owner may not review their own agent, even after a task of theirs completed on
+    // it: reviews move the agent's auction score.
+    assert_eq!(app.run_on(&owner, &id, "x").await["status"], "completed");
+    assert_error(
+        &review(&owner, json!({"rating": 5, "comment": "mine is the best"})).await,
+        403,
+        "own_agent_review",
+    );
     let (_, agent) = app.get(&format!("/api/v1/agents/{id}"), Some(&owner)).await;
     assert_eq!(
         (
@@ -1097,5 +1148,89 @@ async fn the_search_index_is_rebuilt_from_the_store_when_missing_or_damaged() {
         assert_eq!(versions_of(&versions).len(), 2, "{versions}");
         assert_eq!(app.run_on(&token, &id, "x").await["result"], "t");
         app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn argv_and_env_are_shown_to_the_owner_and_admins_only() {
+    let (app, admin) = spawn_with_admin().await;
+    let owner = app.signup("owner@example.com").await;
+    let other = app.signup("other@example.com").await;
+    let manifest = json!({"name": "Private", "capabilities": ["private"],
+        "argv": ["--endpoint", "https://internal.example"], "env": {"API_TOKEN": "s3cret"}});
+    let (status, body) = app
+        .upload_manifest(&owner, &manifest, wasm(ECHO_AGENT), true)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["agent_id"].as_str().unwrap().to_owned();
+    let agent = format!("/api/v1/agents/{id}");
+    let (_, key) = app
+        .post_json(
+            "/api/v1/users/me/api-keys",
+            Some(&owner),
+            &json!({"name": "ci", "scopes": ["agents:read"]}),
+        )
+        .await;
+    let owners_key = key["key"].as_str().unwrap().to_owned();
+
+    for who in [&owner, &owners_key, &admin] {
+        let (status, body) = app.get(&agent, Some(who)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["env"], json!({"API_TOKEN": "s3cret"}), "{body}");
+        assert_eq!(body["argv"][1], "https://internal.example", "{body}");
+    }
+    // Another user gets the agent, without the two fields (absent, not emptied).
+    let (status, body) = app.get(&agent, Some(&other)).await;
+    assert_eq!((status, body["name"].as_str()), (200, Some("Private")));
+    let fields = body.as_object().unwrap();
+    assert!(
+        !fields.contains_key("env") && !fields.contains_key("argv"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("s3cret"), "{body}");
+    // Listings are shared pages: nobody sees them there, the owner included.
+    for (who, path) in [
+        (&owner, "/api/v1/agents?owner=me"),
+        (&other, "/api/v1/agents"),
+        (&admin, "/api/v1/agents/search?q=private"),
+    ] {
+        let (status, body) = app.get(path, Some(who)).await;
+        assert_eq!(
+            (status, body["total"].as_u64()),
+            (200, Some(1)),
+            "{path}: {body}"
+        );
+        let listed = body["agents"][0].as_object().unwrap();
+        assert!(
+            !listed.contains_key("env") && !listed.contains_key("argv"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_listing_of_owner_me_is_never_served_to_another_caller_however_it_is_spelled() {
+    let app = spawn_app().await;
+    let alice = app.signup("alice@example.com").await;
+    let bob = app.signup("bob@example.com").await;
+    app.publish(&alice, "Alices", says("a"), "alice", 0.0).await;
+    // Each spelling decodes to `owner=me`: Alice's page first (now cached), then Bob's, which
+    // must be his own (empty), not Alice's cached one.
+    for query in [
+        "owner=me",
+        "owner=%6De",
+        "%6Fwner=%6d%65",
+        "owner=+me",
+        "owner_id=m%65",
+    ] {
+        let path = format!("/api/v1/agents?{query}");
+        let (_, mine) = app.get(&path, Some(&alice)).await;
+        assert_eq!(mine["total"], 1, "{query}: {mine}");
+        let (status, his) = app.get(&path, Some(&bob)).await;
+        assert_eq!(
+            (status, his["total"].as_u64()),
+            (200, Some(0)),
+            "{query}: {his}"
+        );
     }
 }

@@ -93,6 +93,61 @@ async fn the_web_ui_is_served_from_the_binary() {
 }
 
 #[tokio::test]
+async fn ui_responses_carry_a_strict_csp_and_every_response_nosniff() {
+    let app = spawn_app().await;
+    let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+        connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+        frame-ancestors 'none'";
+    // Pages, client-side routes, assets, a seed page's redirect and a missing asset.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, status) in [
+        ("/", 200),
+        ("/agents/0190a1b2-0000-7000-8000-000000000001", 200),
+        ("/js/app.js", 200),
+        ("/style.css", 200),
+        ("/favicon.svg", 200),
+        ("/agents.html", 301),
+        ("/nope.png", 404),
+    ] {
+        let resp = client.get(app.url(path)).send().await.unwrap();
+        let h = resp.headers();
+        assert_eq!(resp.status(), status, "{path}");
+        assert_eq!(h["content-security-policy"], csp, "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+    }
+    // The HTML has no inline script or style for the policy to refuse.
+    let html = app
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("<script>") && !html.contains("<style") && !html.contains("style="));
+    // API answers, errors included, are never sniffed into another type.
+    for path in [
+        "/health",
+        "/api/v1/users/me",
+        "/api/v1/nope",
+        "/api/v1/openapi.json",
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn demo_agents_are_published_once_and_run() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut settings = crate::helpers::settings(dir.path(), 1);

@@ -137,3 +137,71 @@ async fn retention_deletes_the_oldest_finished_tasks() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+/// Every file and directory under `dir` (itself included) with its mode, not following links.
+#[cfg(unix)]
+fn modes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    let mut found = vec![(dir.to_owned(), meta.permissions().mode() & 0o7777)];
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            found.extend(modes(&entry.unwrap().path()));
+        }
+    }
+    found
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_data_dir_left_with_loose_modes_is_private_again_after_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_with(settings(dir.path(), 1), dir.clone()).await;
+    let token = app.signup("user@example.com").await;
+    let echo = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+    app.run_on(&token, &echo, "hello").await;
+    let dir = app.stop().await;
+    // What an operator's copy or an older build could leave: world-readable everything.
+    for (path, _) in modes(dir.path()) {
+        let loose = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+    }
+
+    let app = spawn_with(settings(dir.path(), 1), dir.clone()).await;
+    assert_eq!(
+        app.run_on(&token, &echo, "again").await["status"],
+        "completed"
+    );
+    let dir = app.stop().await;
+    let found = modes(dir.path());
+    for name in [
+        zerostate::DB_FILE,
+        "jwt_secret",
+        "link_secret",
+        "module_cache_key",
+    ] {
+        assert!(
+            found.iter().any(|(p, _)| p.ends_with(name)),
+            "{name} in {found:?}"
+        );
+    }
+    for sub in [
+        zerostate::WAL_DIR,
+        zerostate::MODULES_DIR,
+        zerostate::INDEX_DIR,
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|(p, _)| p.starts_with(dir.path().join(sub)) && p.is_file()),
+            "files in {sub}: {found:?}"
+        );
+    }
+    for (path, mode) in &found {
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, private, "{}", path.display());
+    }
+}

@@ -380,16 +380,37 @@ async fn users_see_only_their_own_tasks() {
         )
         .await;
 
-    assert_error(
-        &app.get(&format!("/api/v1/tasks/{first}"), Some(&bob)).await,
-        403,
-        "task_forbidden",
-    );
+    // Another user's task answers exactly as an id that never existed: 404, so task ids
+    // reveal nothing to others, on every task route.
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for id in [first.as_str(), unknown.as_str()] {
+        let message = assert_error(
+            &app.get(&format!("/api/v1/tasks/{id}"), Some(&bob)).await,
+            404,
+            "task_not_found",
+        )
+        .to_owned();
+        assert_eq!(message, format!("no task with id `{id}`"));
+        assert_error(
+            &app.post_json(
+                &format!("/api/v1/tasks/{id}/cancel"),
+                Some(&bob),
+                &json!({}),
+            )
+            .await,
+            404,
+            "task_not_found",
+        );
+    }
     assert_error(
         &app.get("/api/v1/tasks/not-a-uuid", Some(&bob)).await,
         404,
         "task_not_found",
     );
+    let (status, task) = app
+        .get(&format!("/api/v1/tasks/{first}"), Some(&alice))
+        .await;
+    assert_eq!((status, task["id"].as_str()), (200, Some(first.as_str())));
     let (_, bobs) = app.get("/api/v1/tasks", Some(&bob)).await;
     assert_eq!(
         (
@@ -759,7 +780,7 @@ async fn cancel_stops_queued_and_running_tasks_and_refuses_finished_ones() {
         .submit(&token, json!({"query": "c", "agent_id": echo, "budget": 0}))
         .await;
 
-    assert_error(&cancel(&other, &queued).await, 403, "task_forbidden");
+    assert_error(&cancel(&other, &queued).await, 404, "task_not_found");
     let (status, task) = cancel(&token, &queued).await;
     assert_eq!(
         (status, task["status"].as_str()),

@@ -509,3 +509,28 @@ async fn a_peer_that_answers_no_pings_is_dropped() {
         .position(|w| w[0] == 0x88 && w[2..] == [0x03, 0xF0]);
     assert!(close.is_some(), "{}", String::from_utf8_lossy(&received));
 }
+
+#[tokio::test]
+async fn an_oversize_message_closes_the_socket_with_1009() {
+    let app = spawn_app().await;
+    let token = app.signup("user@example.com").await;
+    // At the limit (16 KiB): answered, the socket stays open.
+    let mut socket = app.socket(&token).await;
+    let at_limit = format!(
+        r#"{{"type":"ping","pad":"{}"}}"#,
+        "x".repeat(16 * 1024 - 24)
+    );
+    assert_eq!(at_limit.len(), 16 * 1024);
+    socket.send(Message::text(at_limit)).await.unwrap();
+    assert_eq!(next_of_type(&mut socket, "pong").await["type"], "pong");
+    // One byte over, and far over (past what the server reads at all): 1009, not a dropped
+    // connection (1006).
+    for size in [16 * 1024 + 1, 1024 * 1024] {
+        let mut socket = app.socket(&token).await;
+        // The send may fail midway once the server has closed; the close frame is what counts.
+        let _ = socket.send(Message::text("x".repeat(size))).await;
+        let (code, reason) = close_frame(&mut socket).await;
+        assert_eq!(code, 1009, "{size} bytes: {reason}");
+        assert!(reason.contains("16384"), "{reason}");
+    }
+}

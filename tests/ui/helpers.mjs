@@ -176,8 +176,9 @@ export async function launchBrowser() {
 }
 
 /**
- * A fresh context and page on `server`. Uncaught page errors are collected in page.errors so a
- * test can assert there were none. With `token`, the page starts signed in.
+ * A fresh context and page on `server`. Uncaught page errors and Content-Security-Policy
+ * violations are collected in page.errors so a test can assert there were none. With `token`,
+ * the page starts signed in.
  */
 export async function openPage(browser, server, { token, viewport = { width: 1280, height: 900 } } = {}) {
   const context = await browser.newContext({ baseURL: server.url, viewport });
@@ -186,6 +187,10 @@ export async function openPage(browser, server, { token, viewport = { width: 128
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (err) => page.errors.push(err));
+  // Whatever the Content-Security-Policy refuses (an inline style, a script) counts as an error.
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /Content Security Policy/i.test(msg.text())) page.errors.push(new Error(msg.text()));
+  });
   return { context, page };
 }
 
@@ -193,7 +198,15 @@ export async function screenshot(page, name) {
   mkdirSync(OUT, { recursive: true });
   const file = path.join(OUT, `${name}.png`);
   // Toasts are fixed to the viewport's corner; in a full-page capture they would land mid-page.
-  await page.screenshot({ path: file, fullPage: true, style: '#toasts { visibility: hidden; }' });
+  // Hidden through the CSSOM: the page's Content-Security-Policy refuses the inline <style>
+  // that screenshot's `style` option would add.
+  const toasts = (visibility) => page.evaluate((v) => {
+    const el = document.getElementById('toasts');
+    if (el) el.style.visibility = v;
+  }, visibility);
+  await toasts('hidden');
+  await page.screenshot({ path: file, fullPage: true });
+  await toasts('');
   return file;
 }
 

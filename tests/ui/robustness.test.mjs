@@ -85,7 +85,13 @@ describe('robustness of the UI', { timeout: 15 * 60_000 }, () => {
     });
     assert.equal(sub.data.status, 'completed', JSON.stringify(sub.data));
     taskId = sub.data.id || sub.data.task_id;
-    const review = await api(server, 'POST', `/agents/${agentId}/reviews`, { token: user.token, json: { rating: 4, comment: HOSTILE_COMMENT } });
+    // Owners may not review their own agents: another hostile user runs it, then reviews it.
+    const reviewer = await registerUser(server, { full_name: '<i>Mallory</i>' });
+    const ran = await api(server, 'POST', '/tasks/submit', {
+      token: reviewer.token, json: { query: 'x', budget: 1, agent_id: agentId }, headers: { Prefer: 'wait=60' },
+    });
+    assert.equal(ran.data.status, 'completed', JSON.stringify(ran.data));
+    const review = await api(server, 'POST', `/agents/${agentId}/reviews`, { token: reviewer.token, json: { rating: 4, comment: HOSTILE_COMMENT } });
     assert.ok([200, 201].includes(review.status), JSON.stringify(review.data));
   });
 

@@ -14,8 +14,8 @@ export function $(id) {
 /**
  * Create an element.
  *   h('button', { class: 'btn', type: 'button', onclick: fn }, 'Label')
- * Props: `class`, `text`, `value`, `on<event>` (function) are special; everything else becomes
- * an attribute (true → empty attribute, null/false/undefined → omitted). Children may be nodes,
+ * Props: `class`, `text`, `value`, `style`, `on<event>` (function) are special; everything else
+ * becomes an attribute (true → empty attribute, null/false/undefined → omitted). Children may be nodes,
  * strings/numbers (→ text nodes), arrays, or null/false (skipped).
  */
 export function h(tag, props, ...children) {
@@ -44,6 +44,8 @@ function setProps(el, props) {
     if (key === 'class') el.setAttribute('class', value);
     else if (key === 'text') el.textContent = String(value);
     else if (key === 'value' && 'value' in el) el.value = String(value);
+    // Through the CSSOM: the Content-Security-Policy refuses style attributes.
+    else if (key === 'style') el.style.cssText = String(value);
     else if (/^on/i.test(key)) {
       // Listeners only: a string here would become inline script.
       if (typeof value === 'function') el.addEventListener(key.slice(2), value);

@@ -62,8 +62,9 @@ pub struct Facets {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentListResponse {
+    /// Without `argv` and `env` (see [`public_view`]): a page is shared by every caller.
     #[schema(value_type = Vec<Agent>)]
-    agents: Vec<std::sync::Arc<Agent>>,
+    agents: Vec<Value>,
     total: usize,
     limit: usize,
     offset: usize,
@@ -359,8 +360,24 @@ pub async fn register(
     Ok((status, headers, ApiJson(agent)))
 }
 
+/// Fields of an agent that only its owner and admins see: the manifest's `argv` and `env`,
+/// where owners put tokens and endpoints for their agent.
+const PRIVATE_FIELDS: [&str; 2] = ["argv", "env"];
+
+/// An agent as everyone may see it: without [`PRIVATE_FIELDS`] (absent, not emptied, so
+/// nobody takes them for empty).
+fn public_view(agent: &Agent) -> Value {
+    let mut value = serde_json::to_value(agent).expect("agents serialise");
+    if let Value::Object(fields) = &mut value {
+        for field in PRIVATE_FIELDS {
+            fields.remove(field);
+        }
+    }
+    value
+}
+
 /// Listing parameters of `GET /api/v1/agents`.
-fn agent_query(query: Option<String>, me: Uuid) -> Result<AgentQuery, ApiError> {
+fn agent_query(query: &str, me: Uuid) -> Result<AgentQuery, ApiError> {
     let mut q = AgentQuery {
         limit: DEFAULT_LIMIT,
         ..Default::default()
@@ -373,7 +390,7 @@ fn agent_query(query: Option<String>, me: Uuid) -> Result<AgentQuery, ApiError> 
             .filter(|n| n.is_finite())
             .ok_or_else(|| ApiError::new(Code::InvalidRequest, format!("{name} must be a number")))
     };
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "q" | "query" => q.q = Some(value.into_owned()),
             "capability" | "capabilities" => q.filter.capabilities.extend(
@@ -452,9 +469,11 @@ async fn list_agents(
     user: AuthUser,
     query: Option<String>,
 ) -> Result<Response, ApiError> {
-    let raw = query.clone().unwrap_or_default();
-    // `owner=me` means another page per caller.
-    let key = if raw.contains("me") {
+    let raw = query.unwrap_or_default();
+    // Parsed (and so decoded) before the cache is asked: `owner=me`, however it is spelled
+    // (`owner=%6De`, `%6Fwner=me`), is another page per caller.
+    let q = agent_query(&raw, user.id)?;
+    let key = if q.filter.owner == Some(user.id) {
         format!("{}\n{raw}", user.id)
     } else {
         raw
@@ -465,11 +484,10 @@ async fn list_agents(
     let body = match state.marketplace.cached_page(&key, generation) {
         Some(body) => body,
         None => {
-            let q = agent_query(query, user.id)?;
             let (limit, offset) = (q.limit, q.offset);
             let list = state.marketplace.list(q).await?;
             let page = AgentListResponse {
-                agents: list.agents,
+                agents: list.agents.iter().map(|a| public_view(a)).collect(),
                 total: list.total,
                 limit,
                 offset,
@@ -527,17 +545,21 @@ pub async fn search(
     list_agents(state, user, query).await
 }
 
-/// One agent.
+/// One agent. Its `argv` and `env` only for its owner and admins; others get it without them.
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = tags::AGENTS, security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = Agent), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     path: Result<Path<String>, PathRejection>,
-) -> Result<ApiJson<Agent>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = agent_id(path)?;
-    Ok(ApiJson(state.marketplace.get(id).await?))
+    let agent = state.marketplace.get(id).await?;
+    if agent.owner_id == user.id || user.acts_as_admin(&state).await? {
+        return Ok(ApiJson(agent).into_response());
+    }
+    Ok(ApiJson(public_view(&agent)).into_response())
 }
 
 async fn edit(
@@ -811,39 +833,28 @@ pub async fn delete_version(
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SignedUrl {
-    /// Absolute when the request named its host; downloads without a session until expiry.
+    /// Downloads without a session until expiry. Absolute under the configured `public_url`;
+    /// without one, relative to the server's root (resolve it against the URL you called).
     url: String,
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
 }
 
-/// A signed download link for the current version, valid for an hour.
+/// A signed download link for the current version, valid for an hour. Built from the
+/// server's `public_url`, never from the request's `Host` or `X-Forwarded-*` headers: a
+/// client forging them could otherwise have links to its own host handed to others.
 #[utoipa::path(get, path = "/api/v1/agents/{id}/binary/url", tag = tags::AGENTS, security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = SignedUrl), (status = 404, body = ErrorBody)))]
 pub async fn signed_url(
     State(state): State<AppState>,
     _user: AuthUser,
-    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<ApiJson<SignedUrl>, ApiError> {
     let id = agent_id(path)?;
     let link = state.marketplace.signed_link(id).await?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| h.chars().all(|c| c.is_ascii_graphic()));
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
-    let url = match host {
-        Some(host) => format!("{scheme}://{host}{}", link.path),
-        None => link.path,
-    };
     Ok(ApiJson(SignedUrl {
-        url,
+        url: format!("{}{}", state.public_url, link.path),
         expires_at: link.expires_at,
     }))
 }

@@ -6,8 +6,9 @@
 //! them) forwards hub messages, answers the client's messages (`ping`, `subscribe`,
 //! `unsubscribe`), pings the peer every `realtime.ping_interval_secs` (30 s; dropping it after
 //! two unanswered pings) and sends a close frame when the queue overflows (1013), its
-//! credential stops working (1008) or the server shuts down (1001). A connection the hub
-//! dropped skips its backlog; a peer that takes no frame for 30 s is cut off.
+//! credential stops working (1008), the client sends a message over [`MAX_CLIENT_MESSAGE`]
+//! (1009) or the server shuts down (1001). A connection the hub dropped skips its backlog; a
+//! peer that takes no frame for 30 s is cut off.
 
 use std::time::Duration;
 
@@ -34,8 +35,16 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// WebSocket library's default (128 KiB, zero-filled at the first read) would be most of a
 /// connection's memory.
 const READ_BUFFER: usize = 1024;
-/// Largest client message.
+/// Largest client message; a larger one closes the connection with 1009 (message too big).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Largest message or frame the WebSocket library reads at all. Above [`MAX_CLIENT_MESSAGE`],
+/// so that a message a little too big is read whole and answered with a clean 1009 close;
+/// one over this is refused from its frame header, unread (also 1009, but its unread rest may
+/// make the peer's kernel drop the close frame).
+const MAX_WIRE_MESSAGE: usize = 4 * MAX_CLIENT_MESSAGE;
+/// The close of a connection whose client sent a message over [`MAX_CLIENT_MESSAGE`].
+const TOO_BIG: (u16, &str) = (close_code::SIZE, "message too big: at most 16384 bytes");
+const _: () = assert!(MAX_CLIENT_MESSAGE == 16384, "TOO_BIG names the limit");
 /// Message types only the server sends.
 const RESERVED_TYPES: [&str; 5] = [
     "pong",
@@ -94,8 +103,8 @@ pub async fn connect(
         .read_buffer_size(READ_BUFFER)
         // Every message is written as it comes: the forwarder flushes each one anyway.
         .write_buffer_size(0)
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .max_message_size(MAX_WIRE_MESSAGE)
+        .max_frame_size(MAX_WIRE_MESSAGE)
         .on_upgrade(move |socket| serve(socket, state, peer, principal)))
 }
 
@@ -163,6 +172,8 @@ async fn serve(mut socket: WebSocket, state: AppState, peer: Peer, principal: Pr
                 None => break None,
             },
             incoming = socket.recv() => match incoming {
+                Some(Ok(message)) if message_len(&message) > MAX_CLIENT_MESSAGE => break Some(TOO_BIG),
+                Some(Err(e)) if is_over_wire_limit(&e) => break Some(TOO_BIG),
                 Some(Ok(Message::Text(text))) => {
                     unanswered = 0;
                     outbox.extend(answer(&state, subscription.id, text.as_str()));
@@ -190,6 +201,26 @@ async fn serve(mut socket: WebSocket, state: AppState, peer: Peer, principal: Pr
         };
         send_frame(&mut socket, Message::Close(Some(frame))).await;
     }
+}
+
+/// Bytes of a data message's payload (0 for control frames, which are at most 125).
+fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
+    }
+}
+
+/// Whether a read failed because the client's message or frame is over [`MAX_WIRE_MESSAGE`].
+fn is_over_wire_limit(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    matches!(
+        error
+            .source()
+            .and_then(|e| e.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
 
 /// Sends one frame; false if the peer is gone or has not taken it within [`SEND_TIMEOUT`] (a
