@@ -5,6 +5,7 @@
 
 pub mod access;
 mod extractors;
+mod limits;
 pub mod router;
 mod routes;
 mod ui;
@@ -22,6 +23,7 @@ use crate::orchestrator::Orchestrator;
 use crate::realtime::{Fanout, Hub};
 
 pub use extractors::{ApiJson, AuthUser, Operator, route_needs};
+pub use limits::{ClientIp, RateLimits};
 pub use router::router;
 
 /// Everything a handler can reach. One pointer: axum clones it for every request.
@@ -61,4 +63,6 @@ pub struct Components {
     pub service_token: Secret,
     /// `realtime.ping_interval_secs`: how often every socket is pinged.
     pub ping_every: std::time::Duration,
+    /// `[rate_limits]`: the limiters and the trusted proxies.
+    pub limits: RateLimits,
 }
