@@ -464,17 +464,19 @@ async fn a_real_login_stays_fast_during_a_wrong_password_flood_from_other_addres
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (hashed, refused) = flood.join().unwrap();
-    let worst = *latencies.iter().max().unwrap();
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let (median, worst) = (sorted[sorted.len() / 2], sorted[sorted.len() - 1]);
     eprintln!(
         "login alone {alone:?}; during a 64-address flood ({hashed} wrong passwords checked, \
-         {refused} refused with 429): {latencies:?}, worst {worst:?}"
+         {refused} refused with 429): {latencies:?}, median {median:?}, worst {worst:?}"
     );
-    // The target is 1 s on the release binary (`cargo bench --bench login_flood` measures
-    // it); this debug build on a shared machine gets twice that. Without the limits and the
-    // hashing lanes it was the whole queue: 64 x 5 hashes, 8 s here.
+    // A person's sign-in waits for about one hash, not behind the flood's queue (64 hashes
+    // and more, 1.5 s and more here). The median, because this debug build shares two cores
+    // with the other tests; `cargo bench --bench login_flood` measures the release binary.
     assert!(
-        worst < Duration::from_secs(2),
-        "a real sign-in took {worst:?} during the flood (alone: {alone:?})"
+        median < Duration::from_secs(1),
+        "a real sign-in took {median:?} (median) during the flood (alone: {alone:?})"
     );
     if let Ok(app) = Arc::try_unwrap(app) {
         app.stop().await;
