@@ -7,9 +7,10 @@
 //!
 //! Lanes: argon2 costs ~20 ms of CPU, so a flood of sign-ins queues on the hashing permits.
 //! Attempts from an address whose sign-ins failed lately, or for an email with failures, and
-//! every sign-up, wait for the shared permits only; the rest (a person signing in from a
-//! quiet address, a password change) may also take the one reserved permit, so a flood of
-//! wrong passwords from elsewhere costs them one hash of waiting, not the whole queue.
+//! every sign-up, wait in the shared lane; the rest (a person signing in from a quiet address,
+//! a password change) in the trusted lane, which goes first and has a permit of its own, and
+//! the newest waiter goes first ([`HashGate`]): a flood of wrong passwords from elsewhere
+//! costs a person about one hash of waiting, not the whole queue.
 //!
 //! Both maps are bounded ([`MAX_TRACKED`]) and behind std mutexes held for one map operation.
 
@@ -19,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::oneshot;
 
 use crate::config::LockoutSettings;
 use crate::records::client_bucket;
@@ -212,39 +213,152 @@ fn lock_for(policy: &LockoutSettings, count: u32) -> Duration {
 /// Which permits a hashing job may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
-    /// The shared permits or the reserved one, whichever frees first.
+    /// Any free permit, before any waiting [`Lane::Shared`] job.
     Trusted,
-    /// The shared permits only.
+    /// One of all but one of the permits.
     Shared,
 }
 
-/// The hashing permits: one per core in all, one of them reserved for [`Lane::Trusted`]
-/// (with one core, one shared and one reserved). Each argon2 hash holds 19 MiB for ~20 ms,
-/// so unbounded concurrent hashing would exhaust memory instead of queueing.
+/// The hashing permits: one per core (at least two), one of them never held by
+/// [`Lane::Shared`]. Each argon2 hash holds 19 MiB for ~20 ms, so unbounded concurrent
+/// hashing would exhaust memory instead of queueing.
+///
+/// Waiters are served newest first, trusted before shared. First come, first served would
+/// make a person who signs in during a flood wait behind every attempt queued before them
+/// (64 new addresses at once are 64 attempts nothing tells from a person's); newest first,
+/// they wait for about one hash, and the flood's own attempts, the oldest, wait longest.
+/// The lock is a std Mutex held for a few vector operations.
 pub struct HashGate {
-    shared: Semaphore,
-    reserved: Semaphore,
+    state: Mutex<Gate>,
+}
+
+struct Gate {
+    free: usize,
+    shared_held: usize,
+    shared_cap: usize,
+    /// Waiting jobs, newest last. A sender whose job was dropped fails to send and is skipped.
+    trusted: Vec<oneshot::Sender<()>>,
+    shared: Vec<oneshot::Sender<()>>,
+}
+
+impl Gate {
+    fn can_take(&self, lane: Lane) -> bool {
+        self.free > 0 && (lane == Lane::Trusted || self.shared_held < self.shared_cap)
+    }
+
+    fn take(&mut self, lane: Lane) {
+        self.free -= 1;
+        if lane == Lane::Shared {
+            self.shared_held += 1;
+        }
+    }
+
+    fn give_back(&mut self, lane: Lane) {
+        self.free += 1;
+        if lane == Lane::Shared {
+            self.shared_held -= 1;
+        }
+    }
+
+    /// Hands free permits to the newest waiters that are still there.
+    fn dispatch(&mut self) {
+        for lane in [Lane::Trusted, Lane::Shared] {
+            while self.can_take(lane) {
+                let waiting = match lane {
+                    Lane::Trusted => self.trusted.pop(),
+                    Lane::Shared => self.shared.pop(),
+                };
+                let Some(waiter) = waiting else { break };
+                self.take(lane);
+                if waiter.send(()).is_err() {
+                    self.give_back(lane);
+                }
+            }
+        }
+    }
+}
+
+/// A hashing permit; given back when dropped.
+pub struct HashPermit<'a> {
+    gate: &'a HashGate,
+    lane: Lane,
+}
+
+impl Drop for HashPermit<'_> {
+    fn drop(&mut self) {
+        self.gate.release(self.lane);
+    }
+}
+
+/// A job waiting for a permit. Dropped after the permit was handed to it but before it saw
+/// it, it gives the permit back.
+struct Waiting<'a> {
+    gate: &'a HashGate,
+    lane: Lane,
+    rx: oneshot::Receiver<()>,
+    done: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.rx.close();
+            if self.rx.try_recv().is_ok() {
+                self.gate.release(self.lane);
+            }
+        }
+    }
 }
 
 impl HashGate {
     pub fn new(cores: usize) -> Self {
+        let permits = cores.max(2);
         Self {
-            shared: Semaphore::new(cores.saturating_sub(1).max(1)),
-            reserved: Semaphore::new(1),
+            state: Mutex::new(Gate {
+                free: permits,
+                shared_held: 0,
+                shared_cap: permits - 1,
+                trusted: Vec::new(),
+                shared: Vec::new(),
+            }),
         }
     }
 
     /// Waits for a permit of `lane`.
-    pub async fn enter(&self, lane: Lane) -> SemaphorePermit<'_> {
-        let permit = match lane {
-            Lane::Shared => self.shared.acquire().await,
-            Lane::Trusted => tokio::select! {
-                biased;
-                p = self.reserved.acquire() => p,
-                p = self.shared.acquire() => p,
-            },
+    pub async fn enter(&self, lane: Lane) -> HashPermit<'_> {
+        let rx = {
+            let mut gate = self.gate();
+            if gate.can_take(lane) {
+                gate.take(lane);
+                return HashPermit { gate: self, lane };
+            }
+            let (tx, rx) = oneshot::channel();
+            match lane {
+                Lane::Trusted => gate.trusted.push(tx),
+                Lane::Shared => gate.shared.push(tx),
+            }
+            rx
         };
-        permit.expect("the hashing semaphores are never closed")
+        let mut waiting = Waiting {
+            gate: self,
+            lane,
+            rx,
+            done: false,
+        };
+        // The sender stays in the gate until a permit given back sends on it.
+        let _ = (&mut waiting.rx).await;
+        waiting.done = true;
+        HashPermit { gate: self, lane }
+    }
+
+    fn release(&self, lane: Lane) {
+        let mut gate = self.gate();
+        gate.give_back(lane);
+        gate.dispatch();
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.state.lock().expect("hashing permits")
     }
 }
 
@@ -332,12 +446,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_reserved_permit_serves_the_trusted_lane_while_the_shared_ones_are_busy() {
-        let gate = HashGate::new(2);
-        let _busy = gate.enter(Lane::Shared).await;
-        let trusted = tokio::time::timeout(Duration::from_secs(5), gate.enter(Lane::Trusted));
-        let _reserved = trusted.await.expect("not queued behind the shared lane");
-        let shared = tokio::time::timeout(Duration::from_millis(50), gate.enter(Lane::Shared));
-        assert!(shared.await.is_err(), "the shared lane waits");
+    async fn the_trusted_lane_takes_the_last_permit_and_the_newest_waiter_goes_first() {
+        let within = Duration::from_millis;
+        let gate = std::sync::Arc::new(HashGate::new(2));
+        let busy = gate.enter(Lane::Shared).await;
+        let shared = tokio::time::timeout(within(50), gate.enter(Lane::Shared));
+        assert!(shared.await.is_err(), "the shared lane has one permit");
+        let trusted = tokio::time::timeout(within(5000), gate.enter(Lane::Trusted));
+        let held = trusted
+            .await
+            .expect("the last permit is the trusted lane's");
+        // Both permits held: three jobs wait. The newest trusted one goes first, then the
+        // older trusted one, then the shared one.
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut jobs = Vec::new();
+        for (name, lane) in [
+            ("shared", Lane::Shared),
+            ("old", Lane::Trusted),
+            ("new", Lane::Trusted),
+        ] {
+            let (gate, order) = (gate.clone(), order.clone());
+            jobs.push(tokio::spawn(async move {
+                let _permit = gate.enter(lane).await;
+                order.lock().unwrap().push(name);
+            }));
+            tokio::time::sleep(within(20)).await;
+        }
+        drop((busy, held));
+        for job in jobs {
+            job.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["new", "old", "shared"]);
+        // A waiter that gave up holds nothing afterwards.
+        let a = gate.enter(Lane::Trusted).await;
+        let b = gate.enter(Lane::Trusted).await;
+        let gave_up = tokio::time::timeout(within(20), gate.enter(Lane::Trusted)).await;
+        assert!(gave_up.is_err());
+        drop((a, b));
+        let both = async {
+            (
+                gate.enter(Lane::Trusted).await,
+                gate.enter(Lane::Trusted).await,
+            )
+        };
+        assert!(tokio::time::timeout(within(5000), both).await.is_ok());
     }
 }

@@ -451,10 +451,10 @@ async fn a_real_login_stays_fast_during_a_wrong_password_flood_from_other_addres
         })
     };
     let mut latencies = Vec::new();
-    // Sign-ins once the flood's first wave (one new address each, indistinguishable from a
+    // Sign-ins while the flood's first wave (a new address each, nothing tells them from a
     // person's first sign-in) is queued, then through its next seconds, each from an address
     // of its own (as many people would).
-    for (n, pause) in [1000, 500, 500, 500, 500].into_iter().enumerate() {
+    for (n, pause) in [100, 400, 500, 500, 500].into_iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let started = Instant::now();
         let address = format!("192.0.2.{}", n + 10);
@@ -472,11 +472,13 @@ async fn a_real_login_stays_fast_during_a_wrong_password_flood_from_other_addres
          {refused} refused with 429): {latencies:?}, median {median:?}, worst {worst:?}"
     );
     // A person's sign-in waits for about one hash, not behind the flood's queue (64 hashes
-    // and more, 1.5 s and more here). The median, because this debug build shares two cores
-    // with the other tests; `cargo bench --bench login_flood` measures the release binary.
+    // and more: 1.5 s and more here, first come first served). The median, because the
+    // server shares two cores with the flood and the other tests; `cargo bench --bench
+    // login_flood` measures the binary with the flood in another process.
     assert!(
-        median < Duration::from_secs(1),
-        "a real sign-in took {median:?} (median) during the flood (alone: {alone:?})"
+        median < Duration::from_secs(1) && worst < Duration::from_secs(2),
+        "a real sign-in took {median:?} (median), {worst:?} at worst, during the flood \
+         (alone: {alone:?})"
     );
     if let Ok(app) = Arc::try_unwrap(app) {
         app.stop().await;
