@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::records::Policy;
+use crate::records::{IpNet, Policy};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -43,6 +43,7 @@ pub struct Settings {
     pub auction: AuctionSettings,
     pub realtime: RealtimeSettings,
     pub http: HttpSettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 /// What one connection may hold of the server, whoever is at the other end.
@@ -78,6 +79,96 @@ impl Default for HttpSettings {
             max_connections: 10_000,
             max_connections_per_ip: 256,
         }
+    }
+}
+
+/// How fast one client may knock: per address on sign-in and sign-up, per credential on the
+/// rest of the API and on submit, and per email on failed sign-ins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// `false` turns every limit below off (and the sign-in lockout).
+    pub enabled: bool,
+    /// Proxies whose `X-Forwarded-For` names the client: addresses or networks
+    /// (`10.0.0.0/8`). Empty: the TCP peer is the client, and the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Sign-ins per client address (an IPv6 client by its /64).
+    pub login: RateLimit,
+    /// Sign-ups per client address.
+    pub signup: RateLimit,
+    /// Requests per credential (a user's sessions share one budget, each API key has its own).
+    pub api: RateLimit,
+    /// Task submissions per credential, on top of `api`.
+    pub submit: RateLimit,
+    pub lockout: LockoutSettings,
+}
+
+/// `requests` per `period_secs` on average, at most `burst` at once (a token bucket that holds
+/// `burst` and refills one every `period_secs / requests`). `requests = 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub period_secs: u64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub fn enabled(&self) -> bool {
+        self.requests > 0
+    }
+}
+
+/// Failed sign-ins per email, counted whether or not an account has that email: after
+/// `failures` of them the email is locked for `base_secs`, doubling with each further failure
+/// up to `max_secs`. A success clears the count; so does `max_secs` without a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutSettings {
+    /// 0 turns the lockout off.
+    pub failures: u32,
+    pub base_secs: u64,
+    pub max_secs: u64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        let limit = |requests, period_secs, burst| RateLimit {
+            requests,
+            period_secs,
+            burst,
+        };
+        Self {
+            enabled: true,
+            trusted_proxies: Vec::new(),
+            login: limit(10, 60, 5),
+            signup: limit(10, 3600, 5),
+            api: limit(6000, 60, 600),
+            submit: limit(600, 60, 100),
+            lockout: LockoutSettings {
+                failures: 5,
+                base_secs: 60,
+                max_secs: 3600,
+            },
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// Every limit and the lockout off (for load generators and tests that need none).
+    pub fn off() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// The parsed `trusted_proxies`.
+    pub fn proxies(&self) -> Result<Vec<IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| IpNet::parse(p).map_err(|e| format!("rate_limits.trusted_proxies: {e}")))
+            .collect()
     }
 }
 
@@ -354,6 +445,7 @@ impl Default for Settings {
             },
             realtime: RealtimeSettings::default(),
             http: HttpSettings::default(),
+            rate_limits: RateLimitSettings::default(),
         }
     }
 }
@@ -495,7 +587,36 @@ impl Settings {
             token.is_empty() || (token.len() >= 16 && !token.chars().any(char::is_whitespace)),
             "realtime.service_token must be empty or at least 16 characters without spaces",
         )?;
+        self.rate_limits.checked()?;
         Ok(self)
+    }
+}
+
+impl RateLimitSettings {
+    fn checked(&self) -> Result<(), ConfigError> {
+        self.proxies().map_err(ConfigError::Rule)?;
+        for (name, limit) in [
+            ("login", self.login),
+            ("signup", self.signup),
+            ("api", self.api),
+            ("submit", self.submit),
+        ] {
+            if limit.enabled() && !((1..=86_400).contains(&limit.period_secs) && limit.burst > 0) {
+                return Err(ConfigError::Rule(format!(
+                    "rate_limits.{name}: period_secs must be between 1 and 86400 and burst \
+                     positive (requests = 0 turns the limit off)"
+                )));
+            }
+        }
+        let l = &self.lockout;
+        if l.failures > 0 && !(l.base_secs >= 1 && (l.base_secs..=86_400).contains(&l.max_secs)) {
+            return Err(ConfigError::Rule(
+                "rate_limits.lockout: base_secs must be positive and max_secs between base_secs \
+                 and 86400 (failures = 0 turns the lockout off)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -664,6 +785,43 @@ mod tests {
             .checked();
             assert!(err.unwrap_err().to_string().contains("public_url"), "{bad}");
         }
+    }
+
+    #[test]
+    fn rate_limits_refuse_bad_proxies_and_empty_buckets() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "[rate_limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+            )?;
+            let s = Settings::load(Some(Path::new("p.toml")), Overrides::default()).unwrap();
+            assert_eq!(s.rate_limits.proxies().unwrap().len(), 2);
+            for (file, body, named) in [
+                (
+                    "a.toml",
+                    "[rate_limits]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
+                    "trusted_proxies",
+                ),
+                (
+                    "b.toml",
+                    "[rate_limits.login]\nburst = 0\n",
+                    "rate_limits.login",
+                ),
+                (
+                    "c.toml",
+                    "[rate_limits.lockout]\nbase_secs = 10\nmax_secs = 5\n",
+                    "rate_limits.lockout",
+                ),
+            ] {
+                jail.create_file(file, body)?;
+                let err = Settings::load(Some(Path::new(file)), Overrides::default());
+                assert!(err.unwrap_err().to_string().contains(named), "{file}");
+            }
+            // A limit that is off needs no bucket.
+            jail.create_file("d.toml", "[rate_limits.api]\nrequests = 0\nburst = 0\n")?;
+            assert!(Settings::load(Some(Path::new("d.toml")), Overrides::default()).is_ok());
+            Ok(())
+        });
     }
 
     #[test]

@@ -138,6 +138,12 @@ error_codes! {
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
     /// The server is shutting down and takes no new work.
     ShuttingDown => (SERVICE_UNAVAILABLE, "shutting_down"),
+    /// Too many requests from this client address or credential; `Retry-After` says when to
+    /// try again, the `RateLimit` headers which limit it was.
+    RateLimited => (TOO_MANY_REQUESTS, "rate_limited"),
+    /// Too many failed sign-ins with this email (whether or not it has an account): every
+    /// sign-in with it is refused for `Retry-After` seconds, whatever the password.
+    TooManyAttempts => (TOO_MANY_REQUESTS, "too_many_attempts"),
     /// A bug or an I/O failure on our side; details are in the server log only.
     Internal => (INTERNAL_SERVER_ERROR, "internal_error"),
 }
@@ -149,6 +155,8 @@ pub struct ApiError {
     pub message: String,
     /// JSON pointer into the request of what is wrong, where one applies.
     pub path: Option<String>,
+    /// Whole seconds for `Retry-After`, where the client should wait.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -157,7 +165,14 @@ impl ApiError {
             code,
             message: message.into(),
             path: None,
+            retry_after: None,
         }
+    }
+
+    /// Answers with `Retry-After: secs` (at least 1).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     pub fn with_path(mut self, path: impl Into<String>) -> Self {
@@ -211,6 +226,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if self.code == Code::QueueFull {
             response
                 .headers_mut()

@@ -128,6 +128,7 @@ impl Application {
             ping_every: Duration::from_secs(settings.realtime.ping_interval_secs),
             spool: services.spool,
             public_url: settings.public_url.trim_end_matches('/').to_owned(),
+            limits: http::RateLimits::new(&settings.rate_limits).map_err(StartError::Component)?,
         });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
@@ -300,9 +301,11 @@ impl Services {
         let hub = Hub::default();
         let fanout: Arc<dyn Fanout> = Arc::new(hub.clone());
         let keys = Arc::new(opened.keys);
+        let limits = &settings.rate_limits;
         let accounts = Accounts::open(opened.store.clone(), keys, fanout.clone())
             .await
-            .map_err(|e| failed("accounts", e))?;
+            .map_err(|e| failed("accounts", e))?
+            .with_lockout(limits.enabled.then_some(limits.lockout));
         let executor = Arc::new(opened.executor);
         let rules = agents::Rules {
             max_binary_bytes: settings.agents.max_binary_bytes,

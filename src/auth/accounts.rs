@@ -2,19 +2,28 @@
 //! and the system account for bundled agents.
 //!
 //! Authenticating a request never touches the database: session tokens are checked against
-//! the signing key and the in-memory session generations, API keys against the in-memory key
-//! ring. Both are loaded at start and changed here only, together with the store.
+//! the signing key, the in-memory session generations and ended sessions, API keys against
+//! the in-memory key ring. All are loaded at start and changed here only, together with the
+//! store.
+//!
+//! Sign-in runs past the [`LoginGuard`] (per-email lockout, hashing lanes); security events
+//! go to the rate-limited [`SecurityLog`].
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::api_keys::{self, KeyRing, NewKey};
+use super::audit::{SecurityEvent, SecurityLog};
+use super::guard::{HashGate, Lane, Locked, LoginGuard};
 use super::password;
+use super::sessions::EndedSessions;
 use super::token::TokenKeys;
+use crate::config::{LockoutSettings, RateLimitSettings};
 use crate::error::{ApiError, Code};
 use crate::realtime::{Fanout, SignOut};
 use crate::records::{ApiKey, Email, KeyHash, Role, Scope, Scopes, User, hash_key};
@@ -39,6 +48,9 @@ pub enum AccountError {
     EmailTaken,
     #[error("unknown email or wrong password")]
     InvalidCredentials,
+    /// Too many failed sign-ins with this email: refused for this many seconds.
+    #[error("too many failed sign-ins with this email; try again in {0} s")]
+    Locked(u64),
     #[error("the current password is wrong")]
     WrongPassword,
     #[error("{0}")]
@@ -65,6 +77,9 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidName => Code::InvalidRequest,
             AccountError::EmailTaken => Code::EmailTaken,
             AccountError::InvalidCredentials => Code::InvalidCredentials,
+            AccountError::Locked(secs) => {
+                return ApiError::new(Code::TooManyAttempts, e.to_string()).with_retry_after(*secs);
+            }
             AccountError::WrongPassword => Code::WrongPassword,
             AccountError::InvalidToken(_) | AccountError::AccountGone => Code::InvalidToken,
             AccountError::InvalidScope(_) => Code::InvalidScope,
@@ -89,8 +104,12 @@ pub struct Principal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
     /// A session token from sign-in: everything the account may do (admin powers included),
-    /// until the account's session generation moves past `generation`.
-    Session { generation: u64 },
+    /// until it is signed out (`session`, its id) or the account's session generation moves
+    /// past `generation`. Tokens issued before sessions had ids have none.
+    Session {
+        generation: u64,
+        session: Option<Uuid>,
+    },
     /// An API key: only what its scopes allow, never account management or admin powers.
     ApiKey {
         id: Uuid,
@@ -104,9 +123,13 @@ pub enum Credential {
 pub struct Accounts {
     store: Store,
     keys: Arc<TokenKeys>,
-    /// One permit per core: each argon2 hash holds 19 MiB for ~20 ms, so unbounded concurrent
-    /// sign-ins would exhaust memory instead of queueing.
-    hashing: Arc<Semaphore>,
+    /// Permits for argon2 work, one per core, in two lanes (see [`HashGate`]).
+    hashing: Arc<HashGate>,
+    /// The per-email lockout and the addresses whose sign-ins failed.
+    guard: Arc<LoginGuard>,
+    audit: Arc<SecurityLog>,
+    /// Sessions signed out before their expiry (the store's `ended_sessions`).
+    ended: Arc<EndedSessions>,
     /// Every API key, by hash.
     key_ring: Arc<KeyRing>,
     /// Session generation of every user above generation 0 (the store's
@@ -126,14 +149,24 @@ impl Accounts {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let key_ring = KeyRing::new(store.all_api_keys().await?);
         let generations = store.session_generations().await?.into_iter().collect();
+        let ended = EndedSessions::load(store.ended_sessions(unix_now()).await?);
         Ok(Self {
             store,
             keys,
-            hashing: Arc::new(Semaphore::new(cores)),
+            hashing: Arc::new(HashGate::new(cores)),
+            guard: Arc::new(LoginGuard::new(Some(RateLimitSettings::default().lockout))),
+            audit: Arc::default(),
+            ended: Arc::new(ended),
             key_ring: Arc::new(key_ring),
             generations: Arc::new(RwLock::new(generations)),
             fanout,
         })
+    }
+
+    /// The sign-in lockout as configured: `None` turns it off.
+    pub fn with_lockout(mut self, policy: Option<LockoutSettings>) -> Self {
+        self.guard = Arc::new(LoginGuard::new(policy));
+        self
     }
 
     pub fn keys(&self) -> &TokenKeys {
@@ -166,7 +199,13 @@ impl Accounts {
             return false;
         }
         match principal.credential {
-            Credential::Session { generation } => generation == self.generation(principal.user_id),
+            Credential::Session {
+                generation,
+                session,
+            } => {
+                generation == self.generation(principal.user_id)
+                    && session.is_none_or(|id| !self.ended.contains(&id))
+            }
             Credential::ApiKey { hash, .. } => self.key_ring.get(&hash).is_some(),
         }
     }
@@ -208,10 +247,16 @@ impl Accounts {
                 "this session ended when the password changed; sign in again",
             ));
         }
+        if claims.jti.is_some_and(|id| self.ended.contains(&id)) {
+            return Err(AccountError::InvalidToken(
+                "this session was signed out; sign in again",
+            ));
+        }
         Ok(Principal {
             user_id: claims.sub,
             credential: Credential::Session {
                 generation: claims.generation,
+                session: claims.jti,
             },
             expires_at: OffsetDateTime::from_unix_timestamp(claims.exp as i64).ok(),
         })
@@ -223,7 +268,7 @@ impl Accounts {
         password::check_policy(&reg.password).map_err(AccountError::InvalidPassword)?;
         let full_name = checked_name(&reg.full_name)?;
         let hash = self
-            .hash_work(move || password::hash(&reg.password))
+            .hash_work(Lane::Shared, move || password::hash(&reg.password))
             .await?;
         let user = self.insert(email, full_name, hash, Role::User).await?;
         // A new account is at generation 0.
@@ -245,7 +290,10 @@ impl Accounts {
         let hash = match password {
             Some(password) => {
                 password::check_policy(&password).map_err(AccountError::InvalidPassword)?;
-                Some(self.hash_work(move || password::hash(&password)).await?)
+                Some(
+                    self.hash_work(Lane::Trusted, move || password::hash(&password))
+                        .await?,
+                )
             }
             None => None,
         };
@@ -288,16 +336,33 @@ impl Accounts {
             .is_some_and(|user| user.role == Role::Admin))
     }
 
-    /// Checks credentials. Unknown email and wrong password take the same time and answer the
-    /// same error.
+    /// Checks credentials from `client`. Unknown email and wrong password take the same time
+    /// and answer the same error; so does a locked email, whatever the password and whether
+    /// or not it has an account (then without checking the password at all).
     pub async fn login(
         &self,
         email: &str,
         password: String,
+        client: IpAddr,
     ) -> Result<(String, User), AccountError> {
+        let parsed = Email::parse(email);
+        let counted = match &parsed {
+            Ok(email) => self.guard.email_key(email.as_str()),
+            Err(_) => self.guard.email_key(&email.trim().to_lowercase()),
+        };
+        let now = Instant::now();
+        let earlier_failures = self.guard.begin(counted, now).map_err(|Locked(left)| {
+            metrics::counter!("zerostate_rate_limited_total", "limit" => "lockout").increment(1);
+            AccountError::Locked(whole_secs(left))
+        })?;
+        let lane = if earlier_failures || self.guard.suspect(client, now) {
+            Lane::Shared
+        } else {
+            Lane::Trusted
+        };
         // The generation is read with the password hash it goes with: a password change that
         // commits while this login checks the old one leaves the token it gets behind.
-        let found = match Email::parse(email) {
+        let found = match parsed {
             Ok(email) => {
                 self.store
                     .user_by_email_with_generation(email.as_str().to_owned())
@@ -311,15 +376,71 @@ impl Accounts {
         };
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self
-            .hash_work(move || match &phc {
+            .hash_work(lane, move || match &phc {
                 Some(phc) => password::verify(&password, phc),
                 None => password::verify(&password, password::decoy_hash()),
             })
             .await?;
         match user {
-            Some(user) if ok => Ok((self.keys.issue(user.id, generation), user)),
-            _ => Err(AccountError::InvalidCredentials),
+            Some(user) if ok => {
+                self.guard.succeeded(counted);
+                Ok((self.keys.issue(user.id, generation), user))
+            }
+            user => {
+                self.login_failed(counted, client, user.map(|u| u.id));
+                Err(AccountError::InvalidCredentials)
+            }
         }
+    }
+
+    /// Records a failed sign-in: the address becomes a suspect, and the log says whether the
+    /// failure locked the email.
+    fn login_failed(&self, counted: u64, client: IpAddr, user: Option<Uuid>) {
+        let now = Instant::now();
+        self.guard.failed_from(client, now);
+        let event = match self.guard.failed(counted, now) {
+            Some(lock) => SecurityEvent::LockedOut {
+                client,
+                user,
+                secs: whole_secs(lock),
+            },
+            None => SecurityEvent::LoginFailed { client, user },
+        };
+        self.audit.record(event);
+    }
+
+    /// Ends the session `principal` signed in with, from `client`: its token stops working at
+    /// once (also after a restart), and the connections opened with it close. A token from
+    /// before sessions had ids ends every session of the account.
+    pub async fn logout(&self, principal: Principal, client: IpAddr) -> Result<(), AccountError> {
+        let Credential::Session { session, .. } = principal.credential else {
+            return Err(AccountError::InvalidToken(
+                "API keys do not sign out; revoke the key instead",
+            ));
+        };
+        let this = self.clone();
+        let user = principal.user_id;
+        run_to_end(async move {
+            match session {
+                Some(id) => {
+                    let expires_at = principal
+                        .expires_at
+                        .map_or(u64::MAX, |at| at.unix_timestamp().max(0) as u64);
+                    let now = unix_now();
+                    this.store.end_session(id, user, expires_at, now).await?;
+                    this.ended.insert(id, expires_at, now);
+                    this.fanout.sign_out(user, SignOut::Session(id));
+                }
+                None => {
+                    let generation = this.store.next_session_generation(user).await?;
+                    this.advance_generation(user, generation);
+                    this.fanout.sign_out(user, SignOut::Sessions);
+                }
+            }
+            this.audit.record(SecurityEvent::LoggedOut { client, user });
+            Ok(())
+        })
+        .await
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, AccountError> {
@@ -343,9 +464,10 @@ impl Accounts {
         id: Uuid,
         current: String,
         new: String,
+        client: IpAddr,
     ) -> Result<(String, User), AccountError> {
         let this = self.clone();
-        run_to_end(async move { this.change_password_now(id, current, new).await }).await
+        run_to_end(async move { this.change_password_now(id, current, new, client).await }).await
     }
 
     async fn change_password_now(
@@ -353,6 +475,7 @@ impl Accounts {
         id: Uuid,
         current: String,
         new: String,
+        client: IpAddr,
     ) -> Result<(String, User), AccountError> {
         let user = self
             .store
@@ -361,13 +484,15 @@ impl Accounts {
             .ok_or(AccountError::AccountGone)?;
         let phc = user.password_hash.clone();
         if !self
-            .hash_work(move || password::verify(&current, &phc))
+            .hash_work(Lane::Trusted, move || password::verify(&current, &phc))
             .await?
         {
             return Err(AccountError::WrongPassword);
         }
         password::check_policy(&new).map_err(AccountError::InvalidPassword)?;
-        let hash = self.hash_work(move || password::hash(&new)).await?;
+        let hash = self
+            .hash_work(Lane::Trusted, move || password::hash(&new))
+            .await?;
         let (user, generation) = self
             .store
             .set_password(id, hash)
@@ -375,7 +500,8 @@ impl Accounts {
             .ok_or(AccountError::AccountGone)?;
         self.advance_generation(id, generation);
         self.fanout.sign_out(id, SignOut::Sessions);
-        tracing::info!(user_id = %id, "password changed; older sessions ended");
+        self.audit
+            .record(SecurityEvent::PasswordChanged { client, user: id });
         Ok((self.keys.issue(id, generation), user))
     }
 
@@ -441,7 +567,8 @@ impl Accounts {
             {
                 return Err(AccountError::TooManyKeys);
             }
-            tracing::info!(user_id = %user, key_id = %key.id, "API key created");
+            this.audit
+                .record(SecurityEvent::ApiKeyCreated { user, key: key.id });
             this.key_ring.insert(hash, key);
             Ok(())
         })
@@ -476,7 +603,8 @@ impl Accounts {
             .ok_or_else(|| AccountError::KeyNotFound(id.to_string()))?;
         self.key_ring.remove(&hash);
         self.fanout.sign_out(user, SignOut::Key(id));
-        tracing::info!(user_id = %user, key_id = %id, "API key revoked");
+        self.audit
+            .record(SecurityEvent::ApiKeyRevoked { user, key: id });
         Ok(())
     }
 
@@ -521,16 +649,14 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Runs password hashing on the blocking pool, at most one job per core at a time.
+    /// Runs password hashing on the blocking pool, at most one job per core at a time, with a
+    /// permit of `lane`.
     async fn hash_work<R: Send + 'static>(
         &self,
+        lane: Lane,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, AccountError> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let _permit = self.hashing.enter(lane).await;
         tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| AccountError::Store(StoreError::Join(e)))
@@ -546,6 +672,16 @@ async fn run_to_end<T: Send + 'static>(
     tokio::spawn(change)
         .await
         .map_err(|e| AccountError::Store(StoreError::Join(e)))?
+}
+
+/// `left` in whole seconds, rounded up, at least 1: what `Retry-After` says.
+fn whole_secs(left: Duration) -> u64 {
+    left.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    OffsetDateTime::now_utc().unix_timestamp().max(0) as u64
 }
 
 /// The trimmed name, if it is short enough.

@@ -25,6 +25,10 @@ pub struct Claims {
     /// Tokens from before generations existed read as 0.
     #[serde(default)]
     pub generation: u64,
+    /// The session's id: signing out records it as ended (see `tables::ENDED_SESSIONS`), and
+    /// the token stops working. Tokens from before sessions had ids carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,7 @@ impl TokenKeys {
             iat: now,
             exp: now + self.ttl_secs,
             generation,
+            jti: Some(Uuid::new_v4()),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")

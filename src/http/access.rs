@@ -115,6 +115,7 @@ mod tests {
             (&Method::PATCH, "/api/v1/users/me", Needs::Session),
             (&get, "/api/v1/users/me/api-keys", Needs::Session),
             (&post, "/api/v1/users/me/password", Needs::Session),
+            (&post, "/api/v1/users/logout", Needs::Session),
             (&post, "/api/v1/ws/broadcast", Needs::Session),
             (&get, "/api/v1/agentsx", Needs::Session),
         ] {
@@ -138,6 +139,15 @@ mod tests {
             authorize(key, Needs::Session).unwrap_err().code,
             Code::InsufficientScope
         );
-        assert!(authorize(Credential::Session { generation: 0 }, Needs::Session).is_ok());
+        assert!(
+            authorize(
+                Credential::Session {
+                    generation: 0,
+                    session: None
+                },
+                Needs::Session
+            )
+            .is_ok()
+        );
     }
 }

@@ -35,6 +35,14 @@ impl AuthUser {
         })
     }
 
+    /// The session's id, if the caller signed in with a token that has one.
+    pub fn session_id(&self) -> Option<Uuid> {
+        match self.principal.credential {
+            Credential::Session { session, .. } => session,
+            Credential::ApiKey { .. } => None,
+        }
+    }
+
     /// The API key's id, if the caller used one.
     pub fn key_id(&self) -> Option<Uuid> {
         match self.principal.credential {
@@ -88,6 +96,14 @@ impl FromRequestParts<AppState> for AuthUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let needs = route_needs(parts);
+        // Checked already by the rate limits, for this request's bearer token.
+        if let Some(principal) = parts.extensions.get::<Principal>().copied() {
+            access::authorize(principal.credential, needs)?;
+            return Ok(Self {
+                id: principal.user_id,
+                principal,
+            });
+        }
         match Self::bearer(&parts.headers)? {
             Some(token) => Self::from_token(state, token, needs).await,
             None => Err(ApiError::new(

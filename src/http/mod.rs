@@ -5,6 +5,7 @@
 
 pub mod access;
 mod extractors;
+mod limits;
 pub mod router;
 mod routes;
 pub mod server;
@@ -24,6 +25,7 @@ use crate::orchestrator::Orchestrator;
 use crate::realtime::{Fanout, Hub};
 
 pub use extractors::{ApiJson, AuthUser, Operator, route_needs};
+pub use limits::{ClientIp, RateLimits};
 pub use router::router;
 
 /// Everything a handler can reach. One pointer: axum clones it for every request.
@@ -68,4 +70,6 @@ pub struct Components {
     /// `public_url` without a trailing `/`: the base of absolute links; empty for relative
     /// ones.
     pub public_url: String,
+    /// `[rate_limits]`: the limiters and the trusted proxies.
+    pub limits: RateLimits,
 }

@@ -10,12 +10,15 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::limits;
 use super::routes::{agents, analytics, auctions, health, tasks, users, ws};
 use super::ui;
 use crate::error::{ApiError, Code};
@@ -44,6 +47,7 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
     let (router, mut openapi) = OpenApiRouter::new()
         .routes(routes!(users::register))
         .routes(routes!(users::login))
+        .routes(routes!(users::logout))
         .routes(routes!(users::me, users::update_me))
         .routes(routes!(users::change_password))
         .routes(routes!(users::create_api_key, users::api_keys))
@@ -80,6 +84,7 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .merge(upload)
         .split_for_parts();
+    document_rate_limits(&mut openapi);
     openapi.info.title = "ZeroState".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();
     openapi.info.description = Some("Self-hosted AI-agent marketplace and orchestrator".into());
@@ -98,10 +103,78 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
     (router, openapi)
 }
 
+/// Adds the 429 of the rate limits to every operation they apply to: sign-in and sign-up
+/// (per address) and every operation that takes a credential (per credential).
+fn document_rate_limits(openapi: &mut OpenApi) {
+    let integer = || ObjectBuilder::new().schema_type(Type::Integer).build();
+    let text = || ObjectBuilder::new().schema_type(Type::String).build();
+    let too_many = ResponseBuilder::new()
+        .description(
+            "Too many requests (`rate_limited`), or a locked email on sign-in \
+             (`too_many_attempts`)",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(integer()))
+                .description(Some("Whole seconds to wait"))
+                .build(),
+        )
+        .header(
+            "RateLimit-Policy",
+            HeaderBuilder::new()
+                .schema(Some(text()))
+                .description(Some("draft-ietf-httpapi-ratelimit-headers-11"))
+                .build(),
+        )
+        .header(
+            "RateLimit",
+            HeaderBuilder::new()
+                .schema(Some(text()))
+                .description(Some("draft-ietf-httpapi-ratelimit-headers-11"))
+                .build(),
+        )
+        .build();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let public_limited = matches!(
+            path.as_str(),
+            "/api/v1/users/login" | "/api/v1/users/register"
+        );
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if public_limited || operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                operation
+                    .responses
+                    .responses
+                    .insert("429".into(), too_many.clone().into());
+            }
+        }
+    }
+}
+
 /// The complete application router.
 pub fn router(routes: Router<AppState>, state: AppState) -> Router {
     routes
-        // A route layer runs after routing, so it sees the matched route template.
+        // A route layer runs after routing, so it sees the matched route template. The
+        // limits run inside the metrics, which count their 429s.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
         .route_layer(middleware::from_fn(record_metrics))
         .fallback(ui::serve)
         .method_not_allowed_fallback(method_not_allowed)

@@ -82,6 +82,8 @@ pub struct Peer {
     pub admin: bool,
     /// The API key the connection was opened with, if not a session.
     pub key_id: Option<Uuid>,
+    /// The session the connection was opened with, if it has an id.
+    pub session_id: Option<Uuid>,
 }
 
 /// What a connection can subscribe to.
@@ -115,6 +117,8 @@ pub enum SignOut {
     Sessions,
     /// Those opened with this API key (it was revoked).
     Key(Uuid),
+    /// Those opened with this session (it was signed out).
+    Session(Uuid),
 }
 
 impl SignOut {
@@ -122,6 +126,7 @@ impl SignOut {
         match self {
             SignOut::Sessions => peer.key_id.is_none(),
             SignOut::Key(id) => peer.key_id == Some(id),
+            SignOut::Session(id) => peer.key_id.is_none() && peer.session_id == Some(id),
         }
     }
 }
@@ -527,6 +532,7 @@ mod tests {
             user_id,
             admin,
             key_id: None,
+            session_id: None,
         }
     }
 
@@ -659,10 +665,18 @@ mod tests {
             user_id: user,
             admin: false,
             key_id: Some(key),
+            session_id: None,
+        });
+        let signed_in = Uuid::new_v4();
+        let mut browser = hub.subscribe(Peer {
+            session_id: Some(signed_in),
+            ..peer(user, false)
         });
         assert_eq!(hub.sign_out(user, SignOut::Key(key)), 1);
         assert!(scripted.rx.recv().await.is_none());
         assert_eq!(hub.close_reason(scripted.id), CloseReason::SignedOut);
+        assert_eq!(hub.sign_out(user, SignOut::Session(signed_in)), 1);
+        assert!(browser.rx.recv().await.is_none());
         assert_eq!(
             hub.send_to_user(user, || Event::system("still here", "info")),
             1

@@ -11,6 +11,7 @@ mod api_key;
 mod bid;
 pub mod codec;
 mod hex;
+mod net;
 mod policy;
 mod task;
 mod user;
@@ -26,6 +27,7 @@ pub use analytics::{
 pub use api_key::{ApiKey, KeyHash, Scope, Scopes, hash_key};
 pub use bid::{Bid, BidScores};
 pub use hex::hex;
+pub use net::{IpNet, client_bucket};
 pub use policy::{Policy, WASI_FUNCTIONS, WASI_MODULE};
 pub use task::{
     Attempt, FailureCode, Finished, Page, Priority, QueueDepth, Task, TaskChange, TaskCounts,

@@ -12,6 +12,7 @@ pub mod tables;
 mod agents;
 mod analytics;
 mod api_keys;
+mod sessions;
 mod tasks;
 mod users;
 
@@ -110,6 +111,7 @@ impl Store {
             txn.open_table(tables::API_KEYS)?;
             txn.open_table(tables::API_KEYS_BY_USER)?;
             txn.open_table(tables::SESSION_GENERATIONS)?;
+            txn.open_table(tables::ENDED_SESSIONS)?;
             txn.open_table(tables::ANALYTICS)?;
             let found = txn
                 .open_table(tables::META)?

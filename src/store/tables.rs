@@ -108,6 +108,11 @@ pub const API_KEYS_BY_USER: TableDefinition<(&str, &str), &str> =
 pub const SESSION_GENERATIONS: TableDefinition<&str, u64> =
     TableDefinition::new("session_generations");
 
+/// `(expiry in unix seconds, session id)` → `user id`: session tokens signed out before their
+/// expiry (the `jti` claim). Ordered by expiry, so the expired ones are one range to delete.
+pub const ENDED_SESSIONS: TableDefinition<(u64, &str), &str> =
+    TableDefinition::new("ended_sessions");
+
 /// `(user id or [`ALL_USERS`], cell width in seconds, cell start in unix seconds, agent id)` →
 /// JSON [`crate::records::Cell`]: the tasks of that owner and agent that
 /// finished in that minute (width 60) or hour (width 3600). Written with the task states in

@@ -66,6 +66,9 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
+            // Load generators and crash cycles are one client at full speed: no limits,
+            // unless the caller's `env` sets them.
+            .env("ZEROSTATE_RATE_LIMITS__ENABLED", "false")
             .envs(env.iter().copied())
             .env("ZEROSTATE_LOG__FORMAT", "json")
             .env("RUST_LOG", "info")

@@ -16,6 +16,7 @@ mod hostile;
 mod marketplace;
 mod modules;
 mod operations;
+mod ratelimits;
 mod restart;
 mod tasks;
 mod users;

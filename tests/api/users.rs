@@ -8,7 +8,9 @@ use uuid::Uuid;
 use zerostate::auth::AccountError;
 use zerostate::records::Role;
 
-use crate::helpers::{accounts_in, assert_error, close_frame, settings, spawn_app, spawn_with};
+use crate::helpers::{
+    LOCALHOST, accounts_in, assert_error, close_frame, settings, spawn_app, spawn_with,
+};
 
 #[tokio::test]
 async fn register_login_and_me() {
@@ -159,7 +161,7 @@ async fn create_or_promote_creates_then_promotes_keeping_the_password() {
     );
     assert!(accounts.is_admin(user.id).await.unwrap());
     accounts
-        .login("ada@example.com", "correct horse".into())
+        .login("ada@example.com", "correct horse".into(), LOCALHOST)
         .await
         .expect("promotion without a password keeps the old one");
 
@@ -175,12 +177,12 @@ async fn create_or_promote_creates_then_promotes_keeping_the_password() {
     );
     assert!(matches!(
         accounts
-            .login("ada@example.com", "correct horse".into())
+            .login("ada@example.com", "correct horse".into(), LOCALHOST)
             .await,
         Err(AccountError::InvalidCredentials)
     ));
     accounts
-        .login("ada@example.com", "battery staple".into())
+        .login("ada@example.com", "battery staple".into(), LOCALHOST)
         .await
         .expect("the new password works");
 

@@ -6,7 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Server, openPage, registerUser, screenshot, api, uniqueEmail, startSuite, endSuite,
+  Server, openPage, registerUser, screenshot, api, uniqueEmail, startSuite, endSuite, freshSession,
 } from './helpers.mjs';
 
 describe('account pages', { timeout: 10 * 60_000 }, () => {
@@ -144,7 +144,9 @@ describe('account pages', { timeout: 10 * 60_000 }, () => {
   });
 
   test('keyboard: skip link first, the upload dialog closes with Esc and gives focus back', { timeout: 2 * 60_000 }, async () => {
-    const { context, page } = await openPage(browser, server, { token: user.token });
+    // Signs out at the end: a session of its own, not the suite's.
+    const token = await freshSession(server, user);
+    const { context, page } = await openPage(browser, server, { token });
     try {
       await page.goto('/agents');
       await page.getByTestId('open-upload').waitFor();
@@ -161,8 +163,10 @@ describe('account pages', { timeout: 10 * 60_000 }, () => {
       await page.getByTestId('upload-dialog').waitFor({ state: 'detached' });
       assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'open-upload');
 
-      // Sign-in tabs follow the arrow keys.
+      // Sign out ends the session on the server too; sign-in tabs follow the arrow keys.
       await page.getByTestId('logout').click();
+      await page.getByTestId('tab-login').waitFor();
+      assert.equal((await api(server, 'GET', '/users/me', { token })).status, 401, 'the token is dead');
       await page.getByTestId('tab-login').focus();
       await page.keyboard.press('ArrowRight');
       assert.equal(await page.getByTestId('tab-signup').getAttribute('aria-selected'), 'true');

@@ -246,6 +246,16 @@ export async function registerUser(server, { email = uniqueEmail(), password = '
   return { token: res.data.token, user: res.data.user, email, password };
 }
 
+/**
+ * A session of its own for `user` (signed in through the API), for a test that signs out: Sign
+ * out ends the session on the server, and the suite's other tests keep using `user.token`.
+ */
+export async function freshSession(server, { email, password }) {
+  const res = await api(server, 'POST', '/users/login', { json: { email, password } });
+  if (res.status !== 200) throw new Error(`login failed: ${res.status} ${JSON.stringify(res.data)}`);
+  return res.data.token;
+}
+
 /** Upload a module through the API and wait for its build to end. */
 export async function uploadAgent(server, token, { wasm, name, capabilities = 'text', price = 0.01, description = '', version = '1.0.0' }) {
   const form = new FormData();

@@ -10,7 +10,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  openPage, registerUser, uploadAgent, api, screenshot, sleep, AGENTS, startSuite, endSuite,
+  openPage, registerUser, uploadAgent, api, screenshot, sleep, AGENTS, startSuite, endSuite, freshSession,
 } from './helpers.mjs';
 
 const TEXT_STATS = path.join(AGENTS, 'text-stats/agent.wasm');
@@ -275,7 +275,8 @@ describe('robustness of the UI', { timeout: 15 * 60_000 }, () => {
   });
 
   test('moving between pages many times leaves one socket and only the topics of the page shown', { timeout: 4 * 60_000 }, async () => {
-    const { context, page } = await openPage(browser, server, { token: user.token });
+    // Signs out midway: a session of its own, not the suite's.
+    const { context, page } = await openPage(browser, server, { token: await freshSession(server, user) });
     await context.addInitScript(trackSockets);
     try {
       await page.goto('/');

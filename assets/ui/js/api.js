@@ -162,6 +162,12 @@ export const register = ({ email, password, full_name }) =>
   request('POST', '/users/register', { json: { email, password, full_name }, auth: false });
 export const login = ({ email, password }) =>
   request('POST', '/users/login', { json: { email, password }, auth: false });
+/**
+ * End the session `token` on the server: it stops working at once. Sent without the 401
+ * handler: a token the server no longer takes is already signed out.
+ */
+export const logout = (token) =>
+  request('POST', '/users/logout', { auth: false, headers: { Authorization: `Bearer ${token}` } });
 export const me = () => request('GET', '/users/me');
 export const updateMe = ({ full_name }) => request('PATCH', '/users/me', { json: { full_name } });
 export const changePassword = ({ current_password, new_password }) =>

@@ -187,7 +187,7 @@ function wireShell() {
       $('nav-toggle').focus();
     }
   });
-  $('logout-btn').addEventListener('click', () => session.signOut('You are signed out.'));
+  $('logout-btn').addEventListener('click', () => session.endSession('You are signed out.'));
   session.onUserChange((u) => {
     $('user-email').textContent = u?.email || '';
   });

@@ -35,7 +35,23 @@ export function onSignOut(fn) {
   signOutHandler = fn;
 }
 
-/** End the session; `notice` is shown on the sign-in page. */
+/**
+ * The Sign out buttons: end the session on the server first (its token stops working there
+ * too), then here. A server that cannot be reached keeps nobody signed in on this page.
+ */
+export async function endSession(notice) {
+  const token = api.getToken();
+  if (token) {
+    try {
+      await api.logout(token);
+    } catch {
+      /* signed out here regardless */
+    }
+  }
+  signOut(notice);
+}
+
+/** Forget the session here; `notice` is shown on the sign-in page. */
 export function signOut(notice) {
   api.clearToken();
   setUser(null);

@@ -1,4 +1,5 @@
-//! `/api/v1/users`: register, login, the caller's profile and password, and their API keys.
+//! `/api/v1/users`: register, login, logout, the caller's profile and password, and their API
+//! keys.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{path_id, tags};
 use crate::auth::Registration;
 use crate::error::{ApiError, Code, ErrorBody};
-use crate::http::{ApiJson, AppState, AuthUser};
+use crate::http::{ApiJson, AppState, AuthUser, ClientIp};
 use crate::records::{ApiKey, User, UserView};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -60,15 +61,33 @@ pub async fn register(
     Ok((StatusCode::CREATED, ApiJson(session(&state, token, &user))))
 }
 
-/// Sign in with email and password.
+/// Sign in with email and password. After repeated failures the email is locked for a while
+/// (429 `too_many_attempts`, whatever the password and whether or not it has an account).
 #[utoipa::path(post, path = "/api/v1/users/login", tag = tags::USERS, request_body = LoginRequest,
     responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<ApiJson<SessionResponse>, ApiError> {
-    let (token, user) = state.accounts.login(&req.email, req.password).await?;
+    let (token, user) = state
+        .accounts
+        .login(&req.email, req.password, client)
+        .await?;
     Ok(ApiJson(session(&state, token, &user)))
+}
+
+/// Sign out: the session token stops working at once, here and after a restart, and the
+/// live connections opened with it close. Other sessions and API keys keep working.
+#[utoipa::path(post, path = "/api/v1/users/logout", tag = tags::USERS, security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientIp(client): ClientIp,
+    user: AuthUser,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.logout(user.principal, client).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The signed-in user.
@@ -125,12 +144,18 @@ pub struct PasswordChange {
         (status = 403, body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     user: AuthUser,
     ApiJson(change): ApiJson<PasswordChange>,
 ) -> Result<ApiJson<SessionResponse>, ApiError> {
     let (token, account) = state
         .accounts
-        .change_password(user.id, change.current_password, change.new_password)
+        .change_password(
+            user.id,
+            change.current_password,
+            change.new_password,
+            client,
+        )
         .await?;
     Ok(ApiJson(session(&state, token, &account)))
 }

@@ -97,6 +97,7 @@ pub async fn connect(
         user_id: user.id,
         admin: user.admin_in(&account),
         key_id: user.key_id(),
+        session_id: user.session_id(),
     };
     let principal = user.principal;
     Ok(upgrade

@@ -54,7 +54,7 @@ export default {
       h('section', { class: 'card', 'aria-labelledby': 'so-title' },
         h('h2', { id: 'so-title' }, 'Session'),
         h('p', { class: 'muted' }, 'Signing out forgets the session in this browser. API keys keep working until you revoke them on the ', h('a', { href: '/api-keys' }, 'API keys'), ' page.'),
-        h('button', { type: 'button', class: 'btn btn-ghost', 'data-testid': 'settings-signout', onclick: () => session.signOut('You are signed out.') }, 'Sign out')),
+        h('button', { type: 'button', class: 'btn btn-ghost', 'data-testid': 'settings-signout', onclick: () => session.endSession('You are signed out.') }, 'Sign out')),
     );
 
     const fill = (u) => {
