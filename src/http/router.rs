@@ -11,13 +11,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, ContentBuilder, OpenApi, Ref, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::access::{self, Needs};
 use super::limits;
 use super::routes::{agents, analytics, auctions, health, tasks, users, ws};
 use super::ui;
@@ -100,6 +102,7 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
                     .build(),
             ),
         );
+    document_common_answers(&mut openapi);
     (router, openapi)
 }
 
@@ -146,16 +149,7 @@ fn document_rate_limits(openapi: &mut OpenApi) {
             path.as_str(),
             "/api/v1/users/login" | "/api/v1/users/register"
         );
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (_, operation) in operations(item) {
             if public_limited || operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
                 operation
                     .responses
@@ -164,6 +158,64 @@ fn document_rate_limits(openapi: &mut OpenApi) {
             }
         }
     }
+}
+
+/// Adds the error answers that come from the shared extractors rather than from a handler, so
+/// no route's annotation can leave them out: 401 and 403 where a credential is asked for (403
+/// unless every credential passes, see [`access`]), and 400, 408, 413 and 415 where a body is
+/// read.
+/// An answer a route documents itself keeps its own description.
+fn document_common_answers(openapi: &mut OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        for (method, operation) in operations(item) {
+            let mut answers = Vec::new();
+            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                answers.push((
+                    "401",
+                    "No credential, or one that is invalid, expired or revoked",
+                ));
+                if access::needs(&method, path) != Needs::AnyCredential {
+                    answers.push(("403", "The credential may not do this"));
+                }
+            }
+            if operation.request_body.is_some() {
+                answers.extend([
+                    ("400", "The body is not valid"),
+                    (
+                        "408",
+                        "The body arrived slower than the minimum rate ([http])",
+                    ),
+                    ("413", "The body is too large"),
+                    ("415", "The body is not of the documented content type"),
+                ]);
+            }
+            for (status, description) in answers {
+                let error = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", error)
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| response.into());
+            }
+        }
+    }
+}
+
+/// The operations of a path item with their methods.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operation)> {
+    [
+        (Method::GET, &mut item.get),
+        (Method::PUT, &mut item.put),
+        (Method::POST, &mut item.post),
+        (Method::DELETE, &mut item.delete),
+        (Method::PATCH, &mut item.patch),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|operation| (method, operation)))
 }
 
 /// The complete application router.
@@ -339,5 +391,28 @@ mod tests {
         assert_eq!(method_label(&Method::PATCH), "PATCH");
         let invented = Method::from_bytes(b"FROBNICATE").unwrap();
         assert_eq!(method_label(&invented), "other");
+    }
+
+    #[test]
+    fn every_operation_documents_the_answers_of_the_shared_extractors() {
+        let (_, mut openapi) = routes(1024);
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in operations(item) {
+                let documented = |status: &str| operation.responses.responses.contains_key(status);
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                assert!(!secured || documented("401"), "{method} {path} lacks 401");
+                if operation.request_body.is_some() {
+                    for status in ["400", "413", "415"] {
+                        assert!(documented(status), "{method} {path} lacks {status}");
+                    }
+                }
+            }
+        }
+        // Every credential may read its own account: no 403 to document.
+        let me = openapi.paths.paths["/api/v1/users/me"]
+            .get
+            .as_ref()
+            .unwrap();
+        assert!(!me.responses.responses.contains_key("403"));
     }
 }

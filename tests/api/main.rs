@@ -5,6 +5,7 @@ mod agents;
 mod analytics;
 mod api_keys;
 mod architecture;
+mod authorization;
 mod browser;
 mod child;
 mod crash;

@@ -754,7 +754,8 @@ fn download_response(d: Download) -> Response {
 #[utoipa::path(get, path = "/api/v1/agents/{id}/binary", tag = tags::AGENTS, security(("bearer" = []), ()),
     params(("id" = Uuid, Path), ("version" = Option<String>, Query), ("expires" = Option<u64>, Query),
         ("signature" = Option<String>, Query)),
-    responses((status = 200, content_type = "application/wasm", body = Vec<u8>), (status = 401, body = ErrorBody),
+    responses((status = 200, content_type = "application/wasm", body = Vec<u8>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,

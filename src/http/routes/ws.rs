@@ -60,7 +60,8 @@ const MAX_SENT_DATA: usize = 64 * 1024;
 /// Open the live-update WebSocket (session token or an API key with `tasks:read`).
 #[utoipa::path(get, path = "/api/v1/ws/connect", tag = tags::REALTIME,
     params(("token" = Option<String>, Query, description = "Session token or API key, for clients that cannot send headers")),
-    responses((status = 101, description = "Switching protocols"), (status = 401, body = ErrorBody),
+    responses((status = 101, description = "Switching protocols"),
+        (status = 400, body = ErrorBody, description = "Not a WebSocket upgrade request"), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 pub async fn connect(
     State(state): State<AppState>,
