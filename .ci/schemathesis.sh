@@ -77,8 +77,11 @@ agent, doomed = publish("Fuzzed"), publish("Fuzzed and deleted")
 task = ok(requests.post(f"{base}/api/v1/tasks/submit", json={"query": "a few words", "agent_id": agent, "budget": 1},
                         headers={**auth, "Prefer": "wait=60"}), 200)
 key = ok(requests.post(f"{base}/api/v1/users/me/api-keys", json={"name": "fuzzed", "scopes": ["tasks:read"]}, headers=auth), 201)
+# Sign-out ends the session it is sent with: it gets a session of its own.
+doomed_session = ok(requests.post(f"{base}/api/v1/users/login", json={"email": "admin@example.com", "password": password}), 200)
 print(f"export ZS_TOKEN={login['token']} ZS_USER={login['user']['id']} ZS_AGENT={agent} "
-      f"ZS_DOOMED_AGENT={doomed} ZS_TASK={task['id']} ZS_KEY={key['id']}")
+      f"ZS_DOOMED_AGENT={doomed} ZS_TASK={task['id']} ZS_KEY={key['id']} "
+      f"ZS_DOOMED_TOKEN={doomed_session['token']}")
 EOF
 )" || { tail -n 50 "$work/server.log"; exit 1; }
 eval "$fixtures"
