@@ -601,10 +601,14 @@ impl RateLimitSettings {
             ("api", self.api),
             ("submit", self.submit),
         ] {
-            if limit.enabled() && !((1..=86_400).contains(&limit.period_secs) && limit.burst > 0) {
+            let sane = (1..=86_400).contains(&limit.period_secs)
+                && limit.burst > 0
+                && u64::from(limit.requests) <= limit.period_secs * 1_000_000;
+            if limit.enabled() && !sane {
                 return Err(ConfigError::Rule(format!(
-                    "rate_limits.{name}: period_secs must be between 1 and 86400 and burst \
-                     positive (requests = 0 turns the limit off)"
+                    "rate_limits.{name}: period_secs must be between 1 and 86400, burst \
+                     positive and requests at most a million a second (requests = 0 turns the \
+                     limit off)"
                 )));
             }
         }

@@ -134,6 +134,8 @@ error_codes! {
     QueueFull => (SERVICE_UNAVAILABLE, "queue_full"),
     /// The server, or the caller's address, has as many open connections as it serves.
     TooManyConnections => (SERVICE_UNAVAILABLE, "too_many_connections"),
+    /// As many uploads as the server takes at once are arriving; retry in a moment.
+    TooManyUploads => (SERVICE_UNAVAILABLE, "too_many_uploads"),
     /// The request body arrived slower than the configured minimum rate (`[http]`).
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
     /// The server is shutting down and takes no new work.

@@ -379,7 +379,8 @@ fn failed(step: &str, error: impl std::fmt::Display) -> StartError {
 
 /// Makes the data dir private to the service user, whatever existed before (it holds password
 /// hashes, session and link secrets, and compiled code the server maps as executable): the
-/// directory and every directory in it 0700, every file 0600, created if need be. It also sets
+/// directory 0700, and what the server keeps in it ([`OWNED_NAMES`]) 0700 for directories and
+/// 0600 for files, all the way down; created if need be. It also sets
 /// the process umask to 077, so what the server and its libraries create later (redb, the WAL,
 /// tantivy's segment files) is private from the start; nothing this process writes is meant
 /// for other users. Symbolic links inside are left alone (never followed). Blocking.
@@ -395,7 +396,36 @@ pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> 
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(path)?;
     #[cfg(unix)]
-    make_private(path, std::fs::metadata(path)?)?;
+    make_owned_private(path)?;
+    Ok(())
+}
+
+/// What the server keeps in its data dir. Only these are made private at start: a data dir
+/// pointed at a shared place (`/srv`, a home directory) keeps everything else as it was.
+const OWNED_NAMES: &[&str] = &[
+    DB_FILE,
+    INDEX_DIR,
+    WAL_DIR,
+    MODULES_DIR,
+    UPLOADS_DIR,
+    auth::TOKEN_SECRET_FILE,
+    blob::links::SECRET_FILE,
+    runtime::MODULE_CACHE_KEY_FILE,
+];
+
+/// Sets `dir` to 0700, and what of [`OWNED_NAMES`] it holds private, all the way down.
+#[cfg(unix)]
+fn make_owned_private(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for name in OWNED_NAMES {
+        let path = dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) => make_private(&path, meta)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 

@@ -50,6 +50,10 @@ pub(super) struct Shared {
     /// What waits for a retry. A std Mutex: held for set updates only.
     behind: Mutex<Behind>,
     wake: Arc<Notify>,
+    /// Held from reading the store to writing the index, so that writes land in the order of
+    /// the reads: an older read written last would leave the index stale with no failure to
+    /// heal. A tokio Mutex: held across the blocking write.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl std::ops::Deref for Indexing {
@@ -94,6 +98,7 @@ impl Indexing {
             store,
             behind: Mutex::default(),
             wake: wake.clone(),
+            writes: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(heal(Arc::downgrade(&shared), wake));
         Self(shared)
@@ -141,6 +146,7 @@ impl Indexing {
 impl Shared {
     /// The stored agent's entry, or none when it is not stored.
     async fn sync(&self, id: Uuid) -> Result<(), String> {
+        let _in_order = self.writes.lock().await;
         let agent = self.store.agent(id).await.map_err(|e| e.to_string())?;
         let search = self.search.clone();
         let done = tokio::task::spawn_blocking(move || match agent {
@@ -208,6 +214,7 @@ impl Shared {
     }
 
     async fn rebuild(&self) -> Result<(), String> {
+        let _in_order = self.writes.lock().await;
         let agents = self.store.all_agents().await.map_err(|e| e.to_string())?;
         let search = self.search.clone();
         flatten(tokio::task::spawn_blocking(move || search.rebuild(&agents)).await)

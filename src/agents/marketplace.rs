@@ -226,6 +226,9 @@ pub struct Marketplace {
     compiler: Arc<Compiler>,
     /// Ids of agents one of whose builds just ended.
     built: broadcast::Sender<Uuid>,
+    /// One build at a time holds its module in memory: a queue of big uploads waits with its
+    /// bytes in the store, not in memory (the build thread compiles one at a time anyway).
+    build_turn: Arc<tokio::sync::Semaphore>,
     /// Measured compile speed, bytes of module per millisecond (a moving average).
     compile_speed: Arc<Mutex<Option<f64>>>,
     /// (user, agent) pairs of recently completed tasks: the store learns of a completion
@@ -241,6 +244,9 @@ pub struct Marketplace {
     pages: Arc<Mutex<HashMap<String, (u64, Bytes)>>>,
     warmup: Arc<watch::Sender<Warmup>>,
 }
+
+/// Largest module whose bytes wait in memory for their build; bigger ones wait in the store.
+const HELD_MODULE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Weight of the newest compile in the compile-speed average.
 const SPEED_ALPHA: f64 = 0.3;
@@ -315,6 +321,7 @@ impl Marketplace {
             executor,
             compiler,
             built: broadcast::channel(1024).0,
+            build_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             compile_speed: Arc::default(),
             completions: Arc::default(),
             generation: Arc::default(),
@@ -401,7 +408,10 @@ impl Marketplace {
     }
 
     /// Builds a version in the background.
+    /// Builds `target` in the background. A small module's bytes ride along (no store read);
+    /// a big one is read back from the store when its turn comes.
     pub(super) fn start_build(&self, target: Target, wasm: Option<Bytes>) {
+        let wasm = wasm.filter(|w| w.len() <= HELD_MODULE_BYTES);
         let this = self.clone();
         tokio::spawn(async move { this.build(target, wasm).await });
     }
@@ -419,6 +429,11 @@ impl Marketplace {
 
     async fn try_build(&self, target: Target, wasm: Option<Bytes>) -> Result<(), AgentError> {
         let hash = target.hash.clone();
+        let _turn = self
+            .build_turn
+            .acquire()
+            .await
+            .map_err(|_| AgentError::BuildStopped)?;
         let bytes = match wasm {
             Some(bytes) => bytes,
             None => self.blobs.get(hash.clone()).await?,

@@ -15,7 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
 
 /// Security lines per second, on average.
-pub const LINES_PER_SEC: u32 = 10;
+pub const LINES_PER_SEC: u32 = 1;
 /// Security lines at once.
 pub const LINE_BURST: u32 = 50;
 

@@ -333,10 +333,16 @@ impl HashGate {
                 return HashPermit { gate: self, lane };
             }
             let (tx, rx) = oneshot::channel();
-            match lane {
-                Lane::Trusted => gate.trusted.push(tx),
-                Lane::Shared => gate.shared.push(tx),
+            let waiters = match lane {
+                Lane::Trusted => &mut gate.trusted,
+                Lane::Shared => &mut gate.shared,
+            };
+            // Waiters whose client hung up are swept when the list doubles: newest-first
+            // service may never reach them under a flood.
+            if waiters.len() >= 64 && waiters.len().is_power_of_two() {
+                waiters.retain(|w| !w.is_closed());
             }
+            waiters.push(tx);
             rx
         };
         let mut waiting = Waiting {

@@ -14,4 +14,4 @@ mod token;
 
 pub use accounts::{AccountError, Accounts, Credential, Principal, Registration};
 pub use api_keys::NewKey;
-pub use token::{Claims, TokenError, TokenKeys};
+pub use token::{Claims, SECRET_FILE as TOKEN_SECRET_FILE, TokenError, TokenKeys};

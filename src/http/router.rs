@@ -354,13 +354,14 @@ impl RouteMetrics {
     }
 }
 
-/// Logs every request at `debug`, and every server error (5xx, a panic included) at `error`,
-/// with method, path (never the query: a WebSocket URL's query holds a session token), status
-/// and latency. No span per request: at 10,000 requests/s opening and closing one cost 3 % of
-/// the server's CPU, for context that only a failing request needs, and gets here.
 /// Budget of the refusal log lines.
 static REFUSALS_LOGGED: LogBudget = LogBudget::every(Duration::from_secs(10));
 
+/// Logs every request at `debug`, an internal error (500, a panic included) at `error`, and
+/// expected refusals (other 5xx: `queue_full`, `shutting_down`) at `warn` at most once per
+/// 10 s, with method, path (never the query: a WebSocket URL's query holds a session token),
+/// status and latency. No span per request: at 10,000 requests/s opening and closing one cost
+/// 3 % of the server's CPU, for context that only a failing request needs, and gets here.
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();

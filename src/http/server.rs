@@ -36,11 +36,12 @@ use tower::ServiceExt;
 
 use crate::config::HttpSettings;
 use crate::error::{ApiError, BodyTooSlow, Code};
+use crate::records::client_bucket;
 use crate::telemetry::LogBudget;
 
-/// Descriptors kept for storage (database, WAL segments, index segments, module cache) and
-/// the runtime, whatever the connections take.
-const RESERVED_DESCRIPTORS: u64 = 256;
+/// Descriptors kept for storage (database, WAL segments, index segments, module cache), the
+/// runtime and upload spool files, whatever the connections take.
+const RESERVED_DESCRIPTORS: u64 = 256 + super::spool::MAX_FILES as u64;
 /// Largest request head; hyper answers 431 beyond it.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Pause after an accept that failed for want of descriptors: the failure repeats at once.
@@ -188,10 +189,10 @@ async fn connection(
     app: Router,
     rules: Arc<ConnectionRules>,
     stop: CancellationToken,
-    _admission: Admission,
+    admission: Admission,
 ) {
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(Deadlined::new(stream, rules.write_timeout));
+    let io = TokioIo::new(Deadlined::new(stream, rules.write_timeout, admission));
     let service = {
         let rules = rules.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -290,16 +291,18 @@ struct Gate {
     total: Arc<Semaphore>,
     max_total: usize,
     max_per_ip: usize,
-    /// Open connections by address; an address leaves the map with its last connection.
-    /// A std Mutex: held for one map update, never across an await.
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Open connections by client (an IPv6 client by its /64, as the rate limits count it);
+    /// a client leaves the map with its last connection. A std Mutex: held for one map
+    /// update, never across an await.
+    per_ip: Arc<Mutex<HashMap<u128, usize>>>,
 }
 
-/// An admitted connection's place; returned when dropped.
+/// An admitted connection's place, returned when dropped. It lives in the connection's IO,
+/// so a connection upgraded to a WebSocket keeps its place until the socket closes.
 struct Admission {
     _permit: OwnedSemaphorePermit,
-    ip: IpAddr,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    client: u128,
+    per_ip: Arc<Mutex<HashMap<u128, usize>>>,
 }
 
 impl Gate {
@@ -318,8 +321,9 @@ impl Gate {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refusal::Full)?;
+        let client = client_bucket(ip);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let open = per_ip.entry(ip).or_insert(0);
+        let open = per_ip.entry(client).or_insert(0);
         if self.max_per_ip > 0 && *open >= self.max_per_ip {
             return Err(Refusal::PerAddress);
         }
@@ -327,7 +331,7 @@ impl Gate {
         metrics::gauge!("zerostate_http_connections").increment(1.0);
         Ok(Admission {
             _permit: permit,
-            ip,
+            client,
             per_ip: self.per_ip.clone(),
         })
     }
@@ -345,30 +349,33 @@ impl Drop for Admission {
     fn drop(&mut self) {
         metrics::gauge!("zerostate_http_connections").decrement(1.0);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(open) = per_ip.get_mut(&self.ip) {
+        if let Some(open) = per_ip.get_mut(&self.client) {
             *open -= 1;
             if *open == 0 {
-                per_ip.remove(&self.ip);
+                per_ip.remove(&self.client);
             }
         }
     }
 }
 
 /// A socket whose writes may not stall longer than `timeout`: a peer that stops reading gets
-/// its connection closed instead of holding it and the response forever.
+/// its connection closed instead of holding it and the response forever. It carries the
+/// connection's [`Admission`], which hyper hands on with the socket when it is upgraded.
 struct Deadlined<S> {
     inner: S,
     timeout: Duration,
     /// Armed while a write is pending; disarmed by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
+    _admission: Admission,
 }
 
 impl<S> Deadlined<S> {
-    fn new(inner: S, timeout: Duration) -> Self {
+    fn new(inner: S, timeout: Duration, admission: Admission) -> Self {
         Self {
             inner,
             timeout,
             stalled: None,
+            _admission: admission,
         }
     }
 

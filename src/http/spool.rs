@@ -17,12 +17,26 @@ use uuid::Uuid;
 
 /// Uploads whose module is in memory at once.
 pub const IN_MEMORY: usize = 2;
+/// Uploads on disk at once. Each holds a descriptor, which the connection cap keeps free
+/// ([`super::server`]); an upload beyond them is answered 503 `too_many_uploads`.
+pub const MAX_FILES: usize = 64;
 
 /// Where upload bodies wait.
 pub struct Spool {
     dir: PathBuf,
     /// Places for modules in memory.
     in_memory: Arc<Semaphore>,
+    /// Places for files on disk.
+    files: Arc<Semaphore>,
+}
+
+/// Why no spool file was made.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("{MAX_FILES} uploads are already arriving; retry in a moment")]
+    Busy,
+    #[error("upload spool: {0}")]
+    Io(#[from] io::Error),
 }
 
 impl Spool {
@@ -34,11 +48,17 @@ impl Spool {
         Ok(Self {
             dir: dir.to_path_buf(),
             in_memory: Arc::new(Semaphore::new(IN_MEMORY)),
+            files: Arc::new(Semaphore::new(MAX_FILES)),
         })
     }
 
-    /// A new, empty spool file.
-    pub async fn file(&self) -> io::Result<SpoolFile> {
+    /// A new, empty spool file, if a place for one is free.
+    pub async fn file(&self) -> Result<SpoolFile, SpoolError> {
+        let place = self
+            .files
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SpoolError::Busy)?;
         let path = self.dir.join(format!("{}.part", Uuid::new_v4()));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -50,6 +70,7 @@ impl Spool {
             file: Some(file),
             len: 0,
             in_memory: self.in_memory.clone(),
+            _place: place,
         })
     }
 }
@@ -60,10 +81,13 @@ pub struct SpoolFile {
     file: Option<tokio::fs::File>,
     len: u64,
     in_memory: Arc<Semaphore>,
+    /// This file's place among [`MAX_FILES`].
+    _place: OwnedSemaphorePermit,
 }
 
 /// A module read back into memory, with its place; the place is freed when this is dropped.
 pub struct Loaded {
+    /// The module.
     pub bytes: Bytes,
     _place: OwnedSemaphorePermit,
 }
@@ -74,6 +98,7 @@ impl SpoolFile {
         self.len
     }
 
+    /// Appends `chunk`.
     pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
         let file = self
             .file

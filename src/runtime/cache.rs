@@ -150,7 +150,7 @@ impl ModuleCache {
             .serialize()
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|code| {
-                let tmp = path.with_extension("tmp");
+                let tmp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create(true).truncate(true);
                 #[cfg(unix)]

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use tantivy::directory::error::{DeleteError, OpenReadError, OpenWriteError};
+use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
-    Directory, FileHandle, MmapDirectory, WatchCallback, WatchHandle, WritePtr,
+    Directory, DirectoryLock, FileHandle, Lock, MmapDirectory, WatchCallback, WatchHandle, WritePtr,
 };
 
 /// How many of the index's next writes fail. Cheap to clone; every clone arms the same index.
@@ -86,6 +86,12 @@ impl Directory for FaultyDirectory {
 
     fn sync_directory(&self) -> io::Result<()> {
         self.inner.sync_directory()
+    }
+
+    /// The on-disk directory's own locks (advisory file locks, released with the process):
+    /// the default would take a lock file's mere existence, left by a crash, as held.
+    fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {
+        self.inner.acquire_lock(lock)
     }
 
     fn watch(&self, watch_callback: WatchCallback) -> tantivy::Result<WatchHandle> {

@@ -687,4 +687,23 @@ mod tests {
         index.upsert(&a).unwrap();
         assert_eq!(ids(&index, "echo"), [a.id]);
     }
+
+    /// Regression: the index's directory must keep the on-disk advisory locks. With tantivy's
+    /// default, lock files a crash (or an older build) left behind made every start fail.
+    #[test]
+    fn lock_files_left_by_a_crash_do_not_stop_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = agent("Echo", "words", &["echo"]);
+        SearchIndex::open(dir.path(), Faults::default())
+            .unwrap()
+            .upsert(&a)
+            .unwrap();
+        std::fs::write(dir.path().join(".tantivy-writer.lock"), b"").unwrap();
+        std::fs::write(dir.path().join(".tantivy-meta.lock"), b"").unwrap();
+        let index = SearchIndex::open(dir.path(), Faults::default()).unwrap();
+        let b = agent("Zeppelin", "airship", &["fly"]);
+        index.upsert(&b).unwrap();
+        assert_eq!(ids(&index, "airship"), [b.id]);
+        assert_eq!(ids(&index, "echo"), [a.id]);
+    }
 }

@@ -90,10 +90,12 @@ pub(super) fn layer<S>() -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    Counter.with_filter(filter_fn(|meta| {
+    let counted = filter_fn(|meta| {
         meta.target() == GUEST_TARGET
             || (caused_by_guest(meta.target()) && *meta.level() <= Level::WARN)
-    }))
+    });
+    // Its spans are at INFO: nothing below it is ever needed here.
+    Counter.with_filter(counted.with_max_level_hint(tracing::level_filters::LevelFilter::INFO))
 }
 
 struct Counter;

@@ -321,6 +321,57 @@ impl Ordinary {
     }
 }
 
+/// Reads what the server answers a fresh connection: a refusal arrives at once.
+async fn refusal(addr: &str) -> String {
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, extra.read_to_end(&mut answer))
+        .await
+        .expect("refused at once")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Signs up over a connection the server closes after answering (so that it holds no place
+/// afterwards); returns the session token.
+async fn signup_and_close(addr: &str) -> String {
+    let body =
+        json!({"email": "sockets@example.com", "password": "correct horse battery"}).to_string();
+    let request = format!(
+        "POST /api/v1/users/register HTTP/1.1\r\nHost: z\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").expect("a response");
+    let session: Value = serde_json::from_str(body).expect("a JSON session");
+    session["token"].as_str().expect("a token").to_owned()
+}
+
+#[tokio::test]
+async fn live_update_sockets_keep_their_place_under_the_connection_caps() {
+    for (total, per_ip, message) in [
+        (2, 0, "the server has as many connections as it serves"),
+        (1000, 2, "too many connections from this address"),
+    ] {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut s = settings(dir.path(), 1);
+        s.http.max_connections = total;
+        s.http.max_connections_per_ip = per_ip;
+        let app = spawn_with(s, dir).await;
+        let addr = app.base.trim_start_matches("http://");
+        let token = signup_and_close(addr).await;
+        let _first = app.socket(&token).await;
+        let _second = app.socket(&token).await;
+        let text = refusal(addr).await;
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(text.contains(message), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn connections_over_the_per_address_cap_are_refused_with_503_at_once() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
@@ -343,13 +394,7 @@ async fn connections_over_the_per_address_cap_are_refused_with_503_at_once() {
         stream.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"HTTP/1.1 200");
     }
-    let mut extra = TcpStream::connect(&addr).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, extra.read_to_end(&mut answer))
-        .await
-        .expect("refused at once")
-        .ok();
-    let text = String::from_utf8_lossy(&answer);
+    let text = refusal(&addr).await;
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("retry-after: 1"), "{text}");
     assert!(text.contains(r#""code":"too_many_connections""#), "{text}");

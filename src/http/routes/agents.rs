@@ -19,7 +19,7 @@ use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, path_id, prefer_wait, tags}
 use crate::agents::manifest::RawManifest;
 use crate::agents::{AgentQuery, Caller, Download, Edit, Sort};
 use crate::error::{ApiError, Code, ErrorBody};
-use crate::http::spool::{Loaded, Spool, SpoolFile};
+use crate::http::spool::{Loaded, Spool, SpoolError, SpoolFile};
 use crate::http::{ApiJson, AppState, AuthUser, access};
 use crate::records::{Agent, AgentStatus, AgentVersion, Build, Rejection, Review};
 
@@ -146,10 +146,14 @@ async fn read_form(
         wasm: None,
         texts: Vec::new(),
     };
+    let mut text_budget = MAX_TEXT_BYTES;
     while let Some(mut field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "wasm_binary" {
-            let mut file = spool.file().await.map_err(spool_failed)?;
+            let mut file = spool.file().await.map_err(|e| match e {
+                SpoolError::Busy => ApiError::new(Code::TooManyUploads, e.to_string()),
+                SpoolError::Io(e) => spool_failed(e),
+            })?;
             while let Some(chunk) = field.chunk().await? {
                 if file.written() + chunk.len() as u64 > max as u64 {
                     return Err(ApiError::new(
@@ -161,7 +165,8 @@ async fn read_form(
             }
             form.wasm = Some(file);
         } else if fields.contains(&name.as_str()) {
-            form.texts.push((name, field.text().await?));
+            let text = read_text(&mut field, &mut text_budget).await?;
+            form.texts.push((name, text));
         } else {
             return Err(ApiError::new(
                 Code::InvalidRequest,
@@ -170,6 +175,29 @@ async fn read_form(
         }
     }
     Ok(form)
+}
+
+/// Most bytes of an upload's text fields together (the manifest with its schema included):
+/// only the module goes to disk, so the rest must stay small.
+const MAX_TEXT_BYTES: usize = 1024 * 1024;
+
+/// Reads a text field, taking its length from `budget`; 413 beyond it.
+async fn read_text(
+    field: &mut axum::extract::multipart::Field<'_>,
+    budget: &mut usize,
+) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await? {
+        *budget = budget.checked_sub(chunk.len()).ok_or_else(|| {
+            ApiError::new(
+                Code::PayloadTooLarge,
+                format!("the text fields are larger than {MAX_TEXT_BYTES} bytes together"),
+            )
+        })?;
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::new(Code::MalformedMultipart, "a text field is not valid UTF-8"))
 }
 
 fn spool_failed(error: std::io::Error) -> ApiError {
