@@ -106,6 +106,7 @@ fn queue(c: &mut Criterion) {
                     q.push(
                         QueuedTask {
                             task_id: Uuid::nil(),
+                            owner: Uuid::nil(),
                             priority,
                             seq,
                         },

@@ -123,6 +123,7 @@ impl Application {
             openapi: Arc::new(openapi),
             service_token: settings.realtime.service_token.clone(),
             ping_every: Duration::from_secs(settings.realtime.ping_interval_secs),
+            quotas: settings.quotas,
         });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
@@ -282,13 +283,15 @@ impl Services {
         let keys = Arc::new(opened.keys);
         let accounts = Accounts::open(opened.store.clone(), keys, fanout.clone())
             .await
-            .map_err(|e| failed("accounts", e))?;
+            .map_err(|e| failed("accounts", e))?
+            .with_api_key_quota(settings.quotas.api_keys);
         let executor = Arc::new(opened.executor);
         let rules = agents::Rules {
             max_binary_bytes: settings.agents.max_binary_bytes,
             policy: settings.agents.validation.clone(),
             limits: settings.limits,
             compile_timeout: Duration::from_secs(settings.agents.compile_timeout_secs),
+            quotas: settings.quotas,
         };
         let marketplace = Marketplace::new(
             opened.store.clone(),
@@ -304,7 +307,10 @@ impl Services {
         .map_err(|e| failed("agent catalog and search index", e))?;
         let orchestrator = Orchestrator::new(
             Arc::new(ledger),
-            Arc::new(PriorityQueue::new(settings.tasks.queue_capacity)),
+            Arc::new(
+                PriorityQueue::new(settings.tasks.queue_capacity)
+                    .with_run_cap(settings.quotas.concurrent_runs),
+            ),
             marketplace.clone(),
             executor,
             fanout.clone(),

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::Marketplace;
 use crate::auth::Accounts;
-use crate::config::Secret;
+use crate::config::{QuotaSettings, Secret};
 use crate::orchestrator::Orchestrator;
 use crate::realtime::{Fanout, Hub};
 
@@ -61,4 +61,6 @@ pub struct Components {
     pub service_token: Secret,
     /// `realtime.ping_interval_secs`: how often every socket is pinged.
     pub ping_every: std::time::Duration,
+    /// `[quotas]`: the WebSocket route applies `websocket_connections`.
+    pub quotas: QuotaSettings,
 }

@@ -13,6 +13,7 @@ pub mod codec;
 mod hex;
 mod policy;
 mod task;
+mod usage;
 mod user;
 mod version;
 
@@ -30,6 +31,9 @@ pub use policy::{Policy, WASI_FUNCTIONS, WASI_MODULE};
 pub use task::{
     Attempt, FailureCode, Finished, Page, Priority, QueueDepth, Task, TaskChange, TaskCounts,
     TaskFilter, TaskState, TaskStatus,
+};
+pub use usage::{
+    DAY_SECS, DailyUsage, result_bytes, secs_to_midnight, utc_day, utc_midnight,
 };
 pub use user::{Email, Role, User, UserView};
 pub use version::{AgentVersion, Review, semver_cmp};
