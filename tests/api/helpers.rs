@@ -35,6 +35,16 @@ pub fn settings(data_dir: &Path, workers: usize) -> Settings {
         ..Settings::default()
     };
     s.tasks.shutdown_grace_secs = 5;
+    // Generous: only the quota tests (tests/api/quotas.rs) set quotas that bite.
+    s.quotas = zerostate::config::QuotaSettings {
+        agents: 0,
+        module_bytes: 0,
+        queued_tasks: 0,
+        concurrent_runs: 0,
+        result_bytes_per_day: 0,
+        websocket_connections: 0,
+        ..s.quotas
+    };
     s
 }
 

@@ -15,6 +15,7 @@ mod helpers;
 mod marketplace;
 mod modules;
 mod operations;
+mod quotas;
 mod restart;
 mod tasks;
 mod users;
