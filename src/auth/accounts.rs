@@ -49,9 +49,7 @@ pub enum AccountError {
     InvalidScope(String),
     #[error("{0}")]
     InvalidKey(String),
-    #[error(
-        "you already have {0} API keys, the most allowed (quota api_keys); revoke one first"
-    )]
+    #[error("you already have {0} API keys, the most allowed (quota api_keys); revoke one first")]
     TooManyKeys(u64),
     #[error("no API key with id `{0}`")]
     KeyNotFound(String),
@@ -453,7 +451,11 @@ impl Accounts {
         run_to_end(async move {
             if !this
                 .store
-                .insert_api_key(hash, key.clone(), usize::try_from(max).unwrap_or(usize::MAX))
+                .insert_api_key(
+                    hash,
+                    key.clone(),
+                    usize::try_from(max).unwrap_or(usize::MAX),
+                )
                 .await?
             {
                 return Err(AccountError::TooManyKeys(max));

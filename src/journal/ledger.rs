@@ -39,8 +39,8 @@ use uuid::Uuid;
 use super::wal::{Synced, Wal, WalOptions};
 use super::{Durable, JournalError, Retention, Submitted, TaskJournal, TaskPage};
 use crate::records::{
-    AgentOutcome, DailyUsage, Page, PlacedCell, Task, TaskChange, TaskCounts, TaskFilter, TaskState,
-    TaskStatus, codec,
+    AgentOutcome, DailyUsage, Page, PlacedCell, Task, TaskChange, TaskCounts, TaskFilter,
+    TaskState, TaskStatus, codec,
 };
 use crate::store::{IdempotencyClaim, Store, StoreError, TaskBatch};
 

@@ -45,7 +45,12 @@ struct Today {
 impl DailyCounters {
     /// `change` on `owner`'s figures of the day of `at` (a new day starts from zero; figures
     /// of a day already gone are dropped).
-    fn with<T>(&self, owner: Uuid, at: OffsetDateTime, change: impl FnOnce(&mut DailyUsage) -> T) -> Option<T> {
+    fn with<T>(
+        &self,
+        owner: Uuid,
+        at: OffsetDateTime,
+        change: impl FnOnce(&mut DailyUsage) -> T,
+    ) -> Option<T> {
         let day = utc_day(at);
         let mut today = self.0.lock().expect("daily counters");
         if day > today.day {
@@ -248,7 +253,10 @@ impl Orchestrator {
         let midnight = utc_midnight(now);
         let mut users = self.inner.journal.usage_since(midnight).await?;
         for task in unfinished {
-            users.entry(task.owner_id).or_default().count(task, midnight);
+            users
+                .entry(task.owner_id)
+                .or_default()
+                .count(task, midnight);
         }
         self.inner.daily.seed(now, users);
         Ok(())

@@ -11,7 +11,7 @@
 //! and holds ids only: durability lives in the task journal (a task is journaled before it is
 //! queued, and start-up re-queues every unfinished task in submit order, so users take turns
 //! in the order of their oldest task). Its workers wait on a `Notify`, never poll: an idle
-//! server uses no CPU. Push and pop cost O(1) amortised (a few map operations); only
+//! server uses no CPU. Push and pop cost O(1) amortised (one map lookup each); only
 //! [`TaskQueue::remove`] scans. Compatibility mode will add one on Redis.
 
 use std::collections::{HashMap, VecDeque};
@@ -43,20 +43,21 @@ pub enum QueueError {
     Closed,
 }
 
-/// The tasks of one priority.
+/// The turns of one priority.
 #[derive(Default)]
 struct Lane {
-    /// Each owner's tasks, lowest `seq` first. An owner without tasks has no entry.
-    backlogs: HashMap<Uuid, VecDeque<QueuedTask>>,
-    /// Owners in the order they get their next turn. Every owner with a backlog here is in it
-    /// exactly once, unless parked (see [`User::parked`]).
+    /// Owners in the order they get their next turn. Every owner with tasks of this priority
+    /// is in it exactly once, unless parked (see [`User::parked`]).
     turns: VecDeque<Uuid>,
     len: usize,
 }
 
-/// What the queue knows of one owner. No entry for an owner with nothing queued or running.
+/// One owner's queued tasks and runs. No entry for an owner with nothing queued or running:
+/// one map lookup finds all a push or a pop needs.
 #[derive(Default)]
 struct User {
+    /// Queued tasks per priority (indexed as [`Lanes::lanes`]), lowest `seq` first.
+    backlogs: [VecDeque<QueuedTask>; 4],
     queued: usize,
     /// Tasks popped whose run has not been released (tracked only under a cap).
     running: u64,
@@ -76,43 +77,48 @@ struct Lanes {
 
 impl Lanes {
     fn push(&mut self, task: QueuedTask) {
-        let lane = &mut self.lanes[task.priority as usize];
-        let backlog = lane.backlogs.entry(task.owner).or_default();
+        let p = task.priority as usize;
+        let user = self.users.entry(task.owner).or_default();
+        let backlog = &mut user.backlogs[p];
         if backlog.is_empty() {
-            lane.turns.push_back(task.owner);
+            self.lanes[p].turns.push_back(task.owner);
         }
         // Recovery and failover may push out of order; keep each backlog sorted by seq.
         let at = backlog.partition_point(|t| t.seq < task.seq);
         backlog.insert(at, task);
-        lane.len += 1;
+        user.queued += 1;
+        self.lanes[p].len += 1;
         self.len += 1;
-        self.users.entry(task.owner).or_default().queued += 1;
     }
 
     /// The next task: the highest priority first, then the owner whose turn it is. Owners at
     /// `cap` are parked on the way.
     fn pop(&mut self, cap: Option<u64>) -> Option<QueuedTask> {
-        for (p, lane) in self.lanes.iter_mut().enumerate().rev() {
-            while let Some(owner) = lane.turns.pop_front() {
-                let user = self.users.get_mut(&owner).expect("an owner in turns is known");
+        for p in (0..self.lanes.len()).rev() {
+            while let Some(owner) = self.lanes[p].turns.pop_front() {
+                let user = self
+                    .users
+                    .get_mut(&owner)
+                    .expect("an owner in turns is known");
                 if cap.is_some_and(|cap| user.running >= cap) {
                     user.parked |= 1 << p;
                     continue;
                 }
-                let backlog = lane.backlogs.get_mut(&owner).expect("an owner in turns has tasks");
-                let task = backlog.pop_front().expect("backlogs are never empty");
-                if backlog.is_empty() {
-                    lane.backlogs.remove(&owner);
-                } else {
-                    lane.turns.push_back(owner);
+                let task = user.backlogs[p]
+                    .pop_front()
+                    .expect("an owner in turns has tasks");
+                if !user.backlogs[p].is_empty() {
+                    self.lanes[p].turns.push_back(owner);
                 }
-                lane.len -= 1;
-                self.len -= 1;
                 user.queued -= 1;
                 if cap.is_some() {
                     user.running += 1;
                 }
-                self.forget_if_idle(owner);
+                if user.queued == 0 && user.running == 0 {
+                    self.users.remove(&owner);
+                }
+                self.lanes[p].len -= 1;
+                self.len -= 1;
                 return Some(task);
             }
         }
@@ -134,48 +140,39 @@ impl Lanes {
             }
             user.parked = 0;
         }
-        self.forget_if_idle(owner);
+        if user.queued == 0 && user.running == 0 {
+            self.users.remove(&owner);
+        }
         unparked
     }
 
     fn remove(&mut self, task_id: Uuid) -> bool {
-        for (p, lane) in self.lanes.iter_mut().enumerate() {
-            let found = lane.backlogs.iter().find_map(|(owner, backlog)| {
+        let found = self.users.iter().find_map(|(owner, user)| {
+            user.backlogs.iter().enumerate().find_map(|(p, backlog)| {
                 let at = backlog.iter().position(|t| t.task_id == task_id)?;
-                Some((*owner, at))
-            });
-            let Some((owner, at)) = found else {
-                continue;
-            };
-            let backlog = lane.backlogs.get_mut(&owner).expect("found above");
-            backlog.remove(at);
-            if backlog.is_empty() {
-                lane.backlogs.remove(&owner);
-                if let Some(turn) = lane.turns.iter().position(|o| *o == owner) {
-                    lane.turns.remove(turn);
-                }
+                Some((*owner, p, at))
+            })
+        });
+        let Some((owner, p, at)) = found else {
+            return false;
+        };
+        let user = self.users.get_mut(&owner).expect("found above");
+        user.backlogs[p].remove(at);
+        user.queued -= 1;
+        if user.backlogs[p].is_empty() {
+            // Out of this priority's turns, whether waiting in them or parked.
+            user.parked &= !(1 << p);
+            let turns = &mut self.lanes[p].turns;
+            if let Some(turn) = turns.iter().position(|o| *o == owner) {
+                turns.remove(turn);
             }
-            lane.len -= 1;
-            self.len -= 1;
-            let user = self.users.get_mut(&owner).expect("an owner with tasks is known");
-            user.queued -= 1;
-            if !lane.backlogs.contains_key(&owner) {
-                user.parked &= !(1 << p);
-            }
-            self.forget_if_idle(owner);
-            return true;
         }
-        false
-    }
-
-    fn forget_if_idle(&mut self, owner: Uuid) {
-        if self
-            .users
-            .get(&owner)
-            .is_some_and(|u| u.queued == 0 && u.running == 0)
-        {
+        if user.queued == 0 && user.running == 0 {
             self.users.remove(&owner);
         }
+        self.lanes[p].len -= 1;
+        self.len -= 1;
+        true
     }
 }
 
@@ -404,7 +401,9 @@ mod tests {
         }
         q.try_pop().unwrap().unwrap();
         q.push(owned(BOB, Priority::Normal, 10_000), false).unwrap();
-        let next: Vec<_> = (0..2).map(|_| q.try_pop().unwrap().unwrap().owner).collect();
+        let next: Vec<_> = (0..2)
+            .map(|_| q.try_pop().unwrap().unwrap().owner)
+            .collect();
         assert_eq!(next, [ALICE, BOB]);
     }
 
@@ -482,6 +481,93 @@ mod tests {
             drain(&q),
             [(BOB, 2), (ALICE, 0), (BOB, 4), (ALICE, 1), (ALICE, 3)]
         );
+    }
+
+    /// Every owner with tasks of a priority is in its turns once, or parked there; counts
+    /// add up; nobody runs past the cap.
+    fn check_invariants(lanes: &Lanes, cap: u64) {
+        let mut total = 0;
+        for (p, lane) in lanes.lanes.iter().enumerate() {
+            let mut len = 0;
+            for (owner, user) in &lanes.users {
+                let backlog = &user.backlogs[p];
+                len += backlog.len();
+                let turns = lane.turns.iter().filter(|o| *o == owner).count();
+                let parked = user.parked & (1 << p) != 0;
+                match (backlog.is_empty(), turns, parked) {
+                    (true, 0, false) | (false, 1, false) | (false, 0, true) => {}
+                    other => panic!("owner {owner} in lane {p}: {other:?}"),
+                }
+                assert!(
+                    backlog
+                        .iter()
+                        .zip(backlog.iter().skip(1))
+                        .all(|(a, b)| a.seq < b.seq)
+                );
+            }
+            assert_eq!(lane.len, len);
+            total += len;
+        }
+        assert_eq!(lanes.len, total);
+        for user in lanes.users.values() {
+            assert_eq!(
+                user.queued,
+                user.backlogs.iter().map(VecDeque::len).sum::<usize>()
+            );
+            assert!(user.running <= cap && (user.queued > 0 || user.running > 0));
+        }
+    }
+
+    #[test]
+    fn random_pushes_pops_releases_and_removals_keep_the_rules() {
+        let cap = 2;
+        let q = PriorityQueue::new(usize::MAX).with_run_cap(cap);
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut queued, mut running): (Vec<QueuedTask>, Vec<QueuedTask>) = (vec![], vec![]);
+        for seq in 0..5_000 {
+            match next() % 4 {
+                0 | 1 => {
+                    let owner = Uuid::from_u128(u128::from(next() % 5));
+                    let task = owned(owner, Priority::ALL[(next() % 4) as usize], seq);
+                    q.push(task, false).unwrap();
+                    queued.push(task);
+                }
+                2 => match q.try_pop().unwrap() {
+                    Some(task) => {
+                        // Nothing of a higher priority was runnable, and it was its owner's
+                        // oldest task of its priority.
+                        let runs = |o: Uuid| running.iter().filter(|t| t.owner == o).count();
+                        assert!(!queued.iter().any(|t| t.priority > task.priority
+                            && (runs(t.owner) as u64) < cap));
+                        assert!(!queued.iter().any(|t| t.owner == task.owner
+                            && t.priority == task.priority
+                            && t.seq < task.seq));
+                        queued.retain(|t| t.task_id != task.task_id);
+                        running.push(task);
+                    }
+                    None => assert!(queued.iter().all(|t| {
+                        running.iter().filter(|r| r.owner == t.owner).count() as u64 >= cap
+                    })),
+                },
+                _ if next() % 2 == 0 && !running.is_empty() => {
+                    let done = running.swap_remove((next() % running.len() as u64) as usize);
+                    q.release(done.owner);
+                }
+                _ if !queued.is_empty() => {
+                    let gone = queued.swap_remove((next() % queued.len() as u64) as usize);
+                    assert!(q.remove(gone.task_id));
+                }
+                _ => {}
+            }
+            check_invariants(&q.lanes(), cap);
+            assert_eq!(q.depth().total(), queued.len());
+        }
     }
 
     #[tokio::test]

@@ -32,8 +32,6 @@ pub use task::{
     Attempt, FailureCode, Finished, Page, Priority, QueueDepth, Task, TaskChange, TaskCounts,
     TaskFilter, TaskState, TaskStatus,
 };
-pub use usage::{
-    DAY_SECS, DailyUsage, result_bytes, secs_to_midnight, utc_day, utc_midnight,
-};
+pub use usage::{DAY_SECS, DailyUsage, result_bytes, secs_to_midnight, utc_day, utc_midnight};
 pub use user::{Email, Role, User, UserView};
 pub use version::{AgentVersion, Review, semver_cmp};

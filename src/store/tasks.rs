@@ -325,7 +325,10 @@ impl Store {
             for entry in finished.range((from_ms, 0)..)? {
                 let (_, id) = entry?;
                 if let Some(task) = read_task(&tasks, id.value())? {
-                    usage.entry(task.owner_id).or_default().count(&task, midnight);
+                    usage
+                        .entry(task.owner_id)
+                        .or_default()
+                        .count(&task, midnight);
                 }
             }
             Ok(usage)

@@ -230,7 +230,8 @@ async fn result_bytes_per_day_refuse_with_429_until_midnight_utc_even_after_a_re
     let echo = app
         .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
         .await;
-    let body = json!({"query": "an answer longer than twenty bytes", "agent_id": echo, "budget": 0});
+    let body =
+        json!({"query": "an answer longer than twenty bytes", "agent_id": echo, "budget": 0});
     let done = app.run_task(&token, body.clone()).await;
     assert_eq!(done["status"], "completed", "{done}");
 
@@ -248,7 +249,10 @@ async fn result_bytes_per_day_refuse_with_429_until_midnight_utc_even_after_a_re
         );
     };
     assert_refused(submit_raw(&app, &token, &body).await).await;
-    assert_eq!(app.run_task(&admin, body.clone()).await["status"], "completed");
+    assert_eq!(
+        app.run_task(&admin, body.clone()).await["status"],
+        "completed"
+    );
 
     // Counted again at start from the tasks that finished today.
     let (app, _) = restart(app, 1, quotas).await;
@@ -328,10 +332,13 @@ async fn a_users_backlog_does_not_starve_another_users_later_task() {
     let spinner = app
         .publish(&ada, "Spinner", wasm(LOOP_AGENT), "spin", 0.0)
         .await;
-    let echo = app.publish(&bob, "Echo", wasm(ECHO_AGENT), "echo", 0.0).await;
+    let echo = app
+        .publish(&bob, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
     let mut backlog = Vec::new();
     for i in 0..4 {
-        let body = json!({"query": format!("a{i}"), "agent_id": spinner, "budget": 0, "timeout": 1});
+        let body =
+            json!({"query": format!("a{i}"), "agent_id": spinner, "budget": 0, "timeout": 1});
         backlog.push(app.submit(&ada, body).await);
     }
     let late = app
@@ -347,7 +354,10 @@ async fn a_users_backlog_does_not_starve_another_users_later_task() {
         .iter()
         .filter(|t| started(t) < started(&bob_task))
         .count();
-    assert!(before_bob <= 2, "{before_bob} of Ada's tasks ran before Bob's");
+    assert!(
+        before_bob <= 2,
+        "{before_bob} of Ada's tasks ran before Bob's"
+    );
 }
 
 #[tokio::test]
@@ -360,12 +370,14 @@ async fn the_cap_on_runs_holds_while_other_users_run() {
     let spinner = app
         .publish(&ada, "Spinner", wasm(LOOP_AGENT), "spin", 0.0)
         .await;
-    let body = json!({"query": "x", "agent_id": spinner, "budget": 0, "timeout": 1, "priority": "high"});
+    let body =
+        json!({"query": "x", "agent_id": spinner, "budget": 0, "timeout": 1, "priority": "high"});
     let mut ada_ids = Vec::new();
     for _ in 0..3 {
         ada_ids.push(app.submit(&ada, body.clone()).await);
     }
-    let low = json!({"query": "y", "agent_id": spinner, "budget": 0, "timeout": 1, "priority": "low"});
+    let low =
+        json!({"query": "y", "agent_id": spinner, "budget": 0, "timeout": 1, "priority": "low"});
     let mut bob_ids = Vec::new();
     for _ in 0..2 {
         bob_ids.push(app.submit(&bob, low.clone()).await);
@@ -377,7 +389,10 @@ async fn the_cap_on_runs_holds_while_other_users_run() {
         let mut runs: Vec<_> = tasks.iter().map(|t| (started(t), completed(t))).collect();
         runs.sort();
         for pair in runs.windows(2) {
-            assert!(pair[1].0 >= pair[0].1, "two runs of one user overlapped: {runs:?}");
+            assert!(
+                pair[1].0 >= pair[0].1,
+                "two runs of one user overlapped: {runs:?}"
+            );
         }
     }
     // Bob's low tasks did not wait for Ada's high ones to drain.
@@ -392,7 +407,9 @@ async fn after_a_restart_users_take_turns_in_the_order_of_their_oldest_task() {
     let app = spawn_with(settings(dir.path(), 0), dir).await;
     let ada = app.signup("ada@example.com").await;
     let bob = app.signup("bob@example.com").await;
-    let echo = app.publish(&ada, "Echo", wasm(ECHO_AGENT), "echo", 0.0).await;
+    let echo = app
+        .publish(&ada, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
     let body = json!({"query": "q", "agent_id": echo, "budget": 0});
     let mut ada_ids = Vec::new();
     for _ in 0..3 {
