@@ -97,28 +97,47 @@ fn queue(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    c.bench_function("queue/push+pop 1000 mixed priorities", |b| {
-        let q = PriorityQueue::new(1_000_000);
-        b.iter(|| {
-            runtime.block_on(async {
-                for seq in 0..1000u64 {
-                    let priority = Priority::ALL[(seq % 4) as usize];
-                    q.push(
-                        QueuedTask {
-                            task_id: Uuid::nil(),
-                            priority,
-                            seq,
-                        },
-                        false,
-                    )
-                    .unwrap();
-                }
-                for _ in 0..1000 {
-                    q.pop().await.unwrap();
-                }
-            })
-        })
-    });
+    // One owner (every turn is the same user's), then 100 owners taking turns, then the same
+    // under a cap of 2 runs per owner (each run released after the next pop).
+    for (label, owners, cap) in [
+        ("1 owner", 1u128, 0),
+        ("100 owners", 100, 0),
+        ("100 owners, cap 2", 100, 2),
+    ] {
+        c.bench_function(
+            &format!("queue/push+pop 1000 mixed priorities, {label}"),
+            |b| {
+                let q = PriorityQueue::new(1_000_000).with_run_cap(cap);
+                b.iter(|| {
+                    runtime.block_on(async {
+                        for seq in 0..1000u64 {
+                            let priority = Priority::ALL[(seq % 4) as usize];
+                            q.push(
+                                QueuedTask {
+                                    task_id: Uuid::nil(),
+                                    owner: Uuid::from_u128(u128::from(seq) % owners),
+                                    priority,
+                                    seq,
+                                },
+                                false,
+                            )
+                            .unwrap();
+                        }
+                        let mut previous = None;
+                        for _ in 0..1000 {
+                            let next = q.pop().await.unwrap();
+                            if let Some(owner) = previous.replace(next.owner) {
+                                q.release(owner);
+                            }
+                        }
+                        if let Some(owner) = previous {
+                            q.release(owner);
+                        }
+                    })
+                })
+            },
+        );
+    }
 }
 
 /// Every API request checks its bearer token: in full the first time, from memory after.

@@ -157,6 +157,7 @@ async fn zerostate_engine(tasks: u64) -> Duration {
                 };
                 let queued = QueuedTask {
                     task_id: task.id,
+                    owner: task.owner_id,
                     priority: task.priority,
                     seq: task.seq,
                 };
@@ -238,6 +239,7 @@ async fn zerostate_queue(tasks: u64) -> Duration {
                     .push(
                         QueuedTask {
                             task_id,
+                            owner: Uuid::nil(),
                             priority: Priority::Normal,
                             seq,
                         },

@@ -44,6 +44,7 @@ pub struct Settings {
     pub realtime: RealtimeSettings,
     pub http: HttpSettings,
     pub rate_limits: RateLimitSettings,
+    pub quotas: QuotaSettings,
 }
 
 /// What one connection may hold of the server, whoever is at the other end.
@@ -169,6 +170,54 @@ impl RateLimitSettings {
             .iter()
             .map(|p| IpNet::parse(p).map_err(|e| format!("rate_limits.trusted_proxies: {e}")))
             .collect()
+    }
+}
+
+/// What one user may hold and use. Signed-in admins are exempt from every quota but
+/// `concurrent_runs` (it shares the worker pool, which admins share too). 0 means unlimited,
+/// except for `critical_tasks_per_day`, whose 0 means none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSettings {
+    /// Agents a user owns.
+    pub agents: u64,
+    /// Sum of the module sizes of every version of every agent a user owns.
+    pub module_bytes: u64,
+    /// A user's tasks waiting in the queue.
+    pub queued_tasks: u64,
+    /// A user's tasks running at once; the next one waits in the queue (it is not refused)
+    /// while other users' tasks run.
+    pub concurrent_runs: u64,
+    /// Bytes of results (stdout kept as the result, and stderr) of a user's tasks that
+    /// finished in one UTC day.
+    pub result_bytes_per_day: u64,
+    /// A user's live-update WebSocket connections.
+    pub websocket_connections: u64,
+    /// API keys a user holds.
+    pub api_keys: u64,
+    /// `critical` tasks a user (not an admin) may submit per UTC day.
+    pub critical_tasks_per_day: u64,
+}
+
+impl QuotaSettings {
+    /// `value` as a limit: `None` for 0 (unlimited).
+    pub fn limit(value: u64) -> Option<u64> {
+        (value > 0).then_some(value)
+    }
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self {
+            agents: 100,
+            module_bytes: 2 * 1024 * MIB,
+            queued_tasks: 10_000,
+            concurrent_runs: 0,
+            result_bytes_per_day: 1024 * MIB,
+            websocket_connections: 32,
+            api_keys: 100,
+            critical_tasks_per_day: 0,
+        }
     }
 }
 
@@ -446,6 +495,7 @@ impl Default for Settings {
             realtime: RealtimeSettings::default(),
             http: HttpSettings::default(),
             rate_limits: RateLimitSettings::default(),
+            quotas: QuotaSettings::default(),
         }
     }
 }

@@ -130,6 +130,15 @@ error_codes! {
     InvalidWasmModule => (UNPROCESSABLE_ENTITY, "invalid_wasm_module"),
     /// The auction found no agent for the task; the message says why.
     NoEligibleAgent => (UNPROCESSABLE_ENTITY, "no_eligible_agent"),
+    /// A quota on what the caller holds (agents, module bytes, WebSocket connections): the
+    /// message names the quota and its limit; free one, then retry.
+    QuotaReached => (CONFLICT, "quota_reached"),
+    /// A quota that refills (queued tasks, result bytes per day): the message names the quota
+    /// and its limit; `Retry-After` says when it refills, where a time applies.
+    QuotaExceeded => (TOO_MANY_REQUESTS, "quota_exceeded"),
+    /// `critical` priority is for admins, or within the caller's daily allowance
+    /// (`quotas.critical_tasks_per_day`); `Retry-After` when an allowance refills at midnight UTC.
+    PriorityNotAllowed => (FORBIDDEN, "priority_not_allowed"),
     /// The in-memory queue is at its configured capacity.
     QueueFull => (SERVICE_UNAVAILABLE, "queue_full"),
     /// The server, or the caller's address, has as many open connections as it serves.
@@ -227,16 +236,15 @@ impl IntoResponse for ApiError {
                 path: self.path,
             },
         };
+        let retry_after = match self.code {
+            Code::QueueFull => Some(1),
+            _ => self.retry_after,
+        };
         let mut response = (self.code.status(), Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-        }
-        if self.code == Code::QueueFull {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         response
     }

@@ -129,6 +129,7 @@ impl Application {
             spool: services.spool,
             public_url: settings.public_url.trim_end_matches('/').to_owned(),
             limits: http::RateLimits::new(&settings.rate_limits).map_err(StartError::Component)?,
+            quotas: settings.quotas,
         });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
@@ -305,13 +306,15 @@ impl Services {
         let accounts = Accounts::open(opened.store.clone(), keys, fanout.clone())
             .await
             .map_err(|e| failed("accounts", e))?
-            .with_lockout(limits.enabled.then_some(limits.lockout));
+            .with_lockout(limits.enabled.then_some(limits.lockout))
+            .with_api_key_quota(settings.quotas.api_keys);
         let executor = Arc::new(opened.executor);
         let rules = agents::Rules {
             max_binary_bytes: settings.agents.max_binary_bytes,
             policy: settings.agents.validation.clone(),
             limits: settings.limits,
             compile_timeout: Duration::from_secs(settings.agents.compile_timeout_secs),
+            quotas: settings.quotas,
         };
         let marketplace = Marketplace::new(
             opened.store.clone(),
@@ -327,7 +330,10 @@ impl Services {
         .map_err(|e| failed("agent catalog and search index", e))?;
         let orchestrator = Orchestrator::new(
             Arc::new(ledger),
-            Arc::new(PriorityQueue::new(settings.tasks.queue_capacity)),
+            Arc::new(
+                PriorityQueue::new(settings.tasks.queue_capacity)
+                    .with_run_cap(settings.quotas.concurrent_runs),
+            ),
             marketplace.clone(),
             executor,
             fanout.clone(),

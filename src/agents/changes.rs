@@ -184,6 +184,7 @@ impl Marketplace {
         };
         let (agent, v) = {
             let _gate = self.blob_gate.lock().await;
+            self.check_quota(caller, false, v.size).await?;
             let sha256 = self.blobs.put(wasm.clone()).await?;
             let v = AgentVersion { sha256, ..v };
             let added = self.store.add_version(id, v.clone()).await?;
@@ -223,8 +224,11 @@ impl Marketplace {
         self.check_module(&wasm, &agent.limits).await?;
         let (agent, released) = {
             let _gate = self.blob_gate.lock().await;
-            let sha256 = self.blobs.put(wasm.clone()).await?;
             let size = wasm.len() as u64;
+            // The bytes replace the current version's.
+            let added = size.saturating_sub(agent.binary_size);
+            self.check_quota(caller, false, added).await?;
+            let sha256 = self.blobs.put(wasm.clone()).await?;
             match self
                 .store
                 .replace_current_binary(id, sha256.clone(), size)

@@ -28,7 +28,7 @@ use super::indexing::{IndexHealth, Indexing};
 use super::manifest::{Manifest, ManifestError, RawManifest};
 use crate::blob::links::{LinkError, LinkSigner};
 use crate::blob::{BlobError, BlobStore};
-use crate::config::LimitSettings;
+use crate::config::{LimitSettings, QuotaSettings};
 use crate::error::{ApiError, Code};
 use crate::realtime::{Event, Fanout, Topic};
 use crate::records::{
@@ -50,6 +50,9 @@ pub enum AgentError {
     TooLarge { size: usize, max: usize },
     #[error("you already have an agent named `{0}`")]
     NameTaken(String),
+    /// A quota on what the owner's agents hold; the message names it and its limit.
+    #[error("{0}")]
+    QuotaReached(String),
     #[error("agent not found")]
     NotFound,
     #[error("only the agent's owner or an admin may change it")]
@@ -92,6 +95,7 @@ impl From<AgentError> for ApiError {
             AgentError::InvalidWasm(_) => Code::InvalidWasmModule,
             AgentError::TooLarge { .. } => Code::PayloadTooLarge,
             AgentError::NameTaken(_) => Code::AgentNameTaken,
+            AgentError::QuotaReached(_) => Code::QuotaReached,
             AgentError::NotFound => Code::AgentNotFound,
             AgentError::Forbidden => Code::AgentForbidden,
             AgentError::VersionNotFound(_) => Code::VersionNotFound,
@@ -137,7 +141,7 @@ pub struct Caller {
     pub id: Uuid,
     /// Display name, recorded as an agent's owner or a review's author.
     pub name: String,
-    /// Admins may change any agent.
+    /// Admins may change any agent, and are exempt from the quotas.
     pub admin: bool,
 }
 
@@ -167,6 +171,8 @@ pub struct Rules {
     pub policy: Policy,
     pub limits: LimitSettings,
     pub compile_timeout: Duration,
+    /// `quotas.agents` and `quotas.module_bytes` apply here.
+    pub quotas: QuotaSettings,
 }
 
 /// Progress of the start-up warm-up.
@@ -773,6 +779,40 @@ impl Marketplace {
         Ok(())
     }
 
+    /// Refuses an upload that would take `caller` past their quotas: `new_agent` adds an
+    /// agent, `added_bytes` of modules. Called with the blob gate held, which every upload
+    /// holds until its version is stored, so two uploads cannot pass a quota together.
+    pub(super) async fn check_quota(
+        &self,
+        caller: &Caller,
+        new_agent: bool,
+        added_bytes: u64,
+    ) -> Result<(), AgentError> {
+        let quotas = &self.rules.quotas;
+        let agents = QuotaSettings::limit(quotas.agents).filter(|_| new_agent);
+        let bytes = QuotaSettings::limit(quotas.module_bytes);
+        if caller.admin || (agents.is_none() && bytes.is_none()) {
+            return Ok(());
+        }
+        let held = self.store.holdings(caller.id).await?;
+        if let Some(limit) = agents.filter(|limit| held.agents >= *limit) {
+            return Err(AgentError::QuotaReached(format!(
+                "quota agents reached: you own {} agents, the most allowed is {limit}; delete \
+                 one first",
+                held.agents
+            )));
+        }
+        if let Some(limit) = bytes.filter(|limit| held.module_bytes + added_bytes > *limit) {
+            return Err(AgentError::QuotaReached(format!(
+                "quota module_bytes reached: your agents' versions hold {} bytes of modules and \
+                 this one adds {added_bytes}, over the limit of {limit} bytes; delete versions \
+                 or agents first",
+                held.module_bytes
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks and stores an agent owned by `owner`; it is `validating`, and builds in the
     /// background ([`Marketplace::wait_built`] waits for the end).
     pub async fn publish(
@@ -789,6 +829,7 @@ impl Marketplace {
         let binary_size = wasm.len() as u64;
         let now = OffsetDateTime::now_utc();
         let gate = self.blob_gate.clone().lock_owned().await;
+        self.check_quota(owner, true, binary_size).await?;
         let binary_hash = self.blobs.put(wasm.clone()).await?;
         let agent = Agent {
             // Time-ordered, so ids sort by age (the auction breaks ties on it).

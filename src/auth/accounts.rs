@@ -61,8 +61,8 @@ pub enum AccountError {
     InvalidScope(String),
     #[error("{0}")]
     InvalidKey(String),
-    #[error("you already have {max} API keys; revoke one first", max = api_keys::MAX_KEYS_PER_USER)]
-    TooManyKeys,
+    #[error("you already have {0} API keys, the most allowed (quota api_keys); revoke one first")]
+    TooManyKeys(u64),
     #[error("no API key with id `{0}`")]
     KeyNotFound(String),
     #[error(transparent)]
@@ -84,7 +84,7 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidToken(_) | AccountError::AccountGone => Code::InvalidToken,
             AccountError::InvalidScope(_) => Code::InvalidScope,
             AccountError::InvalidKey(_) => Code::InvalidRequest,
-            AccountError::TooManyKeys => Code::TooManyApiKeys,
+            AccountError::TooManyKeys(_) => Code::TooManyApiKeys,
             AccountError::KeyNotFound(_) => Code::ApiKeyNotFound,
             AccountError::Store(e) => return ApiError::internal(e),
         };
@@ -137,6 +137,8 @@ pub struct Accounts {
     generations: Arc<RwLock<HashMap<Uuid, u64>>>,
     /// To close the live connections of credentials that stop working.
     fanout: Arc<dyn Fanout>,
+    /// `quotas.api_keys`: most keys one account may hold (0: no limit; admins: none).
+    max_api_keys: u64,
 }
 
 impl Accounts {
@@ -160,12 +162,20 @@ impl Accounts {
             key_ring: Arc::new(key_ring),
             generations: Arc::new(RwLock::new(generations)),
             fanout,
+            max_api_keys: api_keys::MAX_KEYS_PER_USER,
         })
     }
 
     /// The sign-in lockout as configured: `None` turns it off.
     pub fn with_lockout(mut self, policy: Option<LockoutSettings>) -> Self {
         self.guard = Arc::new(LoginGuard::new(policy));
+        self
+    }
+
+    /// Sets the most API keys one account may hold (`quotas.api_keys`; 0: no limit).
+    /// Admins are exempt.
+    pub fn with_api_key_quota(mut self, max: u64) -> Self {
+        self.max_api_keys = max;
         self
     }
 
@@ -558,14 +568,23 @@ impl Accounts {
             }
         };
         let new = api_keys::generate(user, name.to_owned(), parsed, expires_at);
+        let max = match self.max_api_keys {
+            // Keys are made with a session only, so the account's role is the caller's.
+            max if max > 0 && !self.is_admin(user).await? => max,
+            _ => u64::MAX,
+        };
         let (this, hash, key) = (self.clone(), new.hash, new.key.clone());
         run_to_end(async move {
             if !this
                 .store
-                .insert_api_key(hash, key.clone(), api_keys::MAX_KEYS_PER_USER)
+                .insert_api_key(
+                    hash,
+                    key.clone(),
+                    usize::try_from(max).unwrap_or(usize::MAX),
+                )
                 .await?
             {
-                return Err(AccountError::TooManyKeys);
+                return Err(AccountError::TooManyKeys(max));
             }
             this.audit
                 .record(SecurityEvent::ApiKeyCreated { user, key: key.id });

@@ -23,8 +23,8 @@ pub const KEY_PREFIX: &str = "zs_";
 const KEY_RANDOM_CHARS: usize = 40;
 /// Characters of the key shown in listings: the prefix and the first 8 random ones.
 const SHOWN_CHARS: usize = KEY_PREFIX.len() + 8;
-/// Most keys one account may hold.
-pub const MAX_KEYS_PER_USER: usize = 100;
+/// Most keys one account may hold unless `quotas.api_keys` says otherwise.
+pub const MAX_KEYS_PER_USER: u64 = 100;
 /// Longest key name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 /// Longest lifetime a key may ask for.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::Marketplace;
 use crate::auth::Accounts;
-use crate::config::Secret;
+use crate::config::{QuotaSettings, Secret};
 use crate::orchestrator::Orchestrator;
 use crate::realtime::{Fanout, Hub};
 
@@ -72,4 +72,6 @@ pub struct Components {
     pub public_url: String,
     /// `[rate_limits]`: the limiters and the trusted proxies.
     pub limits: RateLimits,
+    /// `[quotas]`: the WebSocket route applies `websocket_connections`.
+    pub quotas: QuotaSettings,
 }

@@ -39,8 +39,8 @@ use uuid::Uuid;
 use super::wal::{Synced, Wal, WalOptions};
 use super::{Durable, JournalError, Retention, Submitted, TaskJournal, TaskPage};
 use crate::records::{
-    AgentOutcome, Page, PlacedCell, Task, TaskChange, TaskCounts, TaskFilter, TaskState,
-    TaskStatus, codec,
+    AgentOutcome, DailyUsage, Page, PlacedCell, Task, TaskChange, TaskCounts, TaskFilter,
+    TaskState, TaskStatus, codec,
 };
 use crate::store::{IdempotencyClaim, Store, StoreError, TaskBatch};
 
@@ -813,6 +813,17 @@ impl TaskJournal for Ledger {
         async move {
             self.settled().await?;
             Ok(self.shared.store.task_counts(owner).await?)
+        }
+        .boxed()
+    }
+
+    fn usage_since(
+        &self,
+        midnight: OffsetDateTime,
+    ) -> BoxFuture<'_, Result<HashMap<Uuid, DailyUsage>, JournalError>> {
+        async move {
+            self.settled().await?;
+            Ok(self.shared.store.usage_since(midnight).await?)
         }
         .boxed()
     }

@@ -9,6 +9,8 @@
 mod ledger;
 pub mod wal;
 
+use std::collections::HashMap;
+
 use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -16,7 +18,8 @@ use uuid::Uuid;
 pub use ledger::{APPLY_DELAY, CHECKPOINT_EVERY, Ledger};
 
 use crate::records::{
-    AgentOutcome, Page, PlacedCell, Task, TaskChange, TaskCounts, TaskFilter, TaskStatus,
+    AgentOutcome, DailyUsage, Page, PlacedCell, Task, TaskChange, TaskCounts, TaskFilter,
+    TaskStatus,
 };
 use crate::store::StoreError;
 use wal::WalError;
@@ -136,6 +139,14 @@ pub trait TaskJournal: Send + Sync {
         from: u64,
         to: u64,
     ) -> BoxFuture<'_, Result<Vec<PlacedCell>, JournalError>>;
+
+    /// Each owner's use of their daily quotas from the tasks that finished at or after
+    /// `midnight`, agreeing with every change made before the call: what start-up rebuilds
+    /// the daily counters from (with the unfinished tasks it loads).
+    fn usage_since(
+        &self,
+        midnight: OffsetDateTime,
+    ) -> BoxFuture<'_, Result<HashMap<Uuid, DailyUsage>, JournalError>>;
 
     /// Deletes finished tasks past `retention` (never one a recovery could bring back),
     /// expired idempotency keys and analytics cells; returns how many tasks went.

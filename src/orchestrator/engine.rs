@@ -21,11 +21,12 @@ use uuid::Uuid;
 
 use super::detached::Detached;
 use super::events;
+use super::quota::{Admission, DailyCounters, Submitter};
 use super::run::ended;
 use super::runs::{RecentRuns, RecentStats};
 use super::submission::{IdempotencyKey, Request, Submission, checked_requirements};
 use crate::agents::{AgentError, Marketplace};
-use crate::config::{LimitSettings, Settings, TaskSettings};
+use crate::config::{LimitSettings, QuotaSettings, Settings, TaskSettings};
 use crate::error::{ApiError, Code};
 use crate::journal::{JournalError, Submitted, TaskJournal, TaskPage};
 use crate::queue::{QueueError, QueuedTask, TaskQueue};
@@ -68,6 +69,17 @@ pub enum TaskError {
     Finished(&'static str),
     #[error("the queue is full ({0} tasks); retry later")]
     QueueFull(usize),
+    /// A quota that refills; `retry_after` seconds when a time applies.
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        retry_after: Option<u64>,
+    },
+    #[error("{message}")]
+    PriorityNotAllowed {
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -79,6 +91,14 @@ pub enum TaskError {
 impl From<TaskError> for ApiError {
     fn from(e: TaskError) -> Self {
         let code = match e {
+            TaskError::QuotaExceeded {
+                message,
+                retry_after,
+            } => return refusal(Code::QuotaExceeded, message, retry_after),
+            TaskError::PriorityNotAllowed {
+                message,
+                retry_after,
+            } => return refusal(Code::PriorityNotAllowed, message, retry_after),
             TaskError::Agent(e) => return e.into(),
             TaskError::Journal(e) => return ApiError::internal(&e),
             TaskError::Invalid(_) => Code::InvalidRequest,
@@ -95,6 +115,15 @@ impl From<TaskError> for ApiError {
             TaskError::ShuttingDown => Code::ShuttingDown,
         };
         ApiError::new(code, e.to_string())
+    }
+}
+
+/// A quota's refusal, with `Retry-After` when it refills at a known time.
+fn refusal(code: Code, message: String, retry_after: Option<u64>) -> ApiError {
+    let error = ApiError::new(code, message);
+    match retry_after {
+        Some(secs) => error.with_retry_after(secs),
+        None => error,
     }
 }
 
@@ -121,6 +150,12 @@ pub(super) struct Inner {
     pub(super) fanout: Arc<dyn Fanout>,
     pub(super) settings: TaskSettings,
     pub(super) limits: LimitSettings,
+    pub(super) quotas: QuotaSettings,
+    /// Today's use of the daily quotas, per user.
+    pub(super) daily: DailyCounters,
+    /// Submits per user between their quota check and their push onto the queue: counted
+    /// with the user's queued tasks. A std Mutex: held for a map operation.
+    pub(super) pending: Mutex<HashMap<Uuid, usize>>,
     pub(super) weights: Weights,
     /// Cleared at shutdown: submits answer 503 and workers stop taking tasks.
     accepting: AtomicBool,
@@ -180,6 +215,9 @@ impl Orchestrator {
                 fanout,
                 settings: config.tasks.clone(),
                 limits: config.limits,
+                quotas: config.quotas,
+                daily: DailyCounters::default(),
+                pending: Mutex::default(),
                 weights: Weights::from(config.auction),
                 accepting: AtomicBool::new(true),
                 finished: broadcast::channel(1024).0,
@@ -190,13 +228,15 @@ impl Orchestrator {
         }
     }
 
-    /// Parses, auctions, journals and queues a task. Returns it once it is durable.
+    /// Parses, checks the submitter's quotas, auctions, journals and queues a task. Returns it
+    /// once it is durable.
     pub async fn submit(
         &self,
-        owner: Uuid,
+        submitter: Submitter,
         submission: Submission,
         idempotency_key: Option<String>,
     ) -> Result<Task, TaskError> {
+        let owner = submitter.id;
         if !self.inner.accepting.load(Ordering::Relaxed) {
             return Err(TaskError::ShuttingDown);
         }
@@ -214,11 +254,12 @@ impl Orchestrator {
         }
         let request = submission.parse(&self.inner.settings, OffsetDateTime::now_utc())?;
         self.inner.queue.check_capacity()?;
+        let admission = self.admit(submitter, &request)?;
         let task = self.auction(owner, request).await?;
         // From here the work runs to its end even if the client hangs up: a task journaled
         // but left out of the queue would show as queued until a restart.
         let this = self.clone();
-        Detached::new(async move { this.journal_and_queue(task, key).await }).await
+        Detached::new(async move { this.journal_and_queue(task, key, admission).await }).await
     }
 
     /// The task a request becomes: the auction's bids, its winner, the request's fields.
@@ -271,11 +312,15 @@ impl Orchestrator {
         &self,
         task: Task,
         key: Option<IdempotencyKey>,
+        admission: Admission,
     ) -> Result<Task, TaskError> {
         let owner = task.owner_id;
         let key = key.map(IdempotencyKey::into_string);
         let task = match self.inner.journal.submit(task, key).await? {
-            Submitted::New(task) => *task,
+            Submitted::New(task) => {
+                admission.commit();
+                *task
+            }
             // A concurrent submit with the same key won the race: answer with its task.
             Submitted::Existing(id) => return self.claimed_task(owner, id).await,
         };
@@ -468,7 +513,9 @@ impl Orchestrator {
             set.spawn(async move {
                 while let Some(next) = this.inner.queue.pop().await {
                     this.queue_changed();
+                    let released = Released(&*this.inner.queue, next.owner);
                     this.run_task(next).await;
+                    drop(released);
                     this.queue_changed();
                 }
                 tracing::debug!(worker, "worker stopped");
@@ -547,9 +594,19 @@ impl Orchestrator {
     }
 }
 
+/// Tells the queue a popped task's run ended, whatever way the worker leaves it.
+struct Released<'a>(&'a dyn TaskQueue, Uuid);
+
+impl Drop for Released<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
+
 pub(super) fn queued(task: &Task) -> QueuedTask {
     QueuedTask {
         task_id: task.id,
+        owner: task.owner_id,
         priority: task.priority,
         seq: task.seq,
     }

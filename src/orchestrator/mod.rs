@@ -10,11 +10,13 @@ mod detached;
 mod engine;
 mod events;
 mod outcome;
+mod quota;
 mod recovery;
 mod run;
 mod runs;
 mod submission;
 
 pub use engine::{Orchestrator, TaskError};
+pub use quota::Submitter;
 pub use runs::RecentStats;
 pub use submission::Submission;

@@ -17,11 +17,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const MAX_STARTS: u32 = 3;
 
 impl Orchestrator {
-    /// Queues the unfinished tasks the journal loaded at start. Tasks that were running when
-    /// the server stopped go back to `queued`, unless stops have cut their runs short
-    /// [`MAX_STARTS`] times: those fail, so a task that keeps taking the server down cannot do
-    /// so forever. Called once, before workers start.
+    /// Queues the unfinished tasks the journal loaded at start, in submit order (so users take
+    /// their turns in the order of their oldest task), and rebuilds today's quota figures.
+    /// Tasks that were running when the server stopped go back to `queued`, unless stops have
+    /// cut their runs short [`MAX_STARTS`] times: those fail, so a task that keeps taking the
+    /// server down cannot do so forever. Called once, before workers start.
     pub async fn recover(&self, unfinished: Vec<Task>) -> Result<usize, TaskError> {
+        self.recount_daily(&unfinished).await?;
         let (mut requeued, mut were_running) = (0, 0);
         for task in unfinished {
             if task.state.status == TaskStatus::Running {

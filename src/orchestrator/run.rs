@@ -287,6 +287,7 @@ impl Orchestrator {
             return Ok(());
         };
         self.record_outcome(outcome);
+        self.count_result(&task);
         if success {
             let marketplace = &self.inner.marketplace;
             marketplace.record_completion(task.owner_id, task.state.agent_id);

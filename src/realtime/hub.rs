@@ -230,6 +230,9 @@ struct Inner {
     coalescer: Mutex<Coalescer>,
     /// Why the hub closed a connection, taken by its socket task when its queue ends.
     closed: Mutex<HashMap<u64, CloseReason>>,
+    /// Each user's claimed [`Slot`]s: their connections, counted from before the upgrade
+    /// (so concurrent upgrades cannot pass a cap together) to the socket's end.
+    slots: Mutex<HashMap<Uuid, u64>>,
 }
 
 /// Shared hub handle. Cheap to clone.
@@ -249,6 +252,24 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.registry_mut().remove(self.id);
         self.hub.closed().remove(&self.id);
+    }
+}
+
+/// One of a user's connections, claimed before its upgrade; dropping it frees the place.
+pub struct Slot {
+    hub: Hub,
+    user: Uuid,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut slots = self.hub.inner.slots.lock().expect("hub slots");
+        if let Some(n) = slots.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                slots.remove(&self.user);
+            }
+        }
     }
 }
 
@@ -272,6 +293,21 @@ impl Hub {
 
     fn closed(&self) -> std::sync::MutexGuard<'_, HashMap<u64, CloseReason>> {
         self.inner.closed.lock().expect("hub close reasons")
+    }
+
+    /// Claims a place for one more connection of `user`, unless they hold `limit` already
+    /// (`Err` with how many they hold). `None`: no limit.
+    pub fn claim_slot(&self, user: Uuid, limit: Option<u64>) -> Result<Slot, u64> {
+        let mut slots = self.inner.slots.lock().expect("hub slots");
+        let held = slots.entry(user).or_default();
+        if limit.is_some_and(|limit| *held >= limit) {
+            return Err(*held);
+        }
+        *held += 1;
+        Ok(Slot {
+            hub: self.clone(),
+            user,
+        })
     }
 
     pub fn subscribe(&self, peer: Peer) -> Subscription {

@@ -6,6 +6,6 @@ mod hub;
 
 pub use fanout::Fanout;
 pub use hub::{
-    CloseReason, Event, Hub, HubStats, MAX_TOPICS, Peer, SignOut, Subscription, Topic,
+    CloseReason, Event, Hub, HubStats, MAX_TOPICS, Peer, SignOut, Slot, Subscription, Topic,
     TopicMessage, WatchError,
 };

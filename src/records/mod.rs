@@ -14,6 +14,7 @@ mod hex;
 mod net;
 mod policy;
 mod task;
+mod usage;
 mod user;
 mod version;
 
@@ -33,5 +34,6 @@ pub use task::{
     Attempt, FailureCode, Finished, Page, Priority, QueueDepth, Task, TaskChange, TaskCounts,
     TaskFilter, TaskState, TaskStatus,
 };
+pub use usage::{DAY_SECS, DailyUsage, result_bytes, secs_to_midnight, utc_day, utc_midnight};
 pub use user::{Email, Role, User, UserView};
 pub use version::{AgentVersion, Review, semver_cmp};

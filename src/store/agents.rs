@@ -22,6 +22,14 @@ pub enum Inserted {
     NameTaken,
 }
 
+/// What one owner's agents hold, for the quotas on them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holdings {
+    pub agents: u64,
+    /// Sum of the sizes of every version of every agent.
+    pub module_bytes: u64,
+}
+
 /// Why a change to an agent was refused (nothing was written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -621,6 +629,29 @@ impl Store {
                 return Ok(None);
             };
             read_json(&txn.open_table(tables::AGENTS)?, "agents", &id)
+        })
+        .await
+    }
+
+    /// What `owner`'s agents hold: a range of the name index and of each agent's versions.
+    pub async fn holdings(&self, owner: Uuid) -> Result<Holdings, StoreError> {
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let owner = owner.to_string();
+            let names = txn.open_table(tables::AGENTS_BY_OWNER_NAME)?;
+            let versions = txn.open_table(tables::AGENT_VERSIONS)?;
+            let mut held = Holdings::default();
+            for entry in names.range((owner.as_str(), "")..)? {
+                let (key, id) = entry?;
+                if key.value().0 != owner {
+                    break;
+                }
+                held.agents += 1;
+                for v in versions_in(&versions, id.value())? {
+                    held.module_bytes += v.size;
+                }
+            }
+            Ok(held)
         })
         .await
     }

@@ -23,7 +23,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use agents::{Inserted, Refusal};
+pub use agents::{Holdings, Inserted, Refusal};
 pub use tasks::{IdempotencyClaim, OwnerPage, TaskBatch};
 
 /// The layout version this build writes. Version 1 files (task rows as JSON) open too: their

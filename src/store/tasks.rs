@@ -6,7 +6,9 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransact
 use uuid::Uuid;
 
 use super::{Store, StoreError, encode, read_json, tables};
-use crate::records::{Agent, AgentOutcome, Page, Task, TaskCounts, TaskFilter, TaskStatus, codec};
+use crate::records::{
+    Agent, AgentOutcome, DailyUsage, Page, Task, TaskCounts, TaskFilter, TaskStatus, codec,
+};
 
 /// What [`Store::tasks_for_owner`] found.
 #[derive(Debug)]
@@ -303,6 +305,33 @@ impl Store {
                 }
             }
             Ok(found)
+        })
+        .await
+    }
+
+    /// Each owner's use of their daily quotas from the tasks that finished at or after
+    /// `midnight` (see [`DailyUsage::count`]): a range of the retention index, so it costs the
+    /// tasks finished since then. Unfinished tasks are not in it (start-up has them).
+    pub async fn usage_since(
+        &self,
+        midnight: time::OffsetDateTime,
+    ) -> Result<HashMap<Uuid, DailyUsage>, StoreError> {
+        let from_ms = (midnight.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+        self.run(move |db| {
+            let txn = db.begin_read()?;
+            let finished = txn.open_table(tables::FINISHED_TASKS)?;
+            let tasks = txn.open_table(tables::TASKS)?;
+            let mut usage: HashMap<Uuid, DailyUsage> = HashMap::new();
+            for entry in finished.range((from_ms, 0)..)? {
+                let (_, id) = entry?;
+                if let Some(task) = read_task(&tasks, id.value())? {
+                    usage
+                        .entry(task.owner_id)
+                        .or_default()
+                        .count(&task, midnight);
+                }
+            }
+            Ok(usage)
         })
         .await
     }

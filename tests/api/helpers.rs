@@ -50,6 +50,16 @@ pub fn settings(data_dir: &Path, workers: usize) -> Settings {
     let limits = &mut s.rate_limits;
     (limits.login, limits.signup, limits.api, limits.submit) =
         (generous, generous, generous, generous);
+    // Generous: only the quota tests (tests/api/quotas.rs) set quotas that bite.
+    s.quotas = zerostate::config::QuotaSettings {
+        agents: 0,
+        module_bytes: 0,
+        queued_tasks: 0,
+        concurrent_runs: 0,
+        result_bytes_per_day: 0,
+        websocket_connections: 0,
+        ..s.quotas
+    };
     s
 }
 

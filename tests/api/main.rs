@@ -17,6 +17,7 @@ mod hostile;
 mod marketplace;
 mod modules;
 mod operations;
+mod quotas;
 mod ratelimits;
 mod restart;
 mod tasks;

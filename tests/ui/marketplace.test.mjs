@@ -84,6 +84,15 @@ describe('marketplace and tasks in the browser', { timeout: 15 * 60_000 }, () =>
     assert.equal(shown.words, 4);
     assert.equal(shown.sentences, 2);
     assert.equal(shown.paragraphs, 2);
+    // `critical` is for admins: the form shows the server's refusal and nothing is queued.
+    const before = await page.getByTestId('run-item').count();
+    await page.getByTestId('run-priority').selectOption('critical');
+    const refusedCritical = page.waitForResponse((r) => r.url().endsWith('/tasks/submit'));
+    await page.getByTestId('run-submit').click();
+    assert.equal((await refusedCritical).status(), 403);
+    await page.waitForFunction(() => /admins/.test(document.querySelector('[data-testid=run-error]')?.textContent || ''));
+    assert.equal(await page.getByTestId('run-item').count(), before);
+    await page.getByTestId('run-priority').selectOption('normal');
     // The live statistics follow (the agent:<id> topic, or the reload after the run).
     await page.waitForFunction(() => document.querySelector('[data-testid=stat-runs]')?.textContent === '1', null, { timeout: 30_000 }).catch(() => {});
     await screenshot(page, '06-agent-detail');
@@ -278,7 +287,7 @@ describe('marketplace and tasks in the browser', { timeout: 15 * 60_000 }, () =>
     const texts = ['The quick brown fox.', 'I am not happy with this at all.', 'What a wonderful, truly great day!'];
     for (const [i, text] of texts.entries()) {
       const res = await api(server, 'POST', '/tasks/submit', {
-        token, json: { query: text, budget: 1, priority: ['low', 'high', 'critical'][i], capabilities: ['nlp'] }, headers: { Prefer: 'wait=60' },
+        token, json: { query: text, budget: 1, priority: ['low', 'high', 'normal'][i], capabilities: ['nlp'] }, headers: { Prefer: 'wait=60' },
       });
       assert.ok([200, 202].includes(res.status), JSON.stringify(res.data));
     }

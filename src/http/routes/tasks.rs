@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, prefer_wait, tags};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::{ApiJson, AppState, AuthUser};
-use crate::orchestrator::{RecentStats, Submission, TaskError};
+use crate::orchestrator::{RecentStats, Submission, Submitter, TaskError};
 use crate::records::{Page, Priority, QueueDepth, Task, TaskFilter, TaskStatus};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -57,8 +57,11 @@ pub struct TaskStatsResponse {
     params(("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N ≤ 60 s for the result"),
         ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key within 24 h return the first task")),
     responses((status = 200, body = Task, description = "Finished within the `Prefer: wait` time"),
-        (status = 202, body = SubmitResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 202, body = SubmitResponse), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "`priority_not_allowed`: critical is for admins or a daily allowance"),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "`quota_exceeded`: queued tasks or result bytes per day"),
+        (status = 503, body = ErrorBody)))]
 pub async fn submit(
     State(state): State<AppState>,
     user: AuthUser,
@@ -80,9 +83,13 @@ pub async fn submit(
         ),
         None => None,
     };
+    let submitter = Submitter {
+        id: user.id,
+        admin: user.acts_as_admin(&state).await?,
+    };
     let task = state
         .orchestrator
-        .submit(user.id, sub, idempotency_key)
+        .submit(submitter, sub, idempotency_key)
         .await?;
     if let (Some(secs), Some(events)) = (wait, events)
         && let Some(done) = state

@@ -24,10 +24,11 @@ use uuid::Uuid;
 
 use super::{path_id, tags};
 use crate::auth::Principal;
+use crate::config::QuotaSettings;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::access;
 use crate::http::{ApiJson, AppState, AuthUser, Operator};
-use crate::realtime::{CloseReason, Event, HubStats, MAX_TOPICS, Peer, Topic, WatchError};
+use crate::realtime::{CloseReason, Event, HubStats, MAX_TOPICS, Peer, Slot, Topic, WatchError};
 
 /// Longest wait for the peer to take one frame.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,7 +63,8 @@ const MAX_SENT_DATA: usize = 64 * 1024;
     params(("token" = Option<String>, Query, description = "Session token or API key, for clients that cannot send headers")),
     responses((status = 101, description = "Switching protocols"),
         (status = 400, body = ErrorBody, description = "Not a WebSocket upgrade request"), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`quota_reached`: the user holds `quotas.websocket_connections` already")))]
 pub async fn connect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -100,6 +102,7 @@ pub async fn connect(
         key_id: user.key_id(),
         session_id: user.session_id(),
     };
+    let slot = claim_slot(&state, &peer)?;
     let principal = user.principal;
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
@@ -107,7 +110,22 @@ pub async fn connect(
         .write_buffer_size(0)
         .max_message_size(MAX_WIRE_MESSAGE)
         .max_frame_size(MAX_WIRE_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, state, peer, principal)))
+        .on_upgrade(move |socket| serve(socket, state, peer, principal, slot)))
+}
+
+/// A place for the connection among the user's (`quotas.websocket_connections`; admins are
+/// exempt), claimed before the upgrade and held until the socket ends.
+fn claim_slot(state: &AppState, peer: &Peer) -> Result<Slot, ApiError> {
+    let limit = QuotaSettings::limit(state.quotas.websocket_connections).filter(|_| !peer.admin);
+    state.hub.claim_slot(peer.user_id, limit).map_err(|held| {
+        ApiError::new(
+            Code::QuotaReached,
+            format!(
+                "quota websocket_connections reached: you have {held} live-update connections \
+                 open, the most allowed; close one first"
+            ),
+        )
+    })
 }
 
 /// A message from the client.
@@ -119,7 +137,14 @@ struct ClientMessage {
     topic: Option<String>,
 }
 
-async fn serve(mut socket: WebSocket, state: AppState, peer: Peer, principal: Principal) {
+/// Serves one socket; `_slot` keeps its place among the user's connections until it ends.
+async fn serve(
+    mut socket: WebSocket,
+    state: AppState,
+    peer: Peer,
+    principal: Principal,
+    _slot: Slot,
+) {
     let mut subscription = state.hub.subscribe(peer);
     // Checked again now that the hub knows the connection: a revocation between the request's
     // check and here found nothing to close.
