@@ -62,6 +62,9 @@ enum Target {
     FreshKey,
     /// User A's id.
     UserA,
+    /// No id: the request goes with a new session of the calling user, made for it (sign-out
+    /// ends the session it is sent with).
+    OwnSession,
 }
 
 /// The request body. Multipart bodies send `Prefer: wait=60`, so a build ends before the
@@ -109,7 +112,7 @@ const fn row(
 }
 
 use Body::{Empty, Json, Module, NewVersion, Register, Upgrade, Upload};
-use Target::{FreshAgent, FreshKey, OwnAgent, OwnTask, UsedAgent};
+use Target::{FreshAgent, FreshKey, OwnAgent, OwnSession, OwnTask, UsedAgent};
 
 /// Every operation of the OpenAPI document. Another user's task answers 404 (its existence is
 /// not revealed), another user's agent 403 on changes (agents are public). Keys act as user A
@@ -120,6 +123,7 @@ const TABLE: &[Row] = &[
     row("POST",   "/api/v1/users/register",                   Target::None,  Json(registration),   [201, 201, 201, 201, 201, 201, 201, 201, 201]),
     row("POST",   "/api/v1/users/login",                      Target::None,  Json(login_a),        [200, 200, 200, 200, 200, 200, 200, 200, 200]),
     row("GET",    "/api/v1/users/me",                         Target::None,  Empty,                [401, 200, 200, 200, 200, 200, 200, 200, 401]),
+    row("POST",   "/api/v1/users/logout",                     OwnSession,    Empty,                [401, 204, 204, 204, 403, 403, 403, 403, 401]),
     row("PATCH",  "/api/v1/users/me",                         Target::None,  Json(profile),        [401, 200, 200, 200, 403, 403, 403, 403, 401]),
     // A too-short new password: the account's owner gets past authorization to 400.
     row("POST",   "/api/v1/users/me/password",                Target::None,  Json(short_password), [401, 400, 400, 400, 403, 403, 403, 403, 401]),
@@ -435,6 +439,26 @@ impl World {
         }
     }
 
+    /// A new session of `caller`'s account, when the caller is a signed-in user.
+    async fn fresh_session(&self, caller: Caller) -> Option<String> {
+        let email = match caller {
+            Caller::UserA => "a@example.com",
+            Caller::UserB => "b@example.com",
+            Caller::Admin => "admin@example.com",
+            _ => return None,
+        };
+        let (status, body) = self
+            .app
+            .post_json(
+                "/api/v1/users/login",
+                None,
+                &json!({"email": email, "password": ADMIN_PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        Some(body["token"].as_str().unwrap().to_owned())
+    }
+
     fn token(&self, caller: Caller) -> Option<&str> {
         let i = CALLERS.iter().position(|c| *c == caller).unwrap();
         self.tokens[i].as_deref()
@@ -450,11 +474,16 @@ impl World {
             OwnTask => self.own_task.clone(),
             FreshKey => self.fresh_key().await,
             Target::UserA => self.user_a.clone(),
+            OwnSession => String::new(),
         };
         let path = row.path.replace("{id}", &id).replace("{user_id}", &id);
         let method = Method::from_bytes(row.method.as_bytes()).unwrap();
         let mut request = self.client.request(method, self.app.url(&path));
-        if let Some(token) = self.token(caller) {
+        let session = match row.target {
+            OwnSession => self.fresh_session(caller).await,
+            _ => None,
+        };
+        if let Some(token) = session.as_deref().or(self.token(caller)) {
             request = request.bearer_auth(token);
         }
         request = match row.body {
