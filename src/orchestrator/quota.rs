@@ -262,3 +262,30 @@ impl Orchestrator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::DAY_SECS;
+
+    #[test]
+    fn daily_figures_start_again_at_midnight_utc_and_a_late_count_of_yesterday_is_dropped() {
+        let counters = DailyCounters::default();
+        let owner = Uuid::from_u128(7);
+        let day =
+            |d: i64, secs: i64| OffsetDateTime::from_unix_timestamp(d * DAY_SECS + secs).unwrap();
+        counters.add_result(owner, 10, day(100, 5));
+        assert_eq!(counters.take_critical(owner, 1, day(100, 6)), Ok(()));
+        assert_eq!(counters.take_critical(owner, 1, day(100, 7)), Err(1));
+        assert_eq!(counters.used(owner, day(100, 8)).result_bytes, 10);
+
+        let next = day(101, 0);
+        assert_eq!(counters.used(owner, next), DailyUsage::default());
+        counters.add_result(owner, 99, day(100, 86_399));
+        counters.give_back_critical(owner, day(100, 6));
+        assert_eq!(counters.used(owner, next), DailyUsage::default());
+        assert_eq!(counters.take_critical(owner, 1, next), Ok(()));
+        counters.give_back_critical(owner, next);
+        assert_eq!(counters.used(owner, next).critical_tasks, 0);
+    }
+}
