@@ -65,8 +65,8 @@ pub struct HttpSettings {
     /// lowered to fit the open-file limit). Beyond it a connection is answered 503
     /// `too_many_connections` and closed.
     pub max_connections: usize,
-    /// Most open connections from one IP address (0: no per-address cap; set 0 behind a
-    /// reverse proxy, which is one address).
+    /// Most open connections from one client (an IPv6 client by its /64; 0: no cap). The
+    /// `rate_limits.trusted_proxies` are exempt: each is many clients.
     pub max_connections_per_ip: usize,
 }
 

@@ -199,7 +199,10 @@ impl Application {
             signal.cancelled().await;
             orchestrator.stop_accepting();
         });
-        let rules = http::server::ConnectionRules::new(&settings.http, max_body_bytes(&settings));
+        // Checked when the settings were loaded.
+        let proxies = settings.rate_limits.proxies().unwrap_or_default();
+        let rules =
+            http::server::ConnectionRules::new(&settings.http, proxies, max_body_bytes(&settings));
         // Open requests (a slow upload, say) get the grace period, not forever.
         if !http::server::serve(listener, router, rules, shutdown.clone(), grace).await {
             tracing::warn!("requests still open after the grace period; closing them");

@@ -178,6 +178,12 @@ fn document_common_answers(openapi: &mut OpenApi) {
                     answers.push(("403", "The credential may not do this"));
                 }
             }
+            if is_multipart(operation) {
+                answers.push((
+                    "503",
+                    "Too many uploads are arriving at once (`too_many_uploads`); retry",
+                ));
+            }
             if operation.request_body.is_some() {
                 answers.extend([
                     ("400", "The body is not valid"),
@@ -203,6 +209,17 @@ fn document_common_answers(openapi: &mut OpenApi) {
             }
         }
     }
+}
+
+/// Whether `operation` takes a multipart body: an upload, spooled to disk.
+fn is_multipart(operation: &Operation) -> bool {
+    operation
+        .request_body
+        .as_ref()
+        .is_some_and(|body| match body {
+            utoipa::openapi::RefOr::T(body) => body.content.contains_key("multipart/form-data"),
+            utoipa::openapi::RefOr::Ref(_) => false,
+        })
 }
 
 /// The operations of a path item with their methods.

@@ -36,7 +36,7 @@ use tower::ServiceExt;
 
 use crate::config::HttpSettings;
 use crate::error::{ApiError, BodyTooSlow, Code};
-use crate::records::client_bucket;
+use crate::records::{IpNet, client_bucket};
 use crate::telemetry::LogBudget;
 
 /// Descriptors kept for storage (database, WAL segments, index segments, module cache), the
@@ -56,13 +56,16 @@ pub struct ConnectionRules {
     pub max_connections: usize,
     /// 0: no per-address cap.
     pub max_per_ip: usize,
+    /// Addresses the per-address cap does not apply to: the trusted proxies, each of which
+    /// is many clients (`rate_limits.trusted_proxies`).
+    pub proxies: Vec<IpNet>,
     /// A request declaring a longer body is answered 413 before any of it is read.
     pub max_body_bytes: u64,
 }
 
 impl ConnectionRules {
     /// The configured rules, with the connection cap lowered to fit the open-file limit.
-    pub fn new(settings: &HttpSettings, max_body_bytes: u64) -> Self {
+    pub fn new(settings: &HttpSettings, proxies: Vec<IpNet>, max_body_bytes: u64) -> Self {
         let fit = open_file_limit()
             .saturating_sub(RESERVED_DESCRIPTORS)
             .max(16) as usize;
@@ -83,6 +86,7 @@ impl ConnectionRules {
             },
             max_connections,
             max_per_ip: settings.max_connections_per_ip,
+            proxies,
             max_body_bytes,
         }
     }
@@ -291,6 +295,7 @@ struct Gate {
     total: Arc<Semaphore>,
     max_total: usize,
     max_per_ip: usize,
+    proxies: Vec<IpNet>,
     /// Open connections by client (an IPv6 client by its /64, as the rate limits count it);
     /// a client leaves the map with its last connection. A std Mutex: held for one map
     /// update, never across an await.
@@ -311,6 +316,7 @@ impl Gate {
             total: Arc::new(Semaphore::new(rules.max_connections)),
             max_total: rules.max_connections,
             max_per_ip: rules.max_per_ip,
+            proxies: rules.proxies.clone(),
             per_ip: Arc::default(),
         }
     }
@@ -324,7 +330,8 @@ impl Gate {
         let client = client_bucket(ip);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let open = per_ip.entry(client).or_insert(0);
-        if self.max_per_ip > 0 && *open >= self.max_per_ip {
+        let capped = self.max_per_ip > 0 && !self.proxies.iter().any(|p| p.contains(ip));
+        if capped && *open >= self.max_per_ip {
             return Err(Refusal::PerAddress);
         }
         *open += 1;

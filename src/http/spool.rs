@@ -6,9 +6,10 @@
 //! Files live in `<data_dir>/uploads`, are removed when dropped, and any left by a crash are
 //! removed at start.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
@@ -20,6 +21,8 @@ pub const IN_MEMORY: usize = 2;
 /// Uploads on disk at once. Each holds a descriptor, which the connection cap keeps free
 /// ([`super::server`]); an upload beyond them is answered 503 `too_many_uploads`.
 pub const MAX_FILES: usize = 64;
+/// Uploads of one user on disk at once: one account's slow uploads cannot take every place.
+pub const MAX_FILES_PER_USER: usize = 4;
 
 /// Where upload bodies wait.
 pub struct Spool {
@@ -28,6 +31,9 @@ pub struct Spool {
     in_memory: Arc<Semaphore>,
     /// Places for files on disk.
     files: Arc<Semaphore>,
+    /// Files on disk by user; a user leaves the map with their last file. A std Mutex, held
+    /// for one map update.
+    per_user: Arc<Mutex<HashMap<Uuid, usize>>>,
 }
 
 /// Why no spool file was made.
@@ -35,6 +41,8 @@ pub struct Spool {
 pub enum SpoolError {
     #[error("{MAX_FILES} uploads are already arriving; retry in a moment")]
     Busy,
+    #[error("{MAX_FILES_PER_USER} of your uploads are already arriving; retry when one is in")]
+    BusyForYou,
     #[error("upload spool: {0}")]
     Io(#[from] io::Error),
 }
@@ -49,11 +57,13 @@ impl Spool {
             dir: dir.to_path_buf(),
             in_memory: Arc::new(Semaphore::new(IN_MEMORY)),
             files: Arc::new(Semaphore::new(MAX_FILES)),
+            per_user: Arc::default(),
         })
     }
 
-    /// A new, empty spool file, if a place for one is free.
-    pub async fn file(&self) -> Result<SpoolFile, SpoolError> {
+    /// A new, empty spool file of `user`'s, if a place for one is free.
+    pub async fn file(&self, user: Uuid) -> Result<SpoolFile, SpoolError> {
+        let user_place = UserPlace::take(&self.per_user, user)?;
         let place = self
             .files
             .clone()
@@ -71,6 +81,7 @@ impl Spool {
             len: 0,
             in_memory: self.in_memory.clone(),
             _place: place,
+            _user_place: user_place,
         })
     }
 }
@@ -83,6 +94,41 @@ pub struct SpoolFile {
     in_memory: Arc<Semaphore>,
     /// This file's place among [`MAX_FILES`].
     _place: OwnedSemaphorePermit,
+    /// Its place among its user's [`MAX_FILES_PER_USER`].
+    _user_place: UserPlace,
+}
+
+/// A user's place for a spool file; given back when dropped.
+struct UserPlace {
+    user: Uuid,
+    per_user: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl UserPlace {
+    fn take(per_user: &Arc<Mutex<HashMap<Uuid, usize>>>, user: Uuid) -> Result<Self, SpoolError> {
+        let mut files = per_user.lock().unwrap_or_else(|p| p.into_inner());
+        let held = files.entry(user).or_insert(0);
+        if *held >= MAX_FILES_PER_USER {
+            return Err(SpoolError::BusyForYou);
+        }
+        *held += 1;
+        Ok(Self {
+            user,
+            per_user: per_user.clone(),
+        })
+    }
+}
+
+impl Drop for UserPlace {
+    fn drop(&mut self) {
+        let mut files = self.per_user.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = files.get_mut(&self.user) {
+            *held -= 1;
+            if *held == 0 {
+                files.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// A module read back into memory, with its place; the place is freed when this is dropped.

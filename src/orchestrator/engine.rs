@@ -316,6 +316,7 @@ impl Orchestrator {
     ) -> Result<Task, TaskError> {
         let owner = task.owner_id;
         let key = key.map(IdempotencyKey::into_string);
+        let mut admission = admission;
         let task = match self.inner.journal.submit(task, key).await? {
             Submitted::New(task) => {
                 admission.commit();
@@ -333,6 +334,8 @@ impl Orchestrator {
         if let Err(e) = self.inner.queue.push(queued(&task), true) {
             tracing::warn!(task_id = %task.id, error = %e, "task journaled but not queued; it runs after restart");
         }
+        // Counted as pending until now, when the queue counts it.
+        drop(admission);
         self.queue_changed();
         Ok(task)
     }
@@ -581,7 +584,7 @@ impl Orchestrator {
             return Ok(None);
         };
         if from == TaskStatus::Queued {
-            self.inner.queue.remove(task.id);
+            self.inner.queue.remove(&queued(&task));
         }
         // Told even if the caller goes away meanwhile: waiters and the owner must hear of it.
         let this = self.clone();

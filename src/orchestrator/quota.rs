@@ -113,8 +113,9 @@ pub(super) struct Admission {
 }
 
 impl Admission {
-    /// The task is journaled: what it took stays taken.
-    pub(super) fn commit(mut self) {
+    /// The task is journaled: what it took stays taken. Keep the admission until the task is
+    /// queued, so that it is counted as pending until the queue counts it.
+    pub(super) fn commit(&mut self) {
         self.committed = true;
     }
 }

@@ -146,14 +146,15 @@ impl Lanes {
         unparked
     }
 
-    fn remove(&mut self, task_id: Uuid) -> bool {
-        let found = self.users.iter().find_map(|(owner, user)| {
-            user.backlogs.iter().enumerate().find_map(|(p, backlog)| {
-                let at = backlog.iter().position(|t| t.task_id == task_id)?;
-                Some((*owner, p, at))
-            })
-        });
-        let Some((owner, p, at)) = found else {
+    /// Looks in `task`'s owner's backlog of its priority only: ending tasks that were already
+    /// handed out (deadline passed, agent gone) must not cost a scan of the whole queue.
+    fn remove(&mut self, task: &QueuedTask) -> bool {
+        let (owner, p) = (task.owner, task.priority as usize);
+        let Some(at) = self.users.get(&owner).and_then(|user| {
+            user.backlogs[p]
+                .iter()
+                .position(|t| t.task_id == task.task_id)
+        }) else {
             return false;
         };
         let user = self.users.get_mut(&owner).expect("found above");
@@ -194,7 +195,7 @@ pub trait TaskQueue: Send + Sync {
     fn release(&self, owner: Uuid);
 
     /// Removes a queued task (e.g. canceled). Returns whether it was queued.
-    fn remove(&self, task_id: Uuid) -> bool;
+    fn remove(&self, task: &QueuedTask) -> bool;
 
     /// Stops handing out tasks; waiting workers get `None`. Queued tasks stay journaled.
     fn close(&self);
@@ -233,7 +234,10 @@ impl PriorityQueue {
     }
 
     fn lanes(&self) -> std::sync::MutexGuard<'_, Lanes> {
-        self.inner.lock().expect("queue lock")
+        // Every critical section leaves the lanes whole between statements that can panic.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn try_pop(&self) -> Result<Option<QueuedTask>, QueueError> {
@@ -295,8 +299,8 @@ impl TaskQueue for PriorityQueue {
         }
     }
 
-    fn remove(&self, task_id: Uuid) -> bool {
-        self.lanes().remove(task_id)
+    fn remove(&self, task: &QueuedTask) -> bool {
+        self.lanes().remove(task)
     }
 
     fn close(&self) {
@@ -454,15 +458,15 @@ mod tests {
         for t in [a1, a2, b1] {
             q.push(t, false).unwrap();
         }
-        assert!(q.remove(a1.task_id));
-        assert!(!q.remove(a1.task_id));
+        assert!(q.remove(&a1));
+        assert!(!q.remove(&a1));
         assert_eq!(q.try_pop().unwrap().unwrap().task_id, a2.task_id);
         // Alice is at the cap: her next task parks her; removing it unparks nothing stale.
         let a3 = owned(ALICE, Priority::Normal, 4);
         q.push(a3, false).unwrap();
         assert_eq!(q.try_pop().unwrap().unwrap().task_id, b1.task_id);
         assert_eq!(q.try_pop().unwrap(), None);
-        assert!(q.remove(a3.task_id));
+        assert!(q.remove(&a3));
         q.release(ALICE);
         assert_eq!(q.try_pop().unwrap(), None);
         assert_eq!(q.depth(), QueueDepth::from([0, 0, 0, 0]));
@@ -561,7 +565,7 @@ mod tests {
                 }
                 _ if !queued.is_empty() => {
                     let gone = queued.swap_remove((next() % queued.len() as u64) as usize);
-                    assert!(q.remove(gone.task_id));
+                    assert!(q.remove(&gone));
                 }
                 _ => {}
             }

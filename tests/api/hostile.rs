@@ -101,6 +101,63 @@ async fn slow_stalled_and_silent_sockets_leave_ordinary_clients_and_storage_work
     client.until_found("calm", &later).await;
 }
 
+/// Without a per-address cap, one address fills every place the server serves: the rest are
+/// refused, the server's descriptors stay under its limit, and storage and the index work
+/// throughout and afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_past_every_place_are_refused_and_storage_keeps_its_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_open_files(
+        env!("CARGO_BIN_EXE_zerostate").as_ref(),
+        dir.path(),
+        &[
+            ("ZEROSTATE_HTTP__HEADER_TIMEOUT_SECS", "2"),
+            ("ZEROSTATE_HTTP__BODY_GRACE_SECS", "2"),
+            ("ZEROSTATE_HTTP__MIN_BODY_RATE", "1024"),
+            ("ZEROSTATE_HTTP__MAX_CONNECTIONS_PER_IP", "0"),
+            ("ZEROSTATE_WORKERS", "1"),
+        ],
+        1024,
+    );
+    let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let client = Ordinary::new(&server.base, server.signup("owner@example.com").await);
+    let tally = Arc::new(Tally::default());
+    let until = Instant::now() + ATTACK;
+    let attackers: Vec<_> = (0..ATTACKERS)
+        .map(|i| {
+            let tally = tally.clone();
+            let start_in = Duration::from_micros(500 * i as u64);
+            let source = Ipv4Addr::new(127, 0, 2, 1);
+            tokio::spawn(attack(addr, source, Kind::of(i), start_in, until, tally))
+        })
+        .collect();
+    let pid = server.child.id();
+    let mut most_descriptors = 0;
+    while Instant::now() < until {
+        most_descriptors = most_descriptors.max(descriptors(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
+    println!(
+        "one address, no per-address cap: {} held and closed, {} refused with 503; server \
+         descriptors at most {most_descriptors} of 1024",
+        tally.closed.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed),
+    );
+    assert!(
+        tally.refused.load(Ordering::Relaxed) > 0,
+        "the cap was never reached"
+    );
+    assert_eq!(tally.unexpected.load(Ordering::Relaxed), 0);
+    assert_eq!(tally.stuck.load(Ordering::Relaxed), 0);
+    assert!(most_descriptors < 1024);
+    let agent = client.publish("after-the-flood", 2).await;
+    client.edit(&agent, "quiet harbour").await;
+    client.until_found("harbour", &agent).await;
+}
+
 /// What an attacking socket does.
 #[derive(Debug, Clone, Copy)]
 enum Kind {

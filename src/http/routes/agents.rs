@@ -123,6 +123,7 @@ struct Form {
 /// route accepts.
 async fn read_form(
     spool: &Spool,
+    owner: Uuid,
     headers: &HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
     max: usize,
@@ -150,8 +151,10 @@ async fn read_form(
     while let Some(mut field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "wasm_binary" {
-            let mut file = spool.file().await.map_err(|e| match e {
-                SpoolError::Busy => ApiError::new(Code::TooManyUploads, e.to_string()),
+            let mut file = spool.file(owner).await.map_err(|e| match e {
+                SpoolError::Busy | SpoolError::BusyForYou => {
+                    ApiError::new(Code::TooManyUploads, e.to_string()).with_retry_after(1)
+                }
                 SpoolError::Io(e) => spool_failed(e),
             })?;
             while let Some(chunk) = field.chunk().await? {
@@ -301,7 +304,7 @@ pub async fn upload(
         "capabilities",
         "price",
     ];
-    let mut form = read_form(&state.spool, &headers, multipart, max, &fields).await?;
+    let mut form = read_form(&state.spool, user.id, &headers, multipart, max, &fields).await?;
     let wasm = form.wasm().await?;
     // Separate fields override the `manifest` part, whatever the order of the parts.
     let mut raw = match form.text("manifest") {
@@ -363,7 +366,7 @@ pub async fn register(
 ) -> Result<(StatusCode, HeaderMap, ApiJson<Agent>), ApiError> {
     let wait = prefer_wait(&headers)?;
     let max = state.marketplace.max_binary_bytes();
-    let mut form = read_form(&state.spool, &headers, multipart, max, &["agent"]).await?;
+    let mut form = read_form(&state.spool, user.id, &headers, multipart, max, &["agent"]).await?;
     let wasm = form.wasm().await?;
     let agent = form
         .text("agent")
@@ -673,7 +676,15 @@ pub async fn add_version(
     let id = agent_id(path)?;
     let wait = prefer_wait(&headers)?;
     let max = state.marketplace.max_binary_bytes();
-    let mut form = read_form(&state.spool, &headers, multipart, max, &["version"]).await?;
+    let mut form = read_form(
+        &state.spool,
+        user.id,
+        &headers,
+        multipart,
+        max,
+        &["version"],
+    )
+    .await?;
     let wasm = form.wasm().await?;
     let version = form.text("version").map(str::to_owned);
     let caller = caller(&state, user).await?;
@@ -700,7 +711,8 @@ pub async fn add_version(
     params(("id" = Uuid, Path), ("Prefer" = Option<String>, Header, description = "`wait=N`: wait for the build")),
     request_body(content = VersionForm, content_type = "multipart/form-data"),
     responses((status = 200, body = Agent), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "`quota_reached`: over `quotas.module_bytes`"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn replace_binary(
     State(state): State<AppState>,
     user: AuthUser,
@@ -711,7 +723,7 @@ pub async fn replace_binary(
     let id = agent_id(path)?;
     let wait = prefer_wait(&headers)?;
     let max = state.marketplace.max_binary_bytes();
-    let mut form = read_form(&state.spool, &headers, multipart, max, &[]).await?;
+    let mut form = read_form(&state.spool, user.id, &headers, multipart, max, &[]).await?;
     let wasm = form.wasm().await?;
     let caller = caller(&state, user).await?;
     let replaced = state
