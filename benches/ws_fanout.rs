@@ -48,7 +48,14 @@ fn main() {
         &binary,
         dir.path(),
         &[],
-        &[("ZEROSTATE_REALTIME__SERVICE_TOKEN", SERVICE_TOKEN)],
+        &[
+            ("ZEROSTATE_REALTIME__SERVICE_TOKEN", SERVICE_TOKEN),
+            // Every socket is the same user's, from one address: the caps that would refuse
+            // them are for a server facing strangers, not for this measurement.
+            ("ZEROSTATE_HTTP__MAX_CONNECTIONS", "100000"),
+            ("ZEROSTATE_HTTP__MAX_CONNECTIONS_PER_IP", "0"),
+            ("ZEROSTATE_QUOTAS__WEBSOCKET_CONNECTIONS", "0"),
+        ],
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

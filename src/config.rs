@@ -83,7 +83,7 @@ impl Default for HttpSettings {
     }
 }
 
-/// How fast one client may knock: per address on sign-in and sign-up, per credential on the
+/// How fast one client may knock: per address on sign-in and sign-up, per user on the
 /// rest of the API and on submit, and per email on failed sign-ins.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,9 +97,9 @@ pub struct RateLimitSettings {
     pub login: RateLimit,
     /// Sign-ups per client address.
     pub signup: RateLimit,
-    /// Requests per credential (a user's sessions share one budget, each API key has its own).
+    /// Requests per user (their sessions and API keys share one budget).
     pub api: RateLimit,
-    /// Task submissions per credential, on top of `api`.
+    /// Task submissions per user, on top of `api`.
     pub submit: RateLimit,
     pub lockout: LockoutSettings,
 }

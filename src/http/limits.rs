@@ -1,5 +1,6 @@
 //! Rate limits (`[rate_limits]`): sign-in and sign-up per client address, the whole API and
-//! task submission per credential, each a GCRA token bucket (governor).
+//! task submission per user (sessions and API keys alike), each a GCRA token bucket
+//! (governor).
 //!
 //! A refused request answers 429 `rate_limited` with `Retry-After` (whole seconds, at least 1)
 //! and is counted in `zerostate_rate_limited_total{limit}`, never logged. Every request a
@@ -36,11 +37,10 @@ use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use uuid::Uuid;
 
 use super::AppState;
 use super::extractors::AuthUser;
-use crate::auth::{Credential, Principal};
+use crate::auth::Principal;
 use crate::config::{RateLimit, RateLimitSettings};
 use crate::error::{ApiError, Code};
 use crate::records::{IpNet, client_bucket};
@@ -183,18 +183,14 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     response
 }
 
-/// The bucket of the request's credential (a user's sessions share one, each API key has
-/// its own), if it carries a valid one. The principal is kept for the route's [`AuthUser`],
-/// so the token is checked once.
+/// The bucket of the request's user (their sessions and API keys share one: a hundred keys
+/// are not a hundred budgets), if it carries a valid credential. The principal is kept for
+/// the route's [`AuthUser`], so the token is checked once.
 async fn credential(state: &AppState, request: &mut Request) -> Option<u128> {
     let token = AuthUser::bearer(request.headers()).ok().flatten()?;
     let principal: Principal = state.accounts.authenticate(token).await.ok()?;
     request.extensions_mut().insert(principal);
-    let id: Uuid = match principal.credential {
-        Credential::ApiKey { id, .. } => id,
-        Credential::Session { .. } => principal.user_id,
-    };
-    Some(id.as_u128())
+    Some(principal.user_id.as_u128())
 }
 
 /// The limits a request passed or was refused by, for its headers.

@@ -107,7 +107,7 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
 }
 
 /// Adds the 429 of the rate limits to every operation they apply to: sign-in and sign-up
-/// (per address) and every operation that takes a credential (per credential).
+/// (per address) and every operation that takes a credential (per user).
 fn document_rate_limits(openapi: &mut OpenApi) {
     let integer = || ObjectBuilder::new().schema_type(Type::Integer).build();
     let text = || ObjectBuilder::new().schema_type(Type::String).build();
