@@ -324,15 +324,27 @@ impl Ordinary {
     }
 
     async fn publish(&self, name: &str, n: u32) -> String {
-        let form = reqwest::multipart::Form::new()
+        let form = reqwest::multipart::Form::new().text("description", format!("agent number {n}"));
+        self.upload(name, wasm(ECHO_AGENT), "echo", form).await
+    }
+
+    /// Uploads `module` as `name` with `capabilities` and the fields of `form`; returns the
+    /// agent's id.
+    async fn upload(
+        &self,
+        name: &str,
+        module: Vec<u8>,
+        capabilities: &str,
+        form: reqwest::multipart::Form,
+    ) -> String {
+        let form = form
             .part(
                 "wasm_binary",
-                reqwest::multipart::Part::bytes(wasm(ECHO_AGENT)).file_name("a.wasm"),
+                reqwest::multipart::Part::bytes(module).file_name("a.wasm"),
             )
             .text("name", name.to_owned())
-            .text("description", format!("agent number {n}"))
             .text("version", "1.0.0")
-            .text("capabilities", "echo")
+            .text("capabilities", capabilities.to_owned())
             .text("price", "0");
         let response = self
             .http
@@ -613,27 +625,10 @@ async fn a_guest_looping_on_a_failing_wasi_call_leaves_the_server_log_quiet() {
     );
     let token = server.signup("flood@example.com").await;
     let client = Ordinary::new(&server.base, token);
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "wasm_binary",
-            reqwest::multipart::Part::bytes(wasm(ACCEPT_LOOP_AGENT)).file_name("a.wasm"),
-        )
-        .text("name", "flooder")
-        .text("version", "1.0.0")
-        .text("capabilities", "flood")
-        .text("price", "0");
-    let response = client
-        .http
-        .post(format!("{}/api/v1/agents/upload", client.base))
-        .bearer_auth(&client.token)
-        .header("prefer", "wait=60")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = crate::helpers::read(response).await;
-    assert_eq!(status, 201, "{body}");
-    let agent = body["agent_id"].as_str().unwrap().to_owned();
+    let form = reqwest::multipart::Form::new();
+    let agent = client
+        .upload("flooder", wasm(ACCEPT_LOOP_AGENT), "flood", form)
+        .await;
     let before = server.log_lines();
 
     let (status, task) = client

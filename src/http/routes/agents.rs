@@ -203,6 +203,22 @@ async fn read_text(
         .map_err(|_| ApiError::new(Code::MalformedMultipart, "a text field is not valid UTF-8"))
 }
 
+/// Publishes an uploaded module; its place in memory is freed once it is stored.
+async fn publish(
+    state: &AppState,
+    user: AuthUser,
+    raw: RawManifest,
+    wasm: Loaded,
+) -> Result<Agent, ApiError> {
+    let caller = caller(state, user).await?;
+    let agent = state
+        .marketplace
+        .publish(&caller, raw, wasm.bytes.clone())
+        .await;
+    drop(wasm);
+    Ok(agent?)
+}
+
 fn spool_failed(error: std::io::Error) -> ApiError {
     ApiError::internal(&error)
 }
@@ -339,14 +355,7 @@ pub async fn upload(
     if !capabilities.is_empty() {
         raw.capabilities = capabilities;
     }
-    let caller = caller(&state, user).await?;
-    // The module's place in memory is freed once it is stored.
-    let agent = state
-        .marketplace
-        .publish(&caller, raw, wasm.bytes.clone())
-        .await;
-    drop(wasm);
-    let agent = agent?;
+    let agent = publish(&state, user, raw, wasm).await?;
     let (status, headers, agent) = created(&state, agent, None, wait).await?;
     Ok((status, headers, ApiJson(agent.into())))
 }
@@ -379,14 +388,7 @@ pub async fn register(
     })?;
     let raw =
         RawManifest::from_seed(agent).map_err(|e| ApiError::new(Code::InvalidRequest, e.0))?;
-    let caller = caller(&state, user).await?;
-    // The module's place in memory is freed once it is stored.
-    let agent = state
-        .marketplace
-        .publish(&caller, raw, wasm.bytes.clone())
-        .await;
-    drop(wasm);
-    let agent = agent?;
+    let agent = publish(&state, user, raw, wasm).await?;
     let (status, headers, agent) = created(&state, agent, None, wait).await?;
     Ok((status, headers, ApiJson(agent)))
 }
