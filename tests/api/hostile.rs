@@ -393,13 +393,7 @@ impl Ordinary {
 
 /// Reads what the server answers a fresh connection: a refusal arrives at once.
 async fn refusal(addr: &str) -> String {
-    let mut extra = TcpStream::connect(addr).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, extra.read_to_end(&mut answer))
-        .await
-        .expect("refused at once")
-        .ok();
-    String::from_utf8_lossy(&answer).into_owned()
+    answer_to(addr, b"").await
 }
 
 /// Signs up over a connection the server closes after answering (so that it holds no place
@@ -483,24 +477,29 @@ async fn connections_over_the_per_address_cap_are_refused_with_503_at_once() {
     }
 }
 
+/// Sends `request` (its head, and as much of a body as it holds) and reads the answer until
+/// the server closes the connection.
+async fn answer_to(addr: &str, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes without waiting for the rest")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test]
 async fn a_declared_body_longer_than_any_route_accepts_is_refused_before_it_is_sent() {
     let app = spawn_app().await;
     let addr = app.base.trim_start_matches("http://").to_owned();
-    let mut stream = TcpStream::connect(&addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /api/v1/agents/upload HTTP/1.1\r\nHost: z\r\n\
-              Content-Length: 10000000000\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
-        .await
-        .expect("answered without waiting for the body")
-        .unwrap();
-    let text = String::from_utf8_lossy(&answer);
+    let text = answer_to(
+        &addr,
+        b"POST /api/v1/agents/upload HTTP/1.1\r\nHost: z\r\n\
+          Content-Length: 10000000000\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n",
+    )
+    .await;
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains(r#""code":"payload_too_large""#), "{text}");
 }
@@ -513,20 +512,12 @@ async fn a_body_slower_than_the_minimum_rate_is_answered_408() {
     s.http.min_body_rate = 1024;
     let app = spawn_with(s, dir).await;
     let addr = app.base.trim_start_matches("http://").to_owned();
-    let mut stream = TcpStream::connect(&addr).await.unwrap();
-    stream
-        .write_all(
-            b"POST /api/v1/users/login HTTP/1.1\r\nHost: z\r\n\
-              Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"email\"",
-        )
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
-        .await
-        .expect("the server gives up on the body")
-        .ok();
-    let text = String::from_utf8_lossy(&answer);
+    let text = answer_to(
+        &addr,
+        b"POST /api/v1/users/login HTTP/1.1\r\nHost: z\r\n\
+          Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"email\"",
+    )
+    .await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#""code":"request_timeout""#), "{text}");
 }
