@@ -40,7 +40,14 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let binary =
         std::env::var_os("E2E_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_zerostate").into());
-    let server = Server::start(&binary, dir.path(), &[], &[]);
+    // One user submits every task, faster than they run: their backlog passes the default
+    // queued_tasks quota (meant for a server shared by strangers) within a second.
+    let server = Server::start(
+        &binary,
+        dir.path(),
+        &[],
+        &[("ZEROSTATE_QUOTAS__QUEUED_TASKS", "0")],
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -139,6 +139,11 @@ pub struct Accounts {
     fanout: Arc<dyn Fanout>,
     /// `quotas.api_keys`: most keys one account may hold (0: no limit; admins: none).
     max_api_keys: u64,
+    /// Whether each account read so far is an admin: submits ask on every call, and a store
+    /// read each time cost the hot path a blocking-pool hop. Roles change only through this
+    /// component while the server runs (the CLI cannot open the database then), which keeps
+    /// it current. A std RwLock: held for one map operation.
+    admins: Arc<RwLock<HashMap<Uuid, bool>>>,
 }
 
 impl Accounts {
@@ -163,6 +168,7 @@ impl Accounts {
             generations: Arc::new(RwLock::new(generations)),
             fanout,
             max_api_keys: api_keys::MAX_KEYS_PER_USER,
+            admins: Arc::default(),
         })
     }
 
@@ -322,6 +328,7 @@ impl Accounts {
                 .await?;
             // `None`: deleted since the lookup, so it is created below instead.
             if let Some(user) = updated {
+                self.remember_role(&user);
                 tracing::info!(user_id = %user.id, role = %user.role, "account updated");
                 return Ok((user, false));
             }
@@ -336,14 +343,32 @@ impl Accounts {
         Ok((self.insert(email, full_name, hash, role).await?, true))
     }
 
-    /// Whether `id` is an admin. Reads the stored account each time, so a promotion takes
-    /// effect without a new token; an unknown id is no admin.
+    /// Whether `id` is an admin; an unknown id is no admin. A promotion takes effect without
+    /// a new token.
     pub async fn is_admin(&self, id: Uuid) -> Result<bool, AccountError> {
-        Ok(self
-            .store
-            .user(id)
-            .await?
-            .is_some_and(|user| user.role == Role::Admin))
+        let known = self
+            .admins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied();
+        if let Some(admin) = known {
+            return Ok(admin);
+        }
+        match self.store.user(id).await? {
+            Some(user) => Ok(self.remember_role(&user)),
+            None => Ok(false),
+        }
+    }
+
+    /// Records `user`'s role for [`Accounts::is_admin`]; returns whether they are an admin.
+    fn remember_role(&self, user: &User) -> bool {
+        let admin = user.role == Role::Admin;
+        self.admins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.id, admin);
+        admin
     }
 
     /// Checks credentials from `client`. Unknown email and wrong password take the same time

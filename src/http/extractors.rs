@@ -57,13 +57,12 @@ impl AuthUser {
         account.role == Role::Admin && self.key_id().is_none()
     }
 
-    /// [`AuthUser::admin_in`], reading the caller's account.
+    /// [`AuthUser::admin_in`], asking the accounts (which remember roles).
     pub async fn acts_as_admin(&self, state: &AppState) -> Result<bool, ApiError> {
         if self.key_id().is_some() {
             return Ok(false);
         }
-        let account = state.accounts.user(self.id).await?;
-        Ok(account.is_some_and(|account| self.admin_in(&account)))
+        Ok(state.accounts.is_admin(self.id).await?)
     }
 
     /// The bearer token in the headers, if any.
