@@ -33,18 +33,7 @@ const STUCK: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_stalled_and_silent_sockets_leave_ordinary_clients_and_storage_working() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with_open_files(
-        env!("CARGO_BIN_EXE_zerostate").as_ref(),
-        dir.path(),
-        &[
-            ("ZEROSTATE_HTTP__HEADER_TIMEOUT_SECS", "2"),
-            ("ZEROSTATE_HTTP__BODY_GRACE_SECS", "2"),
-            ("ZEROSTATE_HTTP__MIN_BODY_RATE", "1024"),
-            ("ZEROSTATE_HTTP__MAX_CONNECTIONS_PER_IP", PER_ADDRESS_CAP),
-            ("ZEROSTATE_WORKERS", "1"),
-        ],
-        1024,
-    );
+    let server = attacked_server(dir.path(), PER_ADDRESS_CAP);
     let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
     let client = Ordinary::new(&server.base, server.signup("owner@example.com").await);
     let agent = client.publish("steady", 0).await;
@@ -107,18 +96,7 @@ async fn slow_stalled_and_silent_sockets_leave_ordinary_clients_and_storage_work
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sockets_past_every_place_are_refused_and_storage_keeps_its_descriptors() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with_open_files(
-        env!("CARGO_BIN_EXE_zerostate").as_ref(),
-        dir.path(),
-        &[
-            ("ZEROSTATE_HTTP__HEADER_TIMEOUT_SECS", "2"),
-            ("ZEROSTATE_HTTP__BODY_GRACE_SECS", "2"),
-            ("ZEROSTATE_HTTP__MIN_BODY_RATE", "1024"),
-            ("ZEROSTATE_HTTP__MAX_CONNECTIONS_PER_IP", "0"),
-            ("ZEROSTATE_WORKERS", "1"),
-        ],
-        1024,
-    );
+    let server = attacked_server(dir.path(), "0");
     let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
     let client = Ordinary::new(&server.base, server.signup("owner@example.com").await);
     let tally = Arc::new(Tally::default());
@@ -156,6 +134,25 @@ async fn sockets_past_every_place_are_refused_and_storage_keeps_its_descriptors(
     let agent = client.publish("after-the-flood", 2).await;
     client.edit(&agent, "quiet harbour").await;
     client.until_found("harbour", &agent).await;
+}
+
+/// The real binary as an attack meets it: 1024 descriptors (soft and hard), the short
+/// timeouts of [`HEADER_TIMEOUT_SECS`] and [`BODY_GRACE_SECS`], and `per_address` connections
+/// from one address at most ("0": no cap).
+fn attacked_server(dir: &std::path::Path, per_address: &str) -> Server {
+    let (header, grace) = (HEADER_TIMEOUT_SECS.to_string(), BODY_GRACE_SECS.to_string());
+    Server::start_with_open_files(
+        env!("CARGO_BIN_EXE_zerostate").as_ref(),
+        dir,
+        &[
+            ("ZEROSTATE_HTTP__HEADER_TIMEOUT_SECS", &header),
+            ("ZEROSTATE_HTTP__BODY_GRACE_SECS", &grace),
+            ("ZEROSTATE_HTTP__MIN_BODY_RATE", "1024"),
+            ("ZEROSTATE_HTTP__MAX_CONNECTIONS_PER_IP", per_address),
+            ("ZEROSTATE_WORKERS", "1"),
+        ],
+        1024,
+    )
 }
 
 /// What an attacking socket does.
