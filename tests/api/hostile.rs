@@ -88,12 +88,14 @@ async fn slow_stalled_and_silent_sockets_leave_ordinary_clients_and_storage_work
     let later = client.publish("after-the-attack", 1).await;
     client.edit(&later, "calm waters").await;
     client.until_found("calm", &later).await;
+    // The heavier variant runs after this one, not beside it: two floods at once would
+    // starve every other test of the two cores.
+    sockets_past_every_place_are_refused_and_storage_keeps_its_descriptors().await;
 }
 
 /// Without a per-address cap, one address fills every place the server serves: the rest are
 /// refused, the server's descriptors stay under its limit, and storage and the index work
-/// throughout and afterwards.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// throughout and afterwards. Run by the test above, after its own attack.
 async fn sockets_past_every_place_are_refused_and_storage_keeps_its_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let server = attacked_server(dir.path(), "0");
