@@ -102,33 +102,32 @@ pub struct BodyRate {
 /// Raises the soft open-file limit to the hard limit (systemd's default soft limit, 1024, is
 /// far below what thousands of WebSocket clients need). Returns the soft limit in force.
 pub fn raise_open_file_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
-    unsafe {
-        let mut limit = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur as u64;
-            }
-        }
-        limit.rlim_cur as u64
+    let Some(limit) = open_files() else {
+        return 1024;
+    };
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct passed by pointer.
+    if limit.rlim_cur < limit.rlim_max
+        && unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0
+    {
+        return raised.rlim_cur;
     }
+    limit.rlim_cur
 }
 
+/// The soft open-file limit in force (1024 if it cannot be read).
 fn open_file_limit() -> u64 {
-    // SAFETY: as above.
+    open_files().map_or(1024, |limit| limit.rlim_cur)
+}
+
+fn open_files() -> Option<libc::rlimit> {
+    // SAFETY: getrlimit only writes the struct passed by pointer.
     unsafe {
         let mut limit = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        limit.rlim_cur as u64
+        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0).then_some(limit)
     }
 }
 

@@ -131,15 +131,8 @@ pub async fn spawn_with_admin_using(configure: impl FnOnce(&mut Settings)) -> (T
     let mut settings = settings(dir.path(), 2);
     configure(&mut settings);
     let app = spawn_with(settings, dir).await;
-    let (status, body) = app
-        .post_json(
-            "/api/v1/users/login",
-            None,
-            &json!({"email": "admin@example.com", "password": ADMIN_PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    (app, body["token"].as_str().unwrap().to_owned())
+    let token = app.admin_session().await;
+    (app, token)
 }
 
 /// Path of a file in the repository.
@@ -219,6 +212,25 @@ impl TestApp {
     }
 
     /// Registers a fresh user and returns the token.
+    /// Signs in the admin [`spawn_with_admin`] created; returns the session token.
+    pub async fn admin_session(&self) -> String {
+        let (status, body) = self
+            .post_json(
+                "/api/v1/users/login",
+                None,
+                &json!({"email": "admin@example.com", "password": ADMIN_PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The body of `GET path`, as text (the UI's pages, `/metrics`).
+    pub async fn text(&self, path: &str) -> String {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub async fn signup(&self, email: &str) -> String {
         let (status, body) = self
             .post_json(

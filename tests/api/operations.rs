@@ -121,15 +121,7 @@ async fn ui_responses_carry_a_strict_csp_and_every_response_nosniff() {
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
     }
     // The HTML has no inline script or style for the policy to refuse.
-    let html = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.text("/").await;
     assert!(!html.contains("<script>") && !html.contains("<style") && !html.contains("style="));
     // API answers, errors included, are never sniffed into another type.
     for path in [

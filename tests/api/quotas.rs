@@ -29,15 +29,8 @@ async fn restart(app: TestApp, workers: usize, quotas: QuotaSettings) -> (TestAp
     let mut s = settings(dir.path(), workers);
     s.quotas = quotas;
     let app = spawn_with(s, dir).await;
-    let (status, body) = app
-        .post_json(
-            "/api/v1/users/login",
-            None,
-            &json!({"email": "admin@example.com", "password": ADMIN_PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    (app, body["token"].as_str().unwrap().to_owned())
+    let token = app.admin_session().await;
+    (app, token)
 }
 
 /// Asserts a refusal with `code` whose message names `quota` and its `limit`.

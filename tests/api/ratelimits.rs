@@ -94,8 +94,7 @@ async fn call(
 }
 
 async fn metric(app: &TestApp, series: &str) -> Option<f64> {
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap();
-    let text = text.text().await.unwrap();
+    let text = app.text("/metrics").await;
     text.lines()
         .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next())

@@ -1019,15 +1019,7 @@ async fn counts_agree_with_the_queue_after_an_overload_where_clients_hang_up() {
     );
     let (_, listed) = app.get("/api/v1/tasks?status=queued", Some(&token)).await;
     assert_eq!(listed["total"], 0, "{listed}");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text("/metrics").await;
     for line in [
         "zerostate_tasks{status=\"queued\"} 0",
         "zerostate_tasks{status=\"running\"} 0",
