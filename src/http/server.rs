@@ -385,17 +385,26 @@ impl<S> Deadlined<S> {
         }
     }
 
-    /// Called when the inner write is pending: fails once the stall outlasts the timeout.
-    fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    /// A write's poll: progress disarms the stall timer; a pending write arms it and fails
+    /// once the stall outlasts the timeout.
+    fn watched<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
         let timeout = self.timeout;
         let sleep = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         ready!(sleep.as_mut().poll(cx));
-        Poll::Ready(io::Error::new(
+        Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "the peer read nothing within the write timeout",
-        ))
+        )))
     }
 }
 
@@ -415,23 +424,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlined<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Pending => self.check_stall(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watched(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending => self.check_stall(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watched(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -443,13 +442,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlined<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.check_stall(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watched(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
