@@ -45,6 +45,56 @@ pub struct Settings {
     pub http: HttpSettings,
     pub rate_limits: RateLimitSettings,
     pub quotas: QuotaSettings,
+    pub queue: QueueSettings,
+    pub redis: RedisSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Where queued tasks wait (see docs/compat-mode.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// In memory, over the task journal: one node.
+    Embedded,
+    /// Redis streams (`[redis]`), shared by this node and the worker nodes.
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub backend: QueueBackend,
+    /// A task a node took is taken again by another once the node has not renewed its lease
+    /// for this long (it died, or lost the network). Running nodes renew it every third of it.
+    pub lease_secs: u64,
+    /// Refuse to start when Redis does not persist what it acknowledges (`appendonly no`);
+    /// false only warns (an acknowledged task may then be lost when Redis restarts).
+    pub require_persistence: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. A secret: it may hold
+    /// a password.
+    pub url: Secret,
+    /// Put before every key, so two installs can share one Redis.
+    pub key_prefix: String,
+}
+
+/// How the nodes of a compatibility-mode install find and trust each other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The `X-Service-Token` worker nodes present to the primary's internal routes (at least
+    /// 16 characters); empty turns those routes off.
+    pub service_token: Secret,
+    /// For `zerostate worker`: the primary's base URL (`http://10.0.0.5:8080`).
+    pub primary_url: String,
+    /// This node's name in the list of workers; empty: the host name.
+    pub node_name: String,
+    /// Worker nodes say they are alive this often; one silent for three beats is dropped.
+    pub heartbeat_secs: u64,
 }
 
 /// What one connection may hold of the server, whoever is at the other end.
@@ -446,6 +496,36 @@ pub struct TaskSettings {
     pub retention_days: u64,
 }
 
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            backend: QueueBackend::Embedded,
+            lease_secs: 30,
+            require_persistence: true,
+        }
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            key_prefix: "zerostate".into(),
+        }
+    }
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            service_token: Secret::default(),
+            primary_url: String::new(),
+            node_name: String::new(),
+            heartbeat_secs: 2,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -496,6 +576,9 @@ impl Default for Settings {
             http: HttpSettings::default(),
             rate_limits: RateLimitSettings::default(),
             quotas: QuotaSettings::default(),
+            queue: QueueSettings::default(),
+            redis: RedisSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -638,7 +721,37 @@ impl Settings {
             "realtime.service_token must be empty or at least 16 characters without spaces",
         )?;
         self.rate_limits.checked()?;
+        self.checked_cluster()?;
         Ok(self)
+    }
+
+    fn checked_cluster(&self) -> Result<(), ConfigError> {
+        let rule = |ok: bool, msg: &str| ok.then_some(()).ok_or(ConfigError::Rule(msg.into()));
+        let token = self.cluster.service_token.expose();
+        rule(
+            token.is_empty() || (token.len() >= 16 && !token.chars().any(char::is_whitespace)),
+            "cluster.service_token must be empty or at least 16 characters without spaces",
+        )?;
+        rule(
+            (3..=3600).contains(&self.queue.lease_secs),
+            "queue.lease_secs must be between 3 and 3600",
+        )?;
+        rule(
+            (1..=60).contains(&self.cluster.heartbeat_secs),
+            "cluster.heartbeat_secs must be between 1 and 60",
+        )?;
+        let prefix = &self.redis.key_prefix;
+        rule(
+            !prefix.is_empty() && !prefix.contains(['{', '}']) && !prefix.contains(char::is_whitespace),
+            "redis.key_prefix must be non-empty, without spaces or braces",
+        )?;
+        if self.queue.backend == QueueBackend::Redis {
+            rule(
+                !self.redis.url.is_empty(),
+                "queue.backend = \"redis\" needs redis.url (redis://host:6379 or rediss:// for TLS)",
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -149,6 +149,9 @@ error_codes! {
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
     /// The server is shutting down and takes no new work.
     ShuttingDown => (SERVICE_UNAVAILABLE, "shutting_down"),
+    /// A service this request needs (Redis, S3) is down or its circuit breaker is open;
+    /// `Retry-After` says when it is tried again. Nothing was changed.
+    DependencyUnavailable => (SERVICE_UNAVAILABLE, "dependency_unavailable"),
     /// Too many requests from this client address or credential; `Retry-After` says when to
     /// try again, the `RateLimit` headers which limit it was.
     RateLimited => (TOO_MANY_REQUESTS, "rate_limited"),

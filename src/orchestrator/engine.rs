@@ -82,6 +82,12 @@ pub enum TaskError {
     },
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The shared queue (Redis) cannot be reached: nothing was accepted.
+    #[error("{message}")]
+    QueueUnavailable {
+        message: String,
+        retry_after: Duration,
+    },
     #[error(transparent)]
     Agent(#[from] AgentError),
     #[error(transparent)]
@@ -99,6 +105,13 @@ impl From<TaskError> for ApiError {
                 message,
                 retry_after,
             } => return refusal(Code::PriorityNotAllowed, message, retry_after),
+            TaskError::QueueUnavailable {
+                message,
+                retry_after,
+            } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                return refusal(Code::DependencyUnavailable, message, Some(secs));
+            }
             TaskError::Agent(e) => return e.into(),
             TaskError::Journal(e) => return ApiError::internal(&e),
             TaskError::Invalid(_) => Code::InvalidRequest,
@@ -132,6 +145,10 @@ impl From<QueueError> for TaskError {
         match e {
             QueueError::Full(n) => TaskError::QueueFull(n),
             QueueError::Closed => TaskError::ShuttingDown,
+            e @ QueueError::Unavailable { retry_after, .. } => TaskError::QueueUnavailable {
+                message: e.to_string(),
+                retry_after,
+            },
         }
     }
 }
@@ -331,13 +348,30 @@ impl Orchestrator {
         // Durable: from here the task survives a crash even if queueing fails (recovery
         // re-queues it). Forced because a journaled task must not be dropped; concurrent
         // submits may overshoot the capacity checked before by a few tasks.
-        if let Err(e) = self.inner.queue.push(queued(&task), true) {
-            tracing::warn!(task_id = %task.id, error = %e, "task journaled but not queued; it runs after restart");
-        }
+        let pushed = self.inner.queue.push(queued(&task), true).await;
         // Counted as pending until now, when the queue counts it.
         drop(admission);
+        match pushed {
+            Ok(()) => {}
+            Err(e @ QueueError::Unavailable { .. }) => return Err(self.unqueued(&task, e).await),
+            Err(e) => {
+                tracing::warn!(task_id = %task.id, error = %e, "task journaled but not queued; it runs after restart")
+            }
+        }
         self.queue_changed();
         Ok(task)
+    }
+
+    /// A journaled task the shared queue did not take: the submit is refused, so the task
+    /// ends (failed, `queue_unavailable`) rather than run behind its submitter's back.
+    async fn unqueued(&self, task: &Task, e: QueueError) -> TaskError {
+        tracing::warn!(task_id = %task.id, error = %e, "the queue did not take a journaled task; refusing the submit");
+        let reason = format!("not accepted: {e}");
+        let change = ended(TaskStatus::Failed, FailureCode::QueueUnavailable, &reason);
+        if let Err(end) = self.end(task.id, TaskStatus::Queued, change).await {
+            tracing::error!(task_id = %task.id, error = %end, "could not end the unqueued task");
+        }
+        e.into()
     }
 
     /// Subscribe before submitting to learn when tasks finish (see [`Orchestrator::wait_finished`]).
@@ -424,6 +458,8 @@ impl Orchestrator {
         };
         let events = self.finished_events();
         token.cancel();
+        // The run may be on another node.
+        self.inner.queue.stop_run(id);
         self.wait_finished(events, owner, id, CANCEL_WAIT).await
     }
 
@@ -514,10 +550,10 @@ impl Orchestrator {
         for worker in 0..n {
             let this = self.clone();
             set.spawn(async move {
-                while let Some(next) = this.inner.queue.pop().await {
+                while let Some(lease) = this.inner.queue.pop().await {
                     this.queue_changed();
-                    let released = Released(&*this.inner.queue, next.owner);
-                    this.run_task(next).await;
+                    let released = Released(&*this.inner.queue, lease.task.owner);
+                    this.run_leased(lease).await;
                     drop(released);
                     this.queue_changed();
                 }
@@ -558,6 +594,13 @@ impl Orchestrator {
         self.inner.recent.stats(owner, std::time::Instant::now())
     }
 
+    /// Cancel handles of the runs in progress, by task.
+    pub(super) fn running_runs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Uuid, CancellationToken>> {
+        self.inner.running.lock().expect("running map")
+    }
+
     /// Tells the task's owner (and admins watching) of its new state.
     pub(super) fn announce(&self, task: &Task) {
         self.inner
@@ -583,8 +626,9 @@ impl Orchestrator {
         let Some((task, durable)) = self.inner.journal.transition(id, from, None, change)? else {
             return Ok(None);
         };
-        if from == TaskStatus::Queued {
-            self.inner.queue.remove(&queued(&task));
+        match from {
+            TaskStatus::Queued => drop(self.inner.queue.remove(&queued(&task))),
+            _ => drop(self.running_runs().remove(&id)),
         }
         // Told even if the caller goes away meanwhile: waiters and the owner must hear of it.
         let this = self.clone();

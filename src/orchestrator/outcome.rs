@@ -96,7 +96,8 @@ pub enum Verdict {
 
 /// A finished run, as the verdict needs it.
 pub struct RunReport<'a> {
-    pub agent: &'a Agent,
+    pub agent_id: uuid::Uuid,
+    pub agent_name: &'a str,
     pub output: &'a RunOutput,
     pub limits: &'a RunLimits,
     /// The run's timeout was cut short by the deadline.
@@ -125,11 +126,13 @@ pub fn judge(run: RunReport<'_>) -> Verdict {
     // A timeout forced by the caller's deadline is not the agent's fault, and another agent
     // would meet the same deadline.
     let deadline_cut = timed_out && run.cut_by_deadline;
-    // Nor is input larger than the agent declares it accepts: it never started.
-    let blameless = deadline_cut || output.outcome == Outcome::InputLimit;
+    // Nor is input larger than the agent declares it accepts, or a module the node could not
+    // load: it never started.
+    let never_started = matches!(output.outcome, Outcome::InputLimit | Outcome::Unloadable(_));
+    let blameless = deadline_cut || never_started;
     let attempt = Attempt {
-        agent_id: run.agent.id,
-        agent_name: run.agent.name.clone(),
+        agent_id: run.agent_id,
+        agent_name: run.agent_name.to_owned(),
         outcome: match output.outcome {
             Outcome::Completed => "completed",
             Outcome::TimedOut => "timed_out",
@@ -161,7 +164,7 @@ pub fn judge(run: RunReport<'_>) -> Verdict {
             duration_ms,
         }),
         outcome: (!blameless).then_some(AgentOutcome {
-            agent_id: run.agent.id,
+            agent_id: run.agent_id,
             success,
             duration_ms,
         }),
@@ -197,6 +200,7 @@ fn failure_code(outcome: &Outcome) -> Option<FailureCode> {
         Outcome::InputLimit => FailureCode::InputLimit,
         Outcome::Trapped(_) => FailureCode::Trap,
         Outcome::Canceled => FailureCode::Canceled,
+        Outcome::Unloadable(_) => FailureCode::AgentUnavailable,
     })
 }
 
@@ -219,6 +223,7 @@ fn describe_failure(outcome: &Outcome, limits: &RunLimits, stderr: &str) -> Stri
             limits.stdin_bytes
         ),
         Outcome::Trapped(message) => format!("agent trapped: {message}"),
+        Outcome::Unloadable(reason) => format!("the agent's module could not be loaded: {reason}"),
         Outcome::Completed | Outcome::Interrupted | Outcome::Canceled => {
             unreachable!("not a failure")
         }
@@ -332,7 +337,8 @@ mod tests {
             duration: Duration::from_millis(7),
         };
         judge(RunReport {
-            agent: &agent,
+            agent_id: agent.id,
+            agent_name: &agent.name,
             output: &output,
             limits: &limits(),
             cut_by_deadline,

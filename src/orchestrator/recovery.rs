@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::engine::{Orchestrator, TaskError, queued};
 use super::run::ended;
 use crate::journal::Retention;
+use crate::queue::QueuedTask;
 use crate::records::{FailureCode, Task, TaskChange, TaskStatus};
 
 /// Retention runs this often.
@@ -22,17 +23,28 @@ impl Orchestrator {
     /// Tasks that were running when the server stopped go back to `queued`, unless stops have
     /// cut their runs short [`MAX_STARTS`] times: those fail, so a task that keeps taking the
     /// server down cannot do so forever. Called once, before workers start.
+    ///
+    /// A shared queue keeps its tasks across restarts of this node: what it still holds stays
+    /// as it is (a task running on a worker node goes on running there).
     pub async fn recover(&self, unfinished: Vec<Task>) -> Result<usize, TaskError> {
         self.recount_daily(&unfinished).await?;
+        let tasks: std::collections::HashMap<_, _> =
+            unfinished.into_iter().map(|t| (t.id, t)).collect();
+        let mut listed: Vec<(QueuedTask, bool)> = tasks
+            .values()
+            .map(|t| (queued(t), t.state.status == TaskStatus::Running))
+            .collect();
+        listed.sort_by_key(|(q, _)| q.seq);
+        let missing = self.inner.queue.adopt(listed).await?;
         let (mut requeued, mut were_running) = (0, 0);
-        for task in unfinished {
-            if task.state.status == TaskStatus::Running {
+        for (entry, running) in missing {
+            if running {
                 were_running += 1;
-                if !self.requeue_stopped(&task).await? {
+                if !self.requeue_stopped(&tasks[&entry.task_id]).await? {
                     continue;
                 }
             }
-            self.inner.queue.push(queued(&task), true)?;
+            self.inner.queue.push(entry, true).await?;
             requeued += 1;
         }
         if requeued > 0 || were_running > 0 {
@@ -47,7 +59,7 @@ impl Orchestrator {
 
     /// A task whose run a stop cut short goes back to `queued` (true), or fails if stops cut
     /// it short [`MAX_STARTS`] times (false).
-    async fn requeue_stopped(&self, task: &Task) -> Result<bool, TaskError> {
+    pub(super) async fn requeue_stopped(&self, task: &Task) -> Result<bool, TaskError> {
         // Runs cut short by a stop: starts that never produced an attempt.
         let state = &task.state;
         let interrupted = state.starts.saturating_sub(state.attempts.len() as u32);

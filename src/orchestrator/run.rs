@@ -1,10 +1,12 @@
-//! A worker's run of one task, phase by phase: [`Orchestrator::stage`] finds the agent and
-//! its limits, [`Orchestrator::invoke`] marks the task running and runs the guest,
-//! [`outcome::judge`] turns the output into a [`Verdict`], and [`Orchestrator::settle`]
-//! journals what it means (requeued, canceled, failed over, finished).
+//! A task's run, in two halves that may sit on two nodes. The deciding half is here, on the
+//! node that holds the journal: [`Orchestrator::begin`] takes a leased task, stages it (agent,
+//! limits, deadline), marks it running and hands out a [`RunOrder`]; [`Orchestrator::complete`]
+//! takes the run's output back, checks that the lease still holds, judges the output
+//! ([`outcome::judge`]) and journals what it means (requeued, canceled, failed over, finished).
+//! The running half is [`Orchestrator::run_here`] for this node's workers, and `crate::worker`
+//! on worker nodes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -14,41 +16,46 @@ use uuid::Uuid;
 use super::engine::{Orchestrator, TaskError, queued};
 use super::outcome::{self, Invocation, RunReport, Verdict};
 use crate::agents::AgentError;
-use crate::queue::QueuedTask;
+use crate::queue::{Lease, hold};
 use crate::records::{
-    Agent, AgentOutcome, Attempt, Bid, FailureCode, Finished, Task, TaskChange, TaskStatus,
+    Agent, AgentOutcome, Attempt, Bid, FailureCode, Finished, Outcome, RunLimits, RunOrder,
+    RunOutput, Task, TaskChange, TaskStatus,
 };
-use crate::runtime::{RunLimits, RunOutput};
 
-/// A queued task ready to run: its agent's module loaded, its limits set.
+/// A queued task ready to start: its agent found, its limits set.
 struct Staged {
-    task: Task,
     agent: Arc<Agent>,
     limits: RunLimits,
     /// The deadline cut the run's timeout short.
     cut_by_deadline: bool,
 }
 
-/// A task's run that ended: the task as its start left it, and what the verdict needs.
-struct Run {
-    task: Task,
-    agent: Arc<Agent>,
-    limits: RunLimits,
-    cut_by_deadline: bool,
-    output: RunOutput,
-    started_at: OffsetDateTime,
-}
-
 impl Orchestrator {
-    pub(super) async fn run_task(&self, next: QueuedTask) {
-        let Err(e) = self.try_run_task(next).await else {
-            return;
+    /// One leased task, from start to end, on this node.
+    pub(super) async fn run_leased(&self, lease: Lease) {
+        let id = lease.task.task_id;
+        let run = async {
+            let Some(order) = self.begin(&lease).await? else {
+                return Ok(());
+            };
+            let output = self.run_here(&order, &lease).await;
+            self.complete(&lease, &order, output).await.map(drop)
         };
-        tracing::error!(task_id = %next.task_id, error = %e, "task execution failed internally");
-        // Fail it rather than strand it: it has left the queue and would otherwise sit in
-        // `queued` or `running` until the next restart, and fail the same way again.
+        if let Err(e) = run.await {
+            self.fail_internally(id, e).await;
+        }
+    }
+
+    /// Fails a task whose run went wrong inside the server rather than strand it: it has left
+    /// the queue and would otherwise sit in `queued` or `running` until the next restart.
+    async fn fail_internally(&self, id: Uuid, e: TaskError) {
+        tracing::error!(task_id = %id, error = %e, "task execution failed internally");
+        if matches!(e, TaskError::QueueUnavailable { .. }) {
+            // The shared queue still holds the task: it runs again once its lease expires.
+            return;
+        }
         let failed = async {
-            match self.inner.journal.live_task(next.task_id) {
+            match self.inner.journal.live_task(id) {
                 Some(task) if !task.state.status.is_terminal() => {
                     let reason = "internal error while running the task; see the server log";
                     let change = ended(TaskStatus::Failed, FailureCode::Internal, reason);
@@ -58,45 +65,80 @@ impl Orchestrator {
             }
         };
         if let Err(e) = failed.await {
-            tracing::error!(task_id = %next.task_id, error = %e, "could not mark the task failed; it runs again after restart");
+            tracing::error!(task_id = %id, error = %e, "could not mark the task failed; it runs again after restart");
         }
     }
 
-    async fn try_run_task(&self, next: QueuedTask) -> Result<(), TaskError> {
-        let Some(staged) = self.stage(next.task_id).await? else {
-            return Ok(());
+    /// Starts the leased task: what to run and under which limits, or `None` when it must not
+    /// run (canceled or finished meanwhile, agent gone, deadline passed: those end here), in
+    /// which case the lease is given back.
+    pub async fn begin(&self, lease: &Lease) -> Result<Option<RunOrder>, TaskError> {
+        let queue = &self.inner.queue;
+        let order = match queue.taken(lease) {
+            true => self.stage_and_start(lease).await?,
+            false => None,
+        };
+        if order.is_none() {
+            queue.done(lease).await?;
+        }
+        self.queue_changed();
+        Ok(order)
+    }
+
+    async fn stage_and_start(&self, lease: &Lease) -> Result<Option<RunOrder>, TaskError> {
+        let id = lease.task.task_id;
+        let Some(staged) = self.stage(id, lease.claim.is_some()).await? else {
+            return Ok(None);
         };
         // Registered before the task shows as running, so a cancel always finds it.
         let cancel = CancellationToken::new();
-        let _registered = RunningGuard::register(&self.inner.running, staged.task.id, &cancel);
-        let Some(run) = self.invoke(staged, &cancel).await? else {
-            return Ok(());
+        self.running_runs().insert(id, cancel);
+        let Some(task) = self.inner.journal.start(id)? else {
+            self.running_runs().remove(&id);
+            return Ok(None);
         };
-        let verdict = outcome::judge(RunReport {
-            agent: &run.agent,
-            output: &run.output,
-            limits: &run.limits,
-            cut_by_deadline: run.cut_by_deadline,
-            canceled: cancel.is_cancelled(),
-            started_at: run.started_at,
-        });
-        self.settle(&run, verdict).await
+        self.announce(&task);
+        let Invocation { args, env, stdin } = Invocation::of(&task, &staged.agent);
+        Ok(Some(RunOrder {
+            task_id: id,
+            agent_id: staged.agent.id,
+            module: staged.agent.binary_hash.clone(),
+            args,
+            env,
+            stdin,
+            limits: staged.limits,
+            cut_by_deadline: staged.cut_by_deadline,
+            started_at: task
+                .state
+                .started_at
+                .unwrap_or_else(OffsetDateTime::now_utc),
+        }))
     }
 
-    /// The task if it is still queued, with its agent loaded and its limits set. A task that
-    /// cannot run (agent gone, module broken, deadline passed) ends here: `None`.
-    async fn stage(&self, id: Uuid) -> Result<Option<Staged>, TaskError> {
+    /// The task if it can start now, with its agent and limits. A task that cannot run (agent
+    /// gone, deadline passed) ends here: `None`. With `takeover` (a shared queue handed the
+    /// task to this node after the node running it stopped holding it), a running task goes
+    /// back to `queued` first, unless stops have cut its runs short too often.
+    async fn stage(&self, id: Uuid, takeover: bool) -> Result<Option<Staged>, TaskError> {
         // Gone from memory or no longer queued: canceled (or finished) while it waited.
         let Some(task) = self.inner.journal.live_task(id) else {
             return Ok(None);
         };
-        if task.state.status != TaskStatus::Queued {
-            return Ok(None);
+        match task.state.status {
+            TaskStatus::Queued => {}
+            TaskStatus::Running if takeover => {
+                tracing::info!(task_id = %id, "taking over a task whose node stopped holding it");
+                if !self.requeue_stopped(&task).await? {
+                    return Ok(None);
+                }
+            }
+            _ => return Ok(None),
         }
-        let agent = match self.runnable_agent(&task).await? {
-            Ok(agent) => agent,
-            Err(reason) => {
-                let change = ended(TaskStatus::Failed, FailureCode::AgentUnavailable, &reason);
+        let agent = match self.agent_of(&task).await? {
+            Some(agent) => agent,
+            None => {
+                let reason = "the agent no longer exists";
+                let change = ended(TaskStatus::Failed, FailureCode::AgentUnavailable, reason);
                 self.end(id, TaskStatus::Queued, change).await?;
                 return Ok(None);
             }
@@ -114,72 +156,92 @@ impl Orchestrator {
         Ok(Some(Staged {
             cut_by_deadline: timeout < limits.timeout,
             limits: RunLimits { timeout, ..limits },
-            task,
             agent,
         }))
     }
 
-    /// The task's agent with its module loaded, or why it cannot run.
-    async fn runnable_agent(&self, task: &Task) -> Result<Result<Arc<Agent>, String>, TaskError> {
+    /// The task's agent, or `None` if it no longer exists.
+    async fn agent_of(&self, task: &Task) -> Result<Option<Arc<Agent>>, TaskError> {
         let marketplace = &self.inner.marketplace;
         let agent_id = task.state.agent_id;
-        let agent = match marketplace.catalog().get(agent_id) {
-            Some(agent) => agent,
-            None => match marketplace.get(agent_id).await {
-                Ok(agent) => Arc::new(agent),
-                Err(AgentError::NotFound) => return Ok(Err("the agent no longer exists".into())),
-                Err(e) => return Err(e.into()),
-            },
-        };
-        if !self.inner.executor.has_module(&agent.binary_hash) {
-            // Not loaded yet (the start-up warm-up is still running): from the cache, else
-            // compiled on the build thread.
-            if let Err(reason) = marketplace.load(&agent).await {
-                return Ok(Err(reason));
-            }
+        if let Some(agent) = marketplace.catalog().get(agent_id) {
+            return Ok(Some(agent));
         }
-        Ok(Ok(agent))
+        match marketplace.get(agent_id).await {
+            Ok(agent) => Ok(Some(Arc::new(agent))),
+            Err(AgentError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Marks the task running, announces it and runs the guest to its end. `None` if the task
-    /// left the queue meanwhile.
-    async fn invoke(
-        &self,
-        staged: Staged,
-        cancel: &CancellationToken,
-    ) -> Result<Option<Run>, TaskError> {
-        let Staged {
-            task,
-            agent,
-            limits,
-            cut_by_deadline,
-        } = staged;
-        let Some(task) = self.inner.journal.start(task.id)? else {
-            return Ok(None);
-        };
-        let started_at = task
-            .state
-            .started_at
-            .unwrap_or_else(OffsetDateTime::now_utc);
-        self.announce(&task);
-        let Invocation { args, env, stdin } = Invocation::of(&task, &agent);
+    /// Runs an order on this node's executor, keeping its lease while it runs.
+    pub(super) async fn run_here(&self, order: &RunOrder, lease: &Lease) -> RunOutput {
+        let cancel = self
+            .running_runs()
+            .get(&order.task_id)
+            .cloned()
+            .unwrap_or_default();
+        if let Err(reason) = self.load_module(order).await {
+            return unloadable(reason);
+        }
+        let run = self.inner.executor.run(
+            &order.module,
+            order.args.clone(),
+            order.env.clone(),
+            order.stdin.clone(),
+            order.limits,
+            cancel.clone(),
+        );
+        hold(&*self.inner.queue, lease, &cancel, run).await
+    }
+
+    /// Makes the order's module runnable here: from memory, the compiled cache, else compiled
+    /// on the build thread.
+    async fn load_module(&self, order: &RunOrder) -> Result<(), String> {
         let executor = &self.inner.executor;
-        let output = executor
-            .run(&agent.binary_hash, args, env, stdin, limits, cancel.clone())
-            .await;
-        Ok(Some(Run {
-            task,
-            agent,
-            limits,
-            cut_by_deadline,
-            output,
-            started_at,
-        }))
+        if executor.has_module(&order.module) {
+            return Ok(());
+        }
+        let marketplace = &self.inner.marketplace;
+        let agent = match marketplace.catalog().get(order.agent_id) {
+            Some(agent) => agent,
+            None => Arc::new(marketplace.get(order.agent_id).await.map_err(|e| e.to_string())?),
+        };
+        marketplace.load(&agent).await.map(drop)
+    }
+
+    /// Takes a run's output back: checks the lease still holds (a late result of a lost lease
+    /// changes nothing: false), judges it and journals what it means.
+    pub async fn complete(
+        &self,
+        lease: &Lease,
+        order: &RunOrder,
+        output: RunOutput,
+    ) -> Result<bool, TaskError> {
+        if !self.inner.queue.done(lease).await? {
+            tracing::info!(task_id = %order.task_id, "ignored the result of a run whose lease another node took over");
+            return Ok(false);
+        }
+        let token = self.running_runs().remove(&order.task_id);
+        let live = self.inner.journal.live_task(order.task_id);
+        let Some(task) = live.filter(|t| t.state.status == TaskStatus::Running) else {
+            return Ok(true);
+        };
+        let verdict = outcome::judge(RunReport {
+            agent_id: task.state.agent_id,
+            agent_name: &task.state.agent_name,
+            output: &output,
+            limits: &order.limits,
+            cut_by_deadline: order.cut_by_deadline,
+            canceled: token.is_some_and(|t| t.is_cancelled()),
+            started_at: order.started_at,
+        });
+        self.settle(&task, &output, verdict).await?;
+        Ok(true)
     }
 
     /// Journals what the verdict means for the task.
-    async fn settle(&self, run: &Run, verdict: Verdict) -> Result<(), TaskError> {
-        let task = &run.task;
+    async fn settle(&self, task: &Task, output: &RunOutput, verdict: Verdict) -> Result<(), TaskError> {
         match verdict {
             Verdict::Interrupted => self.requeue_interrupted(task),
             Verdict::Canceled { ran_ms } => {
@@ -202,13 +264,13 @@ impl Orchestrator {
                 if may_fail_over && let Some(bids) = self.failover_auction(task, &finished) {
                     return self.fail_over(task, finished.attempt, bids, outcome);
                 }
-                self.finish(run, finished, outcome)
+                self.finish(task, output, finished, outcome)
             }
         }
     }
 
-    /// The server is stopping: back to the queue for the next start (not queued here: the
-    /// queue is closed).
+    /// The run was cut short (this node or the worker node is stopping): back to the queue.
+    /// A closed queue (this server stopping) leaves it for the next start.
     fn requeue_interrupted(&self, task: &Task) -> Result<(), TaskError> {
         let change = TaskChange::Requeued;
         if let Some((task, _)) =
@@ -217,6 +279,7 @@ impl Orchestrator {
                 .transition(task.id, TaskStatus::Running, None, change)?
         {
             self.announce(&task);
+            self.inner.queue.push_later(queued(&task));
         }
         Ok(())
     }
@@ -263,9 +326,7 @@ impl Orchestrator {
         {
             self.record_outcome(outcome);
             self.announce(&task);
-            if let Err(e) = self.inner.queue.push(queued(&task), true) {
-                tracing::warn!(task_id = %task.id, error = %e, "failover not queued; it runs after restart");
-            }
+            self.inner.queue.push_later(queued(&task));
         }
         Ok(())
     }
@@ -274,11 +335,12 @@ impl Orchestrator {
     /// the change to be durable.
     fn finish(
         &self,
-        run: &Run,
+        task: &Task,
+        output: &RunOutput,
         finished: Box<Finished>,
         outcome: Option<AgentOutcome>,
     ) -> Result<(), TaskError> {
-        let (id, success) = (run.task.id, finished.status == TaskStatus::Completed);
+        let (id, success) = (task.id, finished.status == TaskStatus::Completed);
         let duration_ms = finished.duration_ms;
         let change = TaskChange::Finished(finished);
         let journal = &self.inner.journal;
@@ -294,9 +356,9 @@ impl Orchestrator {
         }
         let metrics = &self.inner.metrics;
         metrics.finished(task.state.status).increment(1);
-        metrics.duration.record(run.output.duration.as_secs_f64());
+        metrics.duration.record(output.duration.as_secs_f64());
         crate::telemetry::histogram_recorded();
-        tracing::debug!(task_id = %task.id, agent = %run.agent.name, status = task.state.status.as_str(), duration_ms, "task finished");
+        tracing::debug!(task_id = %task.id, agent = %task.state.agent_name, status = task.state.status.as_str(), duration_ms, "task finished");
         let now = std::time::Instant::now();
         self.inner
             .recent
@@ -334,25 +396,12 @@ pub(super) fn ended(status: TaskStatus, code: FailureCode, error: &str) -> TaskC
     }
 }
 
-/// Keeps a run's cancel handle in the running map for as long as the run lasts.
-struct RunningGuard<'a> {
-    map: &'a Mutex<HashMap<Uuid, CancellationToken>>,
-    id: Uuid,
-}
-
-impl<'a> RunningGuard<'a> {
-    fn register(
-        map: &'a Mutex<HashMap<Uuid, CancellationToken>>,
-        id: Uuid,
-        token: &CancellationToken,
-    ) -> Self {
-        map.lock().expect("running map").insert(id, token.clone());
-        Self { map, id }
-    }
-}
-
-impl Drop for RunningGuard<'_> {
-    fn drop(&mut self) {
-        self.map.lock().expect("running map").remove(&self.id);
+/// The output of a run whose module could not be made runnable.
+pub fn unloadable(reason: String) -> RunOutput {
+    RunOutput {
+        outcome: Outcome::Unloadable(reason),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        duration: Duration::ZERO,
     }
 }

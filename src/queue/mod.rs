@@ -12,7 +12,8 @@
 //! queued, and start-up re-queues every unfinished task in submit order, so users take turns
 //! in the order of their oldest task). Its workers wait on a `Notify`, never poll: an idle
 //! server uses no CPU. Push and pop cost O(1) amortised (one map lookup each); only
-//! [`TaskQueue::remove`] scans. Compatibility mode will add one on Redis.
+//! [`TaskQueue::remove`] scans. Compatibility mode's queue on Redis streams is
+//! `cluster::RedisQueue`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -20,9 +21,10 @@ use std::sync::Mutex;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::records::{Priority, QueueDepth};
+use crate::records::{Claim, Priority, QueueDepth};
 
 /// A queued task: enough to order it and find it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,13 @@ pub enum QueueError {
     Full(usize),
     #[error("the queue is closed")]
     Closed,
+    /// A shared queue's server cannot be reached (or its breaker is open).
+    #[error("the task queue ({dependency}) is unavailable: {reason}")]
+    Unavailable {
+        dependency: &'static str,
+        reason: String,
+        retry_after: std::time::Duration,
+    },
 }
 
 /// The turns of one priority.
@@ -177,18 +186,47 @@ impl Lanes {
     }
 }
 
-/// The order in which queued tasks run.
-pub trait TaskQueue: Send + Sync {
-    /// Queues a task, refusing beyond capacity unless `force` (for a task already journaled,
-    /// which must never be dropped).
-    fn push(&self, task: QueuedTask, force: bool) -> Result<(), QueueError>;
+/// A task [`TaskQueue::pop`] handed out: the task, and where a shared queue keeps it until
+/// its run is [`TaskQueue::done`] (`None` in the embedded queue, which forgets it at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub task: QueuedTask,
+    pub claim: Option<Claim>,
+}
 
-    /// Refuses new submissions once the queue is at capacity.
+/// The order in which queued tasks run, and, for a queue shared by several nodes, who holds
+/// each one while it runs.
+pub trait TaskQueue: Send + Sync {
+    /// Queues a task and resolves once the queue holds it (durably, for a shared queue),
+    /// refusing beyond capacity unless `force` (for a task already journaled).
+    fn push(&self, task: QueuedTask, force: bool) -> BoxFuture<'_, Result<(), QueueError>>;
+
+    /// Queues a journaled task again (failover, a run cut short) without waiting: a task the
+    /// queue cannot take now is retried until it can. Never dropped, unless the queue is
+    /// closed (then the next start queues it).
+    fn push_later(&self, task: QueuedTask);
+
+    /// Refuses new submissions once the queue is at capacity (or unreachable).
     fn check_capacity(&self) -> Result<(), QueueError>;
 
     /// Waits for the next task; `None` once the queue is closed. Every task popped must be
-    /// [`TaskQueue::release`]d once its run ends.
-    fn pop(&self) -> BoxFuture<'_, Option<QueuedTask>>;
+    /// [`TaskQueue::release`]d once its run ends, and its lease [`TaskQueue::done`].
+    fn pop(&self) -> BoxFuture<'_, Option<Lease>>;
+
+    /// The task of `lease` leaves the queue for a run. False when the lease is not the task's
+    /// place in the queue (a stale duplicate, or a task removed meanwhile): do not run it.
+    fn taken(&self, lease: &Lease) -> bool;
+
+    /// How often a running task's lease must be kept ([`TaskQueue::keep`]); `None` when
+    /// leases never expire.
+    fn keep_every(&self) -> Option<std::time::Duration>;
+
+    /// Keeps `lease` while its run goes on; false once another node took the task over.
+    fn keep(&self, lease: &Lease) -> BoxFuture<'_, Result<bool, QueueError>>;
+
+    /// The run of `lease` ended (or will not happen): the queue forgets the task. False when
+    /// the lease was lost to another node, whose run is now the one that counts.
+    fn done(&self, lease: &Lease) -> BoxFuture<'_, Result<bool, QueueError>>;
 
     /// The run of a task of `owner` that [`TaskQueue::pop`] handed out has ended: under a
     /// cap on runs, their next task may go.
@@ -196,6 +234,17 @@ pub trait TaskQueue: Send + Sync {
 
     /// Removes a queued task (e.g. canceled). Returns whether it was queued.
     fn remove(&self, task: &QueuedTask) -> bool;
+
+    /// Asks whichever node runs task `id` to stop it (the embedded queue has no other node).
+    fn stop_run(&self, id: Uuid);
+
+    /// At start, before any worker: the unfinished tasks the journal holds, with whether they
+    /// were running. Returns those the queue does not hold, which the caller queues again; a
+    /// shared queue keeps its entries across restarts of this node, and counts those it holds.
+    fn adopt(
+        &self,
+        unfinished: Vec<(QueuedTask, bool)>,
+    ) -> BoxFuture<'_, Result<Vec<(QueuedTask, bool)>, QueueError>>;
 
     /// Stops handing out tasks; waiting workers get `None`. Queued tasks stay journaled.
     fn close(&self);
@@ -205,6 +254,35 @@ pub trait TaskQueue: Send + Sync {
 
     /// `owner`'s queued tasks.
     fn queued_of(&self, owner: Uuid) -> usize;
+}
+
+/// Runs `run` while keeping `lease` every [`TaskQueue::keep_every`]. A lease lost to another
+/// node cancels `cancel` (the run's result would be ignored anyway); a queue that cannot be
+/// reached for a while changes nothing (the lease is kept again once it can be).
+pub async fn hold<T>(
+    queue: &dyn TaskQueue,
+    lease: &Lease,
+    cancel: &CancellationToken,
+    run: impl std::future::Future<Output = T>,
+) -> T {
+    let Some(every) = queue.keep_every() else {
+        return run.await;
+    };
+    tokio::pin!(run);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            out = &mut run => return out,
+            _ = ticks.tick() => match queue.keep(lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(task_id = %lease.task.task_id, "lost the task's lease to another node; stopping the run");
+                    cancel.cancel();
+                }
+                Err(e) => tracing::warn!(task_id = %lease.task.task_id, error = %e, "could not keep the task's lease"),
+            },
+        }
+    }
 }
 
 /// The embedded queue: one in-memory lane per priority, a backlog per owner in each.
@@ -249,8 +327,8 @@ impl PriorityQueue {
     }
 }
 
-impl TaskQueue for PriorityQueue {
-    fn push(&self, task: QueuedTask, force: bool) -> Result<(), QueueError> {
+impl PriorityQueue {
+    fn push_now(&self, task: QueuedTask, force: bool) -> Result<(), QueueError> {
         {
             let mut inner = self.lanes();
             if inner.closed {
@@ -264,6 +342,18 @@ impl TaskQueue for PriorityQueue {
         self.available.notify_one();
         Ok(())
     }
+}
+
+impl TaskQueue for PriorityQueue {
+    fn push(&self, task: QueuedTask, force: bool) -> BoxFuture<'_, Result<(), QueueError>> {
+        std::future::ready(self.push_now(task, force)).boxed()
+    }
+
+    fn push_later(&self, task: QueuedTask) {
+        if let Err(e) = self.push_now(task, true) {
+            tracing::debug!(task_id = %task.task_id, error = %e, "not queued; the next start queues it");
+        }
+    }
 
     fn check_capacity(&self) -> Result<(), QueueError> {
         match self.lanes().len {
@@ -272,7 +362,7 @@ impl TaskQueue for PriorityQueue {
         }
     }
 
-    fn pop(&self) -> BoxFuture<'_, Option<QueuedTask>> {
+    fn pop(&self) -> BoxFuture<'_, Option<Lease>> {
         async move {
             loop {
                 let notified = self.available.notified();
@@ -281,9 +371,9 @@ impl TaskQueue for PriorityQueue {
                 // wakes us.
                 notified.as_mut().enable();
                 match self.try_pop() {
-                    Ok(Some(task)) => return Some(task),
+                    Ok(Some(task)) => return Some(Lease { task, claim: None }),
                     Ok(None) => notified.await,
-                    Err(QueueError::Closed) | Err(QueueError::Full(_)) => return None,
+                    Err(_) => return None,
                 }
             }
         }
@@ -299,8 +389,33 @@ impl TaskQueue for PriorityQueue {
         }
     }
 
+    fn taken(&self, _lease: &Lease) -> bool {
+        true
+    }
+
+    fn keep_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    fn keep(&self, _lease: &Lease) -> BoxFuture<'_, Result<bool, QueueError>> {
+        std::future::ready(Ok(true)).boxed()
+    }
+
+    fn done(&self, _lease: &Lease) -> BoxFuture<'_, Result<bool, QueueError>> {
+        std::future::ready(Ok(true)).boxed()
+    }
+
     fn remove(&self, task: &QueuedTask) -> bool {
         self.lanes().remove(task)
+    }
+
+    fn stop_run(&self, _id: Uuid) {}
+
+    fn adopt(
+        &self,
+        unfinished: Vec<(QueuedTask, bool)>,
+    ) -> BoxFuture<'_, Result<Vec<(QueuedTask, bool)>, QueueError>> {
+        std::future::ready(Ok(unfinished)).boxed()
     }
 
     fn close(&self) {
@@ -357,11 +472,11 @@ mod tests {
             task(Priority::High, 5),
         ];
         for t in order {
-            q.push(t, false).unwrap();
+            q.push_now(t, false).unwrap();
         }
         let mut seqs = Vec::new();
         for _ in 0..order.len() {
-            seqs.push(q.pop().await.unwrap().seq);
+            seqs.push(q.pop().await.unwrap().task.seq);
         }
         assert_eq!(seqs, [3, 5, 2, 4, 1]);
     }
@@ -370,13 +485,13 @@ mod tests {
     fn users_take_turns_within_a_priority_and_priority_stays_strict() {
         let q = PriorityQueue::new(100);
         for seq in 1..=5 {
-            q.push(owned(ALICE, Priority::Normal, seq), false).unwrap();
+            q.push_now(owned(ALICE, Priority::Normal, seq), false).unwrap();
         }
-        q.push(owned(BOB, Priority::Normal, 6), false).unwrap();
-        q.push(owned(CAROL, Priority::Normal, 7), false).unwrap();
-        q.push(owned(CAROL, Priority::Normal, 8), false).unwrap();
-        q.push(owned(BOB, Priority::Low, 9), false).unwrap();
-        q.push(owned(ALICE, Priority::High, 10), false).unwrap();
+        q.push_now(owned(BOB, Priority::Normal, 6), false).unwrap();
+        q.push_now(owned(CAROL, Priority::Normal, 7), false).unwrap();
+        q.push_now(owned(CAROL, Priority::Normal, 8), false).unwrap();
+        q.push_now(owned(BOB, Priority::Low, 9), false).unwrap();
+        q.push_now(owned(ALICE, Priority::High, 10), false).unwrap();
         assert_eq!(q.queued_of(ALICE), 6);
         assert_eq!(
             drain(&q),
@@ -401,10 +516,10 @@ mod tests {
     fn a_backlog_of_ten_thousand_delays_a_late_single_task_by_one_turn() {
         let q = PriorityQueue::new(usize::MAX);
         for seq in 0..10_000 {
-            q.push(owned(ALICE, Priority::Normal, seq), false).unwrap();
+            q.push_now(owned(ALICE, Priority::Normal, seq), false).unwrap();
         }
         q.try_pop().unwrap().unwrap();
-        q.push(owned(BOB, Priority::Normal, 10_000), false).unwrap();
+        q.push_now(owned(BOB, Priority::Normal, 10_000), false).unwrap();
         let next: Vec<_> = (0..2)
             .map(|_| q.try_pop().unwrap().unwrap().owner)
             .collect();
@@ -415,10 +530,10 @@ mod tests {
     fn a_user_at_the_run_cap_waits_while_others_run() {
         let q = PriorityQueue::new(100).with_run_cap(1);
         for seq in 1..=3 {
-            q.push(owned(ALICE, Priority::High, seq), false).unwrap();
+            q.push_now(owned(ALICE, Priority::High, seq), false).unwrap();
         }
-        q.push(owned(BOB, Priority::Low, 4), false).unwrap();
-        q.push(owned(BOB, Priority::Low, 5), false).unwrap();
+        q.push_now(owned(BOB, Priority::Low, 4), false).unwrap();
+        q.push_now(owned(BOB, Priority::Low, 5), false).unwrap();
         // Alice runs one; her other high tasks wait while Bob's low ones go.
         assert_eq!(drain(&q), [(ALICE, 1), (BOB, 4)]);
         q.release(BOB);
@@ -436,9 +551,9 @@ mod tests {
     #[tokio::test]
     async fn a_release_wakes_a_worker_waiting_for_a_capped_users_task() {
         let q = std::sync::Arc::new(PriorityQueue::new(10).with_run_cap(1));
-        q.push(owned(ALICE, Priority::Normal, 1), false).unwrap();
-        q.push(owned(ALICE, Priority::Normal, 2), false).unwrap();
-        assert_eq!(q.pop().await.unwrap().seq, 1);
+        q.push_now(owned(ALICE, Priority::Normal, 1), false).unwrap();
+        q.push_now(owned(ALICE, Priority::Normal, 2), false).unwrap();
+        assert_eq!(q.pop().await.unwrap().task.seq, 1);
         let waiter = tokio::spawn({
             let q = q.clone();
             async move { q.pop().await }
@@ -446,7 +561,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         q.release(ALICE);
-        assert_eq!(waiter.await.unwrap().unwrap().seq, 2);
+        assert_eq!(waiter.await.unwrap().unwrap().task.seq, 2);
     }
 
     #[test]
@@ -456,14 +571,14 @@ mod tests {
         let a2 = owned(ALICE, Priority::Normal, 2);
         let b1 = owned(BOB, Priority::Normal, 3);
         for t in [a1, a2, b1] {
-            q.push(t, false).unwrap();
+            q.push_now(t, false).unwrap();
         }
         assert!(q.remove(&a1));
         assert!(!q.remove(&a1));
         assert_eq!(q.try_pop().unwrap().unwrap().task_id, a2.task_id);
         // Alice is at the cap: her next task parks her; removing it unparks nothing stale.
         let a3 = owned(ALICE, Priority::Normal, 4);
-        q.push(a3, false).unwrap();
+        q.push_now(a3, false).unwrap();
         assert_eq!(q.try_pop().unwrap().unwrap().task_id, b1.task_id);
         assert_eq!(q.try_pop().unwrap(), None);
         assert!(q.remove(&a3));
@@ -479,7 +594,7 @@ mod tests {
         let q = PriorityQueue::new(100);
         // Pushed out of order, as a failover's task comes back with its old seq.
         for (owner, seq) in [(BOB, 2), (ALICE, 1), (ALICE, 3), (BOB, 4), (ALICE, 0)] {
-            q.push(owned(owner, Priority::Normal, seq), false).unwrap();
+            q.push_now(owned(owner, Priority::Normal, seq), false).unwrap();
         }
         assert_eq!(
             drain(&q),
@@ -539,7 +654,7 @@ mod tests {
                 0 | 1 => {
                     let owner = Uuid::from_u128(u128::from(next() % 5));
                     let task = owned(owner, Priority::ALL[(next() % 4) as usize], seq);
-                    q.push(task, false).unwrap();
+                    q.push_now(task, false).unwrap();
                     queued.push(task);
                 }
                 2 => match q.try_pop().unwrap() {
@@ -577,12 +692,12 @@ mod tests {
     #[tokio::test]
     async fn capacity_is_enforced_except_for_recovery() {
         let q = PriorityQueue::new(1);
-        q.push(task(Priority::Low, 1), false).unwrap();
+        q.push_now(task(Priority::Low, 1), false).unwrap();
         assert_eq!(
-            q.push(task(Priority::Low, 2), false),
+            q.push_now(task(Priority::Low, 2), false),
             Err(QueueError::Full(1))
         );
-        q.push(task(Priority::Low, 3), true).unwrap();
+        q.push_now(task(Priority::Low, 3), true).unwrap();
         assert_eq!(q.depth(), QueueDepth::from([2, 0, 0, 0]));
     }
 
@@ -595,8 +710,8 @@ mod tests {
         });
         tokio::task::yield_now().await;
         let t = task(Priority::Normal, 1);
-        q.push(t, false).unwrap();
-        assert_eq!(waiter.await.unwrap(), Some(t));
+        q.push_now(t, false).unwrap();
+        assert_eq!(waiter.await.unwrap().map(|l| l.task), Some(t));
 
         let waiter = tokio::spawn({
             let q = q.clone();

@@ -38,7 +38,7 @@ pub const MAX_TOPICS: usize = 16;
 pub const TOPIC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A message as sent: `{type, timestamp, data}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Event {
     #[serde(rename = "type")]
     pub kind: String,
@@ -111,7 +111,7 @@ impl Topic {
 }
 
 /// Which of a user's connections a sign-out ends: plain data, so it can travel to other nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum SignOut {
     /// Those opened with a session token (a password change ended the sessions).
     Sessions,

@@ -13,6 +13,7 @@ pub mod codec;
 mod hex;
 mod net;
 mod policy;
+mod run;
 mod task;
 mod usage;
 mod user;
@@ -30,6 +31,7 @@ pub use bid::{Bid, BidScores};
 pub use hex::hex;
 pub use net::{IpNet, client_bucket};
 pub use policy::{Policy, WASI_FUNCTIONS, WASI_MODULE};
+pub use run::{Claim, Outcome, RunLimits, RunOrder, RunOutput};
 pub use task::{
     Attempt, FailureCode, Finished, Page, Priority, QueueDepth, Task, TaskChange, TaskCounts,
     TaskFilter, TaskState, TaskStatus,

@@ -181,11 +181,13 @@ pub enum FailureCode {
     FuelExhausted,
     /// The input is larger than the agent accepts (its `limits.stdin_bytes`).
     InputLimit,
+    /// Journaled, but the shared queue (Redis) did not take it: the submit was refused.
+    QueueUnavailable,
 }
 
 impl FailureCode {
     /// In the order of their discriminants, which the binary encoding stores: append only.
-    pub const ALL: [FailureCode; 13] = [
+    pub const ALL: [FailureCode; 14] = [
         FailureCode::Timeout,
         FailureCode::MemoryLimit,
         FailureCode::OutputLimit,
@@ -199,6 +201,7 @@ impl FailureCode {
         FailureCode::Internal,
         FailureCode::FuelExhausted,
         FailureCode::InputLimit,
+        FailureCode::QueueUnavailable,
     ];
 }
 

@@ -31,6 +31,7 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::cache::ModuleCache;
 use super::pipes::{CappedPipe, Overflow};
+pub use crate::records::{Outcome, RunLimits, RunOutput};
 use crate::telemetry::GuestDiagnostics;
 
 /// Nice value of the threads guests run on. Below the server's own threads (0), so agents
@@ -40,19 +41,6 @@ pub(super) const AGENT_NICE: i32 = 5;
 
 /// Epoch tick: the resolution of timeouts and how often a running guest yields.
 pub const TICK: Duration = Duration::from_millis(10);
-
-/// Per-run limits.
-#[derive(Debug, Clone, Copy)]
-pub struct RunLimits {
-    pub timeout: Duration,
-    pub memory_bytes: usize,
-    /// Larger input is refused before the guest starts ([`Outcome::InputLimit`]).
-    pub stdin_bytes: usize,
-    pub stdout_bytes: usize,
-    pub stderr_bytes: usize,
-    /// Fuel for the run; used only by an executor built with fuel metering.
-    pub fuel: Option<u64>,
-}
 
 /// Engine-wide settings of an [`Executor`].
 #[derive(Debug, Clone, Copy)]
@@ -81,40 +69,6 @@ impl Default for ExecutorConfig {
             fuel: false,
         }
     }
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// `_start` returned or called `proc_exit(0)`.
-    Completed,
-    /// `proc_exit(code)` with a non-zero code.
-    Exited(i32),
-    TimedOut,
-    /// The guest tried to grow its memory past the limit.
-    MemoryLimit,
-    /// The guest wrote more than the stdout limit.
-    OutputLimit,
-    /// The guest's call stack overflowed.
-    StackOverflow,
-    /// The guest used up its fuel.
-    FuelExhausted,
-    /// The input is larger than the run's stdin limit; the guest did not start.
-    InputLimit,
-    /// Another trap (`unreachable`, an out-of-bounds access…) or a failed instantiation.
-    Trapped(String),
-    /// Stopped because the server is shutting down; the task should run again later.
-    Interrupted,
-    /// Stopped at the owner's request.
-    Canceled,
-}
-
-#[derive(Debug)]
-pub struct RunOutput {
-    pub outcome: Outcome,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub duration: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

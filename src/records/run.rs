@@ -1,0 +1,92 @@
+//! One run of a task, as it crosses from the node that decides to the node that runs: the
+//! [`RunOrder`] going out (what to run, under which limits), the [`RunOutput`] coming back,
+//! and the [`Claim`] that proves the runner still holds the task when it reports.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Priority;
+
+/// Per-run limits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RunLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    /// Larger input is refused before the guest starts ([`Outcome::InputLimit`]).
+    pub stdin_bytes: usize,
+    pub stdout_bytes: usize,
+    pub stderr_bytes: usize,
+    /// Fuel for the run; used only by an executor built with fuel metering.
+    pub fuel: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// `_start` returned or called `proc_exit(0)`.
+    Completed,
+    /// `proc_exit(code)` with a non-zero code.
+    Exited(i32),
+    TimedOut,
+    /// The guest tried to grow its memory past the limit.
+    MemoryLimit,
+    /// The guest wrote more than the stdout limit.
+    OutputLimit,
+    /// The guest's call stack overflowed.
+    StackOverflow,
+    /// The guest used up its fuel.
+    FuelExhausted,
+    /// The input is larger than the run's stdin limit; the guest did not start.
+    InputLimit,
+    /// Another trap (`unreachable`, an out-of-bounds access…) or a failed instantiation.
+    Trapped(String),
+    /// Stopped because the node is shutting down (or lost the task); the task should run
+    /// again later.
+    Interrupted,
+    /// Stopped at the owner's request.
+    Canceled,
+    /// The module could not be made runnable on the node (its compilation failed); the guest
+    /// did not start.
+    Unloadable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutput {
+    pub outcome: Outcome,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub duration: Duration,
+}
+
+/// Where a queue handed a task out, when the queue is shared (Redis): the entry, and the
+/// consumer that holds it. A run reports with its claim; a claim that another consumer took
+/// over (the lease expired) is refused, so a late result of a lost lease changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub priority: Priority,
+    /// The stream entry id.
+    pub entry: String,
+    /// The consumer (node and process) holding it.
+    pub consumer: String,
+}
+
+/// What a node needs to run a task: the module by hash, what the guest gets, its limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOrder {
+    pub task_id: Uuid,
+    pub agent_id: Uuid,
+    /// sha256 of the module's bytes.
+    pub module: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdin: Vec<u8>,
+    pub limits: RunLimits,
+    /// The task's deadline cut the run's timeout short.
+    pub cut_by_deadline: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+}
