@@ -155,6 +155,9 @@ error_codes! {
     /// Too many failed sign-ins with this email (whether or not it has an account): every
     /// sign-in with it is refused for `Retry-After` seconds, whatever the password.
     TooManyAttempts => (TOO_MANY_REQUESTS, "too_many_attempts"),
+    /// An outside dependency (S3, Redis) is down or its circuit breaker is open; the message
+    /// names it, `Retry-After` says when to try again. What does not need it keeps working.
+    DependencyUnavailable => (SERVICE_UNAVAILABLE, "dependency_unavailable"),
     /// A bug or an I/O failure on our side; details are in the server log only.
     Internal => (INTERNAL_SERVER_ERROR, "internal_error"),
 }
