@@ -48,6 +48,8 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub redis: RedisSettings,
     pub cluster: ClusterSettings,
+    pub blobs: BlobSettings,
+    pub breakers: BreakerTable,
 }
 
 /// Where queued tasks wait (see docs/compat-mode.md).
@@ -95,6 +97,80 @@ pub struct ClusterSettings {
     pub node_name: String,
     /// Worker nodes say they are alive this often; one silent for three beats is dropped.
     pub heartbeat_secs: u64,
+}
+
+/// Where agent modules are kept: in the redb file (embedded) or in an S3 bucket
+/// (compatibility mode). With `embedded` no network connection is ever opened and the other
+/// fields are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobSettings {
+    pub backend: BlobBackend,
+    /// The S3 endpoint, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Keys start with `<prefix>/blobs/` (no prefix: `blobs/`), so installs can share a bucket.
+    pub prefix: String,
+    /// `true`: `endpoint/bucket/key` (MinIO, moto, most self-hosted servers); `false`:
+    /// `bucket.endpoint/key` (virtual-hosted, AWS's preference).
+    pub path_style: bool,
+    /// Empty: `AWS_ACCESS_KEY_ID` from the environment.
+    pub access_key_id: String,
+    /// Empty: `AWS_SECRET_ACCESS_KEY` from the environment. Never logged.
+    pub secret_access_key: Secret,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self {
+            backend: BlobBackend::Embedded,
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            prefix: String::new(),
+            path_style: true,
+            access_key_id: String::new(),
+            secret_access_key: Secret::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    Embedded,
+    S3,
+}
+
+/// One circuit breaker per outside dependency (see `src/breaker`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerTable {
+    pub redis: BreakerSettings,
+    pub s3: BreakerSettings,
+}
+
+/// When a breaker opens, how long it stays open, and how long one call may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Consecutive failed calls that open the breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker refuses calls before letting one probe through.
+    pub cooldown_ms: u64,
+    /// A call still running after this fails (and counts as a failure).
+    pub call_timeout_ms: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            cooldown_ms: 2000,
+            call_timeout_ms: 3000,
+        }
+    }
 }
 
 /// What one connection may hold of the server, whoever is at the other end.
@@ -579,6 +655,8 @@ impl Default for Settings {
             queue: QueueSettings::default(),
             redis: RedisSettings::default(),
             cluster: ClusterSettings::default(),
+            blobs: BlobSettings::default(),
+            breakers: BreakerTable::default(),
         }
     }
 }
@@ -722,6 +800,15 @@ impl Settings {
         )?;
         self.rate_limits.checked()?;
         self.checked_cluster()?;
+        for (name, b) in [("redis", self.breakers.redis), ("s3", self.breakers.s3)] {
+            rule(
+                b.failure_threshold > 0 && b.cooldown_ms > 0 && b.call_timeout_ms > 0,
+                &format!(
+                    "breakers.{name}: failure_threshold, cooldown_ms and call_timeout_ms must be \
+                     positive"
+                ),
+            )?;
+        }
         Ok(self)
     }
 
@@ -987,6 +1074,24 @@ mod tests {
             // A limit that is off needs no bucket.
             jail.create_file("d.toml", "[rate_limits.api]\nrequests = 0\nburst = 0\n")?;
             assert!(Settings::load(Some(Path::new("d.toml")), Overrides::default()).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_s3_secret_comes_from_the_environment_and_debug_never_prints_it() {
+        Jail::expect_with(|jail| {
+            jail.create_file("s.toml", "[blobs]\nbackend = \"s3\"\nbucket = \"b\"\n")?;
+            jail.set_env("ZEROSTATE_BLOBS__SECRET_ACCESS_KEY", "hunter2-very-secret");
+            let s = Settings::load(Some(Path::new("s.toml")), Overrides::default()).unwrap();
+            assert_eq!(s.blobs.backend, BlobBackend::S3);
+            assert_eq!(s.blobs.secret_access_key.expose(), "hunter2-very-secret");
+            assert!(!format!("{s:?}").contains("hunter2"));
+            jail.create_file("b.toml", "[breakers.s3]\nfailure_threshold = 0\n")?;
+            let err = Settings::load(Some(Path::new("b.toml")), Overrides::default());
+            assert!(err.unwrap_err().to_string().contains("breakers.s3"));
+            jail.create_file("u.toml", "[blobs]\nbackend = \"minio\"\n")?;
+            assert!(Settings::load(Some(Path::new("u.toml")), Overrides::default()).is_err());
             Ok(())
         });
     }

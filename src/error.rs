@@ -149,15 +149,15 @@ error_codes! {
     RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
     /// The server is shutting down and takes no new work.
     ShuttingDown => (SERVICE_UNAVAILABLE, "shutting_down"),
-    /// A service this request needs (Redis, S3) is down or its circuit breaker is open;
-    /// `Retry-After` says when it is tried again. Nothing was changed.
-    DependencyUnavailable => (SERVICE_UNAVAILABLE, "dependency_unavailable"),
     /// Too many requests from this client address or credential; `Retry-After` says when to
     /// try again, the `RateLimit` headers which limit it was.
     RateLimited => (TOO_MANY_REQUESTS, "rate_limited"),
     /// Too many failed sign-ins with this email (whether or not it has an account): every
     /// sign-in with it is refused for `Retry-After` seconds, whatever the password.
     TooManyAttempts => (TOO_MANY_REQUESTS, "too_many_attempts"),
+    /// An outside dependency (S3, Redis) is down or its circuit breaker is open; the message
+    /// names it, `Retry-After` says when to try again. What does not need it keeps working.
+    DependencyUnavailable => (SERVICE_UNAVAILABLE, "dependency_unavailable"),
     /// A bug or an I/O failure on our side; details are in the server log only.
     Internal => (INTERNAL_SERVER_ERROR, "internal_error"),
 }

@@ -5,7 +5,9 @@
 pub mod agents;
 pub mod auth;
 pub mod blob;
+pub mod breaker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -30,8 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::Marketplace;
 use crate::auth::{Accounts, TokenKeys};
-use crate::blob::EmbeddedBlobs;
-use crate::config::Settings;
+use crate::blob::s3::{S3Blobs, S3ConfigError};
+use crate::blob::{BlobStore, EmbeddedBlobs};
+use crate::breaker::Breakers;
+use crate::config::{BlobBackend, Settings};
 use crate::http::AppState;
 use crate::journal::Ledger;
 use crate::orchestrator::Orchestrator;
@@ -74,6 +78,9 @@ pub enum StartError {
     Runtime(String),
     #[error("start-up step failed: {0}")]
     Component(String),
+    /// `[blobs]` names an S3 store this server cannot use; the message says what to change.
+    #[error("agent module storage (S3): {0}")]
+    Blobs(#[from] S3ConfigError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -130,6 +137,7 @@ impl Application {
             public_url: settings.public_url.trim_end_matches('/').to_owned(),
             limits: http::RateLimits::new(&settings.rate_limits).map_err(StartError::Component)?,
             quotas: settings.quotas,
+            breakers: services.breakers,
         });
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
@@ -162,6 +170,11 @@ impl Application {
     /// The start-up warm-up's progress: it ends when every ready agent's module is loaded.
     pub fn warmup(&self) -> tokio::sync::watch::Receiver<agents::Warmup> {
         self.state.marketplace.warmup()
+    }
+
+    /// The circuit breakers of the outside dependencies in use (none when all is embedded).
+    pub fn breakers(&self) -> Breakers {
+        self.state.breakers.clone()
     }
 
     /// Cancel to begin a graceful shutdown.
@@ -290,6 +303,7 @@ struct Services {
     hub: Hub,
     fanout: Arc<dyn Fanout>,
     spool: http::spool::Spool,
+    breakers: Breakers,
 }
 
 impl Services {
@@ -312,6 +326,8 @@ impl Services {
             .with_lockout(limits.enabled.then_some(limits.lockout))
             .with_api_key_quota(settings.quotas.api_keys);
         let executor = Arc::new(opened.executor);
+        let breakers = Breakers::default();
+        let blobs = blob_store(settings, &opened.store, &breakers).await?;
         let rules = agents::Rules {
             max_binary_bytes: settings.agents.max_binary_bytes,
             policy: settings.agents.validation.clone(),
@@ -321,7 +337,7 @@ impl Services {
         };
         let marketplace = Marketplace::new(
             opened.store.clone(),
-            Arc::new(EmbeddedBlobs::new(opened.store.clone())),
+            blobs,
             Arc::new(opened.search),
             fanout.clone(),
             rules,
@@ -360,8 +376,25 @@ impl Services {
             hub,
             fanout,
             spool: opened.spool,
+            breakers,
         })
     }
+}
+
+/// The blob store `[blobs]` names: embedded (no network), or S3 behind its breaker, checked
+/// before anything is served.
+async fn blob_store(
+    settings: &Settings,
+    store: &Store,
+    breakers: &Breakers,
+) -> Result<Arc<dyn BlobStore>, StartError> {
+    Ok(match settings.blobs.backend {
+        BlobBackend::Embedded => Arc::new(EmbeddedBlobs::new(store.clone())),
+        BlobBackend::S3 => {
+            let breaker = breakers.add("s3", settings.breakers.s3);
+            Arc::new(S3Blobs::connect(&settings.blobs, breaker).await?)
+        }
+    })
 }
 
 /// Connections the kernel completes before the server accepts them. The standard 128

@@ -4,6 +4,8 @@
 //! Each change is one store transaction; the in-memory views follow through
 //! [`Marketplace::changed`], and the fan-out announces it as `agent_update`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -29,6 +31,14 @@ pub struct Download {
     pub agent: Agent,
     pub version: AgentVersion,
     pub bytes: Bytes,
+}
+
+/// What a signed link answers.
+pub enum SignedDownload {
+    /// The bytes, served by this server (embedded blobs).
+    Bytes(Download),
+    /// A presigned URL of the blob's object (S3 blobs), valid while the link is.
+    Redirect { url: String, version: AgentVersion },
 }
 
 /// A signed link to one version's module.
@@ -269,6 +279,21 @@ impl Marketplace {
         id: Uuid,
         version: Option<String>,
     ) -> Result<Download, AgentError> {
+        let (agent, version) = self.stored_version(id, version).await?;
+        let bytes = self.blobs.get(version.sha256.clone()).await?;
+        Ok(Download {
+            agent,
+            version,
+            bytes,
+        })
+    }
+
+    /// The agent and one of its versions (default: the current one).
+    async fn stored_version(
+        &self,
+        id: Uuid,
+        version: Option<String>,
+    ) -> Result<(Agent, AgentVersion), AgentError> {
         let agent = self.get(id).await?;
         let version = version.unwrap_or_else(|| agent.version.clone());
         let v = self
@@ -276,12 +301,7 @@ impl Marketplace {
             .version(id, version.clone())
             .await?
             .ok_or(AgentError::VersionNotFound(version))?;
-        let bytes = self.blobs.get(v.sha256.clone()).await?;
-        Ok(Download {
-            agent,
-            version: v,
-            bytes,
-        })
+        Ok((agent, v))
     }
 
     /// Deletes a version that is not current; its blob goes if nothing else uses it.
@@ -340,17 +360,33 @@ impl Marketplace {
         })
     }
 
-    /// Downloads through a signed link: the signature and expiry are checked first.
+    /// Downloads through a signed link: the signature and expiry are checked first. Where
+    /// the blob store can presign (S3), the answer is a URL of the object valid until the
+    /// link expires (at most [`LINK_TTL_SECS`]), and the bytes never pass through here.
     pub async fn download_signed(
         &self,
         id: Uuid,
         version: String,
         expires: u64,
         signature: &str,
-    ) -> Result<Download, AgentError> {
-        self.links
-            .verify(id, &version, expires, signature, now_secs())?;
-        self.download(id, Some(version)).await
+    ) -> Result<SignedDownload, AgentError> {
+        let now = now_secs();
+        self.links.verify(id, &version, expires, signature, now)?;
+        let (agent, version) = self.stored_version(id, Some(version)).await?;
+        let ttl = Duration::from_secs(expires.saturating_sub(now).clamp(1, LINK_TTL_SECS));
+        if let Some(url) = self
+            .blobs
+            .presigned_get(version.sha256.clone(), ttl)
+            .await?
+        {
+            return Ok(SignedDownload::Redirect { url, version });
+        }
+        let bytes = self.blobs.get(version.sha256.clone()).await?;
+        Ok(SignedDownload::Bytes(Download {
+            agent,
+            version,
+            bytes,
+        }))
     }
 
     /// Adds or replaces `caller`'s review; only users who had a task completed by the agent

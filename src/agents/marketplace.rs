@@ -112,7 +112,7 @@ impl From<AgentError> for ApiError {
             AgentError::Link(LinkError::Expired) => Code::LinkExpired,
             AgentError::BuildStopped => return ApiError::internal(&e),
             AgentError::Search(e) => return ApiError::internal(e),
-            AgentError::Blob(e) => return ApiError::internal(e),
+            AgentError::Blob(e) => return e.api_error(),
             AgentError::Store(e) => return ApiError::internal(e),
         };
         ApiError::new(code, e.to_string())

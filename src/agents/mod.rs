@@ -16,7 +16,7 @@ pub mod manifest;
 mod marketplace;
 
 pub use catalog::Catalog;
-pub use changes::{Download, Edit, SignedLink};
+pub use changes::{Download, Edit, SignedDownload, SignedLink};
 pub use directory::{Directory, Filter, Listing, Sort};
 pub use indexing::IndexHealth;
 pub use manifest::{Manifest, ManifestError, parse_capabilities};

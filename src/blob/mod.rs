@@ -5,9 +5,13 @@
 //! [`BlobStore`] is the seam; reference counts and garbage collection stay with the agents'
 //! records in the store. The embedded implementation, [`EmbeddedBlobs`], splits blobs into
 //! chunks in the same redb file as everything else (blocking work runs through
-//! [`Store::run`]). Compatibility mode will add one on S3.
+//! [`Store::run`]). In compatibility mode [`s3::S3Blobs`] keeps them in an S3 bucket; the
+//! backend is chosen once at start-up (`[blobs] backend`).
 
 pub mod links;
+pub mod s3;
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -35,13 +39,36 @@ pub enum BlobError {
     NotFound(String),
     #[error("blob {hash} is corrupt: content hashes to {actual}")]
     Corrupt { hash: String, actual: String },
+    /// The blob store's dependency (S3) is down, or its breaker open: nothing was changed.
+    #[error("{dependency} is unavailable; retry in {}s", crate::breaker::retry_secs(*.retry_after))]
+    Unavailable {
+        dependency: &'static str,
+        retry_after: Duration,
+    },
+    #[error("hashing a blob stopped: {0}")]
+    Hashing(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+impl BlobError {
+    /// 503 `dependency_unavailable` with `Retry-After` when the dependency is down; any other
+    /// blob failure is internal (a missing or corrupt blob the store references is a bug or
+    /// damage, never the client's doing).
+    pub fn api_error(&self) -> crate::error::ApiError {
+        match self {
+            BlobError::Unavailable {
+                dependency,
+                retry_after,
+            } => crate::breaker::unavailable(dependency, *retry_after),
+            other => crate::error::ApiError::internal(other),
+        }
+    }
+}
+
 impl From<BlobError> for crate::error::ApiError {
     fn from(e: BlobError) -> Self {
-        crate::error::ApiError::internal(&e)
+        e.api_error()
     }
 }
 
@@ -65,6 +92,17 @@ pub trait BlobStore: Send + Sync {
     /// Deletes a blob (deleting one that does not exist is not an error). The caller checks
     /// that no version uses it (see [`crate::store::tables::BLOB_REFS`]).
     fn delete(&self, hash: String) -> BoxFuture<'_, Result<(), BlobError>>;
+
+    /// A URL that downloads the blob without this server for `ttl`, where the backend can
+    /// sign one (S3's presigned GET); `None` where it cannot (embedded: the server serves it).
+    fn presigned_get(
+        &self,
+        hash: String,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<Option<String>, BlobError>> {
+        let _ = (hash, ttl);
+        async { Ok(None) }.boxed()
+    }
 }
 
 /// Blobs in chunks of the redb file. Cheap to clone.

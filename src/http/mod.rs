@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::Marketplace;
 use crate::auth::Accounts;
+use crate::breaker::Breakers;
 use crate::config::{QuotaSettings, Secret};
 use crate::orchestrator::Orchestrator;
 use crate::realtime::{Fanout, Hub};
@@ -74,4 +75,7 @@ pub struct Components {
     pub limits: RateLimits,
     /// `[quotas]`: the WebSocket route applies `websocket_connections`.
     pub quotas: QuotaSettings,
+    /// The circuit breakers of the outside dependencies in use: `/health` and `/ready` show
+    /// them (none when everything is embedded).
+    pub breakers: Breakers,
 }

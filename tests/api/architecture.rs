@@ -58,11 +58,19 @@ const ROOMS: &[Room] = &[
     room("error", Foundation, &[]),
     room("config", Foundation, &["records"]),
     room("telemetry", Foundation, &["config"]),
+    room("breaker", Infrastructure, &["error", "config"]),
     room("store", Infrastructure, &["records", "error"]),
     room(
         "blob",
         Infrastructure,
-        &["records", "error", "config", "store"],
+        &[
+            "records",
+            "error",
+            "config",
+            "telemetry",
+            "breaker",
+            "store",
+        ],
     ),
     room(
         "journal",
@@ -111,6 +119,7 @@ const ROOMS: &[Room] = &[
             "error",
             "config",
             "telemetry",
+            "breaker",
             "realtime",
             "auth",
             "agents",
@@ -124,6 +133,7 @@ const ROOMS: &[Room] = &[
         &[
             "config",
             "telemetry",
+            "breaker",
             "store",
             "blob",
             "journal",

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{DEFAULT_LIMIT, MAX_LIMIT, parse_bounded, path_id, prefer_wait, tags};
 use crate::agents::manifest::RawManifest;
-use crate::agents::{AgentQuery, Caller, Download, Edit, Sort};
+use crate::agents::{AgentQuery, Caller, Download, Edit, SignedDownload, Sort};
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::http::spool::{Loaded, Spool, SpoolError, SpoolFile};
 use crate::http::{ApiJson, AppState, AuthUser, access};
@@ -791,14 +791,33 @@ fn download_response(d: Download) -> Response {
     response
 }
 
+/// 307 to a presigned URL of the module's object (blobs in S3).
+fn redirect_response(url: &str, sha256: &str) -> Response {
+    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::LOCATION, url),
+        (HeaderName::from_static("x-content-sha256"), sha256),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            h.insert(name, value);
+        }
+    }
+    response
+}
+
 /// Download a version's module (default: the current one). Signed in, or with the query of
-/// a signed link (`version`, `expires`, `signature`) and no session.
+/// a signed link (`version`, `expires`, `signature`) and no session. With blobs in S3, a
+/// signed link answers 307 to a presigned URL of the module's object, valid until the link
+/// expires.
 #[utoipa::path(get, path = "/api/v1/agents/{id}/binary", tag = tags::AGENTS, security(("bearer" = []), ()),
     params(("id" = Uuid, Path), ("version" = Option<String>, Query), ("expires" = Option<u64>, Query),
         ("signature" = Option<String>, Query)),
-    responses((status = 200, content_type = "application/wasm", body = Vec<u8>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "application/wasm", body = Vec<u8>),
+        (status = 307, description = "Signed link, blobs in S3: `Location` is a presigned URL of the module"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -814,11 +833,14 @@ pub async fn download(
                 "a signed link needs version, expires and signature",
             ));
         };
-        let d = state
+        let answer = state
             .marketplace
             .download_signed(id, version, expires, &signature)
             .await?;
-        return Ok(download_response(d));
+        return Ok(match answer {
+            SignedDownload::Bytes(d) => download_response(d),
+            SignedDownload::Redirect { url, version } => redirect_response(&url, &version.sha256),
+        });
     }
     match AuthUser::bearer(&headers)? {
         Some(token) => {

@@ -8,12 +8,13 @@ use serde_json::json;
 
 use super::tags;
 use crate::agents::IndexHealth;
+use crate::breaker::Breakers;
 use crate::http::{ApiJson, AppState};
 use crate::records::{Priority, TaskStatus};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct HealthResponse {
-    /// `ok`, or `degraded` when a check fails.
+    /// `ok`, or `degraded` when a check fails (a dependency's breaker open included).
     status: &'static str,
     version: &'static str,
     uptime_s: u64,
@@ -31,7 +32,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, ApiJson<Healt
     };
     let depth = state.orchestrator.queue_depth().total();
     let index = state.marketplace.index_health();
-    let ok = store == "ok" && index.in_step();
+    let ok = store == "ok" && index.in_step() && !state.breakers.any_open();
     let body = HealthResponse {
         status: if ok { "ok" } else { "degraded" },
         version: env!("CARGO_PKG_VERSION"),
@@ -41,6 +42,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, ApiJson<Healt
             "search_index": search_check(&index),
             "queue": {"status": "ok", "depth": depth},
             "websocket": {"status": "ok", "connections": state.hub.stats().current_connections},
+            "dependencies": dependencies(&state.breakers),
         }),
     };
     let status = if ok {
@@ -61,9 +63,25 @@ fn search_check(index: &IndexHealth) -> serde_json::Value {
     }
 }
 
+/// Each outside dependency's breaker: `{"s3": {"status": "open", "retry_after_ms": 812}}`
+/// (`closed`, `open` or `half_open`); empty when everything is embedded.
+fn dependencies(breakers: &Breakers) -> serde_json::Value {
+    let mut checks = serde_json::Map::new();
+    for breaker in breakers.all() {
+        let mut check = json!({"status": breaker.state().as_str()});
+        if let Some(wait) = breaker.retry_after() {
+            check["retry_after_ms"] = json!(wait.as_millis() as u64);
+        }
+        checks.insert(breaker.dependency().to_owned(), check);
+    }
+    serde_json::Value::Object(checks)
+}
+
 /// Readiness: 200 once every ready agent's compiled code is loaded (the start-up warm-up) and
 /// while the server accepts work; 503 before, and once it is shutting down. The search index's
 /// state is reported beside: an index behind the store heals itself, and serves meanwhile.
+/// So are the dependencies' breakers: with one open the node still serves reads and runs the
+/// modules it holds, so it stays ready.
 #[utoipa::path(get, path = "/ready", tag = tags::OPERATIONS, responses((status = 200), (status = 503)))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let warmup = *state.marketplace.warmup().borrow();
@@ -79,7 +97,12 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let search = search_check(&state.marketplace.index_health());
     (
         status,
-        ApiJson(json!({"status": word, "agents": agents, "search_index": search})),
+        ApiJson(json!({
+            "status": word,
+            "agents": agents,
+            "search_index": search,
+            "dependencies": dependencies(&state.breakers),
+        })),
     )
 }
 
@@ -96,6 +119,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             metrics::gauge!("zerostate_tasks", "status" => status.as_str())
                 .set(counts.get(status) as f64);
         }
+    }
+    // Reading a breaker's state moves an open one past its cool-down, and its gauge with it.
+    for breaker in state.breakers.all() {
+        breaker.state();
     }
     metrics::gauge!("zerostate_websocket_connections")
         .set(state.hub.stats().current_connections as f64);

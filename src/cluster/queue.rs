@@ -1,0 +1,536 @@
+//! The task queue on Redis streams, shared by the primary and the worker nodes: Sidekiq's
+//! reliable fetch and BullMQ's leases, on a stream per priority with one consumer group.
+//!
+//! - **Order.** `{p}:q:<priority>`; a node takes the oldest entry of the highest priority
+//!   first (one script, so the choice is atomic across the cluster): FIFO within a priority.
+//! - **Leases.** A taken entry stays in the group's pending list under the taker's name until
+//!   its run is done. The taker renews it (`XCLAIM … JUSTID`, only while it still owns it)
+//!   every third of `queue.lease_secs`; an entry idle longer is taken over by the next node
+//!   that looks (`XAUTOCLAIM`): a node that died loses its tasks to the living.
+//! - **Fence.** A run reports once; the primary acknowledges and deletes the entry only if
+//!   the reporter still owns it (one script), so a late result of a lost lease changes
+//!   nothing, and the journal's compare-and-set makes the terminal state happen once.
+//! - **Truth.** The primary journals every task before pushing it; on start it adopts what
+//!   the streams hold and pushes what they lack. It alone pushes, so it counts the queue's
+//!   depth in memory ([`Book`]) rather than asking Redis.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use redis::{Script, Value};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::Redis;
+use crate::queue::{Lease, QueueError, QueuedTask, TaskQueue};
+use crate::records::{Claim, Priority, QueueDepth};
+
+/// The consumer group every node reads through.
+const GROUP: &str = "runners";
+
+/// Takes the next task: an expired lease of the highest priority first, else its oldest new
+/// entry, then the next priority. KEYS: the streams, highest priority first. ARGV: group,
+/// consumer, lease in ms. Returns {stream index, entry id, fields} or nil.
+const TAKE: &str = r"
+for i = 1, #KEYS do
+  local claimed = redis.call('XAUTOCLAIM', KEYS[i], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', 1)
+  local entry = claimed[2][1]
+  if entry then return {i - 1, entry[1], entry[2]} end
+  local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[i], '>')
+  if fresh then
+    entry = fresh[1][2][1]
+    return {i - 1, entry[1], entry[2]}
+  end
+end
+return nil
+";
+
+/// Renews a lease if ARGV[2] still owns entry ARGV[3]: 1, else 0.
+const KEEP: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+";
+
+/// Acknowledges and deletes entry ARGV[3] if ARGV[2] still owns it: 1, else 0.
+const DONE: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Where a task sits in the streams, as the primary knows it.
+#[derive(Debug, Clone)]
+struct Slot {
+    task: QueuedTask,
+    entry: String,
+    /// Not begun yet: counted in the depth.
+    waiting: bool,
+}
+
+/// The primary's account of the streams: every task it pushed and has not seen done.
+#[derive(Default)]
+struct Book {
+    slots: HashMap<Uuid, Slot>,
+    depth: [usize; 4],
+    per_owner: HashMap<Uuid, usize>,
+    waiting: usize,
+}
+
+impl Book {
+    fn insert(&mut self, slot: Slot) {
+        if slot.waiting {
+            self.count(&slot.task, true);
+        }
+        if let Some(old) = self.slots.insert(slot.task.task_id, slot)
+            && old.waiting
+        {
+            self.count(&old.task, false);
+        }
+    }
+
+    fn count(&mut self, task: &QueuedTask, up: bool) {
+        let owner = self.per_owner.entry(task.owner).or_default();
+        let p = task.priority as usize;
+        if up {
+            *owner += 1;
+            self.depth[p] += 1;
+            self.waiting += 1;
+        } else {
+            *owner = owner.saturating_sub(1);
+            if *owner == 0 {
+                self.per_owner.remove(&task.owner);
+            }
+            self.depth[p] = self.depth[p].saturating_sub(1);
+            self.waiting = self.waiting.saturating_sub(1);
+        }
+    }
+
+    /// The task of `entry` begins: true if `entry` is where the task sits.
+    fn begin(&mut self, task: Uuid, entry: &str) -> bool {
+        let Some(slot) = self.slots.get_mut(&task).filter(|s| s.entry == entry) else {
+            return false;
+        };
+        if slot.waiting {
+            slot.waiting = false;
+            let task = slot.task;
+            self.count(&task, false);
+        }
+        true
+    }
+
+    fn forget(&mut self, task: Uuid, entry: Option<&str>) -> Option<Slot> {
+        let slot = self.slots.get(&task)?;
+        if entry.is_some_and(|e| e != slot.entry) {
+            return None;
+        }
+        let slot = self.slots.remove(&task)?;
+        if slot.waiting {
+            self.count(&slot.task, false);
+        }
+        Some(slot)
+    }
+}
+
+/// The queue on Redis streams. One per process; cheap to share behind an `Arc`.
+pub struct RedisQueue {
+    redis: Redis,
+    /// This process's name in the consumer group: the node's name and a random suffix, so a
+    /// restarted node never mistakes its predecessor's leases for its own.
+    consumer: String,
+    lease: Duration,
+    capacity: usize,
+    book: Mutex<Book>,
+    /// Woken by the bus when any node pushes.
+    pushed: Arc<Notify>,
+    closed: AtomicBool,
+    bus: super::Bus,
+    take: Script,
+    keep: Script,
+    done: Script,
+}
+
+impl RedisQueue {
+    /// Creates the consumer group on each stream if need be.
+    pub async fn open(
+        redis: Redis,
+        bus: super::Bus,
+        node: &str,
+        lease: Duration,
+        capacity: usize,
+    ) -> Result<Self, QueueError> {
+        let queue = Self {
+            consumer: format!("{node}-{}", Uuid::new_v4().simple()),
+            lease,
+            capacity,
+            book: Mutex::default(),
+            pushed: bus.pushed(),
+            closed: AtomicBool::new(false),
+            bus,
+            take: Script::new(TAKE),
+            keep: Script::new(KEEP),
+            done: Script::new(DONE),
+            redis,
+        };
+        for p in Priority::ALL {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(queue.stream(p))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut queue.redis.conn())
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(queue_error(e)),
+            }
+        }
+        Ok(queue)
+    }
+
+    fn stream(&self, priority: Priority) -> String {
+        self.redis.key(&format!("q:{}", priority.as_str()))
+    }
+
+    /// The streams, highest priority first.
+    fn streams(&self) -> Vec<String> {
+        Priority::ALL.iter().rev().map(|p| self.stream(*p)).collect()
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn push_now(&self, task: QueuedTask) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XADD")
+            .arg(self.stream(task.priority))
+            .arg("*")
+            .arg("t")
+            .arg(task.task_id.to_string())
+            .arg("o")
+            .arg(task.owner.to_string())
+            .arg("s")
+            .arg(task.seq)
+            .cmd("PUBLISH")
+            .arg(self.bus.wake_channel())
+            .arg("")
+            .ignore();
+        let mut conn = self.redis.conn();
+        let (entry,): (String,) = self.redis.call(pipe.query_async(&mut conn)).await?;
+        self.book().insert(Slot {
+            task,
+            entry,
+            waiting: true,
+        });
+        Ok(())
+    }
+
+    /// One try at the next task.
+    async fn try_take(&self) -> Result<Option<Lease>, QueueError> {
+        let mut invocation = self.take.prepare_invoke();
+        for stream in self.streams() {
+            invocation.key(stream);
+        }
+        invocation
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(self.lease.as_millis() as u64);
+        let mut conn = self.redis.conn();
+        let taken: Value = self
+            .redis
+            .call(invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(self.lease_of(taken))
+    }
+
+    /// The lease a [`TAKE`] reply describes; `None` for nil or an entry that is not a task
+    /// (logged and left for the group: it never runs).
+    fn lease_of(&self, taken: Value) -> Option<Lease> {
+        let Value::Array(parts) = taken else {
+            return None;
+        };
+        let [Value::Int(index), id, Value::Array(fields)] = parts.as_slice() else {
+            return None;
+        };
+        let priority = *Priority::ALL.iter().rev().nth(*index as usize)?;
+        let entry: String = redis::from_redis_value_ref(id).ok()?;
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|kv| redis::from_redis_value_ref::<String>(&kv[0]).ok().as_deref() == Some(name))
+                .and_then(|kv| redis::from_redis_value_ref::<String>(kv.get(1)?).ok())
+        };
+        let task = (|| {
+            Some(QueuedTask {
+                task_id: field("t")?.parse().ok()?,
+                owner: field("o")?.parse().ok()?,
+                priority,
+                seq: field("s")?.parse().ok()?,
+            })
+        })();
+        let Some(task) = task else {
+            tracing::warn!(%entry, "a queue entry that is not a task; skipped");
+            return None;
+        };
+        Some(Lease {
+            task,
+            claim: Some(Claim {
+                priority,
+                entry,
+                consumer: self.consumer.clone(),
+            }),
+        })
+    }
+
+    async fn fenced(&self, script: &Script, lease: &Lease) -> Result<bool, QueueError> {
+        let Some(claim) = &lease.claim else {
+            return Ok(false);
+        };
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.stream(claim.priority))
+            .arg(GROUP)
+            .arg(&claim.consumer)
+            .arg(&claim.entry);
+        let mut conn = self.redis.conn();
+        let owned: i64 = self
+            .redis
+            .call(invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(owned == 1)
+    }
+
+    /// Every entry the streams hold, by task: (priority, entry id), the oldest entry of a
+    /// task when it has several.
+    async fn entries(&self) -> Result<HashMap<Uuid, (QueuedTask, String)>, QueueError> {
+        let mut found = HashMap::new();
+        for priority in Priority::ALL {
+            let mut conn = self.redis.conn();
+            let mut range = redis::cmd("XRANGE");
+            range.arg(self.stream(priority)).arg("-").arg("+");
+            let Value::Array(entries) = self
+                .redis
+                .call(range.query_async::<Value>(&mut conn))
+                .await?
+            else {
+                continue;
+            };
+            for entry in entries {
+                if let Some((task, id)) = self.entry_of(priority, entry) {
+                    found.entry(task.task_id).or_insert((task, id));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn entry_of(&self, priority: Priority, entry: Value) -> Option<(QueuedTask, String)> {
+        let Value::Array(parts) = entry else {
+            return None;
+        };
+        let [id, fields] = parts.as_slice() else {
+            return None;
+        };
+        let index = Value::Int(Priority::ALL.iter().rev().position(|p| *p == priority)? as i64);
+        let lease = self.lease_of(Value::Array(vec![index, id.clone(), fields.clone()]))?;
+        let claim = lease.claim?;
+        Some((lease.task, claim.entry))
+    }
+
+    /// Pushes a journaled task until it lands (backing off while Redis is down).
+    async fn push_until_queued(self: Arc<Self>, task: QueuedTask) {
+        let mut wait = Duration::from_millis(100);
+        while let Err(e) = self.push_now(task).await {
+            tracing::warn!(task_id = %task.task_id, error = %e, "could not queue a journaled task; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Deletes the entry of a task removed before it ran (best effort: a worker that takes it
+    /// meanwhile finds it gone from the book and gives it back).
+    fn delete_entry(&self, slot: Slot) {
+        let (redis, stream) = (self.redis.clone(), self.stream(slot.task.priority));
+        tokio::spawn(async move {
+            let mut conn = redis.conn();
+            let mut del = redis::cmd("XDEL");
+            del.arg(stream).arg(&slot.entry);
+            if let Err(e) = redis.call(del.query_async::<i64>(&mut conn)).await {
+                tracing::debug!(task_id = %slot.task.task_id, error = %e, "could not delete a removed task's entry");
+            }
+        });
+    }
+}
+
+/// `self: Arc<Self>` methods need the queue behind an `Arc`: [`TaskQueue::push_later`] goes
+/// through [`SharedQueue`].
+pub struct SharedQueue(pub Arc<RedisQueue>);
+
+impl TaskQueue for SharedQueue {
+    fn push(&self, task: QueuedTask, force: bool) -> BoxFuture<'_, Result<(), QueueError>> {
+        async move {
+            let waiting = self.0.book().waiting;
+            if waiting >= self.0.capacity && !force {
+                return Err(QueueError::Full(waiting));
+            }
+            self.0.push_now(task).await
+        }
+        .boxed()
+    }
+
+    fn push_later(&self, task: QueuedTask) {
+        tokio::spawn(self.0.clone().push_until_queued(task));
+    }
+
+    fn check_capacity(&self) -> Result<(), QueueError> {
+        let breaker = self.0.redis.breaker();
+        if let Some(retry_after) = breaker.retry_after() {
+            return Err(QueueError::Unavailable {
+                dependency: "redis",
+                reason: "its circuit breaker is open".into(),
+                retry_after,
+            });
+        }
+        match self.0.book().waiting {
+            n if n >= self.0.capacity => Err(QueueError::Full(n)),
+            _ => Ok(()),
+        }
+    }
+
+    fn pop(&self) -> BoxFuture<'_, Option<Lease>> {
+        self.0.pop().boxed()
+    }
+
+    fn taken(&self, lease: &Lease) -> bool {
+        let Some(claim) = &lease.claim else {
+            return false;
+        };
+        self.0.book().begin(lease.task.task_id, &claim.entry)
+    }
+
+    fn keep_every(&self) -> Option<Duration> {
+        Some(self.0.lease / 3)
+    }
+
+    fn keep(&self, lease: &Lease) -> BoxFuture<'_, Result<bool, QueueError>> {
+        let lease = lease.clone();
+        async move { self.0.fenced(&self.0.keep, &lease).await }.boxed()
+    }
+
+    fn done(&self, lease: &Lease) -> BoxFuture<'_, Result<bool, QueueError>> {
+        let lease = lease.clone();
+        async move {
+            let done = self.0.fenced(&self.0.done, &lease).await?;
+            if done {
+                let entry = lease.claim.as_ref().map(|c| c.entry.as_str());
+                self.0.book().forget(lease.task.task_id, entry);
+            }
+            Ok(done)
+        }
+        .boxed()
+    }
+
+    fn release(&self, _owner: Uuid) {}
+
+    fn remove(&self, task: &QueuedTask) -> bool {
+        let removed = {
+            let mut book = self.0.book();
+            match book.slots.get(&task.task_id) {
+                Some(slot) if slot.waiting => book.forget(task.task_id, None),
+                _ => None,
+            }
+        };
+        match removed {
+            Some(slot) => {
+                self.0.delete_entry(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn stop_run(&self, id: Uuid) {
+        self.0.bus.cancel(id);
+    }
+
+    fn adopt(
+        &self,
+        unfinished: Vec<(QueuedTask, bool)>,
+    ) -> BoxFuture<'_, Result<Vec<(QueuedTask, bool)>, QueueError>> {
+        async move {
+            let entries = self.0.entries().await?;
+            let mut missing = Vec::new();
+            let mut book = self.0.book();
+            for (task, running) in unfinished {
+                match entries.get(&task.task_id) {
+                    Some((_, entry)) => book.insert(Slot {
+                        task,
+                        entry: entry.clone(),
+                        waiting: !running,
+                    }),
+                    None => missing.push((task, running)),
+                }
+            }
+            tracing::info!(held = book.slots.len(), missing = missing.len(), "adopted the tasks Redis holds");
+            Ok(missing)
+        }
+        .boxed()
+    }
+
+    fn close(&self) {
+        self.0.closed.store(true, Ordering::Relaxed);
+        self.0.pushed.notify_waiters();
+    }
+
+    fn depth(&self) -> QueueDepth {
+        QueueDepth::from(self.0.book().depth)
+    }
+
+    fn queued_of(&self, owner: Uuid) -> usize {
+        self.0.book().per_owner.get(&owner).copied().unwrap_or(0)
+    }
+}
+
+impl RedisQueue {
+    /// Waits for the next task: woken by pushes anywhere in the cluster, and looking at least
+    /// every third of a lease for leases that expired. `None` once closed.
+    pub async fn pop(&self) -> Option<Lease> {
+        let look_every = (self.lease / 3).min(Duration::from_secs(1));
+        loop {
+            if self.closed.load(Ordering::Relaxed) {
+                return None;
+            }
+            let pushed = self.pushed.notified();
+            tokio::pin!(pushed);
+            pushed.as_mut().enable();
+            match self.try_take().await {
+                Ok(Some(lease)) => return Some(lease),
+                Ok(None) => {
+                    let _ = tokio::time::timeout(look_every, pushed).await;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not take a task; retrying");
+                    tokio::time::sleep(look_every).await;
+                }
+            }
+        }
+    }
+}
+
+fn queue_error(e: redis::RedisError) -> QueueError {
+    QueueError::Unavailable {
+        dependency: "redis",
+        reason: e.category().to_owned(),
+        retry_after: Duration::from_secs(1),
+    }
+}
