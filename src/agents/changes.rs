@@ -288,6 +288,11 @@ impl Marketplace {
         })
     }
 
+    /// A module by its sha256, hash-verified: for worker nodes, which run by hash.
+    pub async fn module(&self, sha256: String) -> Result<bytes::Bytes, AgentError> {
+        Ok(self.blobs.get(sha256).await?)
+    }
+
     /// The agent and one of its versions (default: the current one).
     async fn stored_version(
         &self,
