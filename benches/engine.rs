@@ -121,12 +121,13 @@ fn queue(c: &mut Criterion) {
                                 },
                                 false,
                             )
+                            .await
                             .unwrap();
                         }
                         let mut previous = None;
                         for _ in 0..1000 {
                             let next = q.pop().await.unwrap();
-                            if let Some(owner) = previous.replace(next.owner) {
+                            if let Some(owner) = previous.replace(next.task.owner) {
                                 q.release(owner);
                             }
                         }

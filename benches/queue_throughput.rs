@@ -161,7 +161,7 @@ async fn zerostate_engine(tasks: u64) -> Duration {
                     priority: task.priority,
                     seq: task.seq,
                 };
-                queue.push(queued, false).unwrap();
+                queue.push(queued, false).await.unwrap();
             }
         }));
     }
@@ -172,9 +172,9 @@ async fn zerostate_engine(tasks: u64) -> Duration {
                 let Some(next) = queue.pop().await else {
                     return;
                 };
-                ledger.start(next.task_id).unwrap().expect("queued");
+                ledger.start(next.task.task_id).unwrap().expect("queued");
                 let (_, durable) = ledger
-                    .transition(next.task_id, TaskStatus::Running, None, completed())
+                    .transition(next.task.task_id, TaskStatus::Running, None, completed())
                     .unwrap()
                     .expect("running");
                 durable.wait().await.unwrap();
@@ -245,6 +245,7 @@ async fn zerostate_queue(tasks: u64) -> Duration {
                         },
                         false,
                     )
+                    .await
                     .unwrap();
             }
         }));
@@ -258,7 +259,7 @@ async fn zerostate_queue(tasks: u64) -> Duration {
                 };
                 let mut record = Vec::with_capacity(17);
                 record.push(2); // completed
-                record.extend_from_slice(task.task_id.as_bytes());
+                record.extend_from_slice(task.task.task_id.as_bytes());
                 wal.append(record).await.unwrap();
                 if acked.fetch_add(1, Ordering::Relaxed) + 1 == tasks {
                     queue.close();

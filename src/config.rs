@@ -829,7 +829,9 @@ impl Settings {
         )?;
         let prefix = &self.redis.key_prefix;
         rule(
-            !prefix.is_empty() && !prefix.contains(['{', '}']) && !prefix.contains(char::is_whitespace),
+            !prefix.is_empty()
+                && !prefix.contains(['{', '}'])
+                && !prefix.contains(char::is_whitespace),
             "redis.key_prefix must be non-empty, without spaces or braces",
         )?;
         if self.queue.backend == QueueBackend::Redis {

@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod search;
 pub mod store;
 pub mod telemetry;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use crate::auth::{Accounts, TokenKeys};
 use crate::blob::s3::{S3Blobs, S3ConfigError};
 use crate::blob::{BlobStore, EmbeddedBlobs};
 use crate::breaker::Breakers;
-use crate::config::{BlobBackend, Settings};
+use crate::config::{BlobBackend, QueueBackend, Settings};
 use crate::http::AppState;
 use crate::journal::Ledger;
 use crate::orchestrator::Orchestrator;
@@ -78,6 +79,9 @@ pub enum StartError {
     Runtime(String),
     #[error("start-up step failed: {0}")]
     Component(String),
+    /// `[queue]`/`[redis]` name a Redis this server cannot use; the message says what to change.
+    #[error("{0}")]
+    Cluster(#[from] cluster::Misconfigured),
     /// `[blobs]` names an S3 store this server cannot use; the message says what to change.
     #[error("agent module storage (S3): {0}")]
     Blobs(#[from] S3ConfigError),
@@ -94,6 +98,10 @@ pub struct Application {
     shutdown: CancellationToken,
     /// Arms injected search index write failures (fault tests).
     search_faults: search::Faults,
+    /// Compatibility mode: this node's place in the node registry (when it runs tasks).
+    beat: Option<(cluster::Nodes, cluster::NodeInfo)>,
+    /// Ends the Redis bus and the heartbeat once the server has stopped.
+    cluster_stop: CancellationToken,
 }
 
 impl Application {
@@ -138,7 +146,14 @@ impl Application {
             limits: http::RateLimits::new(&settings.rate_limits).map_err(StartError::Component)?,
             quotas: settings.quotas,
             breakers: services.breakers,
+            cluster_token: settings.cluster.service_token.clone(),
+            nodes: services.shared.as_ref().map(|s| s.nodes.clone()),
         });
+        let beat = services
+            .shared
+            .as_ref()
+            .filter(|_| settings.workers > 0)
+            .map(|s| (s.nodes.clone(), s.node_info("primary", settings.workers)));
         if settings.demo {
             demo::publish(&state.accounts, &state.marketplace)
                 .await
@@ -152,6 +167,8 @@ impl Application {
             router,
             shutdown,
             search_faults,
+            beat,
+            cluster_stop: services.cluster_stop,
         })
     }
 
@@ -191,9 +208,15 @@ impl Application {
             state,
             router,
             shutdown,
+            beat,
+            cluster_stop,
             ..
         } = self;
         let workers = state.orchestrator.spawn_workers(settings.workers);
+        if let Some((nodes, info)) = beat {
+            let stop = cluster_stop.clone();
+            tokio::spawn(async move { nodes.beat(info, stop).await });
+        }
         let retention = {
             let (orchestrator, stop) = (state.orchestrator.clone(), shutdown.clone());
             tokio::spawn(async move { orchestrator.run_retention(stop).await })
@@ -222,6 +245,7 @@ impl Application {
         }
         tracing::info!("shutting down: draining running tasks");
         state.orchestrator.shutdown(workers, grace).await;
+        cluster_stop.cancel();
         let _ = retention.await;
         tracing::info!("shutdown complete");
         Ok(())
@@ -304,6 +328,10 @@ struct Services {
     fanout: Arc<dyn Fanout>,
     spool: http::spool::Spool,
     breakers: Breakers,
+    /// Compatibility mode's Redis parts, when `[queue]` names Redis.
+    shared: Option<cluster::Shared>,
+    /// Ends the Redis bus and this node's heartbeat at shutdown.
+    cluster_stop: CancellationToken,
 }
 
 impl Services {
@@ -317,7 +345,16 @@ impl Services {
                 .await
                 .map_err(|e| failed("task WAL", e))?;
         let hub = Hub::default();
-        let fanout: Arc<dyn Fanout> = Arc::new(hub.clone());
+        let breakers = Breakers::default();
+        let cluster_stop = CancellationToken::new();
+        let shared = match settings.queue.backend {
+            QueueBackend::Embedded => None,
+            QueueBackend::Redis => {
+                let breaker = breakers.add("redis", settings.breakers.redis);
+                Some(cluster::Shared::connect(settings, breaker, true, cluster_stop.clone()).await?)
+            }
+        };
+        let (fanout, queue) = seams(settings, &hub, shared.as_ref());
         let keys = Arc::new(opened.keys);
         let limits = &settings.rate_limits;
         let accounts = Accounts::open(opened.store.clone(), keys, fanout.clone())
@@ -326,7 +363,6 @@ impl Services {
             .with_lockout(limits.enabled.then_some(limits.lockout))
             .with_api_key_quota(settings.quotas.api_keys);
         let executor = Arc::new(opened.executor);
-        let breakers = Breakers::default();
         let blobs = blob_store(settings, &opened.store, &breakers).await?;
         let rules = agents::Rules {
             max_binary_bytes: settings.agents.max_binary_bytes,
@@ -349,10 +385,7 @@ impl Services {
         .map_err(|e| failed("agent catalog and search index", e))?;
         let orchestrator = Orchestrator::new(
             Arc::new(ledger),
-            Arc::new(
-                PriorityQueue::new(settings.tasks.queue_capacity)
-                    .with_run_cap(settings.quotas.concurrent_runs),
-            ),
+            queue,
             marketplace.clone(),
             executor,
             fanout.clone(),
@@ -377,7 +410,36 @@ impl Services {
             fanout,
             spool: opened.spool,
             breakers,
+            shared,
+            cluster_stop,
         })
+    }
+}
+
+/// The queue and the fan-out `[queue]` names: embedded, or Redis's (its bus carries events
+/// to the other nodes' hubs and brings theirs to this one).
+fn seams(
+    settings: &Settings,
+    hub: &Hub,
+    shared: Option<&cluster::Shared>,
+) -> (Arc<dyn Fanout>, Arc<dyn queue::TaskQueue>) {
+    match shared {
+        None => (
+            Arc::new(hub.clone()),
+            Arc::new(
+                PriorityQueue::new(settings.tasks.queue_capacity)
+                    .with_run_cap(settings.quotas.concurrent_runs),
+            ),
+        ),
+        Some(shared) => {
+            shared.bus.deliver_to(hub.clone());
+            let fanout = cluster::RedisFanout {
+                hub: hub.clone(),
+                bus: shared.bus.clone(),
+            };
+            let queue = cluster::SharedQueue(shared.queue.clone());
+            (Arc::new(fanout), Arc::new(queue))
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zerostate::cli::{Cli, Command, UserCommand, serve_command, user_create_command};
+use zerostate::cli::{
+    Cli, Command, UserCommand, serve_command, user_create_command, worker_command,
+};
 
 /// mimalloc: the task pipeline allocates many small, short-lived buffers across threads,
 /// where glibc's malloc spent a tenth of the CPU under load.
@@ -16,6 +18,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve_command(args).await,
+        Command::Worker(args) => worker_command(args).await,
         Command::User(UserCommand::Create(args)) => user_create_command(args).await,
     };
     match result {

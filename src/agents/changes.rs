@@ -36,9 +36,9 @@ pub struct Download {
 /// What a signed link answers.
 pub enum SignedDownload {
     /// The bytes, served by this server (embedded blobs).
-    Bytes(Download),
+    Bytes(Box<Download>),
     /// A presigned URL of the blob's object (S3 blobs), valid while the link is.
-    Redirect { url: String, version: AgentVersion },
+    Redirect { url: String, sha256: String },
 }
 
 /// A signed link to one version's module.
@@ -288,6 +288,11 @@ impl Marketplace {
         })
     }
 
+    /// A module by its sha256, hash-verified: for worker nodes, which run by hash.
+    pub async fn module(&self, sha256: String) -> Result<bytes::Bytes, AgentError> {
+        Ok(self.blobs.get(sha256).await?)
+    }
+
     /// The agent and one of its versions (default: the current one).
     async fn stored_version(
         &self,
@@ -379,14 +384,15 @@ impl Marketplace {
             .presigned_get(version.sha256.clone(), ttl)
             .await?
         {
-            return Ok(SignedDownload::Redirect { url, version });
+            let sha256 = version.sha256;
+            return Ok(SignedDownload::Redirect { url, sha256 });
         }
         let bytes = self.blobs.get(version.sha256.clone()).await?;
-        Ok(SignedDownload::Bytes(Download {
+        Ok(SignedDownload::Bytes(Box::new(Download {
             agent,
             version,
             bytes,
-        }))
+        })))
     }
 
     /// Adds or replaces `caller`'s review; only users who had a task completed by the agent

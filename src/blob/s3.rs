@@ -22,7 +22,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
-use object_store::signer::{Method, Signer};
+use object_store::signer::{Method, Signer, Url};
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
@@ -116,6 +116,7 @@ fn client(settings: &BlobSettings, call_timeout: Duration) -> Result<AmazonS3, S
             return Err(S3ConfigError::Missing(name));
         }
     }
+    check_endpoint(&settings.endpoint)?;
     let (id, secret) = credentials(settings)?;
     let retry = RetryConfig {
         backoff: BackoffConfig {
@@ -128,16 +129,35 @@ fn client(settings: &BlobSettings, call_timeout: Duration) -> Result<AmazonS3, S
     };
     AmazonS3Builder::new()
         .with_endpoint(settings.endpoint.trim_end_matches('/'))
-        .with_allow_http(true)
         .with_virtual_hosted_style_request(!settings.path_style)
         .with_region(&settings.region)
         .with_bucket_name(&settings.bucket)
         .with_access_key_id(id)
         .with_secret_access_key(secret)
         .with_retry(retry)
-        .with_client_options(ClientOptions::new().with_connect_timeout(call_timeout))
+        .with_client_options(
+            ClientOptions::new()
+                .with_allow_http(true)
+                .with_connect_timeout(call_timeout),
+        )
         .build()
         .map_err(|e| S3ConfigError::Invalid(e.to_string()))
+}
+
+/// An `http://` or `https://` URL with a host: object_store panics on a request to anything
+/// else, so it is refused here, by name.
+fn check_endpoint(endpoint: &str) -> Result<(), S3ConfigError> {
+    let url = Url::parse(endpoint).map_err(|e| {
+        S3ConfigError::Invalid(format!(
+            "`{endpoint}` is not a URL ({e}); give http(s)://host[:port]"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(S3ConfigError::Invalid(format!(
+            "`{endpoint}` is not an http:// or https:// URL with a host"
+        )));
+    }
+    Ok(())
 }
 
 /// `<prefix>/blobs`, the prefix without surrounding slashes.
@@ -155,16 +175,14 @@ fn is_outage(error: &object_store::Error) -> bool {
     !matches!(error, object_store::Error::NotFound { .. })
 }
 
-/// `error` and its causes, on one line.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// The innermost cause of `error` (object_store's messages repeat their causes): "tcp
+/// connect error: Connection refused" rather than three times the request's URL.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
     }
-    text
+    cause.to_string()
 }
 
 impl S3Blobs {
@@ -215,7 +233,7 @@ impl S3Blobs {
                 | object_store::Error::Unauthenticated { .. },
             )) => Err(S3ConfigError::CredentialsRefused { bucket }),
             Ok(Err(e)) => {
-                let reason = chain(&e);
+                let reason = format!("{e}");
                 if reason.contains("NoSuchBucket") {
                     Err(S3ConfigError::BucketMissing {
                         bucket,
@@ -233,7 +251,7 @@ impl S3Blobs {
                 } else if reason.contains("HTTP status") || reason.contains("Server returned") {
                     Err(S3ConfigError::Refused { bucket, reason })
                 } else {
-                    Err(unreachable(reason))
+                    Err(unreachable(root_cause(&e)))
                 }
             }
         }
@@ -268,7 +286,7 @@ impl S3Blobs {
             },
             other => {
                 if let Some(suppressed) = FAILURE_LOG.allow() {
-                    tracing::warn!(error = %chain(&other), suppressed, "S3 call failed");
+                    tracing::warn!(error = %other, suppressed, "S3 call failed");
                 }
                 BlobError::Unavailable {
                     dependency,
@@ -441,6 +459,10 @@ mod tests {
         };
         let named = |s: &BlobSettings| client(s, Duration::from_secs(1)).unwrap_err().to_string();
         assert!(named(&s).starts_with("blobs.endpoint is not set"));
+        s.endpoint = "not a url".into();
+        assert!(named(&s).starts_with("blobs.endpoint: `not a url` is not a URL"));
+        s.endpoint = "ftp://host".into();
+        assert!(named(&s).contains("is not an http:// or https:// URL"));
         s.endpoint = "http://127.0.0.1:1".into();
         assert!(named(&s).starts_with("blobs.bucket is not set"));
     }

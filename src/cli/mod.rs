@@ -27,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: API, web UI, queue and workers.
     Serve(ServeArgs),
+    /// Run a worker node (compatibility mode): take tasks from Redis and run them, reporting
+    /// to the primary (`[cluster] primary_url`). No API, no UI.
+    Worker(WorkerArgs),
     /// Manage accounts directly in the data directory (the server must be stopped).
     #[command(subcommand)]
     User(UserCommand),
@@ -49,6 +52,44 @@ pub struct ServeArgs {
     /// Publish the bundled demo agents at start-up.
     #[arg(long)]
     pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Configuration file (default: config/zerostate.toml if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the compiled-module cache [default: ./zerostate-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Runs at once on this node [default: 4].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+/// `zerostate worker`.
+pub async fn worker_command(args: WorkerArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        workers: args.workers,
+        ..Overrides::default()
+    };
+    let settings =
+        Settings::load(args.config.as_deref(), overrides).context("loading configuration")?;
+    crate::telemetry::init_logging(&settings.log);
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; stopping the worker gracefully");
+            stop.cancel();
+        }
+    });
+    crate::worker::run(settings, stop)
+        .await
+        .context("running the worker")?;
+    Ok(())
 }
 
 /// `zerostate serve`.

@@ -138,7 +138,9 @@ impl Bus {
                     }
                     tracing::warn!("lost the Redis bus; reconnecting");
                 }
-                Err(e) => tracing::debug!(error = %e, "cannot subscribe to the Redis bus; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot subscribe to the Redis bus; retrying")
+                }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -185,10 +187,8 @@ impl Bus {
         };
         match message.body {
             Envelope::Broadcast(event) => drop(hub.broadcast(event)),
-            Envelope::User { user, event } => drop(hub.send_to_user(user, &|| event.clone())),
-            Envelope::TaskUpdate { owner, event } => {
-                hub.send_task_update(owner, &|| event.clone())
-            }
+            Envelope::User { user, event } => drop(hub.send_to_user(user, || event.clone())),
+            Envelope::TaskUpdate { owner, event } => hub.send_task_update(owner, || event.clone()),
             Envelope::SignOut { user, which } => drop(hub.sign_out(user, which)),
         }
     }

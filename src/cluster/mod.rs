@@ -66,9 +66,13 @@ pub struct Redis {
 
 impl Redis {
     /// Connects and checks the server answers; misconfigurations come back named.
-    pub async fn connect(settings: &RedisSettings, breaker: Breaker) -> Result<Self, Misconfigured> {
-        let client = redis::Client::open(settings.url.expose())
-            .map_err(|e| misconfigured("redis.url", format!("not a Redis URL ({})", e.category())))?;
+    pub async fn connect(
+        settings: &RedisSettings,
+        breaker: Breaker,
+    ) -> Result<Self, Misconfigured> {
+        let client = redis::Client::open(settings.url.expose()).map_err(|e| {
+            misconfigured("redis.url", format!("not a Redis URL ({})", e.category()))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(breaker.call_timeout()))
@@ -91,7 +95,9 @@ impl Redis {
             breaker,
             prefix: settings.key_prefix.clone(),
         };
-        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis.conn.clone()).await;
+        let pong: Result<String, _> = redis::cmd("PING")
+            .query_async(&mut redis.conn.clone())
+            .await;
         pong.map_err(|e| unreachable(&e))?;
         Ok(redis)
     }
@@ -153,16 +159,24 @@ impl Redis {
     pub async fn check_persistence(&self, queue: &QueueSettings) -> Result<(), Misconfigured> {
         match self.persistence().await {
             Persistence::Always => {
-                tracing::info!("Redis fsyncs every write (appendfsync always): acknowledged tasks survive a crash or power loss");
+                tracing::info!(
+                    "Redis fsyncs every write (appendfsync always): acknowledged tasks survive a crash or power loss"
+                );
             }
             Persistence::EverySecond => {
-                tracing::info!("Redis fsyncs every second (appendfsync everysec): acknowledged tasks survive a Redis crash; a power loss may lose the last second");
+                tracing::info!(
+                    "Redis fsyncs every second (appendfsync everysec): acknowledged tasks survive a Redis crash; a power loss may lose the last second"
+                );
             }
             Persistence::OsDecides => {
-                tracing::warn!("Redis leaves fsync to the OS (appendfsync no): a power loss may lose acknowledged tasks; set appendfsync always or everysec");
+                tracing::warn!(
+                    "Redis leaves fsync to the OS (appendfsync no): a power loss may lose acknowledged tasks; set appendfsync always or everysec"
+                );
             }
             Persistence::Unknown => {
-                tracing::warn!("cannot read Redis's persistence settings (CONFIG refused); make sure appendonly is yes");
+                tracing::warn!(
+                    "cannot read Redis's persistence settings (CONFIG refused); make sure appendonly is yes"
+                );
             }
             Persistence::None if queue.require_persistence => {
                 return Err(misconfigured(
@@ -174,7 +188,9 @@ impl Redis {
                 ));
             }
             Persistence::None => {
-                tracing::warn!("Redis does not persist (appendonly no) and queue.require_persistence = false: queued tasks are lost when Redis restarts, until the primary restarts and queues them again");
+                tracing::warn!(
+                    "Redis does not persist (appendonly no) and queue.require_persistence = false: queued tasks are lost when Redis restarts, until the primary restarts and queues them again"
+                );
             }
         }
         Ok(())
@@ -214,4 +230,82 @@ fn unavailable(e: Tripped<redis::RedisError>) -> QueueError {
         reason,
         retry_after,
     }
+}
+
+/// Compatibility mode's parts one process holds: the bus, the queue and the node registry
+/// over one connection.
+pub struct Shared {
+    pub redis: Redis,
+    pub bus: Bus,
+    pub queue: std::sync::Arc<RedisQueue>,
+    pub nodes: Nodes,
+    /// This process's name: the node's name and a random suffix.
+    pub process: String,
+}
+
+impl Shared {
+    /// Connects to `[redis]` through `breaker`, checks it (persistence only when `primary`:
+    /// the primary acknowledges submits) and opens the queue. `stop` ends the bus.
+    pub async fn connect(
+        settings: &crate::config::Settings,
+        breaker: Breaker,
+        primary: bool,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<Self, Misconfigured> {
+        let redis = Redis::connect(&settings.redis, breaker).await?;
+        if primary {
+            redis.check_persistence(&settings.queue).await?;
+        }
+        let node = node_name(&settings.cluster.node_name);
+        let process = format!("{node}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let bus = Bus::start(redis.clone(), process.clone(), stop);
+        let lease = Duration::from_secs(settings.queue.lease_secs);
+        let queue = RedisQueue::open(
+            redis.clone(),
+            bus.clone(),
+            &process,
+            lease,
+            settings.tasks.queue_capacity,
+        )
+        .await
+        .map_err(|e| {
+            misconfigured(
+                "redis.url",
+                format!("cannot create the queue's streams: {e}"),
+            )
+        })?;
+        let every = Duration::from_secs(settings.cluster.heartbeat_secs);
+        Ok(Self {
+            nodes: Nodes::new(redis.clone(), every),
+            queue: std::sync::Arc::new(queue),
+            bus,
+            redis,
+            process,
+        })
+    }
+
+    /// What this process says of itself in the node registry.
+    pub fn node_info(&self, role: &str, slots: usize) -> NodeInfo {
+        let now = time::OffsetDateTime::now_utc();
+        NodeInfo {
+            id: self.process.clone(),
+            role: role.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            slots,
+            started_at: now,
+            last_beat: now,
+        }
+    }
+}
+
+/// `configured`, else the host name.
+fn node_name(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
 }

@@ -108,7 +108,10 @@ impl Nodes {
             )
             .await?;
         if dropped > 0 {
-            tracing::warn!(dropped, "dropped worker nodes that stopped beating; their tasks are taken over when their leases expire");
+            tracing::warn!(
+                dropped,
+                "dropped worker nodes that stopped beating; their tasks are taken over when their leases expire"
+            );
         }
         if ids.is_empty() {
             return Ok(Vec::new());

@@ -162,12 +162,12 @@ impl RedisQueue {
     pub async fn open(
         redis: Redis,
         bus: super::Bus,
-        node: &str,
+        consumer: &str,
         lease: Duration,
         capacity: usize,
     ) -> Result<Self, QueueError> {
         let queue = Self {
-            consumer: format!("{node}-{}", Uuid::new_v4().simple()),
+            consumer: consumer.to_owned(),
             lease,
             capacity,
             book: Mutex::default(),
@@ -203,7 +203,11 @@ impl RedisQueue {
 
     /// The streams, highest priority first.
     fn streams(&self) -> Vec<String> {
-        Priority::ALL.iter().rev().map(|p| self.stream(*p)).collect()
+        Priority::ALL
+            .iter()
+            .rev()
+            .map(|p| self.stream(*p))
+            .collect()
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
@@ -246,10 +250,7 @@ impl RedisQueue {
             .arg(&self.consumer)
             .arg(self.lease.as_millis() as u64);
         let mut conn = self.redis.conn();
-        let taken: Value = self
-            .redis
-            .call(invocation.invoke_async(&mut conn))
-            .await?;
+        let taken: Value = self.redis.call(invocation.invoke_async(&mut conn)).await?;
         Ok(self.lease_of(taken))
     }
 
@@ -267,7 +268,12 @@ impl RedisQueue {
         let field = |name: &str| {
             fields
                 .chunks(2)
-                .find(|kv| redis::from_redis_value_ref::<String>(&kv[0]).ok().as_deref() == Some(name))
+                .find(|kv| {
+                    redis::from_redis_value_ref::<String>(&kv[0])
+                        .ok()
+                        .as_deref()
+                        == Some(name)
+                })
                 .and_then(|kv| redis::from_redis_value_ref::<String>(kv.get(1)?).ok())
         };
         let task = (|| {
@@ -303,10 +309,7 @@ impl RedisQueue {
             .arg(&claim.consumer)
             .arg(&claim.entry);
         let mut conn = self.redis.conn();
-        let owned: i64 = self
-            .redis
-            .call(invocation.invoke_async(&mut conn))
-            .await?;
+        let owned: i64 = self.redis.call(invocation.invoke_async(&mut conn)).await?;
         Ok(owned == 1)
     }
 
@@ -481,7 +484,11 @@ impl TaskQueue for SharedQueue {
                     None => missing.push((task, running)),
                 }
             }
-            tracing::info!(held = book.slots.len(), missing = missing.len(), "adopted the tasks Redis holds");
+            tracing::info!(
+                held = book.slots.len(),
+                missing = missing.len(),
+                "adopted the tasks Redis holds"
+            );
             Ok(missing)
         }
         .boxed()

@@ -78,4 +78,8 @@ pub struct Components {
     /// The circuit breakers of the outside dependencies in use: `/health` and `/ready` show
     /// them (none when everything is embedded).
     pub breakers: Breakers,
+    /// `cluster.service_token`: worker nodes present it to the internal routes.
+    pub cluster_token: Secret,
+    /// The worker nodes' registry (compatibility mode only).
+    pub nodes: Option<crate::cluster::Nodes>,
 }

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::access::{self, Needs};
 use super::limits;
-use super::routes::{agents, analytics, auctions, health, tasks, users, ws};
+use super::routes::{agents, analytics, auctions, cluster, health, tasks, users, ws};
 use super::ui;
 use crate::error::{ApiError, Code};
 use crate::telemetry::LogBudget;
@@ -83,9 +83,11 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi))
+        .routes(routes!(cluster::workers))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .merge(upload)
         .split_for_parts();
+    let router = router.merge(internal_routes());
     document_rate_limits(&mut openapi);
     openapi.info.title = "ZeroState".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();
@@ -104,6 +106,20 @@ pub fn routes(max_binary_bytes: usize) -> (Router<AppState>, OpenApi) {
         );
     document_common_answers(&mut openapi);
     (router, openapi)
+}
+
+/// Largest body of an internal route: a run's output (stdout and stderr up to their limits,
+/// in base64) with its order.
+const INTERNAL_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The routes worker nodes call (not in the OpenAPI document: they are not the public API).
+fn internal_routes() -> Router<AppState> {
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/internal/v1/runs/begin", post(cluster::begin))
+        .route("/internal/v1/runs/complete", post(cluster::complete))
+        .route("/internal/v1/blobs/{sha256}", get(cluster::module))
+        .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT))
 }
 
 /// Adds the 429 of the rate limits to every operation they apply to: sign-in and sign-up

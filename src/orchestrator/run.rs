@@ -18,8 +18,8 @@ use super::outcome::{self, Invocation, RunReport, Verdict};
 use crate::agents::AgentError;
 use crate::queue::{Lease, hold};
 use crate::records::{
-    Agent, AgentOutcome, Attempt, Bid, FailureCode, Finished, Outcome, RunLimits, RunOrder,
-    RunOutput, Task, TaskChange, TaskStatus,
+    Agent, AgentOutcome, Attempt, Bid, FailureCode, Finished, RunLimits, RunOrder, RunOutput, Task,
+    TaskChange, TaskStatus,
 };
 
 /// A queued task ready to start: its agent found, its limits set.
@@ -101,6 +101,7 @@ impl Orchestrator {
         let Invocation { args, env, stdin } = Invocation::of(&task, &staged.agent);
         Ok(Some(RunOrder {
             task_id: id,
+            owner_id: task.owner_id,
             agent_id: staged.agent.id,
             module: staged.agent.binary_hash.clone(),
             args,
@@ -182,7 +183,7 @@ impl Orchestrator {
             .cloned()
             .unwrap_or_default();
         if let Err(reason) = self.load_module(order).await {
-            return unloadable(reason);
+            return RunOutput::unloadable(reason);
         }
         let run = self.inner.executor.run(
             &order.module,
@@ -205,7 +206,12 @@ impl Orchestrator {
         let marketplace = &self.inner.marketplace;
         let agent = match marketplace.catalog().get(order.agent_id) {
             Some(agent) => agent,
-            None => Arc::new(marketplace.get(order.agent_id).await.map_err(|e| e.to_string())?),
+            None => Arc::new(
+                marketplace
+                    .get(order.agent_id)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
         };
         marketplace.load(&agent).await.map(drop)
     }
@@ -241,7 +247,12 @@ impl Orchestrator {
     }
 
     /// Journals what the verdict means for the task.
-    async fn settle(&self, task: &Task, output: &RunOutput, verdict: Verdict) -> Result<(), TaskError> {
+    async fn settle(
+        &self,
+        task: &Task,
+        output: &RunOutput,
+        verdict: Verdict,
+    ) -> Result<(), TaskError> {
         match verdict {
             Verdict::Interrupted => self.requeue_interrupted(task),
             Verdict::Canceled { ran_ms } => {
@@ -393,15 +404,5 @@ pub(super) fn ended(status: TaskStatus, code: FailureCode, error: &str) -> TaskC
         code,
         error: error.to_owned(),
         ran_ms: None,
-    }
-}
-
-/// The output of a run whose module could not be made runnable.
-pub fn unloadable(reason: String) -> RunOutput {
-    RunOutput {
-        outcome: Outcome::Unloadable(reason),
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        duration: Duration::ZERO,
     }
 }

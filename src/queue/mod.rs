@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::records::{Claim, Priority, QueueDepth};
 
 /// A queued task: enough to order it and find it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueuedTask {
     pub task_id: Uuid,
     /// Whose turn it takes, and whose cap on runs it counts against.
@@ -188,7 +188,7 @@ impl Lanes {
 
 /// A task [`TaskQueue::pop`] handed out: the task, and where a shared queue keeps it until
 /// its run is [`TaskQueue::done`] (`None` in the embedded queue, which forgets it at once).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     pub task: QueuedTask,
     pub claim: Option<Claim>,
@@ -485,11 +485,14 @@ mod tests {
     fn users_take_turns_within_a_priority_and_priority_stays_strict() {
         let q = PriorityQueue::new(100);
         for seq in 1..=5 {
-            q.push_now(owned(ALICE, Priority::Normal, seq), false).unwrap();
+            q.push_now(owned(ALICE, Priority::Normal, seq), false)
+                .unwrap();
         }
         q.push_now(owned(BOB, Priority::Normal, 6), false).unwrap();
-        q.push_now(owned(CAROL, Priority::Normal, 7), false).unwrap();
-        q.push_now(owned(CAROL, Priority::Normal, 8), false).unwrap();
+        q.push_now(owned(CAROL, Priority::Normal, 7), false)
+            .unwrap();
+        q.push_now(owned(CAROL, Priority::Normal, 8), false)
+            .unwrap();
         q.push_now(owned(BOB, Priority::Low, 9), false).unwrap();
         q.push_now(owned(ALICE, Priority::High, 10), false).unwrap();
         assert_eq!(q.queued_of(ALICE), 6);
@@ -516,10 +519,12 @@ mod tests {
     fn a_backlog_of_ten_thousand_delays_a_late_single_task_by_one_turn() {
         let q = PriorityQueue::new(usize::MAX);
         for seq in 0..10_000 {
-            q.push_now(owned(ALICE, Priority::Normal, seq), false).unwrap();
+            q.push_now(owned(ALICE, Priority::Normal, seq), false)
+                .unwrap();
         }
         q.try_pop().unwrap().unwrap();
-        q.push_now(owned(BOB, Priority::Normal, 10_000), false).unwrap();
+        q.push_now(owned(BOB, Priority::Normal, 10_000), false)
+            .unwrap();
         let next: Vec<_> = (0..2)
             .map(|_| q.try_pop().unwrap().unwrap().owner)
             .collect();
@@ -530,7 +535,8 @@ mod tests {
     fn a_user_at_the_run_cap_waits_while_others_run() {
         let q = PriorityQueue::new(100).with_run_cap(1);
         for seq in 1..=3 {
-            q.push_now(owned(ALICE, Priority::High, seq), false).unwrap();
+            q.push_now(owned(ALICE, Priority::High, seq), false)
+                .unwrap();
         }
         q.push_now(owned(BOB, Priority::Low, 4), false).unwrap();
         q.push_now(owned(BOB, Priority::Low, 5), false).unwrap();
@@ -551,8 +557,10 @@ mod tests {
     #[tokio::test]
     async fn a_release_wakes_a_worker_waiting_for_a_capped_users_task() {
         let q = std::sync::Arc::new(PriorityQueue::new(10).with_run_cap(1));
-        q.push_now(owned(ALICE, Priority::Normal, 1), false).unwrap();
-        q.push_now(owned(ALICE, Priority::Normal, 2), false).unwrap();
+        q.push_now(owned(ALICE, Priority::Normal, 1), false)
+            .unwrap();
+        q.push_now(owned(ALICE, Priority::Normal, 2), false)
+            .unwrap();
         assert_eq!(q.pop().await.unwrap().task.seq, 1);
         let waiter = tokio::spawn({
             let q = q.clone();
@@ -594,7 +602,8 @@ mod tests {
         let q = PriorityQueue::new(100);
         // Pushed out of order, as a failover's task comes back with its old seq.
         for (owner, seq) in [(BOB, 2), (ALICE, 1), (ALICE, 3), (BOB, 4), (ALICE, 0)] {
-            q.push_now(owned(owner, Priority::Normal, seq), false).unwrap();
+            q.push_now(owned(owner, Priority::Normal, seq), false)
+                .unwrap();
         }
         assert_eq!(
             drain(&q),

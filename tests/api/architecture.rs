@@ -83,6 +83,11 @@ const ROOMS: &[Room] = &[
     room("realtime", Infrastructure, &[]),
     room("ranking", Infrastructure, &["records", "config"]),
     room(
+        "cluster",
+        Infrastructure,
+        &["records", "config", "breaker", "queue", "realtime"],
+    ),
+    room(
         "auth",
         Domain,
         &["records", "error", "config", "store", "realtime"],
@@ -120,7 +125,9 @@ const ROOMS: &[Room] = &[
             "config",
             "telemetry",
             "breaker",
+            "queue",
             "realtime",
+            "cluster",
             "auth",
             "agents",
             "orchestrator",
@@ -141,6 +148,7 @@ const ROOMS: &[Room] = &[
             "search",
             "runtime",
             "realtime",
+            "cluster",
             "auth",
             "agents",
             "orchestrator",
@@ -149,9 +157,25 @@ const ROOMS: &[Room] = &[
         ],
     ),
     room(
+        "worker",
+        Application,
+        &[
+            "records", "config", "breaker", "blob", "queue", "runtime", "realtime", "cluster",
+            "lib",
+        ],
+    ),
+    room(
         "cli",
         Application,
-        &["config", "telemetry", "store", "realtime", "auth", "lib"],
+        &[
+            "config",
+            "telemetry",
+            "store",
+            "realtime",
+            "auth",
+            "lib",
+            "worker",
+        ],
     ),
     room("main", Application, &["cli"]),
 ];

@@ -838,8 +838,8 @@ pub async fn download(
             .download_signed(id, version, expires, &signature)
             .await?;
         return Ok(match answer {
-            SignedDownload::Bytes(d) => download_response(d),
-            SignedDownload::Redirect { url, version } => redirect_response(&url, &version.sha256),
+            SignedDownload::Bytes(d) => download_response(*d),
+            SignedDownload::Redirect { url, sha256 } => redirect_response(&url, &sha256),
         });
     }
     match AuthUser::bearer(&headers)? {

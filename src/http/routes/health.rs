@@ -95,6 +95,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         (StatusCode::OK, "ready")
     };
     let search = search_check(&state.marketplace.index_health());
+    let workers = super::cluster::ready_workers(&state).await;
     (
         status,
         ApiJson(json!({
@@ -102,6 +103,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             "agents": agents,
             "search_index": search,
             "dependencies": dependencies(&state.breakers),
+            "workers": workers,
         })),
     )
 }

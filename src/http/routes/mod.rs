@@ -10,6 +10,7 @@ use crate::error::{ApiError, Code};
 pub mod agents;
 pub mod analytics;
 pub mod auctions;
+pub mod cluster;
 pub mod health;
 pub mod tasks;
 pub mod users;
