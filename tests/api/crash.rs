@@ -236,7 +236,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_task() {
 
 /// Records every terminal `task_update` the server at `base` sends, until its socket closes.
 /// Returns once subscribed.
-pub async fn watch_terminal_updates(
+async fn watch_terminal_updates(
     base: &str,
     token: &str,
     announced: Arc<Mutex<HashMap<String, Vec<String>>>>,
