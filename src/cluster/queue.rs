@@ -462,8 +462,9 @@ impl TaskQueue for SharedQueue {
         }
     }
 
-    fn stop_run(&self, id: Uuid) {
+    fn stop_run(&self, id: Uuid) -> bool {
         self.0.bus.cancel(id);
+        true
     }
 
     fn adopt(
