@@ -462,8 +462,9 @@ impl TaskQueue for SharedQueue {
         }
     }
 
-    fn stop_run(&self, id: Uuid) {
+    fn stop_run(&self, id: Uuid) -> bool {
         self.0.bus.cancel(id);
+        true
     }
 
     fn adopt(
@@ -539,5 +540,50 @@ fn queue_error(e: redis::RedisError) -> QueueError {
         dependency: "redis",
         reason: e.category().to_owned(),
         retry_after: Duration::from_secs(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(owner: u128, priority: Priority, seq: u64, entry: &str) -> Slot {
+        Slot {
+            task: QueuedTask {
+                task_id: Uuid::from_u128(1000 + u128::from(seq)),
+                owner: Uuid::from_u128(owner),
+                priority,
+                seq,
+            },
+            entry: entry.into(),
+            waiting: true,
+        }
+    }
+
+    #[test]
+    fn the_book_counts_waiting_tasks_until_they_begin_or_go() {
+        let mut book = Book::default();
+        let a = slot(1, Priority::High, 1, "1-0");
+        let b = slot(1, Priority::Low, 2, "2-0");
+        let c = slot(2, Priority::Low, 3, "3-0");
+        for s in [&a, &b, &c] {
+            book.insert(s.clone());
+        }
+        assert_eq!((book.waiting, book.depth), (3, [2, 0, 1, 0]));
+        assert_eq!(book.per_owner[&Uuid::from_u128(1)], 2);
+        // Only the entry the task sits at begins it: a stale duplicate does not.
+        assert!(!book.begin(a.task.task_id, "9-9"));
+        assert!(book.begin(a.task.task_id, "1-0"));
+        assert!(book.begin(a.task.task_id, "1-0"), "a takeover begins it again");
+        assert_eq!((book.waiting, book.depth), (2, [2, 0, 0, 0]));
+        // Forgetting a begun task changes no count; a waiting one leaves the depth.
+        assert!(book.forget(a.task.task_id, Some("1-0")).is_some());
+        assert!(book.forget(b.task.task_id, Some("7-7")).is_none());
+        assert!(book.forget(b.task.task_id, None).is_some());
+        assert_eq!((book.waiting, book.depth), (1, [1, 0, 0, 0]));
+        assert!(!book.per_owner.contains_key(&Uuid::from_u128(1)));
+        // A task pushed again (failover) replaces its old slot without counting twice.
+        book.insert(slot(2, Priority::Low, 3, "4-0"));
+        assert_eq!((book.waiting, book.per_owner[&Uuid::from_u128(2)]), (1, 1));
     }
 }

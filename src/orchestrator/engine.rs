@@ -444,22 +444,16 @@ impl Orchestrator {
     }
 
     /// Stops a running task and waits for its worker to mark it canceled; `None` if it did not
-    /// end in time (or was not running any more).
+    /// end in time (or was not running any more). The run may be on another node (one this
+    /// node began before a restart has no handle here): it is told over the queue.
     async fn cancel_running(&self, owner: Uuid, id: Uuid) -> Result<Option<Task>, TaskError> {
-        let token = self
-            .inner
-            .running
-            .lock()
-            .expect("running map")
-            .get(&id)
-            .cloned();
-        let Some(token) = token else {
-            return Ok(None);
-        };
+        let token = self.running_runs().get(&id).cloned();
         let events = self.finished_events();
-        token.cancel();
-        // The run may be on another node.
-        self.inner.queue.stop_run(id);
+        let here = token.map(|t| t.cancel()).is_some();
+        let elsewhere = self.inner.queue.stop_run(id);
+        if !here && !elsewhere {
+            return Ok(None);
+        }
         self.wait_finished(events, owner, id, CANCEL_WAIT).await
     }
 

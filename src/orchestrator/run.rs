@@ -39,10 +39,35 @@ impl Orchestrator {
                 return Ok(());
             };
             let output = self.run_here(&order, &lease).await;
-            self.complete(&lease, &order, output).await.map(drop)
+            self.complete_retrying(&lease, &order, output).await
         };
         if let Err(e) = run.await {
             self.fail_internally(id, e).await;
+        }
+    }
+
+    /// [`Orchestrator::complete`], retried while the shared queue cannot be reached, for up to
+    /// a lease (past it another node may have the task, and this result would not count).
+    async fn complete_retrying(
+        &self,
+        lease: &Lease,
+        order: &RunOrder,
+        output: RunOutput,
+    ) -> Result<(), TaskError> {
+        // Leases that never expire: a queue that cannot be unreachable.
+        let Some(every) = self.inner.queue.keep_every() else {
+            return self.complete(lease, order, output).await.map(drop);
+        };
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.complete(lease, order, output.clone()).await {
+                Err(TaskError::QueueUnavailable { .. }) if started.elapsed() < every * 3 => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                other => return other.map(drop),
+            }
         }
     }
 

@@ -235,8 +235,9 @@ pub trait TaskQueue: Send + Sync {
     /// Removes a queued task (e.g. canceled). Returns whether it was queued.
     fn remove(&self, task: &QueuedTask) -> bool;
 
-    /// Asks whichever node runs task `id` to stop it (the embedded queue has no other node).
-    fn stop_run(&self, id: Uuid);
+    /// Asks whichever other node runs task `id` to stop it; false when there are no other
+    /// nodes (the embedded queue).
+    fn stop_run(&self, id: Uuid) -> bool;
 
     /// At start, before any worker: the unfinished tasks the journal holds, with whether they
     /// were running. Returns those the queue does not hold, which the caller queues again; a
@@ -409,7 +410,9 @@ impl TaskQueue for PriorityQueue {
         self.lanes().remove(task)
     }
 
-    fn stop_run(&self, _id: Uuid) {}
+    fn stop_run(&self, _id: Uuid) -> bool {
+        false
+    }
 
     fn adopt(
         &self,

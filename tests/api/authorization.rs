@@ -167,6 +167,7 @@ const TABLE: &[Row] = &[
     row("POST",   "/api/v1/ws/send",                          Target::None,  Json(message_to_a),   [401, 403, 403, 200, 403, 403, 403, 403, 401]),
     row("POST",   "/api/v1/ws/user/{user_id}",                Target::UserA, Json(message),        [401, 403, 403, 200, 403, 403, 403, 403, 401]),
 
+    row("GET",    "/api/v1/admin/workers",                    Target::None,  Empty,                [401, 403, 403, 200, 403, 403, 403, 403, 401]),
     row("GET",    "/health",                                  Target::None,  Empty,                [200, 200, 200, 200, 200, 200, 200, 200, 200]),
     row("GET",    "/ready",                                   Target::None,  Empty,                [200, 200, 200, 200, 200, 200, 200, 200, 200]),
     row("GET",    "/metrics",                                 Target::None,  Empty,                [200, 200, 200, 200, 200, 200, 200, 200, 200]),

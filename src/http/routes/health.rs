@@ -122,6 +122,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 .set(counts.get(status) as f64);
         }
     }
+    if let Some(nodes) = &state.nodes
+        && let Ok(live) = nodes.list().await
+    {
+        metrics::gauge!("zerostate_worker_nodes").set(live.len() as f64);
+    }
     // Reading a breaker's state moves an open one past its cool-down, and its gauge with it.
     for breaker in state.breakers.all() {
         breaker.state();
