@@ -147,10 +147,17 @@ impl RedisServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("exited ({status}): {}", log.lock().unwrap()));
             }
-            // `-LOADING` while it replays the AOF; `+PONG` once it serves.
+            // `-LOADING` while it replays the AOF; `+PONG` once it serves. The answer must
+            // come from our child, not from another server that took the port first.
             if self.query("PING").as_deref() == Some("PONG") {
-                self.child = Some(child);
-                return Ok(());
+                let ours = format!("process_id:{}\r\n", child.id());
+                if self
+                    .query("INFO server")
+                    .is_some_and(|info| info.contains(&ours))
+                {
+                    self.child = Some(child);
+                    return Ok(());
+                }
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
