@@ -13,7 +13,8 @@
 //! `E2E_REDIS_FSYNC=everysec`, and the server queues through it, running tasks itself with the
 //! same worker count), or `both`, one after the other on the same machine. In Redis mode it
 //! also counts the commands Redis ran per task (`INFO commandstats`, split into those the
-//! server sent and those its scripts ran) and redis-server's CPU per task.
+//! server sent and those its scripts ran) and redis-server's CPU per task. `E2E_WORKERS=N` sets
+//! the server's worker count (default 4) in every mode.
 //!
 //! RATE 0 is a closed loop: each client sends its next submit when the last one answers, so
 //! the server runs flat out. A RATE (submits/s) is an open loop, as `wrk2` does it: submit `i`
@@ -51,8 +52,16 @@ enum Mode {
 }
 
 /// Commands Redis runs inside the server's queue scripts (`src/cluster/queue.rs`): counted by
-/// `INFO commandstats`, but no round trip of their own.
-const SCRIPTED: &[&str] = &["xautoclaim", "xreadgroup", "xpending", "xclaim", "xack"];
+/// `INFO commandstats`, but no round trip of their own. (`XDEL` is also sent alone, for a task
+/// canceled while queued: none here.)
+const SCRIPTED: &[&str] = &[
+    "xautoclaim",
+    "xreadgroup",
+    "xpending",
+    "xclaim",
+    "xack",
+    "xdel",
+];
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
@@ -70,6 +79,7 @@ fn main() {
         Ok("always") | Err(_) => Durability::Fsynced,
         Ok(other) => panic!("E2E_REDIS_FSYNC={other}: always or everysec"),
     };
+    let workers = std::env::var("E2E_WORKERS").ok();
     let binary =
         std::env::var_os("E2E_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_zerostate").into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -82,6 +92,9 @@ fn main() {
         // One user submits every task, faster than they run: their backlog passes the default
         // queued_tasks quota (meant for a server shared by strangers) within a second.
         let mut env = vec![("ZEROSTATE_QUOTAS__QUEUED_TASKS", "0")];
+        if let Some(workers) = &workers {
+            env.push(("ZEROSTATE_WORKERS", workers.as_str()));
+        }
         let redis = (mode == Mode::Redis).then(|| RedisServer::start_with(fsync));
         let url = redis.as_ref().map(RedisServer::url).unwrap_or_default();
         if redis.is_some() {

@@ -42,8 +42,9 @@ fn nap_agent(ms: u64) -> Vec<u8> {
 }
 
 /// The settings every node of a test cluster shares (as `ZEROSTATE_*` variables), plus `more`.
+/// Later values win: `Command::envs` sets them in order.
 fn cluster_env(redis: &RedisServer, more: &[(&str, &str)]) -> Vec<(String, String)> {
-    let env: Vec<(String, String)> = [
+    [
         ("ZEROSTATE_QUEUE__BACKEND", "redis"),
         ("ZEROSTATE_REDIS__URL", redis.url().as_str()),
         ("ZEROSTATE_QUEUE__LEASE_SECS", "3"),
@@ -53,9 +54,7 @@ fn cluster_env(redis: &RedisServer, more: &[(&str, &str)]) -> Vec<(String, Strin
     .iter()
     .chain(more)
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    // Later values win: `Command::envs` sets them in order.
-    env
+    .collect()
 }
 
 fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
