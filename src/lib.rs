@@ -393,7 +393,7 @@ async fn blob_store(
         BlobBackend::S3 => {
             let breaker = breakers.add("s3", settings.breakers.s3);
             Arc::new(
-                S3Blobs::connect(&settings.blobs, breaker)
+                S3Blobs::connect(&settings.blobs, breaker, store.clone())
                     .await
                     .map_err(StartError::Blobs)?,
             )
