@@ -190,6 +190,43 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
+/// What a failed start-up listing says about the settings.
+fn misconfiguration(error: object_store::Error, settings: &BlobSettings) -> S3ConfigError {
+    let bucket = settings.bucket.clone();
+    let missing = || S3ConfigError::BucketMissing {
+        bucket: settings.bucket.clone(),
+        endpoint: settings.endpoint.clone(),
+    };
+    let text = error.to_string();
+    let refused_codes = [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+    ];
+    match error {
+        object_store::Error::NotFound { .. } => missing(),
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
+            S3ConfigError::CredentialsRefused { bucket }
+        }
+        _ if text.contains("NoSuchBucket") => missing(),
+        _ if refused_codes.iter().any(|code| text.contains(code)) => {
+            S3ConfigError::CredentialsRefused { bucket }
+        }
+        // An HTTP answer that is none of the above: the server is there but refuses.
+        _ if text.contains("HTTP status") || text.contains("Server returned") => {
+            S3ConfigError::Refused {
+                bucket,
+                reason: text,
+            }
+        }
+        e => S3ConfigError::Unreachable {
+            endpoint: settings.endpoint.clone(),
+            reason: root_cause(&e),
+        },
+    }
+}
+
 impl S3Blobs {
     /// Builds the client and lists the bucket once: a misconfiguration (missing setting,
     /// unreachable endpoint, missing bucket, refused credentials) is an error naming the
@@ -216,54 +253,17 @@ impl S3Blobs {
         Ok(blobs)
     }
 
-    /// Lists at most one key under the root, classifying a failure.
+    /// Lists the root once (one page of keys); a failure says which setting is wrong.
     async fn probe(&self, settings: &BlobSettings) -> Result<(), S3ConfigError> {
-        let listed = tokio::time::timeout(
-            self.breaker.call_timeout(),
-            self.store.list_with_delimiter(Some(&self.root)),
-        )
-        .await;
-        let unreachable = |reason: String| S3ConfigError::Unreachable {
-            endpoint: settings.endpoint.clone(),
-            reason,
-        };
-        let bucket = settings.bucket.clone();
-        match listed {
-            Err(_) => Err(unreachable(format!(
-                "no answer within {} ms",
-                self.breaker.call_timeout().as_millis()
-            ))),
+        let timeout = self.breaker.call_timeout();
+        let listed = self.store.list_with_delimiter(Some(&self.root));
+        match tokio::time::timeout(timeout, listed).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(object_store::Error::NotFound { .. })) => Err(S3ConfigError::BucketMissing {
-                bucket,
+            Ok(Err(e)) => Err(misconfiguration(e, settings)),
+            Err(_) => Err(S3ConfigError::Unreachable {
                 endpoint: settings.endpoint.clone(),
+                reason: format!("no answer within {} ms", timeout.as_millis()),
             }),
-            Ok(Err(
-                object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. },
-            )) => Err(S3ConfigError::CredentialsRefused { bucket }),
-            Ok(Err(e)) => {
-                let reason = format!("{e}");
-                if reason.contains("NoSuchBucket") {
-                    Err(S3ConfigError::BucketMissing {
-                        bucket,
-                        endpoint: settings.endpoint.clone(),
-                    })
-                } else if [
-                    "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch",
-                    "AccessDenied",
-                ]
-                .iter()
-                .any(|code| reason.contains(code))
-                {
-                    Err(S3ConfigError::CredentialsRefused { bucket })
-                } else if reason.contains("HTTP status") || reason.contains("Server returned") {
-                    Err(S3ConfigError::Refused { bucket, reason })
-                } else {
-                    Err(unreachable(root_cause(&e)))
-                }
-            }
         }
     }
 
