@@ -497,11 +497,12 @@ mod tests {
         };
         let named = |s: &BlobSettings| client(s, Duration::from_secs(1)).unwrap_err().to_string();
         assert!(named(&s).starts_with("blobs.endpoint is not set"));
+        s.endpoint = "http://127.0.0.1:1".into();
+        assert!(named(&s).starts_with("blobs.bucket is not set"));
+        s.bucket = "modules".into();
         s.endpoint = "not a url".into();
         assert!(named(&s).starts_with("blobs.endpoint: `not a url` is not a URL"));
         s.endpoint = "ftp://host".into();
         assert!(named(&s).contains("is not an http:// or https:// URL"));
-        s.endpoint = "http://127.0.0.1:1".into();
-        assert!(named(&s).starts_with("blobs.bucket is not set"));
     }
 }
