@@ -5,6 +5,7 @@
 # (the cache deleted: every module is read from S3, hash-checked and compiled again).
 # Usage: benches/s3_startup.sh [path/to/zerostate] (default: target/release/zerostate).
 # Needs moto_server (`python3 -m pip install 'moto[server]'`) and curl.
+# 2026-12, 2 cores, release build, 100 agents of 53 KB: warm 93 ms, cold 9.7 s (the compiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-target/release/zerostate}"
