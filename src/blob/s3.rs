@@ -86,7 +86,8 @@ pub struct S3Blobs {
     store: Arc<AmazonS3>,
     breaker: Breaker,
     /// The database: its `blobs` table lists the objects that may exist, for the sweep.
-    db: Store,
+    /// `None` on a worker node, which only reads modules.
+    db: Option<Store>,
     /// `<prefix>/blobs`: the parent of every key.
     root: Path,
 }
@@ -235,6 +236,20 @@ impl S3Blobs {
         settings: &BlobSettings,
         breaker: Breaker,
         db: Store,
+    ) -> Result<Self, S3ConfigError> {
+        Self::open(settings, breaker, Some(db)).await
+    }
+
+    /// A store for a node that only reads modules (a worker node): nothing to sweep, so no
+    /// database.
+    pub async fn reader(settings: &BlobSettings, breaker: Breaker) -> Result<Self, S3ConfigError> {
+        Self::open(settings, breaker, None).await
+    }
+
+    async fn open(
+        settings: &BlobSettings,
+        breaker: Breaker,
+        db: Option<Store>,
     ) -> Result<Self, S3ConfigError> {
         let store = client(settings, breaker.call_timeout())?;
         let blobs = Self {
@@ -415,7 +430,10 @@ impl S3Blobs {
             txn.commit()?;
             Ok(())
         };
-        Ok(self.db.run(write).await?)
+        match &self.db {
+            Some(db) => Ok(db.run(write).await?),
+            None => Ok(()),
+        }
     }
 
     /// Takes `hash` off the `blobs` table once its object is gone.
@@ -426,7 +444,10 @@ impl S3Blobs {
             txn.commit()?;
             Ok(())
         };
-        Ok(self.db.run(write).await?)
+        match &self.db {
+            Some(db) => Ok(db.run(write).await?),
+            None => Ok(()),
+        }
     }
 
     /// A presigned GET of the blob's object, valid for `ttl`. Signing is local (no call is

@@ -574,7 +574,10 @@ mod tests {
         // Only the entry the task sits at begins it: a stale duplicate does not.
         assert!(!book.begin(a.task.task_id, "9-9"));
         assert!(book.begin(a.task.task_id, "1-0"));
-        assert!(book.begin(a.task.task_id, "1-0"), "a takeover begins it again");
+        assert!(
+            book.begin(a.task.task_id, "1-0"),
+            "a takeover begins it again"
+        );
         assert_eq!((book.waiting, book.depth), (2, [2, 0, 0, 0]));
         // Forgetting a begun task changes no count; a waiting one leaves the depth.
         assert!(book.forget(a.task.task_id, Some("1-0")).is_some());
