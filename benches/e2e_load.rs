@@ -8,6 +8,13 @@
 //! Run: `cargo bench --bench e2e_load -- [TASKS] [CLIENTS] [RATE]` (defaults 5,000, 64, 0);
 //! `E2E_BINARY=path` loads another build (a release artifact, a profiling build).
 //!
+//! `E2E_MODE` picks the queue: `embedded` (default), `redis` (compatibility mode: the bench
+//! starts a `redis-server` with `appendfsync always`, or `everysec` with
+//! `E2E_REDIS_FSYNC=everysec`, and the server queues through it, running tasks itself with the
+//! same worker count), or `both`, one after the other on the same machine. In Redis mode it
+//! also counts the commands Redis ran per task (`INFO commandstats`, split into those the
+//! server sent and those its scripts ran) and redis-server's CPU per task.
+//!
 //! RATE 0 is a closed loop: each client sends its next submit when the last one answers, so
 //! the server runs flat out. A RATE (submits/s) is an open loop, as `wrk2` does it: submit `i`
 //! is due at `i / RATE` s, clients take them in turn, and latency counts from when a submit
@@ -26,34 +33,78 @@ use cpu::{Cpu, machine_cpu};
 mod child;
 use child::Server;
 
+#[path = "../tests/api/redis_server.rs"]
+mod redis_server;
+use redis_server::{Durability, RedisServer};
+
 /// A submit slower than this counts as slow in the timeline the bench prints.
 const SLOW: Duration = Duration::from_millis(10);
 
 /// Reads nothing, writes nothing, exits 0.
 const NOOP_AGENT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
+/// Where the server queues its tasks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Embedded,
+    Redis,
+}
+
+/// Commands Redis runs inside the server's queue scripts (`src/cluster/queue.rs`): counted by
+/// `INFO commandstats`, but no round trip of their own.
+const SCRIPTED: &[&str] = &["xautoclaim", "xreadgroup", "xpending", "xclaim", "xack"];
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
     let tasks: usize = args.next().map_or(5_000, |a| a.parse().expect("TASKS"));
     let clients: usize = args.next().map_or(64, |a| a.parse().expect("CLIENTS"));
     let rate: f64 = args.next().map_or(0.0, |a| a.parse().expect("RATE"));
-    let dir = tempfile::tempdir().unwrap();
+    let modes = match std::env::var("E2E_MODE").as_deref() {
+        Ok("redis") => vec![Mode::Redis],
+        Ok("both") => vec![Mode::Embedded, Mode::Redis],
+        Ok("embedded") | Err(_) => vec![Mode::Embedded],
+        Ok(other) => panic!("E2E_MODE={other}: embedded, redis or both"),
+    };
+    let fsync = match std::env::var("E2E_REDIS_FSYNC").as_deref() {
+        Ok("everysec") => Durability::EverySecond,
+        Ok("always") | Err(_) => Durability::Fsynced,
+        Ok(other) => panic!("E2E_REDIS_FSYNC={other}: always or everysec"),
+    };
     let binary =
         std::env::var_os("E2E_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_zerostate").into());
-    // One user submits every task, faster than they run: their backlog passes the default
-    // queued_tasks quota (meant for a server shared by strangers) within a second.
-    let server = Server::start(
-        &binary,
-        dir.path(),
-        &[],
-        &[("ZEROSTATE_QUOTAS__QUEUED_TASKS", "0")],
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(&server, tasks, clients, rate));
+    for mode in modes {
+        let dir = tempfile::tempdir().unwrap();
+        // One user submits every task, faster than they run: their backlog passes the default
+        // queued_tasks quota (meant for a server shared by strangers) within a second.
+        let mut env = vec![("ZEROSTATE_QUOTAS__QUEUED_TASKS", "0")];
+        let redis = (mode == Mode::Redis).then(|| RedisServer::start_with(fsync));
+        let url = redis.as_ref().map(RedisServer::url).unwrap_or_default();
+        if redis.is_some() {
+            env.extend([
+                ("ZEROSTATE_QUEUE__BACKEND", "redis"),
+                ("ZEROSTATE_REDIS__URL", url.as_str()),
+            ]);
+        }
+        match (&redis, fsync) {
+            (None, _) => println!("\n== embedded queue (the task journal)"),
+            (Some(_), Durability::EverySecond) => {
+                println!("\n== compatibility mode: Redis queue, appendfsync everysec")
+            }
+            (Some(_), _) => println!("\n== compatibility mode: Redis queue, appendfsync always"),
+        }
+        let server = Server::start(&binary, dir.path(), &[], &env);
+        runtime.block_on(run(&server, redis.as_ref(), tasks, clients, rate));
+    }
+}
+
+/// redis-server's user + system CPU time so far.
+fn redis_cpu(redis: &RedisServer) -> Duration {
+    Cpu::of(&redis.pid().expect("redis-server runs").to_string()).total()
 }
 
 impl Server {
@@ -63,7 +114,13 @@ impl Server {
     }
 }
 
-async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
+async fn run(
+    server: &Server,
+    redis: Option<&RedisServer>,
+    tasks: usize,
+    clients: usize,
+    rate: f64,
+) {
     let base = server.base.clone();
     let client = reqwest::Client::new();
 
@@ -87,6 +144,7 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
     assert_eq!(upload.status(), 201);
 
     let cpu_before = (server.cpu(), Cpu::of("self").total(), machine_cpu().1);
+    let redis_before = redis.map(|r| (r.command_calls(), redis_cpu(r)));
     if rate > 0.0 {
         println!(
             "end to end: {tasks} tasks offered at {rate:.0}/s by {clients} clients, no-op agent"
@@ -159,6 +217,7 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
         cpu(server.cpu(), cpu_before.0),
         cpu(Cpu::of("self").total(), cpu_before.1),
     );
+    let redis_after = redis.map(|r| (r.command_calls(), redis_cpu(r)));
 
     // When the slow submits were sent: a stall shows as one busy slot, a steady overload as
     // many.
@@ -192,6 +251,40 @@ async fn run(server: &Server, tasks: usize, clients: usize, rate: f64) {
          {:.2} s of CPU stolen by the hypervisor during the run",
         stolen.as_secs_f64()
     );
+    if let (Some((calls_before, cpu_before)), Some((calls_after, cpu_after))) =
+        (redis_before, redis_after)
+    {
+        let per_task = |n: u64| n as f64 / tasks as f64;
+        let mut sent = Vec::new();
+        let mut scripted = Vec::new();
+        let (mut sent_total, mut scripted_total) = (0, 0);
+        for (name, after) in &calls_after {
+            let n = after - calls_before.get(name).copied().unwrap_or(0);
+            if n == 0 || name == "info" {
+                continue;
+            }
+            let line = format!("{name} {:.2}", per_task(n));
+            if SCRIPTED.contains(&name.as_str()) {
+                scripted.push(line);
+                scripted_total += n;
+            } else {
+                sent.push(line);
+                sent_total += n;
+            }
+        }
+        println!(
+            "Redis commands per task: {:.2} sent by the server ({}); {:.2} run inside its \
+             scripts ({})",
+            per_task(sent_total),
+            sent.join(", "),
+            per_task(scripted_total),
+            scripted.join(", ")
+        );
+        println!(
+            "CPU per task: redis-server {:.1} µs",
+            cpu(cpu_after, cpu_before)
+        );
+    }
     let slow: Vec<String> = slow.iter().map(usize::to_string).collect();
     println!(
         "submits over {} ms, per {} ms of the run: {}",

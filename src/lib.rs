@@ -80,7 +80,7 @@ pub enum StartError {
     #[error("start-up step failed: {0}")]
     Component(String),
     /// `[queue]`/`[redis]` name a Redis this server cannot use; the message says what to change.
-    #[error("{0}")]
+    #[error(transparent)]
     Cluster(#[from] cluster::Misconfigured),
     /// `[blobs]` names an S3 store this server cannot use; the message says what to change.
     /// (Not a `source`: its text is already in this message, and `main` prints the chain.)

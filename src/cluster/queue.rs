@@ -57,9 +57,11 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 ";
 
-/// Acknowledges and deletes entry ARGV[3] if ARGV[2] still owns it: 1, else 0.
+/// Acknowledges and deletes entry ARGV[3] if ARGV[2] still owns it: 1. 2 when the entry is gone
+/// altogether (a report already removed it: perhaps this one, whose answer was lost); else 0.
 const DONE: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if p[1] == nil and #redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) == 0 then return 2 end
 if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
@@ -70,7 +72,9 @@ return 1
 #[derive(Debug, Clone)]
 struct Slot {
     task: QueuedTask,
-    entry: String,
+    /// `None` while its `XADD` awaits its answer: a node may take the entry before the answer
+    /// arrives, and the first entry taken for the task is then where it sits.
+    entry: Option<String>,
     /// Not begun yet: counted in the depth.
     waiting: bool,
 }
@@ -113,11 +117,17 @@ impl Book {
         }
     }
 
-    /// The task of `entry` begins: true if `entry` is where the task sits.
+    /// The task of `entry` begins: true if `entry` is where the task sits (or its push has
+    /// not been answered yet: then it sits there from now on).
     fn begin(&mut self, task: Uuid, entry: &str) -> bool {
-        let Some(slot) = self.slots.get_mut(&task).filter(|s| s.entry == entry) else {
+        let Some(slot) = self.slots.get_mut(&task) else {
             return false;
         };
+        match &slot.entry {
+            Some(at) if at != entry => return false,
+            Some(_) => {}
+            None => slot.entry = Some(entry.to_owned()),
+        }
         if slot.waiting {
             slot.waiting = false;
             let task = slot.task;
@@ -126,9 +136,25 @@ impl Book {
         true
     }
 
+    /// The push of `task` was answered: it sits at `entry`, unless a node took it first.
+    fn placed(&mut self, task: Uuid, entry: String) {
+        if let Some(slot) = self.slots.get_mut(&task)
+            && slot.entry.is_none()
+        {
+            slot.entry = Some(entry);
+        }
+    }
+
+    /// Whether the book has `task` at `entry`.
+    fn sits_at(&self, task: Uuid, entry: &str) -> bool {
+        self.slots
+            .get(&task)
+            .is_some_and(|s| s.entry.as_deref() == Some(entry))
+    }
+
     fn forget(&mut self, task: Uuid, entry: Option<&str>) -> Option<Slot> {
         let slot = self.slots.get(&task)?;
-        if entry.is_some_and(|e| e != slot.entry) {
+        if entry.is_some_and(|e| slot.entry.as_deref() != Some(e)) {
             return None;
         }
         let slot = self.slots.remove(&task)?;
@@ -229,14 +255,31 @@ impl RedisQueue {
             .arg(self.bus.wake_channel())
             .arg("")
             .ignore();
-        let mut conn = self.redis.conn();
-        let (entry,): (String,) = self.redis.call(pipe.query_async(&mut conn)).await?;
+        // In the book before Redis has it: a node woken by the push may take the entry, and
+        // ask this node to begin it, before the answer to the XADD arrives here.
         self.book().insert(Slot {
             task,
-            entry,
+            entry: None,
             waiting: true,
         });
-        Ok(())
+        let mut conn = self.redis.conn();
+        match self.redis.call(pipe.query_async(&mut conn)).await {
+            Ok((entry,)) => {
+                self.book().placed(task.task_id, entry);
+                Ok(())
+            }
+            Err(e) => {
+                let mut book = self.book();
+                if book
+                    .slots
+                    .get(&task.task_id)
+                    .is_some_and(|s| s.entry.is_none())
+                {
+                    book.forget(task.task_id, None);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// One try at the next task.
@@ -298,9 +341,10 @@ impl RedisQueue {
         })
     }
 
-    async fn fenced(&self, script: &Script, lease: &Lease) -> Result<bool, QueueError> {
+    /// Runs [`KEEP`] or [`DONE`] for the lease; its answer (0 for a lease without a claim).
+    async fn fenced(&self, script: &Script, lease: &Lease) -> Result<i64, QueueError> {
         let Some(claim) = &lease.claim else {
-            return Ok(false);
+            return Ok(0);
         };
         let mut invocation = script.prepare_invoke();
         invocation
@@ -309,8 +353,7 @@ impl RedisQueue {
             .arg(&claim.consumer)
             .arg(&claim.entry);
         let mut conn = self.redis.conn();
-        let owned: i64 = self.redis.call(invocation.invoke_async(&mut conn)).await?;
-        Ok(owned == 1)
+        self.redis.call(invocation.invoke_async(&mut conn)).await
     }
 
     /// Every entry the streams hold, by task: (priority, entry id), the oldest entry of a
@@ -367,7 +410,12 @@ impl RedisQueue {
         tokio::spawn(async move {
             let mut conn = redis.conn();
             let mut del = redis::cmd("XDEL");
-            del.arg(stream).arg(&slot.entry);
+            let Some(entry) = &slot.entry else {
+                // Its push is unanswered: whoever takes the entry finds it gone and gives it
+                // back.
+                return;
+            };
+            del.arg(stream).arg(entry);
             if let Err(e) = redis.call(del.query_async::<i64>(&mut conn)).await {
                 tracing::debug!(task_id = %slot.task.task_id, error = %e, "could not delete a removed task's entry");
             }
@@ -427,16 +475,22 @@ impl TaskQueue for SharedQueue {
 
     fn keep(&self, lease: &Lease) -> BoxFuture<'_, Result<bool, QueueError>> {
         let lease = lease.clone();
-        async move { self.0.fenced(&self.0.keep, &lease).await }.boxed()
+        async move { Ok(self.0.fenced(&self.0.keep, &lease).await? == 1) }.boxed()
     }
 
     fn done(&self, lease: &Lease) -> BoxFuture<'_, Result<bool, QueueError>> {
         let lease = lease.clone();
         async move {
-            let done = self.0.fenced(&self.0.done, &lease).await?;
+            let answer = self.0.fenced(&self.0.done, &lease).await?;
+            let entry = lease.claim.as_ref().map(|c| c.entry.as_str());
+            let mut book = self.0.book();
+            // Gone while the book still has the task there: no report of another node removed
+            // it (that one would have forgotten the slot), so this report's earlier try did, and
+            // its answer was lost (Redis died between applying and answering).
+            let done = answer == 1
+                || (answer == 2 && entry.is_some_and(|e| book.sits_at(lease.task.task_id, e)));
             if done {
-                let entry = lease.claim.as_ref().map(|c| c.entry.as_str());
-                self.0.book().forget(lease.task.task_id, entry);
+                book.forget(lease.task.task_id, entry);
             }
             Ok(done)
         }
@@ -479,7 +533,7 @@ impl TaskQueue for SharedQueue {
                 match entries.get(&task.task_id) {
                     Some((_, entry)) => book.insert(Slot {
                         task,
-                        entry: entry.clone(),
+                        entry: Some(entry.clone()),
                         waiting: !running,
                     }),
                     None => missing.push((task, running)),
@@ -555,7 +609,7 @@ mod tests {
                 priority,
                 seq,
             },
-            entry: entry.into(),
+            entry: Some(entry.into()),
             waiting: true,
         }
     }
@@ -588,5 +642,30 @@ mod tests {
         // A task pushed again (failover) replaces its old slot without counting twice.
         book.insert(slot(2, Priority::Low, 3, "4-0"));
         assert_eq!((book.waiting, book.per_owner[&Uuid::from_u128(2)]), (1, 1));
+    }
+
+    /// Regression: a node took a fresh entry before the primary had the answer to its XADD;
+    /// the task was not in the book yet, so the take gave it back and deleted it, and the
+    /// acknowledged task stayed queued for ever.
+    #[test]
+    fn a_task_taken_before_its_push_is_answered_begins() {
+        let mut book = Book::default();
+        let mut a = slot(1, Priority::Normal, 1, "1-0");
+        a.entry = None;
+        book.insert(a.clone());
+        assert!(
+            book.begin(a.task.task_id, "5-0"),
+            "the first entry taken is the one"
+        );
+        book.placed(a.task.task_id, "5-0".into());
+        assert!(book.sits_at(a.task.task_id, "5-0"));
+        assert!(
+            !book.begin(a.task.task_id, "6-0"),
+            "a duplicate does not begin it"
+        );
+        // The answer arriving after the take changes nothing.
+        book.placed(a.task.task_id, "7-0".into());
+        assert!(book.sits_at(a.task.task_id, "5-0"));
+        assert_eq!(book.waiting, 0);
     }
 }

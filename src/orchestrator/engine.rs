@@ -175,7 +175,7 @@ pub(super) struct Inner {
     pub(super) pending: Mutex<HashMap<Uuid, usize>>,
     pub(super) weights: Weights,
     /// Cleared at shutdown: submits answer 503 and workers stop taking tasks.
-    accepting: AtomicBool,
+    pub(super) accepting: AtomicBool,
     /// Ids of tasks as they reach a terminal state, for submitters waiting on a result.
     finished: broadcast::Sender<Uuid>,
     /// Cancel handles of the runs in progress. A std Mutex: held for a map operation only.

@@ -7,6 +7,7 @@
 //! on worker nodes.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -46,23 +47,24 @@ impl Orchestrator {
         }
     }
 
-    /// [`Orchestrator::complete`], retried while the shared queue cannot be reached, for up to
-    /// a lease (past it another node may have the task, and this result would not count).
+    /// [`Orchestrator::complete`], retried while the shared queue cannot be reached, until it
+    /// answers or this server stops. Giving up sooner could strand the task: Redis may have
+    /// applied the report and died before answering, and then no lease is left to expire. A
+    /// late retry is safe: the fence ignores the result if another node took the task over.
+    /// On a stop the task stays running in the journal, and the next start queues it again if
+    /// Redis lacks it.
     async fn complete_retrying(
         &self,
         lease: &Lease,
         order: &RunOrder,
         output: RunOutput,
     ) -> Result<(), TaskError> {
-        // Leases that never expire: a queue that cannot be unreachable.
-        let Some(every) = self.inner.queue.keep_every() else {
-            return self.complete(lease, order, output).await.map(drop);
-        };
-        let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
             match self.complete(lease, order, output.clone()).await {
-                Err(TaskError::QueueUnavailable { .. }) if started.elapsed() < every * 3 => {
+                Err(TaskError::QueueUnavailable { .. })
+                    if self.inner.accepting.load(Ordering::Relaxed) =>
+                {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }

@@ -25,9 +25,9 @@ use primary::Primary;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("{0}")]
+    #[error(transparent)]
     Misconfigured(#[from] Misconfigured),
-    #[error("{0}")]
+    #[error(transparent)]
     Blobs(#[from] crate::blob::s3::S3ConfigError),
     #[error("cannot start the worker: {0}")]
     Start(String),

@@ -54,14 +54,7 @@ impl Server {
     }
 
     fn command(binary: &OsStr, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(binary);
-        // The harness's own settings (ZEROSTATE_CRASH_CYCLES, say) are not the server's: it
-        // refuses keys it does not know.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ZEROSTATE_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = zerostate_command(binary);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -133,5 +126,115 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `binary` without the harness's own `ZEROSTATE_*` settings (ZEROSTATE_CRASH_CYCLES, say):
+/// the server refuses keys it does not know.
+fn zerostate_command(binary: &OsStr) -> Command {
+    let mut command = Command::new(binary);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ZEROSTATE_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// A `zerostate worker` node (compatibility mode: runs tasks it takes from Redis, no HTTP);
+/// killed (SIGKILL) when dropped.
+#[allow(dead_code)] // not every includer of this file uses it
+pub struct Worker {
+    pub child: Child,
+    /// Every line it logged (JSON), kept for the test to read.
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[allow(dead_code)] // not every includer of this file uses it
+impl Worker {
+    /// Starts `binary worker` over `data_dir` (its compiled-code cache) with the settings in
+    /// `env`; returns at once (a worker has no port to wait for: see the primary's list).
+    pub fn start(binary: &OsStr, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = zerostate_command(binary)
+            .args(["worker", "--data-dir"])
+            .arg(data_dir)
+            .envs(env.iter().copied())
+            .env("ZEROSTATE_LOG__FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn zerostate worker");
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self { child, log }
+    }
+
+    /// The lines logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a run of the binary that was meant to fail ended.
+#[allow(dead_code)] // not every includer of this file uses it
+pub struct Exited {
+    pub status: std::process::ExitStatus,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `binary args` with the settings in `env` until it exits by itself, which it must do
+/// within `within` (a start-up that is refused); the harness's `ZEROSTATE_*` are not passed.
+#[allow(dead_code)] // not every includer of this file uses it
+pub fn run_to_exit(
+    binary: &OsStr,
+    args: &[&OsStr],
+    env: &[(&str, &str)],
+    within: std::time::Duration,
+) -> Exited {
+    let mut child = zerostate_command(binary)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn zerostate");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} still runs after {within:?}; it should have refused to start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Exited {
+        status,
+        stderr: reader.join().unwrap(),
     }
 }
