@@ -83,8 +83,9 @@ pub enum StartError {
     #[error(transparent)]
     Cluster(#[from] cluster::Misconfigured),
     /// `[blobs]` names an S3 store this server cannot use; the message says what to change.
+    /// (Not a `source`: its text is already in this message, and `main` prints the chain.)
     #[error("agent module storage (S3): {0}")]
-    Blobs(#[from] S3ConfigError),
+    Blobs(S3ConfigError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -454,7 +455,11 @@ async fn blob_store(
         BlobBackend::Embedded => Arc::new(EmbeddedBlobs::new(store.clone())),
         BlobBackend::S3 => {
             let breaker = breakers.add("s3", settings.breakers.s3);
-            Arc::new(S3Blobs::connect(&settings.blobs, breaker).await?)
+            Arc::new(
+                S3Blobs::connect(&settings.blobs, breaker, store.clone())
+                    .await
+                    .map_err(StartError::Blobs)?,
+            )
         }
     })
 }

@@ -257,6 +257,18 @@ const HELD_MODULE_BYTES: usize = 4 * 1024 * 1024;
 /// Weight of the newest compile in the compile-speed average.
 const SPEED_ALPHA: f64 = 0.3;
 
+/// A blob deletion's outcome: done, or left for the next start's sweep when the blob store's
+/// dependency is down (the change that released the blob stands either way).
+fn deleted_or_left(deleted: Result<(), BlobError>, hash: &str) -> Result<(), BlobError> {
+    match deleted {
+        Err(BlobError::Unavailable { dependency, .. }) => {
+            tracing::warn!(%hash, dependency, "cannot delete a blob no version uses now; the next start retries");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Compiles an input schema. Remote `$ref`s are not fetched (the server may be air-gapped).
 pub(super) fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, AgentError> {
     jsonschema::validator_for(schema).map_err(|e| AgentError::InvalidSchema(e.to_string()))
@@ -309,7 +321,7 @@ impl Marketplace {
             .collect();
         for orphan in store.unreferenced_blobs().await? {
             tracing::info!(hash = %orphan, "deleting a blob no version uses");
-            blobs.delete(orphan).await?;
+            deleted_or_left(blobs.delete(orphan.clone()).await, &orphan)?;
         }
         let directory = Directory::new(agents.iter().cloned());
         let catalog = Catalog::new(agents);
@@ -904,7 +916,7 @@ impl Marketplace {
         for hash in hashes {
             if self.store.blob_refs(hash.clone()).await? == 0 {
                 tracing::info!(%hash, "deleting a blob no version uses");
-                self.blobs.delete(hash.clone()).await?;
+                deleted_or_left(self.blobs.delete(hash.clone()).await, &hash)?;
             }
         }
         Ok(())

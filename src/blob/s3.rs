@@ -11,7 +11,9 @@
 //! [`BlobError::Unavailable`] (503 `dependency_unavailable`). A missing object is an answer,
 //! not an outage. Reads re-hash the bytes and refuse a mismatch ([`BlobError::Corrupt`]).
 //! Reference counts and garbage collection stay in the store, as for embedded blobs: the
-//! collector calls [`BlobStore::delete`]. Secrets never reach a log line or an error: the
+//! collector calls [`BlobStore::delete`]. The store's `blobs` table lists every object that may
+//! exist (a row written before the upload, removed after the delete), so the start-up sweep
+//! of unreferenced blobs finds what a crash or an outage left in the bucket. Secrets never reach a log line or an error: the
 //! credentials live only inside the object_store client, which prints none of them.
 
 use std::sync::Arc;
@@ -27,9 +29,10 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 
-use super::{BlobError, BlobStore, sha256_hex};
+use super::{BlobError, BlobMeta, BlobStore, sha256_hex};
 use crate::breaker::{Breaker, Tripped};
 use crate::config::BlobSettings;
+use crate::store::{Store, encode, tables};
 use crate::telemetry::LogBudget;
 
 /// Modules bigger than this go up as a multipart upload.
@@ -82,6 +85,9 @@ pub enum S3ConfigError {
 pub struct S3Blobs {
     store: Arc<AmazonS3>,
     breaker: Breaker,
+    /// The database: its `blobs` table lists the objects that may exist, for the sweep.
+    /// `None` on a worker node, which only reads modules.
+    db: Option<Store>,
     /// `<prefix>/blobs`: the parent of every key.
     root: Path,
 }
@@ -185,13 +191,69 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
+/// What a failed start-up listing says about the settings.
+fn misconfiguration(error: object_store::Error, settings: &BlobSettings) -> S3ConfigError {
+    let bucket = settings.bucket.clone();
+    let missing = || S3ConfigError::BucketMissing {
+        bucket: settings.bucket.clone(),
+        endpoint: settings.endpoint.clone(),
+    };
+    let text = error.to_string();
+    let refused_codes = [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+    ];
+    match error {
+        object_store::Error::NotFound { .. } => missing(),
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
+            S3ConfigError::CredentialsRefused { bucket }
+        }
+        _ if text.contains("NoSuchBucket") => missing(),
+        _ if refused_codes.iter().any(|code| text.contains(code)) => {
+            S3ConfigError::CredentialsRefused { bucket }
+        }
+        // An HTTP answer that is none of the above: the server is there but refuses.
+        _ if text.contains("HTTP status") || text.contains("Server returned") => {
+            S3ConfigError::Refused {
+                bucket,
+                reason: text,
+            }
+        }
+        e => S3ConfigError::Unreachable {
+            endpoint: settings.endpoint.clone(),
+            reason: root_cause(&e),
+        },
+    }
+}
+
 impl S3Blobs {
     /// Builds the client and lists the bucket once: a misconfiguration (missing setting,
     /// unreachable endpoint, missing bucket, refused credentials) is an error naming the
     /// setting to change. No object is written.
-    pub async fn connect(settings: &BlobSettings, breaker: Breaker) -> Result<Self, S3ConfigError> {
+    pub async fn connect(
+        settings: &BlobSettings,
+        breaker: Breaker,
+        db: Store,
+    ) -> Result<Self, S3ConfigError> {
+        Self::open(settings, breaker, Some(db)).await
+    }
+
+    /// A store for a node that only reads modules (a worker node): nothing to sweep, so no
+    /// database.
+    pub async fn reader(settings: &BlobSettings, breaker: Breaker) -> Result<Self, S3ConfigError> {
+        Self::open(settings, breaker, None).await
+    }
+
+    async fn open(
+        settings: &BlobSettings,
+        breaker: Breaker,
+        db: Option<Store>,
+    ) -> Result<Self, S3ConfigError> {
         let store = client(settings, breaker.call_timeout())?;
         let blobs = Self {
+            db,
             store: Arc::new(store),
             root: root(&settings.prefix),
             breaker,
@@ -206,54 +268,17 @@ impl S3Blobs {
         Ok(blobs)
     }
 
-    /// Lists at most one key under the root, classifying a failure.
+    /// Lists the root once (one page of keys); a failure says which setting is wrong.
     async fn probe(&self, settings: &BlobSettings) -> Result<(), S3ConfigError> {
-        let listed = tokio::time::timeout(
-            self.breaker.call_timeout(),
-            self.store.list_with_delimiter(Some(&self.root)),
-        )
-        .await;
-        let unreachable = |reason: String| S3ConfigError::Unreachable {
-            endpoint: settings.endpoint.clone(),
-            reason,
-        };
-        let bucket = settings.bucket.clone();
-        match listed {
-            Err(_) => Err(unreachable(format!(
-                "no answer within {} ms",
-                self.breaker.call_timeout().as_millis()
-            ))),
+        let timeout = self.breaker.call_timeout();
+        let listed = self.store.list_with_delimiter(Some(&self.root));
+        match tokio::time::timeout(timeout, listed).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(object_store::Error::NotFound { .. })) => Err(S3ConfigError::BucketMissing {
-                bucket,
+            Ok(Err(e)) => Err(misconfiguration(e, settings)),
+            Err(_) => Err(S3ConfigError::Unreachable {
                 endpoint: settings.endpoint.clone(),
+                reason: format!("no answer within {} ms", timeout.as_millis()),
             }),
-            Ok(Err(
-                object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. },
-            )) => Err(S3ConfigError::CredentialsRefused { bucket }),
-            Ok(Err(e)) => {
-                let reason = format!("{e}");
-                if reason.contains("NoSuchBucket") {
-                    Err(S3ConfigError::BucketMissing {
-                        bucket,
-                        endpoint: settings.endpoint.clone(),
-                    })
-                } else if [
-                    "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch",
-                    "AccessDenied",
-                ]
-                .iter()
-                .any(|code| reason.contains(code))
-                {
-                    Err(S3ConfigError::CredentialsRefused { bucket })
-                } else if reason.contains("HTTP status") || reason.contains("Server returned") {
-                    Err(S3ConfigError::Refused { bucket, reason })
-                } else {
-                    Err(unreachable(root_cause(&e)))
-                }
-            }
         }
     }
 
@@ -314,6 +339,7 @@ impl S3Blobs {
         if self.head(&hash).await? {
             return Ok(hash);
         }
+        self.note(&hash, bytes.len() as u64).await?;
         let path = self.key(&hash);
         if bytes.len() > MULTIPART_THRESHOLD {
             self.upload_parts(&path, bytes, &hash).await?;
@@ -386,8 +412,41 @@ impl S3Blobs {
             .call_with(self.store.delete(&path), is_outage)
             .await
         {
-            Ok(()) | Err(Tripped::Failed(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(()) | Err(Tripped::Failed(object_store::Error::NotFound { .. })) => {
+                self.forget(hash).await
+            }
             Err(e) => Err(self.failure(e, &hash)),
+        }
+    }
+
+    /// Lists `hash` in the `blobs` table (see [`tables::BLOBS`]) before its object is
+    /// uploaded, so that an object a crash leaves unreferenced is found by the start-up sweep.
+    async fn note(&self, hash: &str, size: u64) -> Result<(), BlobError> {
+        let (hash, meta) = (hash.to_owned(), encode(&BlobMeta { size, chunks: 0 }));
+        let write = move |db: &redb::Database| {
+            let txn = db.begin_write()?;
+            txn.open_table(tables::BLOBS)?
+                .insert(hash.as_str(), meta.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        };
+        match &self.db {
+            Some(db) => Ok(db.run(write).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `hash` off the `blobs` table once its object is gone.
+    async fn forget(&self, hash: String) -> Result<(), BlobError> {
+        let write = move |db: &redb::Database| {
+            let txn = db.begin_write()?;
+            txn.open_table(tables::BLOBS)?.remove(hash.as_str())?;
+            txn.commit()?;
+            Ok(())
+        };
+        match &self.db {
+            Some(db) => Ok(db.run(write).await?),
+            None => Ok(()),
         }
     }
 
@@ -459,11 +518,12 @@ mod tests {
         };
         let named = |s: &BlobSettings| client(s, Duration::from_secs(1)).unwrap_err().to_string();
         assert!(named(&s).starts_with("blobs.endpoint is not set"));
+        s.endpoint = "http://127.0.0.1:1".into();
+        assert!(named(&s).starts_with("blobs.bucket is not set"));
+        s.bucket = "modules".into();
         s.endpoint = "not a url".into();
         assert!(named(&s).starts_with("blobs.endpoint: `not a url` is not a URL"));
         s.endpoint = "ftp://host".into();
         assert!(named(&s).contains("is not an http:// or https:// URL"));
-        s.endpoint = "http://127.0.0.1:1".into();
-        assert!(named(&s).starts_with("blobs.bucket is not set"));
     }
 }

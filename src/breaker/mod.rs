@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::BreakerSettings;
 use crate::error::{ApiError, Code};
+use crate::telemetry::LogBudget;
 
 /// The time a breaker goes by; tests drive a [`ManualClock`].
 pub trait Clock: Send + Sync {
@@ -108,6 +109,10 @@ pub enum Tripped<E> {
     Failed(E),
 }
 
+/// Failed calls turned into API errors are logged at most this often (an outage fails them
+/// all).
+static FAILED_CALLS_LOG: LogBudget = LogBudget::every(Duration::from_secs(10));
+
 /// Whole seconds for `Retry-After`: rounded up, at least 1.
 pub fn retry_secs(retry_after: Duration) -> u64 {
     retry_after.as_secs_f64().ceil().max(1.0) as u64
@@ -115,8 +120,9 @@ pub fn retry_secs(retry_after: Duration) -> u64 {
 
 impl<E: Display> Tripped<E> {
     /// 503 `dependency_unavailable` naming the dependency, with `Retry-After`: the cool-down
-    /// left when open, 1 s otherwise. A failed call's own error goes to the log (at warn),
-    /// never to the client: it may name hosts or keys.
+    /// left when open, 1 s otherwise. A failed call's own error goes to the log (at warn, at
+    /// most once every 10 s), never to the client: it may name hosts or keys. `Failed` does
+    /// not know its dependency: [`Breaker::api_error`] names it.
     pub fn api_error(&self) -> ApiError {
         let (dependency, wait) = match self {
             Tripped::Open {
@@ -125,7 +131,9 @@ impl<E: Display> Tripped<E> {
             } => (*dependency, *retry_after),
             Tripped::TimedOut { dependency, .. } => (*dependency, Duration::ZERO),
             Tripped::Failed(e) => {
-                tracing::warn!(error = %e, "a dependency call failed");
+                if let Some(suppressed) = FAILED_CALLS_LOG.allow() {
+                    tracing::warn!(error = %e, suppressed, "a dependency call failed");
+                }
                 ("a dependency", Duration::ZERO)
             }
         };
@@ -262,6 +270,17 @@ impl Breaker {
 
     fn cooldown(&self) -> Duration {
         Duration::from_millis(self.0.settings.cooldown_ms)
+    }
+
+    /// [`Tripped::api_error`], naming this breaker's dependency whatever the failure.
+    pub fn api_error<E: Display>(&self, tripped: &Tripped<E>) -> ApiError {
+        match tripped {
+            Tripped::Failed(_) => {
+                let _ = tripped.api_error(); // Logs the cause.
+                unavailable(self.0.dependency, Duration::ZERO)
+            }
+            other => other.api_error(),
+        }
     }
 
     /// `settings.call_timeout_ms`.
@@ -498,6 +517,19 @@ mod tests {
         assert_eq!(error.code, Code::DependencyUnavailable);
         assert_eq!(error.retry_after, Some(1));
         assert!(error.message.contains("test is unavailable"), "{error}");
+        let failed = b.api_error(&Tripped::Failed("connection reset"));
+        assert_eq!(
+            (failed.code, failed.retry_after),
+            (Code::DependencyUnavailable, Some(1))
+        );
+        assert!(
+            failed.message.starts_with("test is unavailable"),
+            "{failed}"
+        );
+        assert!(
+            !failed.message.contains("reset"),
+            "the cause stays in the log"
+        );
     }
 
     #[tokio::test]
@@ -598,6 +630,21 @@ mod tests {
             assert!(matches!(e, Tripped::Failed(404)));
         }
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_refuses_a_call_in_microseconds() {
+        let b = Breaker::new("test", settings());
+        for _ in 0..3 {
+            fail(&b).await;
+        }
+        let started = Instant::now();
+        for _ in 0..10_000 {
+            assert!(matches!(succeed(&b).await, Err(Tripped::Open { .. })));
+        }
+        let each = started.elapsed() / 10_000;
+        eprintln!("an open breaker refuses a call in {each:?}");
+        assert!(each < Duration::from_micros(100), "{each:?}");
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub const COMPLETED_RUNS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("completed_runs");
 
 /// `sha256 hex` → JSON `BlobMeta` (size, chunk count): the embedded blob store's
-/// (`src/blob/`), which keeps its bytes in this file.
+/// (`src/blob/`), which keeps its bytes in this file. The S3 blob store (`src/blob/s3.rs`)
+/// writes a row with 0 chunks before it uploads an object and removes it once the object is
+/// deleted: the start-up sweep of blobs without a reference then finds the objects a crash or
+/// an S3 outage left behind.
 pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 
 /// `(sha256 hex, chunk index)` → raw bytes, at most the blob store's `CHUNK_SIZE` (256 KiB)

@@ -60,7 +60,7 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Work
         BlobBackend::Embedded => None,
         BlobBackend::S3 => {
             let breaker = breakers.add("s3", settings.breakers.s3);
-            Some(Arc::new(S3Blobs::connect(&settings.blobs, breaker).await?))
+            Some(Arc::new(S3Blobs::reader(&settings.blobs, breaker).await?))
         }
     };
     let node = Arc::new(Node {

@@ -58,7 +58,7 @@ const ROOMS: &[Room] = &[
     room("error", Foundation, &[]),
     room("config", Foundation, &["records"]),
     room("telemetry", Foundation, &["config"]),
-    room("breaker", Infrastructure, &["error", "config"]),
+    room("breaker", Infrastructure, &["error", "config", "telemetry"]),
     room("store", Infrastructure, &["records", "error"]),
     room(
         "blob",

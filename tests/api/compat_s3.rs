@@ -14,7 +14,7 @@ use zerostate::config::{BreakerSettings, Settings};
 use crate::helpers::{
     ADMIN_PASSWORD, DEADLINE, ECHO_AGENT, TestApp, assert_error, settings, spawn_with, wasm,
 };
-use crate::s3_server::{S3Server, free_port};
+use crate::s3_server::{Relay, S3Server, free_port};
 
 const BUCKET: &str = "modules";
 const PREFIX: &str = "site-a";
@@ -380,4 +380,43 @@ async fn a_restart_with_s3_blobs_recompiles_nothing() {
     assert_eq!((app.warmup.loaded, app.warmup.compiled), (3, 0));
     let (_, ready) = app.get("/ready", None).await;
     assert_eq!(ready["agents"]["compiled"], 0, "{ready}");
+}
+
+#[tokio::test]
+async fn an_object_a_deletion_left_during_an_outage_is_deleted_at_the_next_start() {
+    let mut s3 = S3Server::start().await;
+    s3.create_bucket(BUCKET).await;
+    let relay = Relay::to(s3.port).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let relayed = |dir: &std::path::Path| {
+        let mut settings = s3_settings(&s3, dir);
+        settings.blobs.endpoint = relay.endpoint();
+        settings
+    };
+    let app = spawn_with(relayed(dir.path()), dir).await;
+    let token = app.signup("owner@example.com").await;
+    let agent = app
+        .publish(&token, "Echo", wasm(ECHO_AGENT), "echo", 0.0)
+        .await;
+
+    // S3 unreachable: the agent is deleted all the same; its object stays behind for now.
+    relay.cut();
+    let (status, body) = app
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/agents/{agent}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(s3.keys(BUCKET, PREFIX).await.len(), 1);
+
+    relay.mend();
+    let dir = app.stop().await;
+    let _app = spawn_with(relayed(dir.path()), dir).await;
+    assert!(
+        s3.keys(BUCKET, PREFIX).await.is_empty(),
+        "the start-up sweep deleted the object"
+    );
 }

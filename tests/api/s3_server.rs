@@ -160,3 +160,61 @@ impl Drop for S3Server {
         self.stop();
     }
 }
+
+/// A TCP relay to a port that can be cut (every connection dropped, new ones refused at
+/// once) and mended: an S3 outage that, unlike stopping moto, keeps the objects.
+pub struct Relay {
+    pub port: u16,
+    /// Cancelled by a cut: ends every relayed connection. Replaced when mended.
+    live: Arc<std::sync::Mutex<tokio_util::sync::CancellationToken>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn to(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let live = Arc::new(std::sync::Mutex::new(
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let token = live.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let cut = token.lock().unwrap().clone();
+                if cut.is_cancelled() {
+                    continue; // Dropped: the client sees the connection closed.
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Self { port, live, accept }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.live.lock().unwrap().cancel();
+    }
+
+    pub fn mend(&self) {
+        *self.live.lock().unwrap() = tokio_util::sync::CancellationToken::new();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}

@@ -303,7 +303,8 @@ async fn created(
     params(("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N ≤ 60 s for the build to end")),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = UploadResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "`too_many_uploads`, or `dependency_unavailable` (modules in S3 and S3 down; `Retry-After`)", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     user: AuthUser,
@@ -667,7 +668,8 @@ pub struct VersionResponse {
     params(("id" = Uuid, Path), ("Prefer" = Option<String>, Header, description = "`wait=N`: wait for the version's build")),
     request_body(content = VersionForm, content_type = "multipart/form-data"),
     responses((status = 201, body = VersionResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "`too_many_uploads`, or `dependency_unavailable` (modules in S3 and S3 down; `Retry-After`)", body = ErrorBody)))]
 pub async fn add_version(
     State(state): State<AppState>,
     user: AuthUser,
