@@ -823,6 +823,12 @@ impl Settings {
             (3..=3600).contains(&self.queue.lease_secs),
             "queue.lease_secs must be between 3 and 3600",
         )?;
+        // A lease is kept every third of it: two slow calls in a row must not lose it.
+        rule(
+            self.queue.lease_secs * 1000 / 3 > 2 * self.breakers.redis.call_timeout_ms,
+            "queue.lease_secs must exceed six times breakers.redis.call_timeout_ms (a lease is \
+             renewed every third of it; two slow calls must not lose it)",
+        )?;
         rule(
             (1..=60).contains(&self.cluster.heartbeat_secs),
             "cluster.heartbeat_secs must be between 1 and 60",

@@ -352,10 +352,14 @@ impl Services {
             QueueBackend::Embedded => None,
             QueueBackend::Redis => {
                 let breaker = breakers.add("redis", settings.breakers.redis);
-                Some(cluster::Shared::connect(settings, breaker, true, cluster_stop.clone()).await?)
+                let hub = Some(hub.clone());
+                Some(cluster::Shared::connect(settings, breaker, hub, cluster_stop.clone()).await?)
             }
         };
-        let (fanout, queue) = seams(settings, &hub, shared.as_ref());
+        // The hub is the fan-out in both modes: in compatibility mode, the bus brings the
+        // worker nodes' task events to it.
+        let fanout: Arc<dyn Fanout> = Arc::new(hub.clone());
+        let queue = task_queue(settings, shared.as_ref());
         let keys = Arc::new(opened.keys);
         let limits = &settings.rate_limits;
         let accounts = Accounts::open(opened.store.clone(), keys, fanout.clone())
@@ -417,30 +421,14 @@ impl Services {
     }
 }
 
-/// The queue and the fan-out `[queue]` names: embedded, or Redis's (its bus carries events
-/// to the other nodes' hubs and brings theirs to this one).
-fn seams(
-    settings: &Settings,
-    hub: &Hub,
-    shared: Option<&cluster::Shared>,
-) -> (Arc<dyn Fanout>, Arc<dyn queue::TaskQueue>) {
+/// The queue `[queue]` names: embedded, or Redis's.
+fn task_queue(settings: &Settings, shared: Option<&cluster::Shared>) -> Arc<dyn queue::TaskQueue> {
     match shared {
-        None => (
-            Arc::new(hub.clone()),
-            Arc::new(
-                PriorityQueue::new(settings.tasks.queue_capacity)
-                    .with_run_cap(settings.quotas.concurrent_runs),
-            ),
+        None => Arc::new(
+            PriorityQueue::new(settings.tasks.queue_capacity)
+                .with_run_cap(settings.quotas.concurrent_runs),
         ),
-        Some(shared) => {
-            shared.bus.deliver_to(hub.clone());
-            let fanout = cluster::RedisFanout {
-                hub: hub.clone(),
-                bus: shared.bus.clone(),
-            };
-            let queue = cluster::SharedQueue(shared.queue.clone());
-            (Arc::new(fanout), Arc::new(queue))
-        }
+        Some(shared) => Arc::new(cluster::SharedQueue(shared.queue.clone())),
     }
 }
 

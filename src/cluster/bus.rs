@@ -1,6 +1,7 @@
 //! The message bus between nodes, on Redis pub/sub: wake-ups (a task was pushed), cancels (stop
-//! task X wherever it runs) and live events ([`RedisFanout`]: a user's socket hears of an
-//! event whichever node produced it). Pub/sub is fire-and-forget: nothing here carries state
+//! task X wherever it runs) and live task events from the worker nodes, which the primary
+//! delivers to its hub (a user's socket hears of an event whichever node produced it). The
+//! primary's own events go to its hub directly: no other node has sockets. Pub/sub is fire-and-forget: nothing here carries state
 //! that matters after a lost message (a missed wake-up is covered by the queue's polling, a
 //! missed cancel by the cancel's own wait, a missed event by the next one).
 
@@ -15,22 +16,16 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Redis;
-use crate::realtime::{Event, Fanout, Hub, SignOut, Topic, TopicMessage};
+use crate::realtime::{Event, Hub};
 
-/// An event crossing to the other nodes' hubs.
-#[derive(Debug, Serialize, Deserialize)]
-enum Envelope {
-    Broadcast(Event),
-    User { user: Uuid, event: Event },
-    TaskUpdate { owner: Uuid, event: Event },
-    SignOut { user: Uuid, which: SignOut },
-}
-
+/// A task event crossing to the node with the sockets. Only task events cross: anyone who can
+/// publish on Redis could send one, and a task event reaches only its owner (and admins).
 #[derive(Debug, Serialize, Deserialize)]
 struct Message {
-    /// The node that sent it: it delivered it to its own hub already.
+    /// The node that sent it.
     origin: String,
-    body: Envelope,
+    owner: Uuid,
+    event: Event,
 }
 
 struct Inner {
@@ -50,13 +45,14 @@ pub struct Bus(Arc<Inner>);
 
 impl Bus {
     /// Subscribes (and re-subscribes after every lost connection) until `stop`.
-    pub fn start(redis: Redis, origin: String, stop: CancellationToken) -> Self {
+    /// With a `hub` (the primary's), task events from the other nodes go to it.
+    pub fn start(redis: Redis, origin: String, hub: Option<Hub>, stop: CancellationToken) -> Self {
         let bus = Self(Arc::new(Inner {
             redis,
             origin,
             pushed: Arc::new(Notify::new()),
             runs: Mutex::default(),
-            hub: Mutex::default(),
+            hub: Mutex::new(hub),
         }));
         let listener = bus.clone();
         tokio::spawn(async move {
@@ -85,11 +81,6 @@ impl Bus {
         self.0.redis.key("events")
     }
 
-    /// Events from other nodes go to `hub` from now on.
-    pub fn deliver_to(&self, hub: Hub) {
-        *self.0.hub.lock().expect("bus hub") = Some(hub);
-    }
-
     /// Tells every node to stop task `id` if it runs it.
     pub fn cancel(&self, id: Uuid) {
         self.publish(self.cancel_channel(), id.to_string());
@@ -111,17 +102,6 @@ impl Bus {
                 tracing::debug!(error = %e, "could not publish on the bus");
             }
         });
-    }
-
-    fn send(&self, body: Envelope) {
-        let message = Message {
-            origin: self.0.origin.clone(),
-            body,
-        };
-        match serde_json::to_string(&message) {
-            Ok(json) => self.publish(self.events_channel(), json),
-            Err(e) => tracing::error!(error = %e, "an event that does not serialise"),
-        }
     }
 
     /// Subscribes and dispatches; reconnects after a second when the connection drops.
@@ -148,19 +128,18 @@ impl Bus {
 
     async fn subscribed(&self) -> redis::RedisResult<redis::aio::PubSub> {
         let mut pubsub = self.0.redis.client().get_async_pubsub().await?;
-        pubsub
-            .subscribe(&[
-                self.wake_channel(),
-                self.cancel_channel(),
-                self.events_channel(),
-            ])
-            .await?;
+        let mut channels = vec![self.wake_channel(), self.cancel_channel()];
+        if self.0.hub.lock().expect("bus hub").is_some() {
+            channels.push(self.events_channel());
+        }
+        pubsub.subscribe(&channels).await?;
         Ok(pubsub)
     }
 
     fn dispatch(&self, channel: &str, payload: &str) {
         if channel == self.wake_channel() {
-            self.0.pushed.notify_waiters();
+            // One push, one slot of this node to look (a permit waits if none is waiting).
+            self.0.pushed.notify_one();
         } else if channel == self.cancel_channel() {
             let token = payload
                 .parse::<Uuid>()
@@ -185,12 +164,8 @@ impl Bus {
         let Some(hub) = self.0.hub.lock().expect("bus hub").clone() else {
             return;
         };
-        match message.body {
-            Envelope::Broadcast(event) => drop(hub.broadcast(event)),
-            Envelope::User { user, event } => drop(hub.send_to_user(user, || event.clone())),
-            Envelope::TaskUpdate { owner, event } => hub.send_task_update(owner, || event.clone()),
-            Envelope::SignOut { user, which } => drop(hub.sign_out(user, which)),
-        }
+        let event = message.event;
+        hub.send_task_update(message.owner, || event);
     }
 }
 
@@ -203,50 +178,18 @@ impl Drop for CancelWatch {
     }
 }
 
-/// The fan-out of compatibility mode: to this node's hub at once, and over the bus to every
-/// other node's. Topic messages stay local: each node builds its own from what it holds.
-#[derive(Clone)]
-pub struct RedisFanout {
-    pub hub: Hub,
-    pub bus: Bus,
-}
-
-impl Fanout for RedisFanout {
-    fn broadcast(&self, event: Event) -> usize {
-        self.bus.send(Envelope::Broadcast(event.clone()));
-        self.hub.broadcast(event)
-    }
-
-    fn send_to_user(&self, user: Uuid, event: &dyn Fn() -> Event) -> usize {
-        self.bus.send(Envelope::User {
-            user,
-            event: event(),
-        });
-        self.hub.send_to_user(user, event)
-    }
-
-    fn send_task_update(&self, owner: Uuid, event: &dyn Fn() -> Event) {
-        self.bus.send(Envelope::TaskUpdate {
-            owner,
-            event: event(),
-        });
-        self.hub.send_task_update(owner, event)
-    }
-
-    fn touch(&self, topic: Topic, build: TopicMessage) {
-        self.hub.touch(topic, build)
-    }
-
-    fn sign_out(&self, user: Uuid, which: SignOut) -> usize {
-        self.bus.send(Envelope::SignOut { user, which });
-        self.hub.sign_out(user, which)
-    }
-}
-
 impl Bus {
-    /// Publishes an event for `owner`'s sockets on every node but this one (a worker node
-    /// has no sockets of its own).
+    /// Publishes an event for `owner`'s sockets, for the node that holds them (a worker node
+    /// has none of its own).
     pub fn task_event(&self, owner: Uuid, event: Event) {
-        self.send(Envelope::TaskUpdate { owner, event });
+        let message = Message {
+            origin: self.0.origin.clone(),
+            owner,
+            event,
+        };
+        match serde_json::to_string(&message) {
+            Ok(json) => self.publish(self.events_channel(), json),
+            Err(e) => tracing::error!(error = %e, "an event that does not serialise"),
+        }
     }
 }

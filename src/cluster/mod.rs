@@ -10,7 +10,7 @@ mod bus;
 mod nodes;
 mod queue;
 
-pub use bus::{Bus, RedisFanout};
+pub use bus::Bus;
 pub use nodes::{NodeInfo, Nodes};
 pub use queue::{RedisQueue, SharedQueue};
 
@@ -125,7 +125,22 @@ impl Redis {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, QueueError> {
-        self.breaker.call(call).await.map_err(unavailable)
+        self.raw(call).await.map_err(unavailable)
+    }
+
+    /// [`Redis::call`] with the error as it came. Only a failure to reach Redis counts against
+    /// the breaker: an error reply (a script's, a missing group) is an answer.
+    pub async fn raw<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Tripped<redis::RedisError>> {
+        let outage = |e: &redis::RedisError| {
+            e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+        };
+        self.breaker.call_with(call, outage).await
     }
 
     /// What the server promises about acknowledged writes.
@@ -154,9 +169,54 @@ impl Redis {
         }
     }
 
+    /// Refuses a Redis older than 6.2 (no `XAUTOCLAIM`, no `XPENDING … IDLE`), and one that may
+    /// evict keys (`maxmemory-policy` other than `noeviction`: the queue's streams could
+    /// vanish) unless `queue.require_persistence` is false; then checks persistence.
+    pub async fn check(&self, queue: &QueueSettings) -> Result<(), Misconfigured> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let version = info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("0")
+            .trim()
+            .to_owned();
+        let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+        if parts.as_slice() < [6, 2].as_slice() {
+            return Err(misconfigured(
+                "redis.url",
+                format!(
+                    "the Redis server is version {version}; the queue needs Redis 6.2 or later"
+                ),
+            ));
+        }
+        let policy: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut self.conn())
+            .await;
+        if let Ok(pair) = policy
+            && let Some(policy) = pair.get(1).filter(|p| *p != "noeviction")
+        {
+            let problem = format!(
+                "the Redis server may evict keys (maxmemory-policy {policy}): the queue's streams \
+                 could vanish. Set `maxmemory-policy noeviction`, or set \
+                 queue.require_persistence = false to accept that risk"
+            );
+            if queue.require_persistence {
+                return Err(misconfigured("redis.url", problem));
+            }
+            tracing::warn!("{problem}");
+        }
+        self.check_persistence(queue).await
+    }
+
     /// Refuses (or only warns about, as `queue.require_persistence` says) a Redis that would
     /// lose acknowledged tasks on a restart; logs what each setting means.
-    pub async fn check_persistence(&self, queue: &QueueSettings) -> Result<(), Misconfigured> {
+    async fn check_persistence(&self, queue: &QueueSettings) -> Result<(), Misconfigured> {
         match self.persistence().await {
             Persistence::Always => {
                 tracing::info!(
@@ -216,7 +276,7 @@ fn unreachable(e: &redis::RedisError) -> Misconfigured {
 }
 
 /// A failed call through the breaker, as the queue reports it.
-fn unavailable(e: Tripped<redis::RedisError>) -> QueueError {
+pub(super) fn unavailable(e: Tripped<redis::RedisError>) -> QueueError {
     let retry_after = match &e {
         Tripped::Open { retry_after, .. } => *retry_after,
         _ => Duration::from_secs(1),
@@ -244,21 +304,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Connects to `[redis]` through `breaker`, checks it (persistence only when `primary`:
-    /// the primary acknowledges submits) and opens the queue. `stop` ends the bus.
+    /// Connects to `[redis]` through `breaker`, checks it and opens the queue. The primary
+    /// passes its `hub` (worker nodes' task events go to it) and alone checks persistence (it
+    /// acknowledges submits). `stop` ends the bus.
     pub async fn connect(
         settings: &crate::config::Settings,
         breaker: Breaker,
-        primary: bool,
+        hub: Option<crate::realtime::Hub>,
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<Self, Misconfigured> {
         let redis = Redis::connect(&settings.redis, breaker).await?;
-        if primary {
-            redis.check_persistence(&settings.queue).await?;
+        // The primary (the node with the sockets) acknowledges submits.
+        if hub.is_some() {
+            redis.check(&settings.queue).await?;
         }
         let node = node_name(&settings.cluster.node_name);
         let process = format!("{node}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let bus = Bus::start(redis.clone(), process.clone(), stop);
+        let bus = Bus::start(redis.clone(), process.clone(), hub, stop);
         let lease = Duration::from_secs(settings.queue.lease_secs);
         let queue = RedisQueue::open(
             redis.clone(),

@@ -26,47 +26,57 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::Redis;
+use crate::breaker::Tripped;
 use crate::queue::{Lease, QueueError, QueuedTask, TaskQueue};
 use crate::records::{Claim, Priority, QueueDepth};
 
 /// The consumer group every node reads through.
 const GROUP: &str = "runners";
 
-/// Takes the next task: an expired lease of the highest priority first, else its oldest new
-/// entry, then the next priority. KEYS: the streams, highest priority first. ARGV: group,
-/// consumer, lease in ms. Returns {stream index, entry id, fields} or nil.
+/// Takes the next task: the oldest expired lease of the highest priority first (`XPENDING …
+/// IDLE` finds it wherever it sits in the pending list), else its oldest new entry, then the
+/// next priority. KEYS: the streams, highest priority first. ARGV: group, consumer, lease in
+/// ms. Returns {stream index, entry id, fields, deliveries} or nil. A pending entry deleted
+/// meanwhile is dropped from the pending list by `XCLAIM`.
 const TAKE: &str = r"
 for i = 1, #KEYS do
-  local claimed = redis.call('XAUTOCLAIM', KEYS[i], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', 1)
-  local entry = claimed[2][1]
-  if entry then return {i - 1, entry[1], entry[2]} end
+  local idle = redis.call('XPENDING', KEYS[i], ARGV[1], 'IDLE', ARGV[3], '-', '+', 1)
+  if idle[1] then
+    local claimed = redis.call('XCLAIM', KEYS[i], ARGV[1], ARGV[2], ARGV[3], idle[1][1])
+    if claimed[1] then return {i - 1, claimed[1][1], claimed[1][2], idle[1][4] + 1} end
+  end
   local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[i], '>')
   if fresh then
-    entry = fresh[1][2][1]
-    return {i - 1, entry[1], entry[2]}
+    local entry = fresh[1][2][1]
+    return {i - 1, entry[1], entry[2], 1}
   end
 end
 return nil
 ";
 
-/// Renews a lease if ARGV[2] still owns entry ARGV[3]: 1, else 0.
+/// Renews a lease if it still holds: consumer ARGV[2] owns entry ARGV[3] at delivery ARGV[4]
+/// (a takeover delivers it again, even to the same consumer). 1, else 0.
 const KEEP: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
+if p[1] == nil or p[1][2] ~= ARGV[2] or p[1][4] ~= tonumber(ARGV[4]) then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 ";
 
-/// Acknowledges and deletes entry ARGV[3] if ARGV[2] still owns it: 1. 2 when the entry is gone
-/// altogether (a report already removed it: perhaps this one, whose answer was lost); else 0.
+/// Acknowledges and deletes entry ARGV[3] if the lease holds (as in [`KEEP`]): 1. 2 when the
+/// entry is gone altogether (a report already removed it: perhaps this one, whose answer was
+/// lost); else 0.
 const DONE: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if p[1] == nil and #redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) == 0 then return 2 end
-if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
+if p[1] == nil or p[1][2] ~= ARGV[2] or p[1][4] ~= tonumber(ARGV[4]) then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 return 1
 ";
+
+/// Entries read at once when the primary adopts what the streams hold.
+const PAGE: usize = 1000;
 
 /// Where a task sits in the streams, as the primary knows it.
 #[derive(Debug, Clone)]
@@ -205,14 +215,20 @@ impl RedisQueue {
             done: Script::new(DONE),
             redis,
         };
+        queue.create_groups().await?;
+        Ok(queue)
+    }
+
+    /// Creates each stream and its consumer group unless they exist.
+    async fn create_groups(&self) -> Result<(), QueueError> {
         for p in Priority::ALL {
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
-                .arg(queue.stream(p))
+                .arg(self.stream(p))
                 .arg(GROUP)
                 .arg("0")
                 .arg("MKSTREAM")
-                .query_async(&mut queue.redis.conn())
+                .query_async(&mut self.redis.conn())
                 .await;
             match created {
                 Ok(()) => {}
@@ -220,7 +236,7 @@ impl RedisQueue {
                 Err(e) => return Err(queue_error(e)),
             }
         }
-        Ok(queue)
+        Ok(())
     }
 
     fn stream(&self, priority: Priority) -> String {
@@ -293,8 +309,17 @@ impl RedisQueue {
             .arg(&self.consumer)
             .arg(self.lease.as_millis() as u64);
         let mut conn = self.redis.conn();
-        let taken: Value = self.redis.call(invocation.invoke_async(&mut conn)).await?;
-        Ok(self.lease_of(taken))
+        match self.redis.raw(invocation.invoke_async(&mut conn)).await {
+            Ok(taken) => Ok(self.lease_of(taken)),
+            Err(Tripped::Failed(e)) if e.code() == Some("NOGROUP") => {
+                // The streams were lost (a Redis restarted without its data, or evicted keys):
+                // the next look finds the group again.
+                tracing::warn!("the queue's consumer group is gone; creating it again");
+                self.create_groups().await?;
+                Ok(None)
+            }
+            Err(e) => Err(super::unavailable(e)),
+        }
     }
 
     /// The lease a [`TAKE`] reply describes; `None` for nil or an entry that is not a task
@@ -303,8 +328,12 @@ impl RedisQueue {
         let Value::Array(parts) = taken else {
             return None;
         };
-        let [Value::Int(index), id, Value::Array(fields)] = parts.as_slice() else {
+        let [Value::Int(index), id, Value::Array(fields), rest @ ..] = parts.as_slice() else {
             return None;
+        };
+        let deliveries = match rest {
+            [Value::Int(n)] => *n as u64,
+            _ => 0,
         };
         let priority = *Priority::ALL.iter().rev().nth(*index as usize)?;
         let entry: String = redis::from_redis_value_ref(id).ok()?;
@@ -337,6 +366,7 @@ impl RedisQueue {
                 priority,
                 entry,
                 consumer: self.consumer.clone(),
+                deliveries,
             }),
         })
     }
@@ -351,33 +381,74 @@ impl RedisQueue {
             .key(self.stream(claim.priority))
             .arg(GROUP)
             .arg(&claim.consumer)
-            .arg(&claim.entry);
+            .arg(&claim.entry)
+            .arg(claim.deliveries);
         let mut conn = self.redis.conn();
         self.redis.call(invocation.invoke_async(&mut conn)).await
     }
 
+    /// Gives a lease back at once (its run did not begin): the entry becomes as idle as an
+    /// expired lease, so the next node that looks takes it.
+    pub async fn give_back(&self, lease: &Lease) {
+        let Some(claim) = &lease.claim else {
+            return;
+        };
+        let mut conn = self.redis.conn();
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(self.stream(claim.priority))
+            .arg(GROUP)
+            .arg(&claim.consumer)
+            .arg(0)
+            .arg(&claim.entry)
+            .arg("IDLE")
+            .arg(self.lease.as_millis() as u64)
+            .arg("JUSTID");
+        if let Err(e) = self.redis.call(cmd.query_async::<Value>(&mut conn)).await {
+            tracing::debug!(error = %e, "could not give a lease back; it expires instead");
+        }
+    }
+
     /// Every entry the streams hold, by task: (priority, entry id), the oldest entry of a
-    /// task when it has several.
+    /// task when it has several. Read a page at a time.
     async fn entries(&self) -> Result<HashMap<Uuid, (QueuedTask, String)>, QueueError> {
         let mut found = HashMap::new();
         for priority in Priority::ALL {
-            let mut conn = self.redis.conn();
-            let mut range = redis::cmd("XRANGE");
-            range.arg(self.stream(priority)).arg("-").arg("+");
-            let Value::Array(entries) = self
-                .redis
-                .call(range.query_async::<Value>(&mut conn))
-                .await?
-            else {
-                continue;
-            };
-            for entry in entries {
-                if let Some((task, id)) = self.entry_of(priority, entry) {
-                    found.entry(task.task_id).or_insert((task, id));
+            let mut from = "-".to_owned();
+            loop {
+                let page = self.page(priority, &from).await?;
+                let full = page.len() == PAGE;
+                for entry in page {
+                    if let Some((task, id)) = self.entry_of(priority, entry) {
+                        from = format!("({id}");
+                        found.entry(task.task_id).or_insert((task, id));
+                    }
+                }
+                if !full {
+                    break;
                 }
             }
         }
         Ok(found)
+    }
+
+    /// Up to [`PAGE`] entries of one stream from `from` on.
+    async fn page(&self, priority: Priority, from: &str) -> Result<Vec<Value>, QueueError> {
+        let mut conn = self.redis.conn();
+        let mut range = redis::cmd("XRANGE");
+        range
+            .arg(self.stream(priority))
+            .arg(from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(PAGE);
+        match self
+            .redis
+            .call(range.query_async::<Value>(&mut conn))
+            .await?
+        {
+            Value::Array(entries) => Ok(entries),
+            _ => Ok(Vec::new()),
+        }
     }
 
     fn entry_of(&self, priority: Priority, entry: Value) -> Option<(QueuedTask, String)> {

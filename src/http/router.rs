@@ -116,6 +116,7 @@ const INTERNAL_BODY_LIMIT: usize = 64 * 1024 * 1024;
 fn internal_routes() -> Router<AppState> {
     use axum::routing::{get, post};
     Router::new()
+        .route("/internal/v1/ping", get(cluster::ping))
         .route("/internal/v1/runs/begin", post(cluster::begin))
         .route("/internal/v1/runs/complete", post(cluster::complete))
         .route("/internal/v1/blobs/{sha256}", get(cluster::module))

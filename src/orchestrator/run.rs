@@ -36,14 +36,14 @@ impl Orchestrator {
     pub(super) async fn run_leased(&self, lease: Lease) {
         let id = lease.task.task_id;
         let run = async {
-            let Some(order) = self.begin(&lease).await? else {
+            let Some(mut order) = self.begin(&lease).await? else {
                 return Ok(());
             };
-            let output = self.run_here(&order, &lease).await;
+            let output = self.run_here(&mut order, &lease).await;
             self.complete_retrying(&lease, &order, output).await
         };
         if let Err(e) = run.await {
-            self.fail_internally(id, e).await;
+            drop(self.fail_internally(id, e).await);
         }
     }
 
@@ -61,7 +61,7 @@ impl Orchestrator {
     ) -> Result<(), TaskError> {
         let mut wait = Duration::from_millis(100);
         loop {
-            match self.complete(lease, order, output.clone()).await {
+            match self.complete(lease, order, &output).await {
                 Err(TaskError::QueueUnavailable { .. })
                     if self.inner.accepting.load(Ordering::Relaxed) =>
                 {
@@ -75,11 +75,12 @@ impl Orchestrator {
 
     /// Fails a task whose run went wrong inside the server rather than strand it: it has left
     /// the queue and would otherwise sit in `queued` or `running` until the next restart.
-    async fn fail_internally(&self, id: Uuid, e: TaskError) {
+    /// Returns `e`, for a caller that answers with it.
+    pub async fn fail_internally(&self, id: Uuid, e: TaskError) -> TaskError {
         tracing::error!(task_id = %id, error = %e, "task execution failed internally");
         if matches!(e, TaskError::QueueUnavailable { .. }) {
             // The shared queue still holds the task: it runs again once its lease expires.
-            return;
+            return e;
         }
         let failed = async {
             match self.inner.journal.live_task(id) {
@@ -94,6 +95,7 @@ impl Orchestrator {
         if let Err(e) = failed.await {
             tracing::error!(task_id = %id, error = %e, "could not mark the task failed; it runs again after restart");
         }
+        e
     }
 
     /// Starts the leased task: what to run and under which limits, or `None` when it must not
@@ -120,9 +122,10 @@ impl Orchestrator {
         // Registered before the task shows as running, so a cancel always finds it.
         let cancel = CancellationToken::new();
         self.running_runs().insert(id, cancel);
-        let Some(task) = self.inner.journal.start(id)? else {
+        let started = self.inner.journal.start(id);
+        let Ok(Some(task)) = started else {
             self.running_runs().remove(&id);
-            return Ok(None);
+            return started.map(|_| None).map_err(TaskError::from);
         };
         self.announce(&task);
         let Invocation { args, env, stdin } = Invocation::of(&task, &staged.agent);
@@ -136,6 +139,7 @@ impl Orchestrator {
             stdin,
             limits: staged.limits,
             cut_by_deadline: staged.cut_by_deadline,
+            start: task.state.starts,
             started_at: task
                 .state
                 .started_at
@@ -203,20 +207,24 @@ impl Orchestrator {
     }
 
     /// Runs an order on this node's executor, keeping its lease while it runs.
-    pub(super) async fn run_here(&self, order: &RunOrder, lease: &Lease) -> RunOutput {
+    /// What the guest gets moves out of `order` into the run; the rest stays for
+    /// [`Orchestrator::complete`].
+    pub(super) async fn run_here(&self, order: &mut RunOrder, lease: &Lease) -> RunOutput {
         let cancel = self
             .running_runs()
             .get(&order.task_id)
             .cloned()
             .unwrap_or_default();
-        if let Err(reason) = self.load_module(order).await {
+        // The lease is kept while the module compiles too.
+        let load = self.load_module(order);
+        if let Err(reason) = hold(&*self.inner.queue, lease, &cancel, load).await {
             return RunOutput::unloadable(reason);
         }
         let run = self.inner.executor.run(
             &order.module,
-            order.args.clone(),
-            order.env.clone(),
-            order.stdin.clone(),
+            std::mem::take(&mut order.args),
+            std::mem::take(&mut order.env),
+            std::mem::take(&mut order.stdin),
             order.limits,
             cancel.clone(),
         );
@@ -249,28 +257,38 @@ impl Orchestrator {
         &self,
         lease: &Lease,
         order: &RunOrder,
-        output: RunOutput,
+        output: &RunOutput,
     ) -> Result<bool, TaskError> {
+        if lease.task.task_id != order.task_id {
+            return Err(TaskError::Invalid(
+                "the lease and the order name two tasks".into(),
+            ));
+        }
         if !self.inner.queue.done(lease).await? {
             tracing::info!(task_id = %order.task_id, "ignored the result of a run whose lease another node took over");
             return Ok(false);
         }
-        let token = self.running_runs().remove(&order.task_id);
+        // The journal's fence: the task is still at the start this run is.
         let live = self.inner.journal.live_task(order.task_id);
-        let Some(task) = live.filter(|t| t.state.status == TaskStatus::Running) else {
-            return Ok(true);
+        let Some(task) =
+            live.filter(|t| t.state.status == TaskStatus::Running && t.state.starts == order.start)
+        else {
+            return Ok(false);
         };
+        let token = self.running_runs().get(&order.task_id).cloned();
         let verdict = outcome::judge(RunReport {
             agent_id: task.state.agent_id,
             agent_name: &task.state.agent_name,
-            output: &output,
+            output,
             limits: &order.limits,
             cut_by_deadline: order.cut_by_deadline,
             canceled: token.is_some_and(|t| t.is_cancelled()),
             started_at: order.started_at,
         });
-        self.settle(&task, &output, verdict).await?;
-        Ok(true)
+        let settled = self.settle(&task, output, verdict).await;
+        // Only now: a cancel arriving meanwhile still finds the run and waits for its end.
+        self.running_runs().remove(&order.task_id);
+        settled.map(|()| true)
     }
 
     /// Journals what the verdict means for the task.

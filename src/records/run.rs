@@ -96,6 +96,9 @@ pub struct Claim {
     pub entry: String,
     /// The consumer (node and process) holding it.
     pub consumer: String,
+    /// How many times the entry was handed out, this time included: with the consumer, what
+    /// tells this run's lease from a later one (a takeover may hand it to the same process).
+    pub deliveries: u64,
 }
 
 /// What a node needs to run a task: the module by hash, what the guest gets, its limits.
@@ -114,6 +117,9 @@ pub struct RunOrder {
     pub limits: RunLimits,
     /// The task's deadline cut the run's timeout short.
     pub cut_by_deadline: bool,
+    /// The task's start this run is (its `starts` once started): a result counts only while
+    /// the task is still at this start (a takeover starts it again).
+    pub start: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
 }

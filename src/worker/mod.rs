@@ -55,7 +55,7 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Work
     let breakers = Breakers::default();
     let bus_stop = CancellationToken::new();
     let redis = breakers.add("redis", settings.breakers.redis);
-    let shared = Shared::connect(&settings, redis, false, bus_stop.clone()).await?;
+    let shared = Shared::connect(&settings, redis, None, bus_stop.clone()).await?;
     let blobs: Option<Arc<dyn BlobStore>> = match settings.blobs.backend {
         BlobBackend::Embedded => None,
         BlobBackend::S3 => {
@@ -74,6 +74,7 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Work
             .map_err(|e| WorkerError::Start(format!("build thread: {e}")))?,
         report_for: Duration::from_secs(settings.queue.lease_secs),
     });
+    node.primary.check().await?;
     let info = shared.node_info("worker", settings.workers);
     tracing::info!(node = %info.id, runs = settings.workers, primary = %settings.cluster.primary_url, "worker node started");
     tokio::spawn({
@@ -84,8 +85,13 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Work
     for _ in 0..settings.workers.max(1) {
         let node = node.clone();
         slots.spawn(async move {
+            let mut pause = Duration::ZERO;
             while let Some(lease) = node.queue.pop().await {
-                node.run_one(lease).await;
+                pause = match node.run_one(lease).await {
+                    true => Duration::ZERO,
+                    false => (pause * 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+                };
+                tokio::time::sleep(pause).await;
             }
         });
     }
@@ -164,41 +170,52 @@ enum Unready {
 }
 
 impl Node {
-    /// One leased task: begin, run, report.
-    async fn run_one(&self, lease: Lease) {
-        let order = match self.primary.begin(&lease).await {
+    /// One leased task: begin, run, report; the lease is kept from the take to the report.
+    /// False when this node could not get on with it (the primary did not answer, or the
+    /// module's store is unreachable): the slot then waits before taking another.
+    async fn run_one(&self, lease: Lease) -> bool {
+        // Watched before the begin: a cancel that arrives meanwhile is not lost.
+        let cancel = CancellationToken::new();
+        let _watch = self.bus.watch_cancel(lease.task.task_id, cancel.clone());
+        let begun = hold(&self.queue, &lease, &cancel, self.primary.begin(&lease)).await;
+        let mut order = match begun {
             Ok(Some(order)) => order,
-            Ok(None) => return,
+            Ok(None) => return true,
             Err(e) => {
-                // The lease stays ours until it expires; then another node takes the task.
-                tracing::warn!(task_id = %lease.task.task_id, error = %e, "the primary did not begin the task");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return;
+                tracing::warn!(task_id = %lease.task.task_id, error = %e, "the primary did not begin the task; giving it back");
+                self.queue.0.give_back(&lease).await;
+                return false;
             }
         };
-        let cancel = CancellationToken::new();
-        let _watch = self.bus.watch_cancel(order.task_id, cancel.clone());
-        let output = match self.load(&order).await {
-            Ok(()) => {
-                self.announce_start(&order);
-                let run = self.executor.run(
-                    &order.module,
-                    order.args.clone(),
-                    order.env.clone(),
-                    order.stdin.clone(),
-                    order.limits,
-                    cancel.clone(),
-                );
-                hold(&self.queue, &lease, &cancel, run).await
-            }
-            Err(Unready::Broken(reason)) => RunOutput::unloadable(reason),
+        let (output, got_on) = match hold(&self.queue, &lease, &cancel, self.load(&order)).await {
+            Ok(()) => (self.run(&mut order, &lease, &cancel).await, true),
+            Err(Unready::Broken(reason)) => (RunOutput::unloadable(reason), true),
             Err(Unready::Unreachable(reason)) => {
                 tracing::warn!(task_id = %order.task_id, %reason, "module unavailable; the task goes back to the queue");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                RunOutput::interrupted()
+                (RunOutput::interrupted(), false)
             }
         };
-        self.report(&lease, &order, output).await;
+        self.report(&lease, &order, &output).await;
+        got_on
+    }
+
+    /// Runs a loaded order; what the guest gets moves out of it.
+    async fn run(
+        &self,
+        order: &mut RunOrder,
+        lease: &Lease,
+        cancel: &CancellationToken,
+    ) -> RunOutput {
+        self.announce_start(order);
+        let run = self.executor.run(
+            &order.module,
+            std::mem::take(&mut order.args),
+            std::mem::take(&mut order.env),
+            std::mem::take(&mut order.stdin),
+            order.limits,
+            cancel.clone(),
+        );
+        hold(&self.queue, lease, cancel, run).await
     }
 
     /// Tells the owner's sockets (on whichever node holds them) that the run started here.
@@ -250,11 +267,11 @@ impl Node {
 
     /// Reports the output, retrying while the primary cannot be reached (for up to a lease:
     /// past it another node has the task anyway).
-    async fn report(&self, lease: &Lease, order: &RunOrder, output: RunOutput) {
+    async fn report(&self, lease: &Lease, order: &RunOrder, output: &RunOutput) {
         let started = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(200);
         loop {
-            match self.primary.complete(lease, order, &output).await {
+            match self.primary.complete(lease, order, output).await {
                 Ok(true) => return,
                 Ok(false) => {
                     tracing::info!(task_id = %order.task_id, "another node took the task over; this run's result was ignored");

@@ -31,7 +31,9 @@ pub struct Primary {
 
 impl Primary {
     pub fn new(settings: &ClusterSettings) -> Result<Self, String> {
+        // No redirects: the token must never follow one to another host.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(120))
             .build()
@@ -41,6 +43,38 @@ impl Primary {
             base: settings.primary_url.trim_end_matches('/').to_owned(),
             token: settings.service_token.expose().to_owned(),
         })
+    }
+
+    /// Checks the primary takes this node's token. A primary that cannot be reached yet is
+    /// only logged (nodes may start in any order); a refused token stops the worker.
+    pub async fn check(&self) -> Result<(), crate::cluster::Misconfigured> {
+        let url = format!("{}/internal/v1/ping", self.base);
+        let answer = self
+            .http
+            .get(url)
+            .header("x-service-token", &self.token)
+            .send()
+            .await;
+        match answer.map(|r| r.status()) {
+            Ok(status) if status.is_success() => Ok(()),
+            Ok(status) if status.is_client_error() => Err(crate::cluster::Misconfigured {
+                setting: "cluster.service_token",
+                problem: format!(
+                    "the primary at {} refused this node ({status}): set the same \
+                     cluster.service_token on the primary and the workers, and check \
+                     cluster.primary_url",
+                    self.base
+                ),
+            }),
+            Ok(status) => {
+                tracing::warn!(%status, primary = %self.base, "the primary answered the check with an error; going on");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(primary = %self.base, error = %e, "cannot reach the primary yet; going on (tasks wait for it)");
+                Ok(())
+            }
+        }
     }
 
     pub async fn begin(&self, lease: &Lease) -> Result<Option<RunOrder>, Failure> {

@@ -48,6 +48,8 @@ fn cluster_env(redis: &RedisServer, more: &[(&str, &str)]) -> Vec<(String, Strin
         ("ZEROSTATE_QUEUE__BACKEND", "redis"),
         ("ZEROSTATE_REDIS__URL", redis.url().as_str()),
         ("ZEROSTATE_QUEUE__LEASE_SECS", "3"),
+        // A 3 s lease is renewed every second: calls must fail well within that.
+        ("ZEROSTATE_BREAKERS__REDIS__CALL_TIMEOUT_MS", "400"),
         ("ZEROSTATE_CLUSTER__SERVICE_TOKEN", SERVICE_TOKEN),
         ("ZEROSTATE_CLUSTER__HEARTBEAT_SECS", "1"),
     ]
@@ -315,6 +317,7 @@ async fn the_whole_loop_runs_through_redis() {
     let mut settings = settings(dir.path(), 1);
     settings.queue.backend = QueueBackend::Redis;
     settings.queue.lease_secs = 3;
+    settings.breakers.redis.call_timeout_ms = 400;
     settings.redis.url = Secret::new(redis.url());
     let app = spawn_with(settings, dir).await;
     let before = redis.command_calls();

@@ -13,10 +13,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::agents::AgentError;
+use crate::blob::BlobError;
 use crate::cluster::NodeInfo;
 use crate::error::{ApiError, Code};
 use crate::http::AppState;
-use crate::http::extractors::Operator;
+use crate::http::extractors::{ApiJson, Operator};
 use crate::queue::Lease;
 use crate::records::{RunOrder, RunOutput};
 
@@ -72,28 +74,60 @@ pub struct CompleteAnswer {
     pub applied: bool,
 }
 
-/// `POST /internal/v1/runs/begin`
+/// `GET /internal/v1/ping`: a worker node checks its token at start.
+pub async fn ping(_: WorkerNode) -> axum::http::StatusCode {
+    axum::http::StatusCode::NO_CONTENT
+}
+
+/// A lease as a worker node sends it back: its entry id must be a stream id.
+fn checked(lease: &Lease) -> Result<(), ApiError> {
+    let Some(claim) = &lease.claim else {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "a worker's lease names its claim",
+        ));
+    };
+    let id = claim.entry.split_once('-');
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match id {
+        Some((ms, seq)) if numeric(ms) && numeric(seq) => Ok(()),
+        _ => Err(ApiError::new(
+            Code::InvalidRequest,
+            "the lease's entry is not a stream id",
+        )),
+    }
+}
+
+/// `POST /internal/v1/runs/begin`. A task whose begin fails inside the server is failed, as a
+/// local run's would be, rather than handed out again at every lease.
 pub async fn begin(
     _: WorkerNode,
     State(state): State<AppState>,
-    Json(request): Json<BeginRequest>,
+    ApiJson(request): ApiJson<BeginRequest>,
 ) -> Result<Json<BeginAnswer>, ApiError> {
-    let order = state.orchestrator.begin(&request.lease).await?;
-    Ok(Json(BeginAnswer { order }))
+    checked(&request.lease)?;
+    match state.orchestrator.begin(&request.lease).await {
+        Ok(order) => Ok(Json(BeginAnswer { order })),
+        Err(e) => {
+            let id = request.lease.task.task_id;
+            Err(state.orchestrator.fail_internally(id, e).await.into())
+        }
+    }
 }
 
 /// `POST /internal/v1/runs/complete`
 pub async fn complete(
     _: WorkerNode,
     State(state): State<AppState>,
-    Json(request): Json<CompleteRequest>,
+    ApiJson(request): ApiJson<CompleteRequest>,
 ) -> Result<Json<CompleteAnswer>, ApiError> {
     let CompleteRequest {
         lease,
         order,
         output,
     } = request;
-    let applied = state.orchestrator.complete(&lease, &order, output).await?;
+    checked(&lease)?;
+    let applied = state.orchestrator.complete(&lease, &order, &output).await?;
     Ok(Json(CompleteAnswer { applied }))
 }
 
@@ -103,7 +137,18 @@ pub async fn module(
     State(state): State<AppState>,
     Path(sha256): Path<String>,
 ) -> Result<Response, ApiError> {
-    let bytes = state.marketplace.module(sha256).await?;
+    let hex = sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let gone = || ApiError::new(Code::VersionNotFound, "no module with this sha256");
+    if !hex {
+        return Err(gone());
+    }
+    let bytes = match state.marketplace.module(sha256).await {
+        Err(AgentError::Blob(BlobError::NotFound(_))) => return Err(gone()),
+        other => other?,
+    };
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }
 
