@@ -120,6 +120,12 @@ impl From<AgentError> for ApiError {
 }
 
 impl AgentError {
+    /// The module asked for is not in the blob store (no agent uses that hash, or it was
+    /// collected meanwhile). For callers above this room, which may not name the blob store.
+    pub fn is_missing_module(&self) -> bool {
+        matches!(self, AgentError::Blob(BlobError::NotFound(_)))
+    }
+
     /// The error for a refused store change concerning `version`.
     pub(super) fn refused(refusal: Refusal, version: &str) -> Self {
         let v = version.to_owned();

@@ -13,8 +13,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::agents::AgentError;
-use crate::blob::BlobError;
 use crate::cluster::NodeInfo;
 use crate::error::{ApiError, Code};
 use crate::http::AppState;
@@ -146,7 +144,7 @@ pub async fn module(
         return Err(gone());
     }
     let bytes = match state.marketplace.module(sha256).await {
-        Err(AgentError::Blob(BlobError::NotFound(_))) => return Err(gone()),
+        Err(e) if e.is_missing_module() => return Err(gone()),
         other => other?,
     };
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
