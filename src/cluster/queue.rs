@@ -6,7 +6,8 @@
 //! - **Leases.** A taken entry stays in the group's pending list under the taker's name until
 //!   its run is done. The taker renews it (`XCLAIM … JUSTID`, only while it still owns it)
 //!   every third of `queue.lease_secs`; an entry idle longer is taken over by the next node
-//!   that looks (`XAUTOCLAIM`): a node that died loses its tasks to the living.
+//!   that looks (`XPENDING … IDLE`, then `XCLAIM`): a node that died loses its tasks to the
+//!   living.
 //! - **Fence.** A run reports once; the primary acknowledges and deletes the entry only if
 //!   the reporter still owns it (one script), so a late result of a lost lease changes
 //!   nothing, and the journal's compare-and-set makes the terminal state happen once.
