@@ -44,8 +44,6 @@ struct Node {
     blobs: Option<Arc<dyn BlobStore>>,
     executor: Arc<Executor>,
     compiler: Compiler,
-    /// How long a report to the primary is retried.
-    report_for: Duration,
 }
 
 /// Runs a worker node until `stop`, then lets runs finish within the grace period
@@ -72,7 +70,6 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Work
         executor: Arc::new(executor(&settings)?),
         compiler: Compiler::start()
             .map_err(|e| WorkerError::Start(format!("build thread: {e}")))?,
-        report_for: Duration::from_secs(settings.queue.lease_secs),
     });
     node.primary.check().await?;
     let info = shared.node_info("worker", settings.workers);
@@ -265,10 +262,10 @@ impl Node {
             .map_err(Unready::Broken)
     }
 
-    /// Reports the output, retrying while the primary cannot be reached (for up to a lease:
-    /// past it another node has the task anyway).
+    /// Reports the output, retrying until the primary answers it. Giving up sooner could
+    /// strand the task (the primary may have applied the report and lost its answer); a late
+    /// report is safe: the fences ignore it if another node took the task over.
     async fn report(&self, lease: &Lease, order: &RunOrder, output: &RunOutput) {
-        let started = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(200);
         loop {
             match self.primary.complete(lease, order, output).await {
@@ -277,13 +274,13 @@ impl Node {
                     tracing::info!(task_id = %order.task_id, "another node took the task over; this run's result was ignored");
                     return;
                 }
-                Err(e) if started.elapsed() < self.report_for => {
+                Err(e) if !e.refused => {
                     tracing::warn!(task_id = %order.task_id, error = %e, "could not report to the primary; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    tracing::error!(task_id = %order.task_id, error = %e, "gave up reporting; the task runs again elsewhere");
+                    tracing::error!(task_id = %order.task_id, error = %e, "the primary refused the report; the task runs again elsewhere");
                     return;
                 }
             }

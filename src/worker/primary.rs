@@ -11,7 +11,27 @@ use crate::queue::Lease;
 use crate::records::{RunOrder, RunOutput};
 
 /// A call to the primary that did not get an answer it could use.
-pub type Failure = String;
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    /// The primary refused the request itself (4xx): sending it again changes nothing.
+    pub refused: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            refused: false,
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct BeginAnswer {
@@ -106,9 +126,9 @@ impl Primary {
             .map_err(|e| format!("cannot reach the primary: {e}"))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("the primary answered {status}"));
+            return Err(format!("the primary answered {status}").into());
         }
-        response.bytes().await.map_err(|e| e.to_string())
+        Ok(response.bytes().await.map_err(|e| e.to_string())?)
     }
 
     async fn post<T: for<'de> Deserialize<'de>>(
@@ -127,8 +147,11 @@ impl Primary {
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(format!("the primary answered {status}: {text}"));
+            return Err(Failure {
+                message: format!("the primary answered {status}: {text}"),
+                refused: status.is_client_error(),
+            });
         }
-        response.json().await.map_err(|e| e.to_string())
+        Ok(response.json().await.map_err(|e| e.to_string())?)
     }
 }
