@@ -220,11 +220,12 @@ impl Orchestrator {
         if let Err(reason) = hold(&*self.inner.queue, lease, &cancel, load).await {
             return RunOutput::unloadable(reason);
         }
+        let (args, env, stdin) = order.take_guest_input();
         let run = self.inner.executor.run(
             &order.module,
-            std::mem::take(&mut order.args),
-            std::mem::take(&mut order.env),
-            std::mem::take(&mut order.stdin),
+            args,
+            env,
+            stdin,
             order.limits,
             cancel.clone(),
         );

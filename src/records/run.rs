@@ -64,6 +64,20 @@ pub struct RunOutput {
     pub duration: Duration,
 }
 
+/// What the guest gets: argv, environment, stdin.
+pub type GuestInput = (Vec<String>, Vec<(String, String)>, Vec<u8>);
+
+impl RunOrder {
+    /// Moves what the guest gets out of the order (the rest stays for the report).
+    pub fn take_guest_input(&mut self) -> GuestInput {
+        (
+            std::mem::take(&mut self.args),
+            std::mem::take(&mut self.env),
+            std::mem::take(&mut self.stdin),
+        )
+    }
+}
+
 impl RunOutput {
     /// A run that did not start: its module could not be made runnable.
     pub fn unloadable(reason: String) -> Self {

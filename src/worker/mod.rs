@@ -204,11 +204,12 @@ impl Node {
         cancel: &CancellationToken,
     ) -> RunOutput {
         self.announce_start(order);
+        let (args, env, stdin) = order.take_guest_input();
         let run = self.executor.run(
             &order.module,
-            std::mem::take(&mut order.args),
-            std::mem::take(&mut order.env),
-            std::mem::take(&mut order.stdin),
+            args,
+            env,
+            stdin,
             order.limits,
             cancel.clone(),
         );
@@ -246,7 +247,7 @@ impl Node {
                 .primary
                 .module(&order.module)
                 .await
-                .map_err(Unready::Unreachable)?,
+                .map_err(|e| Unready::Unreachable(e.message))?,
         };
         if sha256_hex(&bytes) != order.module {
             return Err(Unready::Broken(

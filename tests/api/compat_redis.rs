@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -236,21 +235,6 @@ impl Api {
     }
 }
 
-/// Creates the admin account in `dir` before a server starts there (what
-/// `zerostate user create --admin` does).
-async fn create_admin(dir: &Path) {
-    accounts_in(dir)
-        .await
-        .create_or_promote(
-            "admin@example.com",
-            Some(ADMIN_PASSWORD.into()),
-            "Admin",
-            true,
-        )
-        .await
-        .unwrap();
-}
-
 /// What a user's live updates said about each task: the nodes that announced running it
 /// (`task_progress`, stage `running`) and its terminal statuses (`task_update`).
 #[derive(Default)]
@@ -375,14 +359,7 @@ async fn the_whole_loop_runs_through_redis() {
     assert_eq!(download.status(), 200);
     assert_eq!(download.bytes().await.unwrap().as_ref(), module.as_slice());
 
-    let (status, body) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/agents/{agent}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = app.delete_agent(&token, &agent).await;
     assert_eq!(status, 204, "{body}");
     let (status, _) = app
         .get(&format!("/api/v1/agents/{agent}"), Some(&token))

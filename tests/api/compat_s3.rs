@@ -14,7 +14,8 @@ use zerostate::config::{BreakerSettings, Settings};
 use crate::helpers::{
     ADMIN_PASSWORD, DEADLINE, ECHO_AGENT, TestApp, assert_error, settings, spawn_with, wasm,
 };
-use crate::s3_server::{Relay, S3Server, free_port};
+use crate::redis_server::free_port;
+use crate::s3_server::{Relay, S3Server};
 
 const BUCKET: &str = "modules";
 const PREFIX: &str = "site-a";
@@ -132,14 +133,7 @@ async fn the_whole_loop_keeps_modules_in_s3_and_collection_deletes_them() {
     assert_eq!(presigned.status(), 200);
     assert_eq!(presigned.bytes().await.unwrap().to_vec(), module);
 
-    let (status, body) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/agents/{agent}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = app.delete_agent(&token, &agent).await;
     assert_eq!(status, 204, "{body}");
     assert!(
         s3.keys(BUCKET, PREFIX).await.is_empty(),
@@ -401,14 +395,7 @@ async fn an_object_a_deletion_left_during_an_outage_is_deleted_at_the_next_start
 
     // S3 unreachable: the agent is deleted all the same; its object stays behind for now.
     relay.cut();
-    let (status, body) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/agents/{agent}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = app.delete_agent(&token, &agent).await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(s3.keys(BUCKET, PREFIX).await.len(), 1);
 

@@ -115,10 +115,10 @@ pub async fn spawn_with_admin() -> (TestApp, String) {
     spawn_with_admin_using(|_| {}).await
 }
 
-/// [`spawn_with_admin`] with settings changed by `configure`.
-pub async fn spawn_with_admin_using(configure: impl FnOnce(&mut Settings)) -> (TestApp, String) {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    accounts_in(dir.path())
+/// Creates the admin account (admin@example.com, [`ADMIN_PASSWORD`]) in the data dir `dir`,
+/// as `zerostate user create --admin` does (no server runs there yet).
+pub async fn create_admin(dir: &Path) {
+    accounts_in(dir)
         .await
         .create_or_promote(
             "admin@example.com",
@@ -128,6 +128,12 @@ pub async fn spawn_with_admin_using(configure: impl FnOnce(&mut Settings)) -> (T
         )
         .await
         .unwrap();
+}
+
+/// [`spawn_with_admin`] with settings changed by `configure`.
+pub async fn spawn_with_admin_using(configure: impl FnOnce(&mut Settings)) -> (TestApp, String) {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    create_admin(dir.path()).await;
     let mut settings = settings(dir.path(), 2);
     configure(&mut settings);
     let app = spawn_with(settings, dir).await;
@@ -185,6 +191,13 @@ impl TestApp {
     }
 
     /// Any method with a multipart body; `wait` sends `Prefer: wait=60`.
+    /// `DELETE /api/v1/agents/{agent}` as the holder of `token`.
+    pub async fn delete_agent(&self, token: &str, agent: &str) -> (u16, Value) {
+        let path = format!("/api/v1/agents/{agent}");
+        self.send(reqwest::Method::DELETE, &path, Some(token), None)
+            .await
+    }
+
     pub async fn send_form(
         &self,
         method: reqwest::Method,

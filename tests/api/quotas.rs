@@ -96,14 +96,7 @@ async fn agents_and_module_bytes_are_refused_with_409_at_their_limit() {
     // Nothing of the refused uploads was kept; deleting frees the quota.
     let (_, mine) = app.get("/api/v1/agents?owner=me", Some(&token)).await;
     assert_eq!(mine["total"], 2, "{mine}");
-    let (status, _) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/agents/{first}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, _) = app.delete_agent(&token, &first).await;
     assert_eq!(status, 204);
     app.publish(&token, "Three", wasm(ECHO_AGENT), "echo", 0.0)
         .await;

@@ -202,16 +202,16 @@ impl Drop for RedisServer {
     }
 }
 
-/// `redis-server` from `PATH`, or `$REDIS_SERVER`.
-fn redis_server_binary() -> std::ffi::OsString {
-    std::env::var_os("REDIS_SERVER").unwrap_or_else(|| "redis-server".into())
-}
-
-/// A port nothing listens on right now.
+/// A port nothing listens on right now (the S3 server's tests use it too).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `redis-server` from `PATH`, or `$REDIS_SERVER`.
+fn redis_server_binary() -> std::ffi::OsString {
+    std::env::var_os("REDIS_SERVER").unwrap_or_else(|| "redis-server".into())
 }

@@ -14,6 +14,7 @@ use object_store::path::Path;
 use zerostate::config::{BlobBackend, BlobSettings, Secret};
 
 use crate::helpers::DEADLINE;
+use crate::redis_server::free_port;
 
 /// The dummy key pair every test uses (moto accepts any unless told to check).
 pub const ACCESS_KEY_ID: &str = "test-access-key";
@@ -26,15 +27,6 @@ pub struct S3Server {
     child: Option<Child>,
     /// Buckets created so far, created again by a restart.
     buckets: Vec<String>,
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl S3Server {
