@@ -169,7 +169,7 @@ impl Redis {
         }
     }
 
-    /// Refuses a Redis older than 6.2 (no `XAUTOCLAIM`, no `XPENDING … IDLE`), and one that may
+    /// Refuses a Redis older than 6.2 (no `XPENDING … IDLE`), and one that may
     /// evict keys (`maxmemory-policy` other than `noeviction`: the queue's streams could
     /// vanish) unless `queue.require_persistence` is false; then checks persistence.
     pub async fn check(&self, queue: &QueueSettings) -> Result<(), Misconfigured> {
