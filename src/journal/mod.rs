@@ -4,7 +4,8 @@
 //!
 //! [`TaskJournal`] is the seam: the orchestrator speaks only to it. The embedded
 //! implementation is the [`Ledger`]: a write-ahead log ([`wal`]) under a live in-memory state,
-//! applied to the store (redb) in batches. Compatibility mode will add one on Redis.
+//! applied to the store (redb) in batches. Compatibility mode keeps it: the primary's journal
+//! stays the truth, and Redis only orders and leases (`cluster::RedisQueue`).
 
 mod ledger;
 pub mod wal;

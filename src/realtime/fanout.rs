@@ -1,10 +1,11 @@
 //! The event fan-out seam: how the domain (accounts, the marketplace, the orchestrator) sends
 //! live messages without knowing where the sockets are.
 //!
-//! The embedded implementation is the [`Hub`] of this process. Compatibility mode will add one
-//! that carries each message to every node's hub. Builders run in the sending process; what
-//! would cross to another node is what they build (events) and plain data (users, topics,
-//! [`SignOut`]).
+//! The implementation is the [`Hub`] of this process, in both modes: only the primary has
+//! sockets, and every task change is journaled there. In compatibility mode the worker nodes'
+//! own task events reach this hub over the Redis bus (`cluster::Bus`). Builders run in the
+//! sending process; what could cross to another node is what they build (events) and plain
+//! data (users, topics, [`SignOut`]).
 
 use uuid::Uuid;
 
