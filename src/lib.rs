@@ -274,13 +274,7 @@ impl Opened {
     async fn open(settings: &Settings, faults: search::Faults) -> Result<Self, StartError> {
         let data_dir = settings.data_dir.clone();
         let ttl = settings.auth.token_ttl_secs;
-        let executor_config = ExecutorConfig {
-            runs: settings.workers,
-            wasm_stack_bytes: settings.limits.wasm_stack_bytes as usize,
-            max_memory_bytes: settings.limits.max_memory_bytes as usize,
-            max_table_elements: settings.agents.validation.max_table_elements as usize,
-            fuel: settings.limits.max_fuel > 0,
-        };
+        let engine_settings = settings.clone();
         let open = move || -> Result<Opened, StartError> {
             create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
                 path: data_dir.display().to_string(),
@@ -301,22 +295,34 @@ impl Opened {
                     .map_err(|e| StartError::Component(format!("download link secret: {e}")))?,
                 compiler: Compiler::start()
                     .map_err(|e| StartError::Runtime(format!("build thread: {e}")))?,
-                executor: Executor::with_config(executor_config)
-                    .map_err(|e| StartError::Runtime(e.to_string()))?
-                    .with_module_cache(
-                        &data_dir.join(MODULES_DIR),
-                        &config::read_or_create_secret(
-                            &data_dir.join(runtime::MODULE_CACHE_KEY_FILE),
-                        )
-                        .map_err(|e| StartError::Runtime(format!("module cache key: {e}")))?,
-                    )
-                    .map_err(|e| StartError::Runtime(format!("module cache: {e}")))?,
+                executor: open_executor(&engine_settings, engine_settings.workers)
+                    .map_err(StartError::Runtime)?,
             })
         };
         tokio::task::spawn_blocking(open)
             .await
             .map_err(|e| StartError::Component(e.to_string()))?
     }
+}
+
+/// The agent runtime of a node: `runs` guests at once under `[limits]` and the validation
+/// policy's table limit, with the compiled-module cache in the data dir (which must exist).
+/// The primary and worker nodes open theirs alike. Blocking (file I/O).
+pub(crate) fn open_executor(settings: &Settings, runs: usize) -> Result<Executor, String> {
+    let data_dir = &settings.data_dir;
+    let key = config::read_or_create_secret(&data_dir.join(runtime::MODULE_CACHE_KEY_FILE))
+        .map_err(|e| format!("module cache key: {e}"))?;
+    let engine = ExecutorConfig {
+        runs,
+        wasm_stack_bytes: settings.limits.wasm_stack_bytes as usize,
+        max_memory_bytes: settings.limits.max_memory_bytes as usize,
+        max_table_elements: settings.agents.validation.max_table_elements as usize,
+        fuel: settings.limits.max_fuel > 0,
+    };
+    Executor::with_config(engine)
+        .map_err(|e| e.to_string())?
+        .with_module_cache(&data_dir.join(MODULES_DIR), &key)
+        .map_err(|e| format!("module cache: {e}"))
 }
 
 /// The services the HTTP layer serves (accounts, marketplace, orchestrator, live updates),

@@ -144,11 +144,7 @@ impl FromRequestParts<AppState> for Operator {
         let path = parts.uri.path().to_owned();
         if let Some(presented) = parts.headers.get("x-service-token") {
             let configured = state.service_token.expose();
-            // Digests first: equal lengths, so the comparison time says nothing about either.
-            let matches: bool = Sha256::digest(presented.as_bytes())
-                .ct_eq(&Sha256::digest(configured.as_bytes()))
-                .into();
-            if !configured.is_empty() && matches {
+            if token_matches(presented.as_bytes(), configured) {
                 return Ok(Operator::Service);
             }
             tracing::warn!(%peer, %path, configured = !configured.is_empty(), "refused an X-Service-Token");
@@ -167,6 +163,15 @@ impl FromRequestParts<AppState> for Operator {
         }
         Ok(Operator::Admin(user.id))
     }
+}
+
+/// Whether `presented` is the `configured` service token (never when none is configured).
+/// Digests are compared, in constant time: equal lengths, so the time says nothing of either.
+pub(crate) fn token_matches(presented: &[u8], configured: &str) -> bool {
+    let equal: bool = Sha256::digest(presented)
+        .ct_eq(&Sha256::digest(configured.as_bytes()))
+        .into();
+    !configured.is_empty() && equal
 }
 
 /// `axum::Json` whose rejections use the API error table.

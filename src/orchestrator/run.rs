@@ -220,15 +220,7 @@ impl Orchestrator {
         if let Err(reason) = hold(&*self.inner.queue, lease, &cancel, load).await {
             return RunOutput::unloadable(reason);
         }
-        let (args, env, stdin) = order.take_guest_input();
-        let run = self.inner.executor.run(
-            &order.module,
-            args,
-            env,
-            stdin,
-            order.limits,
-            cancel.clone(),
-        );
+        let run = self.inner.executor.run_order(order, cancel.clone());
         hold(&*self.inner.queue, lease, &cancel, run).await
     }
 

@@ -31,6 +31,7 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::cache::ModuleCache;
 use super::pipes::{CappedPipe, Overflow};
+use crate::records::RunOrder;
 pub use crate::records::{Outcome, RunLimits, RunOutput};
 use crate::telemetry::GuestDiagnostics;
 
@@ -322,6 +323,14 @@ impl Executor {
     }
 
     /// Runs a prepared module to completion, until a limit stops it, or until `cancel` fires.
+    /// Runs a [`RunOrder`]: what the guest gets moves out of the order (the rest stays for
+    /// the report).
+    pub async fn run_order(&self, order: &mut RunOrder, cancel: CancellationToken) -> RunOutput {
+        let (args, env, stdin) = order.take_guest_input();
+        self.run(&order.module, args, env, stdin, order.limits, cancel)
+            .await
+    }
+
     pub async fn run(
         &self,
         hash: &str,

@@ -20,7 +20,7 @@ use crate::cluster::{Bus, Misconfigured, Shared, SharedQueue};
 use crate::config::{BlobBackend, QueueBackend, Settings};
 use crate::queue::{Lease, TaskQueue, hold};
 use crate::records::{RunOrder, RunOutput};
-use crate::runtime::{Compiler, Executor, ExecutorConfig};
+use crate::runtime::{Compiler, Executor};
 use primary::Primary;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,7 @@ pub async fn run(settings: Settings, stop: CancellationToken) -> Result<(), Work
         bus: shared.bus.clone(),
         primary: Primary::new(&settings.cluster).map_err(WorkerError::Start)?,
         blobs,
-        executor: Arc::new(executor(&settings)?),
+        executor: Arc::new(executor(&settings).await?),
         compiler: Compiler::start()
             .map_err(|e| WorkerError::Start(format!("build thread: {e}")))?,
     });
@@ -137,25 +137,20 @@ fn check(settings: &Settings) -> Result<(), Misconfigured> {
     Ok(())
 }
 
-/// The executor with the compiled-module cache in the worker's data dir.
-fn executor(settings: &Settings) -> Result<Executor, WorkerError> {
-    let data_dir = &settings.data_dir;
-    crate::create_private_dir(data_dir)
-        .map_err(|e| WorkerError::Start(format!("data dir {}: {e}", data_dir.display())))?;
-    let key =
-        crate::config::read_or_create_secret(&data_dir.join(crate::runtime::MODULE_CACHE_KEY_FILE))
-            .map_err(|e| WorkerError::Start(format!("module cache key: {e}")))?;
-    let config = ExecutorConfig {
-        runs: settings.workers.max(1),
-        wasm_stack_bytes: settings.limits.wasm_stack_bytes as usize,
-        max_memory_bytes: settings.limits.max_memory_bytes as usize,
-        max_table_elements: settings.agents.validation.max_table_elements as usize,
-        fuel: settings.limits.max_fuel > 0,
+/// The executor with the compiled-module cache in the worker's data dir, opened as the
+/// primary opens its own (on the blocking pool: it creates files).
+async fn executor(settings: &Settings) -> Result<Executor, WorkerError> {
+    let settings = settings.clone();
+    let open = move || {
+        let data_dir = &settings.data_dir;
+        crate::create_private_dir(data_dir)
+            .map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
+        crate::open_executor(&settings, settings.workers.max(1))
     };
-    Executor::with_config(config)
+    tokio::task::spawn_blocking(open)
+        .await
         .map_err(|e| WorkerError::Start(e.to_string()))?
-        .with_module_cache(&data_dir.join(crate::MODULES_DIR), &key)
-        .map_err(|e| WorkerError::Start(format!("module cache: {e}")))
+        .map_err(WorkerError::Start)
 }
 
 /// Why a module is not runnable here.
@@ -204,15 +199,7 @@ impl Node {
         cancel: &CancellationToken,
     ) -> RunOutput {
         self.announce_start(order);
-        let (args, env, stdin) = order.take_guest_input();
-        let run = self.executor.run(
-            &order.module,
-            args,
-            env,
-            stdin,
-            order.limits,
-            cancel.clone(),
-        );
+        let run = self.executor.run_order(order, cancel.clone());
         hold(&self.queue, lease, cancel, run).await
     }
 

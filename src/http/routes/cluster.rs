@@ -10,13 +10,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::cluster::NodeInfo;
 use crate::error::{ApiError, Code};
 use crate::http::AppState;
-use crate::http::extractors::{ApiJson, Operator};
+use crate::http::extractors::{ApiJson, Operator, token_matches};
 use crate::queue::Lease;
 use crate::records::{RunOrder, RunOutput};
 
@@ -33,11 +31,7 @@ impl FromRequestParts<AppState> for WorkerNode {
             .get("x-service-token")
             .map(HeaderValue::as_bytes)
             .unwrap_or_default();
-        // Digests first: equal lengths, so the comparison time says nothing about either.
-        let matches: bool = Sha256::digest(presented)
-            .ct_eq(&Sha256::digest(configured.as_bytes()))
-            .into();
-        if configured.is_empty() || !matches {
+        if !token_matches(presented, configured) {
             tracing::warn!(path = %parts.uri.path(), configured = !configured.is_empty(), "refused a worker node's X-Service-Token");
             return Err(ApiError::new(
                 Code::InvalidServiceToken,
