@@ -123,8 +123,8 @@ fn internal_routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT))
 }
 
-/// Adds the 429 of the rate limits to every operation they apply to: sign-in and sign-up
-/// (per address) and every operation that takes a credential (per user).
+/// Adds the 429 of the rate limits to every operation: sign-in and sign-up count per address,
+/// and any request that carries a credential counts per user, whatever its route.
 fn document_rate_limits(openapi: &mut OpenApi) {
     let integer = || ObjectBuilder::new().schema_type(Type::Integer).build();
     let text = || ObjectBuilder::new().schema_type(Type::String).build();
@@ -161,18 +161,15 @@ fn document_rate_limits(openapi: &mut OpenApi) {
                 .build(),
         )
         .build();
-    for (path, item) in openapi.paths.paths.iter_mut() {
-        let public_limited = matches!(
-            path.as_str(),
-            "/api/v1/users/login" | "/api/v1/users/register"
-        );
+    // Every operation: a request that carries a credential counts against that credential's
+    // limit whatever the route (`/metrics` and the WebSocket upgrade included), and sign-in
+    // and sign-up count per address.
+    for (_, item) in openapi.paths.paths.iter_mut() {
         for (_, operation) in operations(item) {
-            if public_limited || operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                operation
-                    .responses
-                    .responses
-                    .insert("429".into(), too_many.clone().into());
-            }
+            operation
+                .responses
+                .responses
+                .insert("429".into(), too_many.clone().into());
         }
     }
 }
